@@ -1,0 +1,136 @@
+package scheduler
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is a job's state.
+type Status string
+
+// Job states: queued → dispatched → running → succeeded | failed | canceled,
+// with running → queued on retry.
+const (
+	StatusQueued     Status = "queued"
+	StatusDispatched Status = "dispatched"
+	StatusRunning    Status = "running"
+	StatusSucceeded  Status = "succeeded"
+	StatusFailed     Status = "failed"
+	StatusCanceled   Status = "canceled"
+)
+
+// Terminal reports whether no further transition can happen.
+func (s Status) Terminal() bool {
+	return s == StatusSucceeded || s == StatusFailed || s == StatusCanceled
+}
+
+// SubmitRequest is a new job as the commands layer hands it over.
+type SubmitRequest struct {
+	// Tenant owns the job ("discord:<guild>", "slack:<team>", "api:<name>").
+	Tenant string
+	// User is the member of the tenant who asked.
+	User string
+	// Payload is the generation request as JSON (the worker decodes it as an
+	// sdclient.Request); the scheduler does not look inside.
+	Payload json.RawMessage
+	// Origin says where results go (adapter-specific JSON); opaque here.
+	Origin json.RawMessage
+	// Cost is the job's GPU work estimate in cost units (1 = 512×512, 20
+	// steps, one image). Zero means 1.
+	Cost float64
+	// Images is the number of images the job makes (for quotas).
+	Images int
+	// IdempotencyKey, when set, makes a repeated submit of the same key by
+	// the same tenant return the first job instead of creating another.
+	IdempotencyKey string
+}
+
+// SubmitResult is the admitted job.
+type SubmitResult struct {
+	ID string
+	// Position is the estimated place in line (1 = next), 0 when the job
+	// was dispatched at once.
+	Position int
+	// Duplicate is true when IdempotencyKey matched an earlier job.
+	Duplicate bool
+}
+
+// Job is a job record as read back from Redis.
+type Job struct {
+	ID          string
+	Tenant      string
+	User        string
+	Status      Status
+	Payload     json.RawMessage
+	Origin      json.RawMessage
+	Cost        float64
+	Attempt     int
+	MaxAttempts int
+	CreatedAt   time.Time
+	StartedAt   time.Time // zero until running
+	FinishedAt  time.Time // zero until terminal
+	Backend     string
+	// Step, Steps and Fraction are the latest progress of the running attempt.
+	Step     int
+	Steps    int
+	Fraction float64
+	// Images is the number of result images (succeeded only); ImageAttempt is
+	// the attempt whose blobs hold them.
+	Images       int
+	ImageAttempt int
+	Seeds        []int64
+	Info         string
+	ErrorCode    string
+	Error        string
+	CanceledBy   string
+}
+
+// EventType names an event.
+type EventType string
+
+// Event types, shared by the relay, SSE and webhooks.
+const (
+	EventQueued    EventType = "queued"
+	EventStarted   EventType = "started"
+	EventProgress  EventType = "progress"
+	EventRetrying  EventType = "retrying"
+	EventSucceeded EventType = "succeeded"
+	EventFailed    EventType = "failed"
+	EventCanceled  EventType = "canceled"
+)
+
+// Terminal reports whether the event ends the job.
+func (t EventType) Terminal() bool {
+	return t == EventSucceeded || t == EventFailed || t == EventCanceled
+}
+
+// Event is one job event. Fields beyond the common ones are set per type:
+// queued {position}, started {backend, attempt}, progress {step, steps,
+// fraction, eta_s, preview}, retrying {attempt, after_s, reason},
+// succeeded {images, seeds, info}, failed {code, message}, canceled {by}.
+type Event struct {
+	Type   EventType `json:"type"`
+	JobID  string    `json:"job_id"`
+	Tenant string    `json:"tenant"`
+	// Seq numbers a job's events from 1; consumers drop duplicates and stale ones.
+	Seq  int64     `json:"seq"`
+	Time time.Time `json:"time"`
+
+	Position int     `json:"position,omitempty"`
+	Backend  string  `json:"backend,omitempty"`
+	Attempt  int     `json:"attempt,omitempty"`
+	Step     int     `json:"step,omitempty"`
+	Steps    int     `json:"steps,omitempty"`
+	Fraction float64 `json:"fraction,omitempty"`
+	ETASec   float64 `json:"eta_s,omitempty"`
+	// Preview is the blob name of the latest preview image ("" when none).
+	Preview string  `json:"preview,omitempty"`
+	AfterS  float64 `json:"after_s,omitempty"`
+	Reason  string  `json:"reason,omitempty"`
+	Images  int     `json:"images,omitempty"`
+	Seeds   []int64 `json:"seeds,omitempty"`
+	Info    string  `json:"info,omitempty"`
+	Code    string  `json:"code,omitempty"`
+	Message string  `json:"message,omitempty"`
+	By      string  `json:"by,omitempty"`
+}

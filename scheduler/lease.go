@@ -1,0 +1,203 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Lease is a worker's hold on one attempt of a job, read from the work
+// stream. Every write through it carries the attempt number; once the attempt
+// is stale (canceled, reclaimed) every method returns ErrStale.
+type Lease struct {
+	JobID    string
+	Attempt  int
+	EntryID  string
+	Consumer string
+	// Payload is the job's request JSON, set by Start.
+	Payload json.RawMessage
+	s       *Scheduler
+}
+
+// Offer tells the scheduler n more worker slots are free and dispatches
+// waiting jobs onto the work stream for them. Returns how many were dispatched.
+func (s *Scheduler) Offer(ctx context.Context, n int) (int, error) {
+	d, err := s.run(ctx, offerScript, strconv.Itoa(n)).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("offer: %w", err)
+	}
+	return int(d), nil
+}
+
+// Withdraw takes back up to n offered slots that were not used.
+func (s *Scheduler) Withdraw(ctx context.Context, n int) error {
+	if err := s.run(ctx, withdrawScript, strconv.Itoa(n)).Error(); err != nil {
+		return fmt.Errorf("withdraw: %w", err)
+	}
+	return nil
+}
+
+// Next blocks up to block for one new work entry for consumer. It returns
+// (nil, nil) when none arrived in time.
+func (s *Scheduler) Next(ctx context.Context, consumer string, block time.Duration) (*Lease, error) {
+	cmd := s.client.B().Xreadgroup().Group(WorkersGroup, consumer).Count(1).
+		Block(block.Milliseconds()).Streams().Key(s.keys.Work()).Id(">").Build()
+	res, err := s.client.Do(ctx, cmd).AsXRead()
+	if rueidis.IsRedisNil(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("next: %w", err)
+	}
+	for _, e := range res[s.keys.Work()] {
+		a, _ := strconv.Atoi(e.FieldValues["a"])
+		return &Lease{JobID: e.FieldValues["id"], Attempt: a, EntryID: e.ID, Consumer: consumer, s: s}, nil
+	}
+	return nil, nil
+}
+
+// Start marks the attempt running on backend and loads the job's payload.
+func (l *Lease) Start(ctx context.Context, backend string) error {
+	name, _ := json.Marshal(backend)
+	res, err := l.s.run(ctx, startScript, l.JobID, strconv.Itoa(l.Attempt), string(name), backend).ToArray()
+	if err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	ok, _ := res[0].AsInt64()
+	if ok != 1 {
+		// The entry belongs to a canceled or superseded attempt: drop it.
+		l.s.client.DoMulti(ctx,
+			l.s.client.B().Xack().Key(l.s.keys.Work()).Group(WorkersGroup).Id(l.EntryID).Build(),
+		)
+		return ErrStale
+	}
+	p, _ := res[1].ToString()
+	l.Payload = json.RawMessage(p)
+	return nil
+}
+
+// Renew extends the lease; workers call it every Lease/3.
+func (l *Lease) Renew(ctx context.Context) error {
+	n, err := l.s.run(ctx, renewScript, l.JobID, strconv.Itoa(l.Attempt), l.Consumer).AsInt64()
+	if err != nil {
+		return fmt.Errorf("renew: %w", err)
+	}
+	if n != 1 {
+		return ErrStale
+	}
+	return nil
+}
+
+// Progress records and emits progress. preview, when not nil, is stored as a
+// blob and named in the event.
+func (l *Lease) Progress(ctx context.Context, step, steps int, fraction float64, eta time.Duration, preview []byte) error {
+	ev := Event{Step: step, Steps: steps, Fraction: fraction, ETASec: eta.Seconds()}
+	if preview != nil {
+		ev.Preview = strconv.Itoa(l.Attempt) + "-" + strconv.Itoa(step)
+		key := l.s.keys.Blob(l.JobID, l.Attempt, "p"+strconv.Itoa(step))
+		if err := l.s.store.PutBlob(ctx, key, preview, time.Hour); err != nil {
+			return fmt.Errorf("progress: %w", err)
+		}
+	}
+	n, err := l.s.run(ctx, progressScript, l.JobID, strconv.Itoa(l.Attempt), strconv.Itoa(step),
+		strconv.Itoa(steps), strconv.FormatFloat(fraction, 'f', 4, 64), eventBody(ev)).AsInt64()
+	if err != nil {
+		return fmt.Errorf("progress: %w", err)
+	}
+	if n != 1 {
+		return ErrStale
+	}
+	return nil
+}
+
+// eventBody renders the type-specific members of ev as a JSON fragment that
+// follows the common members (",\"step\":1,...").
+func eventBody(ev Event) string {
+	b, _ := json.Marshal(struct {
+		Step     int     `json:"step,omitempty"`
+		Steps    int     `json:"steps,omitempty"`
+		Fraction float64 `json:"fraction"`
+		ETASec   float64 `json:"eta_s"`
+		Preview  string  `json:"preview,omitempty"`
+	}{ev.Step, ev.Steps, ev.Fraction, ev.ETASec, ev.Preview})
+	return "," + string(b[1:len(b)-1])
+}
+
+// Succeed stores the images and ends the attempt. Blobs are written under
+// this attempt's own keys first, so a stale attempt can never replace the
+// images of the live one.
+func (l *Lease) Succeed(ctx context.Context, images [][]byte, seeds []int64, info string) error {
+	ttl := l.s.cfg.Retention
+	for i, img := range images {
+		if err := l.s.store.PutBlob(ctx, l.s.keys.Blob(l.JobID, l.Attempt, strconv.Itoa(i)), img, ttl); err != nil {
+			return fmt.Errorf("succeed: %w", err)
+		}
+	}
+	if seeds == nil {
+		seeds = []int64{}
+	}
+	seedsJSON, _ := json.Marshal(seeds)
+	infoJSON, _ := json.Marshal(info)
+	n, err := l.s.run(ctx, succeedScript, l.JobID, strconv.Itoa(l.Attempt), strconv.Itoa(len(images)),
+		string(seedsJSON), string(infoJSON)).AsInt64()
+	if err != nil {
+		return fmt.Errorf("succeed: %w", err)
+	}
+	if n != 1 {
+		return ErrStale
+	}
+	return nil
+}
+
+// Fail ends the attempt with an error. A retryable failure goes back through
+// the delayed set with backoff while attempts remain; otherwise the job fails.
+// It reports whether the job will be retried.
+func (l *Lease) Fail(ctx context.Context, code, message string, retryable bool) (bool, error) {
+	msg, _ := json.Marshal(message)
+	r := "0"
+	if retryable {
+		r = "1"
+	}
+	c := l.s.cfg
+	res, err := l.s.run(ctx, failScript, l.JobID, strconv.Itoa(l.Attempt), r, code, string(msg),
+		strconv.FormatInt(c.RetryBackoff.Milliseconds(), 10), strconv.FormatInt(c.RetryBackoffMax.Milliseconds(), 10),
+		l.s.jitter()).ToString()
+	if err != nil {
+		return false, fmt.Errorf("fail: %w", err)
+	}
+	switch res {
+	case "stale":
+		return false, ErrStale
+	case "retry":
+		return true, nil
+	}
+	return false, nil
+}
+
+// HandBack returns the job to the front of its user's queue without using up
+// an attempt (a worker stopping gracefully).
+func (l *Lease) HandBack(ctx context.Context) error {
+	n, err := l.s.run(ctx, handBackScript, l.JobID, strconv.Itoa(l.Attempt)).AsInt64()
+	if err != nil {
+		return fmt.Errorf("hand back: %w", err)
+	}
+	if n != 1 {
+		return ErrStale
+	}
+	return nil
+}
+
+// CancelNotices blocks, calling fn with the id of each running job that is
+// canceled, until ctx ends.
+func (s *Scheduler) CancelNotices(ctx context.Context, fn func(jobID string)) error {
+	err := s.client.Receive(ctx, s.client.B().Subscribe().Channel(s.keys.CancelChannel()).Build(),
+		func(m rueidis.PubSubMessage) { fn(m.Message) })
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}

@@ -1,0 +1,125 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Maintainer promotes due retries back into fair dispatch and reclaims work
+// whose lease expired. Any number of processes may run one; the scripts are
+// atomic. It waits by blocking on the wake list until the next deadline
+// (the next due retry or the next reclaim pass), never by polling.
+type Maintainer struct {
+	s        *Scheduler
+	consumer string
+	log      *zap.Logger
+	cancel   context.CancelFunc
+	done     chan struct{}
+	once     sync.Once
+	// passes is signalled after each pass; tests read it.
+	passes chan struct{}
+}
+
+// NewMaintainer returns a maintainer; consumer names it in the workers group.
+func NewMaintainer(s *Scheduler, consumer string, log *zap.Logger) *Maintainer {
+	return &Maintainer{s: s, consumer: consumer, log: log, passes: make(chan struct{}, 1)}
+}
+
+// Start runs the loop in a goroutine.
+func (m *Maintainer) Start(context.Context) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.done = make(chan struct{})
+	go m.loop(ctx)
+	return nil
+}
+
+// Stop ends the loop and waits for it.
+func (m *Maintainer) Stop(ctx context.Context) error {
+	if m.cancel == nil {
+		return nil
+	}
+	m.once.Do(m.cancel)
+	select {
+	case <-m.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Maintainer) loop(ctx context.Context) {
+	defer close(m.done)
+	lease := m.s.cfg.Lease
+	nextReclaim := time.Time{}
+	for ctx.Err() == nil {
+		now := m.s.cfg.Now()
+		due, err := m.Promote(ctx)
+		if err == nil && !now.Before(nextReclaim) {
+			_, err = m.Reclaim(ctx)
+			nextReclaim = now.Add(lease / 2)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			m.log.Error("scheduler maintenance", zap.Error(err))
+		}
+		select {
+		case m.passes <- struct{}{}:
+		default:
+		}
+		wait := nextReclaim.Sub(m.s.cfg.Now())
+		if due > 0 {
+			if d := time.UnixMilli(due).Sub(m.s.cfg.Now()); d < wait {
+				wait = d
+			}
+		}
+		if err != nil {
+			wait = time.Second
+		}
+		if wait < 10*time.Millisecond {
+			wait = 10 * time.Millisecond
+		}
+		c := m.s.client
+		_ = c.Do(ctx, c.B().Blpop().Key(m.s.keys.Wake()).Timeout(wait.Seconds()).Build()).Error()
+	}
+}
+
+// Promote moves due retries back into their queues and dispatches. It
+// returns the due time (unix ms) of the next delayed job, or -1.
+func (m *Maintainer) Promote(ctx context.Context) (int64, error) {
+	due, err := m.s.run(ctx, promoteScript, "1000").AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("promote: %w", err)
+	}
+	return due, nil
+}
+
+// Reclaim retries (or fails) jobs whose worker stopped renewing its lease.
+func (m *Maintainer) Reclaim(ctx context.Context) (int, error) {
+	msg, _ := json.Marshal("the worker running this job stopped responding (lease expired)")
+	c := m.s.cfg
+	total := 0
+	for {
+		n, err := m.s.run(ctx, reclaimScript, strconv.FormatInt(c.Lease.Milliseconds(), 10), m.consumer, "100",
+			string(msg), strconv.FormatInt(c.RetryBackoff.Milliseconds(), 10),
+			strconv.FormatInt(c.RetryBackoffMax.Milliseconds(), 10), m.s.jitter()).AsInt64()
+		if err != nil {
+			return total, fmt.Errorf("reclaim: %w", err)
+		}
+		total += int(n)
+		if n < 100 {
+			if total > 0 {
+				m.log.Warn("reclaimed jobs whose lease expired", zap.Int("jobs", total))
+			}
+			return total, nil
+		}
+	}
+}

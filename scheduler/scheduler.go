@@ -1,0 +1,398 @@
+package scheduler
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/storage"
+)
+
+// Config tunes the scheduler. Zero values take the defaults.
+type Config struct {
+	// Lease is how long a worker may hold a job without renewing before any
+	// process may reclaim it. Workers renew every Lease/3. Default 30s.
+	Lease time.Duration `yaml:"lease"`
+	// MaxAttempts is how many times a job runs before it fails for good.
+	// Default 3.
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryBackoff is the delay before the first retry; it doubles per
+	// attempt up to RetryBackoffMax, with ±20% jitter. Default 2s.
+	RetryBackoff time.Duration `yaml:"retry_backoff"`
+	// RetryBackoffMax caps the retry delay. Default 1m.
+	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+	// Retention is how long finished job records, their event streams and
+	// their images are kept. Default 24h.
+	Retention time.Duration `yaml:"retention"`
+	// EventsMaxLen bounds the shared events stream (approximate). Default 100000.
+	EventsMaxLen int64 `yaml:"events_max_len"`
+	// Now is the clock; default time.Now. Tests inject their own.
+	Now func() time.Time `yaml:"-"`
+}
+
+func (c *Config) fill() error {
+	if c.Lease == 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = 3
+	}
+	if c.RetryBackoff == 0 {
+		c.RetryBackoff = 2 * time.Second
+	}
+	if c.RetryBackoffMax == 0 {
+		c.RetryBackoffMax = time.Minute
+	}
+	if c.Retention == 0 {
+		c.Retention = 24 * time.Hour
+	}
+	if c.EventsMaxLen == 0 {
+		c.EventsMaxLen = 100000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	switch {
+	case c.Lease < 300*time.Millisecond:
+		return &InvalidError{"scheduler.lease", fmt.Sprintf("must be at least 300ms (got %s)", c.Lease)}
+	case c.MaxAttempts < 1 || c.MaxAttempts > 100:
+		return &InvalidError{"scheduler.max_attempts", fmt.Sprintf("must be between 1 and 100 (got %d)", c.MaxAttempts)}
+	case c.RetryBackoff < 0 || c.RetryBackoffMax < c.RetryBackoff:
+		return &InvalidError{"scheduler.retry_backoff", "must be positive and not above retry_backoff_max"}
+	case c.Retention < time.Minute:
+		return &InvalidError{"scheduler.retention", fmt.Sprintf("must be at least 1m (got %s)", c.Retention)}
+	}
+	return nil
+}
+
+// Scheduler is the job queue. It is safe for concurrent use; any number of
+// processes may share one Redis.
+type Scheduler struct {
+	store  *storage.Store
+	client rueidis.Client
+	keys   storage.Keys
+	pfx    string
+	cfg    Config
+	log    *zap.Logger
+}
+
+// Group names of the streams' consumer groups.
+const (
+	WorkersGroup = "workers"
+	RelayGroup   = "relay"
+)
+
+// New returns a scheduler on store and creates its consumer groups.
+func New(ctx context.Context, store *storage.Store, cfg Config, log *zap.Logger) (*Scheduler, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	s := &Scheduler{
+		store:  store,
+		client: store.Client,
+		keys:   store.Keys,
+		pfx:    store.Keys.Prefix + ":{" + store.Keys.Tag + "}:",
+		cfg:    cfg,
+		log:    log,
+	}
+	for stream, group := range map[string]string{s.keys.Work(): WorkersGroup, s.keys.Events(): RelayGroup} {
+		err := s.client.Do(ctx, s.client.B().XgroupCreate().Key(stream).Group(group).Id("0").Mkstream().Build()).Error()
+		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+			return nil, fmt.Errorf("scheduler: create group %s: %w", group, err)
+		}
+	}
+	return s, nil
+}
+
+// Config returns the filled configuration.
+func (s *Scheduler) Config() Config { return s.cfg }
+
+// Store returns the storage the scheduler runs on.
+func (s *Scheduler) Store() *storage.Store { return s.store }
+
+// Ping checks that Redis answers.
+func (s *Scheduler) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// args builds the common script ARGV followed by extra.
+func (s *Scheduler) args(extra ...string) []string {
+	now := s.cfg.Now()
+	a := make([]string, 0, 5+len(extra))
+	a = append(a, s.pfx,
+		strconv.FormatInt(now.UnixMilli(), 10),
+		now.UTC().Format(time.RFC3339Nano),
+		strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10),
+		strconv.FormatInt(s.cfg.EventsMaxLen, 10))
+	return append(a, extra...)
+}
+
+func (s *Scheduler) run(ctx context.Context, l *rueidis.Lua, extra ...string) rueidis.RedisResult {
+	return l.Exec(ctx, s.client, nil, s.args(extra...))
+}
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,128}$`)
+
+// NewID returns a new, time-ordered job id.
+func NewID(now time.Time) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatInt(now.UnixMilli(), 36) + hex.EncodeToString(b[:])
+}
+
+// Submit admits a job into its tenant's queue and dispatches it at once when
+// a worker slot is free.
+func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, error) {
+	switch {
+	case !namePattern.MatchString(r.Tenant):
+		return SubmitResult{}, &InvalidError{"tenant", "must be 1-128 characters of letters, digits and _.:@-"}
+	case !namePattern.MatchString(r.User):
+		return SubmitResult{}, &InvalidError{"user", "must be 1-128 characters of letters, digits and _.:@-"}
+	case len(r.IdempotencyKey) > 200:
+		return SubmitResult{}, &InvalidError{"idempotency_key", fmt.Sprintf("must be at most 200 bytes (got %d)", len(r.IdempotencyKey))}
+	case !json.Valid(r.Payload):
+		return SubmitResult{}, &InvalidError{"payload", "must be valid JSON"}
+	case math.IsNaN(r.Cost) || math.IsInf(r.Cost, 0) || r.Cost < 0:
+		return SubmitResult{}, &InvalidError{"cost", "must be a finite number ≥ 0"}
+	}
+	origin := r.Origin
+	if len(origin) == 0 {
+		origin = json.RawMessage("null")
+	}
+	cost := r.Cost
+	if cost == 0 {
+		cost = 1
+	}
+	id := NewID(s.cfg.Now())
+	res, err := s.run(ctx, submitScript, id, r.Tenant, r.User, string(r.Payload), string(origin),
+		strconv.FormatFloat(cost, 'g', -1, 64), strconv.Itoa(r.Images), strconv.Itoa(s.cfg.MaxAttempts),
+		r.IdempotencyKey, strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10)).ToArray()
+	if err != nil {
+		return SubmitResult{}, fmt.Errorf("submit: %w", err)
+	}
+	gotID, _ := res[0].ToString()
+	pos, _ := res[1].AsInt64()
+	dup, _ := res[2].AsInt64()
+	return SubmitResult{ID: gotID, Position: int(pos), Duplicate: dup == 1}, nil
+}
+
+// Get reads a job record.
+func (s *Scheduler) Get(ctx context.Context, id string) (*Job, error) {
+	if !namePattern.MatchString(id) {
+		return nil, ErrNotFound
+	}
+	m, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.keys.Job(id)).Build()).AsStrMap()
+	if err != nil {
+		return nil, fmt.Errorf("get job: %w", err)
+	}
+	if len(m) == 0 || m["status"] == "" {
+		return nil, ErrNotFound
+	}
+	return parseJob(m), nil
+}
+
+func parseJob(m map[string]string) *Job {
+	atoi := func(k string) int { n, _ := strconv.Atoi(m[k]); return n }
+	atof := func(k string) float64 { f, _ := strconv.ParseFloat(m[k], 64); return f }
+	ms := func(k string) time.Time {
+		n, err := strconv.ParseInt(m[k], 10, 64)
+		if err != nil || n == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n).UTC()
+	}
+	unq := func(k string) string {
+		var s string
+		if json.Unmarshal([]byte(m[k]), &s) != nil {
+			return m[k]
+		}
+		return s
+	}
+	j := &Job{
+		ID:           m["id"],
+		Tenant:       m["tenant"],
+		User:         m["user"],
+		Status:       Status(m["status"]),
+		Payload:      json.RawMessage(m["payload"]),
+		Origin:       json.RawMessage(m["origin"]),
+		Cost:         atof("cost"),
+		Attempt:      atoi("attempt"),
+		MaxAttempts:  atoi("max_attempts"),
+		CreatedAt:    ms("created_ms"),
+		StartedAt:    ms("started_ms"),
+		FinishedAt:   ms("finished_ms"),
+		Backend:      m["backend"],
+		Step:         atoi("step"),
+		Steps:        atoi("steps"),
+		Fraction:     atof("fraction"),
+		Images:       atoi("images"),
+		ImageAttempt: atoi("image_attempt"),
+		Info:         unq("info"),
+		ErrorCode:    m["error_code"],
+		Error:        unq("error"),
+		CanceledBy:   unq("canceled_by"),
+	}
+	if m["seeds"] != "" {
+		_ = json.Unmarshal([]byte(m["seeds"]), &j.Seeds)
+	}
+	return j
+}
+
+// Position is the estimated place in line of a queued job (1 = next), or 0
+// when it is not waiting.
+func (s *Scheduler) Position(ctx context.Context, id string) (int, error) {
+	n, err := s.run(ctx, positionScript, id).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("position: %w", err)
+	}
+	return int(n), nil
+}
+
+// Cancel cancels a queued, dispatched or running job and returns the status
+// it had. A running job's worker is told to interrupt its backend.
+func (s *Scheduler) Cancel(ctx context.Context, id, by string) (Status, error) {
+	if !namePattern.MatchString(id) {
+		return "", ErrNotFound
+	}
+	byJSON, _ := json.Marshal(by)
+	st, err := s.run(ctx, cancelScript, id, string(byJSON), s.keys.CancelChannel()).ToString()
+	if err != nil {
+		return "", fmt.Errorf("cancel: %w", err)
+	}
+	switch Status(st) {
+	case "missing":
+		return "", ErrNotFound
+	case StatusSucceeded, StatusFailed, StatusCanceled:
+		return Status(st), ErrFinished
+	}
+	return Status(st), nil
+}
+
+// Active lists a tenant's queued, dispatched and running jobs, oldest first.
+func (s *Scheduler) Active(ctx context.Context, tenant string) ([]*Job, error) {
+	ids, err := s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.Tenant(tenant)+":active").Build()).AsStrSlice()
+	if err != nil {
+		return nil, fmt.Errorf("active: %w", err)
+	}
+	cmds := make(rueidis.Commands, 0, len(ids))
+	for _, id := range ids {
+		cmds = append(cmds, s.client.B().Hgetall().Key(s.keys.Job(id)).Build())
+	}
+	jobs := make([]*Job, 0, len(ids))
+	for _, r := range s.client.DoMulti(ctx, cmds...) {
+		m, err := r.AsStrMap()
+		if err != nil {
+			return nil, fmt.Errorf("active: %w", err)
+		}
+		if len(m) > 0 && !Status(m["status"]).Terminal() {
+			jobs = append(jobs, parseJob(m))
+		}
+	}
+	sortJobs(jobs)
+	return jobs, nil
+}
+
+func sortJobs(jobs []*Job) {
+	for i := 1; i < len(jobs); i++ {
+		for k := i; k > 0 && jobs[k].ID < jobs[k-1].ID; k-- {
+			jobs[k], jobs[k-1] = jobs[k-1], jobs[k]
+		}
+	}
+}
+
+// Follow calls fn with each event of job id whose Seq is above afterSeq, in
+// order, blocking for new ones. It returns nil after a terminal event,
+// ctx.Err() when ctx ends, ErrNotFound for an unknown job, or fn's error.
+func (s *Scheduler) Follow(ctx context.Context, id string, afterSeq int64, fn func(Event) error) error {
+	if _, err := s.Get(ctx, id); err != nil {
+		return err
+	}
+	key := s.keys.JobEvents(id)
+	last := "0"
+	for {
+		cmd := s.client.B().Xread().Count(100).Block(5000).Streams().Key(key).Id(last).Build()
+		res, err := s.client.Do(ctx, cmd).AsXRead()
+		if rueidis.IsRedisNil(err) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// Block timed out: the stream may have expired with a finished job.
+			j, err := s.Get(ctx, id)
+			if err != nil {
+				return err
+			}
+			if j.Status.Terminal() {
+				n, _ := s.client.Do(ctx, s.client.B().Exists().Key(key).Build()).AsInt64()
+				if n == 0 {
+					return nil
+				}
+			}
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("follow: %w", err)
+		}
+		for _, e := range res[key] {
+			last = e.ID
+			ev, err := DecodeEvent(e.FieldValues["e"])
+			if err != nil {
+				return fmt.Errorf("follow: %w", err)
+			}
+			if ev.Seq <= afterSeq {
+				continue
+			}
+			if err := fn(ev); err != nil {
+				return err
+			}
+			if ev.Type.Terminal() {
+				return nil
+			}
+		}
+	}
+}
+
+// DecodeEvent parses one stored event.
+func DecodeEvent(raw string) (Event, error) {
+	var ev Event
+	if err := json.Unmarshal([]byte(raw), &ev); err != nil {
+		return ev, fmt.Errorf("decode event: %w", err)
+	}
+	return ev, nil
+}
+
+// Image returns result image n (0-based) of a succeeded job.
+func (s *Scheduler) Image(ctx context.Context, j *Job, n int) ([]byte, error) {
+	if j.Status != StatusSucceeded || n < 0 || n >= j.Images {
+		return nil, storage.ErrNotFound
+	}
+	return s.store.GetBlob(ctx, s.keys.Blob(j.ID, j.ImageAttempt, strconv.Itoa(n)))
+}
+
+// Preview returns a preview image named by an Event.Preview.
+func (s *Scheduler) Preview(ctx context.Context, jobID, name string) ([]byte, error) {
+	a, rest, ok := strings.Cut(name, "-")
+	attempt, err := strconv.Atoi(a)
+	if !ok || err != nil || !namePattern.MatchString(rest) || !namePattern.MatchString(jobID) {
+		return nil, storage.ErrNotFound
+	}
+	return s.store.GetBlob(ctx, s.keys.Blob(jobID, attempt, "p"+rest))
+}
+
+func (s *Scheduler) jitter() string {
+	return strconv.FormatFloat(0.8+0.4*mrand.Float64(), 'f', 3, 64)
+}
+
+var errUnexpected = errors.New("unexpected script reply")

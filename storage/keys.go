@@ -1,0 +1,78 @@
+package storage
+
+import "strconv"
+
+// Keys builds every Redis key Easel uses. Scheduler keys share the hash tag
+// Tag, so each Lua script touches a single Cluster slot; blobs live outside it.
+type Keys struct {
+	// Prefix starts every key; default "easel".
+	Prefix string
+	// Tag is the scheduler hash tag without braces; default "s". Sharding
+	// tenants over several tags ("s0".."sN") only changes this value.
+	Tag string
+}
+
+// DefaultKeys is the key builder for prefix "easel" and hash tag "s".
+func DefaultKeys() Keys { return Keys{Prefix: "easel", Tag: "s"} }
+
+func (k Keys) s() string { return k.Prefix + ":{" + k.Tag + "}:" }
+
+// Job is the job record hash.
+func (k Keys) Job(id string) string { return k.s() + "job:" + id }
+
+// JobPrefix is the prefix of Job keys; scripts append the id.
+func (k Keys) JobPrefix() string { return k.s() + "job:" }
+
+// JobEvents is one job's event stream (kept in the scheduler slot so the
+// state change and its event are written by one script).
+func (k Keys) JobEvents(id string) string { return k.s() + "job:" + id + ":ev" }
+
+// Tenant is the tenant's bookkeeping hash (virtual time, counters).
+func (k Keys) Tenant(tenant string) string { return k.s() + "t:" + tenant }
+
+// TenantPrefix is the prefix of Tenant keys; scripts append the tenant.
+func (k Keys) TenantPrefix() string { return k.s() + "t:" }
+
+// UserQueue is a user's list of pending job ids.
+func (k Keys) UserQueue(tenant, user string) string { return k.s() + "t:" + tenant + ":u:" + user + ":q" }
+
+// TenantUsers is the zset of users of a tenant with pending work.
+func (k Keys) TenantUsers(tenant string) string { return k.s() + "t:" + tenant + ":users" }
+
+// Ready is the zset of tenants with dispatchable work, by virtual time.
+func (k Keys) Ready() string { return k.s() + "ready" }
+
+// Blocked is the zset of tenants parked by a dispatch-time limit.
+func (k Keys) Blocked() string { return k.s() + "blocked" }
+
+// Work is the stream of dispatched jobs read by the workers group.
+func (k Keys) Work() string { return k.s() + "work" }
+
+// Delayed is the zset of jobs waiting for a retry, by due time in ms.
+func (k Keys) Delayed() string { return k.s() + "delayed" }
+
+// Dead is the stream of jobs that exhausted their attempts.
+func (k Keys) Dead() string { return k.s() + "dead" }
+
+// Events is the stream of all job events, read by the relays.
+func (k Keys) Events() string { return k.s() + "events" }
+
+// Global is the scheduler's own hash: virtual time, sequence counters, slot credits.
+func (k Keys) Global() string { return k.s() + "global" }
+
+// Wake is the list the maintenance loop blocks on.
+func (k Keys) Wake() string { return k.s() + "wake" }
+
+// Idempotency maps a tenant's Idempotency-Key to the job it created.
+func (k Keys) Idempotency(tenant, key string) string { return k.s() + "idem:" + tenant + ":" + key }
+
+// CancelChannel is the pub/sub channel that tells workers to stop a running job.
+func (k Keys) CancelChannel() string { return k.s() + "cancel" }
+
+// Delivery records that a job's final result was delivered to its origin.
+func (k Keys) Delivery(id string) string { return k.s() + "delivered:" + id }
+
+// Blob is result or preview image n of one attempt of a job.
+func (k Keys) Blob(job string, attempt int, name string) string {
+	return k.Prefix + ":blob:" + job + ":" + strconv.Itoa(attempt) + ":" + name
+}

@@ -1,0 +1,134 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/rueidis"
+	"go.uber.org/zap"
+)
+
+// Config says where Redis is.
+type Config struct {
+	// URL is the Redis server, e.g. "redis://127.0.0.1:6379/0" or
+	// "rediss://user:pass@host:6380". Empty starts an embedded in-process Redis
+	// that loses everything on exit (the zero-setup demo). Default: empty.
+	URL string `yaml:"url"`
+	// Prefix starts every key. Default "easel".
+	Prefix string `yaml:"prefix"`
+}
+
+// Store is the Redis connection and key builder shared by every module.
+type Store struct {
+	Client rueidis.Client
+	Keys   Keys
+	// Embedded is true when Client talks to the in-process Redis.
+	Embedded bool
+	mini     *miniredis.Miniredis
+}
+
+// Open connects to Redis (or starts the embedded one) and checks it answers.
+func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
+	keys := DefaultKeys()
+	if cfg.Prefix != "" {
+		keys.Prefix = cfg.Prefix
+	}
+	if cfg.URL == "" {
+		mini := miniredis.NewMiniRedis()
+		if err := mini.StartAddr("127.0.0.1:0"); err != nil {
+			return nil, fmt.Errorf("storage: start embedded redis: %w", err)
+		}
+		client, err := rueidis.NewClient(rueidis.ClientOption{
+			InitAddress:  []string{mini.Addr()},
+			DisableCache: true,
+		})
+		if err != nil {
+			mini.Close()
+			return nil, fmt.Errorf("storage: connect embedded redis: %w", err)
+		}
+		log.Warn("redis.url is empty: using an EMBEDDED in-process Redis; queued jobs and images will NOT survive a restart. Set EASEL_REDIS_URL for a durable queue.",
+			zap.String("addr", mini.Addr()))
+		return &Store{Client: client, Keys: keys, Embedded: true, mini: mini}, nil
+	}
+	opt, err := rueidis.ParseURL(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("storage: redis.url: %w", err)
+	}
+	opt.DisableCache = true
+	client, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("storage: connect %s: %w", RedactURL(cfg.URL), err)
+	}
+	s := &Store{Client: client, Keys: keys}
+	if err := s.Ping(ctx); err != nil {
+		client.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Ping checks Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.Client.Do(ctx, s.Client.B().Ping().Build()).Error(); err != nil {
+		return fmt.Errorf("storage: ping: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connection and stops the embedded Redis.
+func (s *Store) Close() {
+	s.Client.Close()
+	if s.mini != nil {
+		s.mini.Close()
+	}
+}
+
+// Addr is the address of the embedded Redis, or "" for an external one.
+func (s *Store) Addr() string {
+	if s.mini == nil {
+		return ""
+	}
+	return s.mini.Addr()
+}
+
+// RedactURL removes the password from a Redis URL for logs and errors.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable redis url>"
+	}
+	if u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	return u.String()
+}
+
+// ErrNotFound is returned when a blob or record does not exist (or expired).
+var ErrNotFound = errors.New("not found")
+
+// PutBlob stores b under key for ttl.
+func (s *Store) PutBlob(ctx context.Context, key string, b []byte, ttl time.Duration) error {
+	cmd := s.Client.B().Set().Key(key).Value(rueidis.BinaryString(b)).Px(ttl).Build()
+	if err := s.Client.Do(ctx, cmd).Error(); err != nil {
+		return fmt.Errorf("storage: put blob: %w", err)
+	}
+	return nil
+}
+
+// GetBlob reads a blob; ErrNotFound when missing or expired.
+func (s *Store) GetBlob(ctx context.Context, key string) ([]byte, error) {
+	b, err := s.Client.Do(ctx, s.Client.B().Get().Key(key).Build()).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage: get blob: %w", err)
+	}
+	return b, nil
+}
