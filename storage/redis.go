@@ -45,6 +45,8 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 		client, err := rueidis.NewClient(rueidis.ClientOption{
 			InitAddress:  []string{mini.Addr()},
 			DisableCache: true,
+			// miniredis serves pub/sub only on RESP2 connections of their own.
+			AlwaysRESP2: true,
 		})
 		if err != nil {
 			mini.Close()

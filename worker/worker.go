@@ -1,0 +1,371 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
+)
+
+// Config tunes a worker.
+type Config struct {
+	// Name identifies this worker process in the work stream's consumer
+	// group; each slot appends its backend name. Default "<hostname>-<pid>".
+	Name string `yaml:"name"`
+	// HealthInterval is how often an unhealthy backend is checked before it
+	// takes jobs again (doubling up to 30s while it stays down). Default 2s.
+	HealthInterval time.Duration `yaml:"health_interval"`
+	// BlockTimeout bounds one blocking read of the work stream; the read is
+	// simply repeated. Default 10s.
+	BlockTimeout time.Duration `yaml:"-"`
+}
+
+// Backend is a named backend this worker serves.
+type Backend struct {
+	Name    string
+	Backend sdclient.Backend
+}
+
+// Worker runs jobs on its backends, one at a time per backend.
+type Worker struct {
+	cfg      Config
+	sched    *scheduler.Scheduler
+	backends []Backend
+	log      *zap.Logger
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc // job id → cancel
+
+	takeCancel context.CancelFunc
+	runCancel  context.CancelCauseFunc
+	slots      sync.WaitGroup
+	listener   sync.WaitGroup
+	observers  []func(Observation)
+}
+
+// Observation reports one step of a slot, for metrics and tests.
+type Observation struct {
+	Backend string
+	JobID   string
+	// Kind is "started", "finished", "down" or "up".
+	Kind    string
+	Outcome string // for "finished": succeeded, retrying, failed, canceled, handed_back, stale
+	At      time.Time
+}
+
+var (
+	errCanceled = errors.New("job canceled")
+	errStale    = errors.New("lease lost")
+	errStopping = errors.New("worker stopping")
+)
+
+// New returns a worker for backends.
+func New(cfg Config, sched *scheduler.Scheduler, backends []Backend, log *zap.Logger) (*Worker, error) {
+	if cfg.Name == "" {
+		host, _ := os.Hostname()
+		cfg.Name = host + "-" + strconv.Itoa(os.Getpid())
+	}
+	if cfg.HealthInterval == 0 {
+		cfg.HealthInterval = 2 * time.Second
+	}
+	if cfg.BlockTimeout == 0 {
+		cfg.BlockTimeout = 10 * time.Second
+	}
+	seen := map[string]bool{}
+	for i, b := range backends {
+		if b.Name == "" || b.Backend == nil {
+			return nil, fmt.Errorf("worker: backends[%d]: name and backend are required", i)
+		}
+		if seen[b.Name] {
+			return nil, fmt.Errorf("worker: backends[%d]: duplicate name %q", i, b.Name)
+		}
+		seen[b.Name] = true
+	}
+	return &Worker{cfg: cfg, sched: sched, backends: backends, log: log, running: map[string]context.CancelCauseFunc{}}, nil
+}
+
+// Observe registers fn to be called (synchronously, from slot goroutines)
+// at each slot step. Call before Start.
+func (w *Worker) Observe(fn func(Observation)) { w.observers = append(w.observers, fn) }
+
+func (w *Worker) observe(o Observation) {
+	o.At = time.Now()
+	for _, fn := range w.observers {
+		fn(o)
+	}
+}
+
+// Start starts one goroutine per backend slot and the cancel listener.
+func (w *Worker) Start(context.Context) error {
+	takeCtx, takeCancel := context.WithCancel(context.Background())
+	runCtx, runCancel := context.WithCancelCause(context.Background())
+	w.takeCancel, w.runCancel = takeCancel, runCancel
+	w.listener.Add(1)
+	go func() {
+		defer w.listener.Done()
+		w.listenCancels(runCtx)
+	}()
+	for _, b := range w.backends {
+		w.slots.Add(1)
+		go func() {
+			defer w.slots.Done()
+			w.slot(takeCtx, runCtx, b)
+		}()
+	}
+	return nil
+}
+
+// Stop stops taking jobs, waits for running ones until ctx ends, then
+// interrupts them; interrupted jobs are handed back to the queue.
+func (w *Worker) Stop(ctx context.Context) error {
+	if w.takeCancel == nil {
+		return nil
+	}
+	w.takeCancel()
+	done := make(chan struct{})
+	go func() { w.slots.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		w.runCancel(errStopping)
+		<-done
+	}
+	w.runCancel(errStopping)
+	w.listener.Wait()
+	return nil
+}
+
+func (w *Worker) listenCancels(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := w.sched.CancelNotices(ctx, func(id string) {
+			w.mu.Lock()
+			cancel := w.running[id]
+			w.mu.Unlock()
+			if cancel != nil {
+				cancel(errCanceled)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Warn("cancel subscription ended; resubscribing", zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// slot serves one backend: offer, take, run, repeat.
+func (w *Worker) slot(takeCtx, runCtx context.Context, b Backend) {
+	consumer := w.cfg.Name + "-" + b.Name
+	log := w.log.With(zap.String("backend", b.Name))
+	offered := false
+	defer func() {
+		if offered {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := w.sched.Withdraw(ctx, 1); err != nil {
+				log.Warn("withdraw slot", zap.Error(err))
+			}
+		}
+	}()
+	for takeCtx.Err() == nil {
+		if !offered {
+			if _, err := w.sched.Offer(takeCtx, 1); err != nil {
+				if takeCtx.Err() == nil {
+					log.Error("offer slot", zap.Error(err))
+					w.pause(takeCtx, time.Second)
+				}
+				continue
+			}
+			offered = true
+		}
+		lease, err := w.sched.Next(takeCtx, consumer, w.cfg.BlockTimeout)
+		if err != nil {
+			if takeCtx.Err() == nil {
+				log.Error("read work", zap.Error(err))
+				w.pause(takeCtx, time.Second)
+			}
+			continue
+		}
+		if lease == nil {
+			continue
+		}
+		offered = false
+		if !w.run(runCtx, b, lease, log) {
+			w.waitHealthy(takeCtx, b, log)
+		}
+	}
+}
+
+func (w *Worker) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// waitHealthy keeps a failing backend out of rotation until it answers.
+func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
+	w.observe(Observation{Backend: b.Name, Kind: "down"})
+	log.Warn("backend out of rotation until its health check passes")
+	d := w.cfg.HealthInterval
+	for ctx.Err() == nil {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := b.Backend.Health(hctx)
+		cancel()
+		if err == nil {
+			log.Info("backend healthy again")
+			w.observe(Observation{Backend: b.Name, Kind: "up"})
+			return
+		}
+		w.pause(ctx, d)
+		d = min(d*2, 30*time.Second)
+	}
+}
+
+// run executes one leased job and reports whether the backend looks healthy.
+func (w *Worker) run(runCtx context.Context, b Backend, lease *scheduler.Lease, log *zap.Logger) bool {
+	log = log.With(zap.String("job", lease.JobID), zap.Int("attempt", lease.Attempt))
+	// Redis writes use a context that survives the interrupt of the job, so
+	// a hand-back or failure is still recorded while stopping.
+	bg, cancelBG := context.WithTimeout(context.WithoutCancel(runCtx), time.Minute)
+	defer cancelBG()
+	if err := lease.Start(bg, b.Name); err != nil {
+		if !errors.Is(err, scheduler.ErrStale) {
+			log.Error("start job", zap.Error(err))
+		}
+		return true
+	}
+	w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "started"})
+	outcome := "stale"
+	defer func() { w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "finished", Outcome: outcome}) }()
+
+	var req sdclient.Request
+	if err := json.Unmarshal(lease.Payload, &req); err != nil {
+		outcome = "failed"
+		if _, err := lease.Fail(bg, "bad_request", "the job's request could not be read: "+err.Error(), false); err != nil {
+			log.Error("fail job", zap.Error(err))
+		}
+		return true
+	}
+
+	jobCtx, cancel := context.WithCancelCause(runCtx)
+	defer cancel(nil)
+	w.mu.Lock()
+	w.running[lease.JobID] = cancel
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.running, lease.JobID)
+		w.mu.Unlock()
+	}()
+
+	renewDone := make(chan struct{})
+	go func() {
+		defer close(renewDone)
+		t := time.NewTicker(w.sched.Config().Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-jobCtx.Done():
+				return
+			case <-t.C:
+				err := lease.Renew(jobCtx)
+				if errors.Is(err, scheduler.ErrStale) {
+					cancel(errStale)
+					return
+				}
+				if err != nil && jobCtx.Err() == nil {
+					log.Warn("renew lease", zap.Error(err))
+				}
+			}
+		}
+	}()
+
+	res, err := b.Backend.Generate(jobCtx, req, func(p sdclient.Progress) {
+		var preview []byte
+		if p.Preview != nil {
+			preview = p.Preview.Data
+		}
+		if err := lease.Progress(jobCtx, p.Step, p.Steps, p.Fraction, p.ETA, preview); errors.Is(err, scheduler.ErrStale) {
+			cancel(errStale)
+		} else if err != nil && jobCtx.Err() == nil {
+			log.Warn("progress", zap.Error(err))
+		}
+	})
+	cause := context.Cause(jobCtx)
+	cancel(nil)
+	<-renewDone
+
+	switch {
+	case errors.Is(cause, errCanceled):
+		outcome = "canceled"
+		return true
+	case errors.Is(cause, errStale):
+		log.Warn("lease lost; result dropped")
+		return true
+	case errors.Is(cause, errStopping):
+		outcome = "handed_back"
+		if err := lease.HandBack(bg); err != nil && !errors.Is(err, scheduler.ErrStale) {
+			log.Error("hand back job", zap.Error(err))
+		}
+		return true
+	}
+	if err == nil {
+		images := make([][]byte, len(res.Images))
+		for i, img := range res.Images {
+			images[i] = img.Data
+		}
+		err = lease.Succeed(bg, images, res.Seeds, res.Info)
+		switch {
+		case err == nil:
+			outcome = "succeeded"
+		case errors.Is(err, scheduler.ErrStale):
+		default:
+			log.Error("store result", zap.Error(err))
+		}
+		return true
+	}
+
+	code, retryable, healthy := classify(err)
+	msg := fmt.Sprintf("backend %s failed: %v", b.Name, err)
+	retried, ferr := lease.Fail(bg, code, msg, retryable)
+	switch {
+	case ferr == nil && retried:
+		outcome = "retrying"
+	case ferr == nil:
+		outcome = "failed"
+	case !errors.Is(ferr, scheduler.ErrStale):
+		log.Error("record failure", zap.Error(ferr))
+	}
+	log.Warn("job attempt failed", zap.Error(err), zap.Bool("retrying", retried))
+	return healthy
+}
+
+// classify maps a backend error to an error code, whether a retry may help,
+// and whether the backend should stay in rotation.
+func classify(err error) (code string, retryable, healthy bool) {
+	var he *sdclient.HTTPError
+	switch {
+	case errors.Is(err, sdclient.ErrUnavailable):
+		return "backend_unavailable", true, false
+	case errors.As(err, &he) && he.Status >= 500:
+		return "backend_error", true, false
+	case errors.As(err, &he):
+		return "backend_rejected", false, true
+	}
+	return "backend_error", true, false
+}
