@@ -1,0 +1,276 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/internal/redisproc"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
+	"github.com/easelbot/easel/storage"
+	"github.com/easelbot/easel/worker"
+)
+
+// Run is the `easel bench` command.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	redisURL := fs.String("redis-url", os.Getenv("EASEL_REDIS_URL"), "Redis to measure against (default: start redis-server on a free loopback port)")
+	n := fs.Int("n", 2000, "jobs per latency scenario")
+	tput := fs.Int("throughput-jobs", 20000, "jobs in the throughput scenario")
+	slots := fs.Int("slots", 8, "backend slots in the throughput scenario")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *redisURL == "" {
+		srv, err := redisproc.StartServer(os.TempDir(), nil)
+		if err != nil {
+			fmt.Fprintln(stderr, "easel bench:", err)
+			return 1
+		}
+		defer srv.Kill()
+		*redisURL = srv.URL
+	}
+	fmt.Fprintf(stdout, "| scenario | result | budget |\n| --- | --- | --- |\n")
+	for _, sc := range []struct {
+		name string
+		run  func(context.Context, string) (string, string, error)
+	}{
+		{"submit → worker start, idle system", func(ctx context.Context, url string) (string, string, error) {
+			return StartLatency(ctx, url, *n)
+		}},
+		{fmt.Sprintf("end-to-end jobs/s, no-op backend, %d slots", *slots), func(ctx context.Context, url string) (string, string, error) {
+			return Throughput(ctx, url, *tput, *slots)
+		}},
+		{"backend idle gap between queued jobs", func(ctx context.Context, url string) (string, string, error) {
+			return IdleGap(ctx, url, *n)
+		}},
+	} {
+		res, budget, err := sc.run(ctx, *redisURL)
+		if err != nil {
+			fmt.Fprintf(stderr, "easel bench: %s: %v\n", sc.name, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "| %s | %s | %s |\n", sc.name, res, budget)
+	}
+	return 0
+}
+
+// rig is a scheduler and a worker with no-op backends on a fresh key prefix.
+type rig struct {
+	store   *storage.Store
+	sched   *scheduler.Scheduler
+	worker  *worker.Worker
+	mu      sync.Mutex
+	started map[string]time.Time
+	events  []worker.Observation
+	done    chan string
+}
+
+var prefixSeq int
+
+func newRig(ctx context.Context, url string, slots int, start bool) (*rig, error) {
+	prefixSeq++
+	store, err := storage.Open(ctx, storage.Config{URL: url, Prefix: fmt.Sprintf("bench%d-%d", os.Getpid(), prefixSeq)}, zap.NewNop())
+	if err != nil {
+		return nil, err
+	}
+	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	if err != nil {
+		return nil, err
+	}
+	var backends []worker.Backend
+	for i := range slots {
+		backends = append(backends, worker.Backend{Name: "noop" + strconv.Itoa(i), Backend: Noop{}})
+	}
+	w, err := worker.New(worker.Config{Name: "bench"}, sched, backends, zap.NewNop())
+	if err != nil {
+		return nil, err
+	}
+	r := &rig{store: store, sched: sched, worker: w, started: map[string]time.Time{}, done: make(chan string, 1<<16)}
+	w.Observe(func(o worker.Observation) {
+		r.mu.Lock()
+		r.events = append(r.events, o)
+		if o.Kind == "started" {
+			r.started[o.JobID] = o.At
+		}
+		r.mu.Unlock()
+		if o.Kind == "finished" {
+			r.done <- o.JobID
+		}
+	})
+	if start {
+		if err := w.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func (r *rig) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = r.worker.Stop(ctx)
+	r.store.Close()
+}
+
+var payload = json.RawMessage(`{"prompt":"bench","width":64,"height":64,"steps":1,"count":1}`)
+
+func (r *rig) submit(ctx context.Context, tenant string) (string, error) {
+	res, err := r.sched.Submit(ctx, scheduler.SubmitRequest{Tenant: tenant, User: "u", Payload: payload, Images: 1})
+	return res.ID, err
+}
+
+// StartLatency submits jobs one at a time to an idle worker and measures
+// submit call → worker start.
+func StartLatency(ctx context.Context, url string, n int) (string, string, error) {
+	r, err := newRig(ctx, url, 1, true)
+	if err != nil {
+		return "", "", err
+	}
+	defer r.close()
+	var lat []time.Duration
+	for i := 0; i < n+n/10; i++ {
+		t0 := time.Now()
+		id, err := r.submit(ctx, "api:bench")
+		if err != nil {
+			return "", "", err
+		}
+		if got := <-r.done; got != id {
+			return "", "", fmt.Errorf("finished %s, want %s", got, id)
+		}
+		r.mu.Lock()
+		d := r.started[id].Sub(t0)
+		r.mu.Unlock()
+		if i >= n/10 { // warm-up
+			lat = append(lat, d)
+		}
+	}
+	return fmtPct(lat), "p99 < 5 ms", nil
+}
+
+// Throughput queues jobs from many tenants and measures completed jobs/s.
+func Throughput(ctx context.Context, url string, n, slots int) (string, string, error) {
+	r, err := newRig(ctx, url, slots, true)
+	if err != nil {
+		return "", "", err
+	}
+	defer r.close()
+	t0 := time.Now()
+	errc := make(chan error, 16)
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := g; i < n; i += 16 {
+				if _, err := r.submit(ctx, "api:t"+strconv.Itoa(i%100)); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	for range n {
+		select {
+		case <-r.done:
+		case err := <-errc:
+			return "", "", err
+		case <-ctx.Done():
+			return "", "", ctx.Err()
+		}
+	}
+	wg.Wait()
+	el := time.Since(t0)
+	return fmt.Sprintf("%.0f jobs/s (%d jobs in %s)", float64(n)/el.Seconds(), n, el.Round(time.Millisecond)),
+		"≥ 2× asynq on the same Redis (asynq not measured yet)", nil
+}
+
+// IdleGap queues n jobs, then starts one worker slot and measures the time
+// between one job finishing and the next starting.
+func IdleGap(ctx context.Context, url string, n int) (string, string, error) {
+	r, err := newRig(ctx, url, 1, false)
+	if err != nil {
+		return "", "", err
+	}
+	defer r.close()
+	for i := range n {
+		if _, err := r.submit(ctx, "api:t"+strconv.Itoa(i%10)); err != nil {
+			return "", "", err
+		}
+	}
+	if err := r.worker.Start(ctx); err != nil {
+		return "", "", err
+	}
+	for range n {
+		<-r.done
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var gaps []time.Duration
+	var last time.Time
+	for _, o := range r.events {
+		switch o.Kind {
+		case "finished":
+			last = o.At
+		case "started":
+			if !last.IsZero() {
+				gaps = append(gaps, o.At.Sub(last))
+			}
+		}
+	}
+	return fmtPct(gaps), "p99 < 5 ms", nil
+}
+
+func fmtPct(d []time.Duration) string {
+	if len(d) == 0 {
+		return "no samples"
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	p := func(q float64) time.Duration { return d[int(q*float64(len(d)-1))] }
+	return fmt.Sprintf("p50 %s, p99 %s, max %s (n=%d)", round(p(.5)), round(p(.99)), round(d[len(d)-1]), len(d))
+}
+
+func round(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 3, 64) + " ms"
+}
+
+// Noop is a backend that finishes at once with a one-pixel PNG.
+type Noop struct{}
+
+var onePixelPNG = []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+
+// Generate returns one tiny image per requested image.
+func (Noop) Generate(_ context.Context, req sdclient.Request, _ func(sdclient.Progress)) (*sdclient.Result, error) {
+	n := max(req.Count, 1)
+	res := &sdclient.Result{}
+	for i := range n {
+		res.Images = append(res.Images, sdclient.Image{Data: onePixelPNG, Format: "png"})
+		res.Seeds = append(res.Seeds, req.Seed+int64(i))
+	}
+	return res, nil
+}
+
+// Interrupt does nothing.
+func (Noop) Interrupt(context.Context) error { return nil }
+
+// Models lists one model.
+func (Noop) Models(context.Context) ([]sdclient.Model, error) {
+	return []sdclient.Model{{Name: "noop", Title: "noop"}}, nil
+}
+
+// Samplers lists one sampler.
+func (Noop) Samplers(context.Context) ([]string, error) { return []string{"Euler a"}, nil }
+
+// Health is always fine.
+func (Noop) Health(context.Context) error { return nil }
