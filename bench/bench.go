@@ -55,6 +55,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"backend idle gap between queued jobs", func(ctx context.Context, url string) (string, string, error) {
 			return IdleGap(ctx, url, *n)
 		}},
+		{"Redis memory per queued job (short prompt)", func(ctx context.Context, url string) (string, string, error) {
+			return MemoryPerJob(ctx, url, 10000)
+		}},
 	} {
 		res, budget, err := sc.run(ctx, *redisURL)
 		if err != nil {

@@ -83,6 +83,8 @@ type Job struct {
 	ErrorCode    string
 	Error        string
 	CanceledBy   string
+	// queuedPosition is the position announced by the first event.
+	queuedPosition int
 }
 
 // EventType names an event.

@@ -76,7 +76,7 @@ func (l *Lease) Start(ctx context.Context, backend string) error {
 		return ErrStale
 	}
 	p, _ := res[1].ToString()
-	l.Payload = json.RawMessage(p)
+	l.Payload, _ = decodeRequest(p)
 	return nil
 }
 

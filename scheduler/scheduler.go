@@ -174,7 +174,7 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 		cost = 1
 	}
 	id := NewID(s.cfg.Now())
-	res, err := s.run(ctx, submitScript, id, r.Tenant, r.User, string(r.Payload), string(origin),
+	res, err := s.run(ctx, submitScript, id, r.Tenant, r.User, encodeRequest(r.Payload, origin), "",
 		strconv.FormatFloat(cost, 'g', -1, 64), strconv.Itoa(r.Images), strconv.Itoa(s.cfg.MaxAttempts),
 		r.IdempotencyKey, strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10)).ToArray()
 	if err != nil {
@@ -186,19 +186,62 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 	return SubmitResult{ID: gotID, Position: int(pos), Duplicate: dup == 1}, nil
 }
 
+// encodeRequest joins a job's payload and origin into one string:
+// "<len(payload)>:<payload><origin>".
+func encodeRequest(payload, origin json.RawMessage) string {
+	return strconv.Itoa(len(payload)) + ":" + string(payload) + string(origin)
+}
+
+func decodeRequest(s string) (payload, origin json.RawMessage) {
+	n, rest, ok := strings.Cut(s, ":")
+	l, err := strconv.Atoi(n)
+	if !ok || err != nil || l < 0 || l > len(rest) {
+		return nil, nil
+	}
+	return json.RawMessage(rest[:l]), json.RawMessage(rest[l:])
+}
+
 // Get reads a job record.
 func (s *Scheduler) Get(ctx context.Context, id string) (*Job, error) {
 	if !namePattern.MatchString(id) {
 		return nil, ErrNotFound
 	}
-	m, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.keys.Job(id)).Build()).AsStrMap()
+	jobs, err := s.getMany(ctx, []string{id})
 	if err != nil {
 		return nil, fmt.Errorf("get job: %w", err)
 	}
-	if len(m) == 0 || m["status"] == "" {
+	if jobs[0] == nil {
 		return nil, ErrNotFound
 	}
-	return parseJob(m), nil
+	return jobs[0], nil
+}
+
+// getMany reads job records in one round trip; missing ones are nil.
+func (s *Scheduler) getMany(ctx context.Context, ids []string) ([]*Job, error) {
+	cmds := make(rueidis.Commands, 0, 2*len(ids))
+	for _, id := range ids {
+		cmds = append(cmds, s.client.B().Hgetall().Key(s.keys.Job(id)).Build(),
+			s.client.B().Get().Key(s.keys.Job(id)+":req").Build())
+	}
+	res := s.client.DoMulti(ctx, cmds...)
+	jobs := make([]*Job, len(ids))
+	for i := range ids {
+		m, err := res[2*i].AsStrMap()
+		if err != nil {
+			return nil, err
+		}
+		if len(m) == 0 || m["status"] == "" {
+			continue
+		}
+		req, err := res[2*i+1].ToString()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return nil, err
+		}
+		j := parseJob(m)
+		j.Payload, j.Origin = decodeRequest(req)
+		jobs[i] = j
+	}
+	return jobs, nil
 }
 
 func parseJob(m map[string]string) *Job {
@@ -219,28 +262,27 @@ func parseJob(m map[string]string) *Job {
 		return s
 	}
 	j := &Job{
-		ID:           m["id"],
-		Tenant:       m["tenant"],
-		User:         m["user"],
-		Status:       Status(m["status"]),
-		Payload:      json.RawMessage(m["payload"]),
-		Origin:       json.RawMessage(m["origin"]),
-		Cost:         atof("cost"),
-		Attempt:      atoi("attempt"),
-		MaxAttempts:  atoi("max_attempts"),
-		CreatedAt:    ms("created_ms"),
-		StartedAt:    ms("started_ms"),
-		FinishedAt:   ms("finished_ms"),
-		Backend:      m["backend"],
-		Step:         atoi("step"),
-		Steps:        atoi("steps"),
-		Fraction:     atof("fraction"),
-		Images:       atoi("images"),
-		ImageAttempt: atoi("image_attempt"),
-		Info:         unq("info"),
-		ErrorCode:    m["error_code"],
-		Error:        unq("error"),
-		CanceledBy:   unq("canceled_by"),
+		ID:             m["id"],
+		Tenant:         m["tenant"],
+		User:           m["user"],
+		Status:         Status(m["status"]),
+		Cost:           atof("cost"),
+		Attempt:        atoi("attempt"),
+		MaxAttempts:    atoi("max_attempts"),
+		CreatedAt:      ms("created_ms"),
+		StartedAt:      ms("started_ms"),
+		FinishedAt:     ms("finished_ms"),
+		Backend:        m["backend"],
+		Step:           atoi("step"),
+		Steps:          atoi("steps"),
+		Fraction:       atof("fraction"),
+		Images:         atoi("images"),
+		ImageAttempt:   atoi("image_attempt"),
+		Info:           unq("info"),
+		ErrorCode:      m["error_code"],
+		Error:          unq("error"),
+		CanceledBy:     unq("canceled_by"),
+		queuedPosition: atoi("qpos"),
 	}
 	if m["seeds"] != "" {
 		_ = json.Unmarshal([]byte(m["seeds"]), &j.Seeds)
@@ -284,18 +326,14 @@ func (s *Scheduler) Active(ctx context.Context, tenant string) ([]*Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("active: %w", err)
 	}
-	cmds := make(rueidis.Commands, 0, len(ids))
-	for _, id := range ids {
-		cmds = append(cmds, s.client.B().Hgetall().Key(s.keys.Job(id)).Build())
+	all, err := s.getMany(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("active: %w", err)
 	}
 	jobs := make([]*Job, 0, len(ids))
-	for _, r := range s.client.DoMulti(ctx, cmds...) {
-		m, err := r.AsStrMap()
-		if err != nil {
-			return nil, fmt.Errorf("active: %w", err)
-		}
-		if len(m) > 0 && !Status(m["status"]).Terminal() {
-			jobs = append(jobs, parseJob(m))
+	for _, j := range all {
+		if j != nil && !j.Status.Terminal() {
+			jobs = append(jobs, j)
 		}
 	}
 	sortJobs(jobs)
@@ -314,8 +352,15 @@ func sortJobs(jobs []*Job) {
 // order, blocking for new ones. It returns nil after a terminal event,
 // ctx.Err() when ctx ends, ErrNotFound for an unknown job, or fn's error.
 func (s *Scheduler) Follow(ctx context.Context, id string, afterSeq int64, fn func(Event) error) error {
-	if _, err := s.Get(ctx, id); err != nil {
+	j, err := s.Get(ctx, id)
+	if err != nil {
 		return err
+	}
+	if afterSeq < 1 {
+		// The first event is not in the job's stream; rebuild it.
+		if err := fn(Event{Type: EventQueued, JobID: j.ID, Tenant: j.Tenant, Seq: 1, Time: j.CreatedAt, Position: j.queuedPosition}); err != nil {
+			return err
+		}
 	}
 	key := s.keys.JobEvents(id)
 	last := "0"

@@ -28,6 +28,7 @@ local DEAD = PFX .. 'dead'
 local EVENTS = PFX .. 'events'
 local WAKE = PFX .. 'wake'
 local function jkey(id) return PFX .. 'job:' .. id end
+local function reqkey(id) return PFX .. 'job:' .. id .. ':req' end
 local function evkey(id) return PFX .. 'job:' .. id .. ':ev' end
 local function tkey(t) return PFX .. 't:' .. t end
 local function ukey(t, u) return PFX .. 't:' .. t .. ':u:' .. u .. ':q' end
@@ -36,13 +37,17 @@ local function activekey(t) return PFX .. 't:' .. t .. ':active' end
 local function num(v) if v == false or v == nil or v == '' then return 0 end return tonumber(v) end
 
 -- emit appends one event of job id; body is the JSON members after "seq",
--- starting with a comma or empty.
+-- starting with a comma or empty. The first event (queued, at submit) goes to
+-- the shared stream only: readers of the job's own stream rebuild it from the
+-- record, which saves a stream per waiting job.
 local function emit(id, tenant, typ, body)
   local seq = redis.call('HINCRBY', jkey(id), 'seq', 1)
   local e = '{"type":"' .. typ .. '","job_id":"' .. id .. '","tenant":"' .. tenant ..
     '","seq":' .. seq .. ',"time":"' .. NOWS .. '"' .. body .. '}'
-  redis.call('XADD', evkey(id), 'MAXLEN', '~', 1000, '*', 'e', e)
-  redis.call('PEXPIRE', evkey(id), EVTTL)
+  if seq > 1 then
+    redis.call('XADD', evkey(id), 'MAXLEN', '~', 1000, '*', 'e', e)
+    redis.call('PEXPIRE', evkey(id), EVTTL)
+  end
   redis.call('XADD', EVENTS, 'MAXLEN', '~', EVMAX, '*', 'e', e)
   return seq
 end
@@ -196,6 +201,7 @@ local function finish(id, t, status)
   redis.call('HSET', jk, 'status', status, 'finished_ms', NOW)
   redis.call('SREM', activekey(t), id)
   redis.call('PEXPIRE', jk, EVTTL)
+  redis.call('PEXPIRE', reqkey(id), EVTTL)
 end
 
 -- retry_or_fail sends a lost or failed attempt back through the delayed set,
@@ -226,7 +232,8 @@ end
 func script(body string) *rueidis.Lua { return rueidis.NewLuaScript(luaPrelude + body) }
 
 // submitScript admits and enqueues a job, then dispatches if a slot is free.
-// ARGV[6] id, [7] tenant, [8] user, [9] payload, [10] origin, [11] cost,
+// ARGV[6] id, [7] tenant, [8] user, [9] request (payload and origin, see
+// encodeRequest), [10] unused, [11] cost,
 // [12] images, [13] max attempts, [14] idempotency key or "", [15] idempotency TTL ms.
 // Returns {id, position, duplicate(0|1)}.
 var submitScript = script(`
@@ -238,12 +245,16 @@ if ARGV[14] ~= '' then
   redis.call('SET', ik, id, 'PX', ARGV[15])
 end
 local jk = jkey(id)
+-- The record's values stay short so Redis keeps it in its compact encoding;
+-- the long request and origin live in a string of their own.
 redis.call('HSET', jk, 'id', id, 'tenant', t, 'user', u, 'status', 'queued',
-  'payload', ARGV[9], 'origin', ARGV[10], 'cost', ARGV[11], 'images_req', ARGV[12],
+  'cost', ARGV[11], 'images_req', ARGV[12],
   'attempt', 0, 'max_attempts', ARGV[13], 'created_ms', NOW, 'seq', 0)
+redis.call('SET', reqkey(id), ARGV[9])
 redis.call('SADD', activekey(t), id)
 enqueue(t, u, id, false)
 local pos = position(id)
+redis.call('HSET', jk, 'qpos', pos)
 emit(id, t, 'queued', ',"position":' .. pos)
 dispatch()
 if redis.call('HGET', jk, 'status') ~= 'queued' then pos = 0 end
@@ -267,7 +278,7 @@ return n
 
 // startScript marks a dispatched attempt running.
 // ARGV[6] id, [7] attempt, [8] backend name (JSON string literal), [9] raw backend name.
-// Returns {1, payload} or {0, reason}.
+// Returns {1, request} or {0, reason}.
 var startScript = script(`
 local id, a = ARGV[6], tonumber(ARGV[7])
 local jk = jkey(id)
@@ -276,7 +287,7 @@ if st ~= 'dispatched' or num(redis.call('HGET', jk, 'attempt')) ~= a then return
 redis.call('HSET', jk, 'status', 'running', 'started_ms', NOW, 'backend', ARGV[9])
 local t = redis.call('HGET', jk, 'tenant')
 emit(id, t, 'started', ',"backend":' .. ARGV[8] .. ',"attempt":' .. a)
-return {1, redis.call('HGET', jk, 'payload')}
+return {1, redis.call('GET', reqkey(id))}
 `)
 
 // renewScript extends the lease of a running attempt by resetting the idle
