@@ -43,6 +43,8 @@ type SubmitRequest struct {
 	// IdempotencyKey, when set, makes a repeated submit of the same key by
 	// the same tenant return the first job instead of creating another.
 	IdempotencyKey string
+	// Admission holds the limits to enforce; nil means none (weight 1).
+	Admission *Admission
 }
 
 // SubmitResult is the admitted job.
@@ -53,6 +55,9 @@ type SubmitResult struct {
 	Position int
 	// Duplicate is true when IdempotencyKey matched an earlier job.
 	Duplicate bool
+	// Relaxed is true when the job went to the relax lane (over quota in
+	// relax mode): it runs behind every normal job.
+	Relaxed bool
 }
 
 // Job is a job record as read back from Redis.

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
@@ -174,16 +173,25 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 		cost = 1
 	}
 	id := NewID(s.cfg.Now())
-	res, err := s.run(ctx, submitScript, id, r.Tenant, r.User, encodeRequest(r.Payload, origin), "",
+	args := append([]string{id, r.Tenant, r.User, encodeRequest(r.Payload, origin), "",
 		strconv.FormatFloat(cost, 'g', -1, 64), strconv.Itoa(r.Images), strconv.Itoa(s.cfg.MaxAttempts),
-		r.IdempotencyKey, strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10)).ToArray()
+		r.IdempotencyKey, strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10)}, r.Admission.args()...)
+	res, err := s.run(ctx, submitScript, args...).ToArray()
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("submit: %w", err)
 	}
 	gotID, _ := res[0].ToString()
+	if gotID == "" {
+		reason, _ := res[3].ToString()
+		wait, _ := res[4].AsInt64()
+		ls, _ := res[5].ToString()
+		limit, _ := strconv.ParseFloat(ls, 64)
+		return SubmitResult{}, &RefusedError{Reason: reason, Limit: limit, RetryAfter: time.Duration(wait) * time.Millisecond}
+	}
 	pos, _ := res[1].AsInt64()
 	dup, _ := res[2].AsInt64()
-	return SubmitResult{ID: gotID, Position: int(pos), Duplicate: dup == 1}, nil
+	lane, _ := res[3].ToString()
+	return SubmitResult{ID: gotID, Position: int(pos), Duplicate: dup == 1, Relaxed: strings.HasSuffix(lane, "~relax")}, nil
 }
 
 // encodeRequest joins a job's payload and origin into one string:
@@ -439,5 +447,3 @@ func (s *Scheduler) Preview(ctx context.Context, jobID, name string) ([]byte, er
 func (s *Scheduler) jitter() string {
 	return strconv.FormatFloat(0.8+0.4*mrand.Float64(), 'f', 3, 64)
 }
-
-var errUnexpected = errors.New("unexpected script reply")

@@ -61,31 +61,50 @@ end
 local function member(seq, name) return string.format('%016d', seq) .. '|' .. name end
 local function member_name(m) return string.sub(m, 18) end
 
-local function ready_add(t, vt)
-  local m = member(redis.call('HINCRBY', G, 'rseq', 1), t)
-  redis.call('ZADD', READY, vt, m)
-  redis.call('HSET', tkey(t), 'rm', m)
+-- A lane is what fair dispatch orders: a tenant's normal lane is named like
+-- the tenant; its relax lane (over-quota jobs in relax mode) is
+-- "<tenant>~relax" and is served only when no normal lane has work. Running
+-- counts, caps and weights live on the tenant's own hash.
+local RELAX = PFX .. 'relax'
+local function base_of(lane) return (string.gsub(lane, '~relax$', '')) end
+local function is_relax(lane) return string.sub(lane, -6) == '~relax' end
+local function ready_key(lane) if is_relax(lane) then return RELAX end return READY end
+local function vt_field(lane) if is_relax(lane) then return 'rvt' end return 'vt' end
+local function lane_of(jk) local l = redis.call('HGET', jk, 'lane') if l and l ~= '' then return l end return redis.call('HGET', jk, 'tenant') end
+
+local function ready_add(lane, vt)
+  local m = member(redis.call('HINCRBY', G, 'rseq', 1), lane)
+  redis.call('ZADD', ready_key(lane), vt, m)
+  redis.call('HSET', tkey(lane), 'rm', m)
 end
 
 -- enqueue puts job id at the back (or front, for a retry) of its user's queue
--- and makes the user and the tenant backlogged if they were not.
-local function enqueue(t, u, id, front)
-  local tk = tkey(t)
-  if front then redis.call('LPUSH', ukey(t, u), id) else redis.call('RPUSH', ukey(t, u), id) end
+-- in lane and makes the user and the lane backlogged if they were not.
+local function enqueue(lane, u, id, front)
+  local tk = tkey(lane)
+  if front then redis.call('LPUSH', ukey(lane, u), id) else redis.call('RPUSH', ukey(lane, u), id) end
   redis.call('HINCRBY', tk, 'pending', 1)
+  redis.call('HINCRBY', tkey(base_of(lane)), 'up:' .. u, 1)
   redis.call('HINCRBY', G, 'pending', 1)
   if num(redis.call('HGET', tk, 'um:' .. u)) == 0 then
     local s = math.max(num(redis.call('HGET', tk, 'uf:' .. u)), num(redis.call('HGET', tk, 'uvt')))
     local m = member(redis.call('HINCRBY', tk, 'useq', 1), u)
-    redis.call('ZADD', userskey(t), s, m)
+    redis.call('ZADD', userskey(lane), s, m)
     redis.call('HSET', tk, 'um:' .. u, m)
   end
-  if num(redis.call('HGET', tk, 'rm')) == 0 and not redis.call('ZSCORE', BLOCKED, t) then
-    ready_add(t, math.max(num(redis.call('HGET', tk, 'vt')), num(redis.call('HGET', G, 'vt'))))
+  if num(redis.call('HGET', tk, 'rm')) == 0 and not redis.call('ZSCORE', BLOCKED, lane) then
+    ready_add(lane, math.max(num(redis.call('HGET', tk, 'vt')), num(redis.call('HGET', G, vt_field(lane)))))
   end
 end
 
--- pop_job takes the next live queued job of tenant t from its least recently
+-- unqueued forgets one queued job of user u in lane (dispatched or canceled).
+local function unqueued(lane, u)
+  redis.call('HINCRBY', tkey(lane), 'pending', -1)
+  redis.call('HINCRBY', tkey(base_of(lane)), 'up:' .. u, -1)
+  redis.call('HINCRBY', G, 'pending', -1)
+end
+
+-- pop_job takes the next live queued job of lane t from its least recently
 -- served user; canceled jobs left in the lists are dropped here (cancel is O(1)).
 local function pop_job(t)
   local tk = tkey(t)
@@ -104,13 +123,16 @@ local function pop_job(t)
     end
     if id then
       local cost = num(redis.call('HGET', jkey(id), 'cost'))
-      local f = su + cost
+      local uw = num(redis.call('HGET', tkey(base_of(t)), 'uw:' .. u))
+      if uw <= 0 then uw = 1 end
+      local f = su + cost / uw
       redis.call('HSET', tk, 'uvt', su, 'uf:' .. u, f)
       if redis.call('LLEN', q) > 0 then
         local m = member(redis.call('HINCRBY', tk, 'useq', 1), u)
         redis.call('ZADD', users, f, m)
         redis.call('HSET', tk, 'um:' .. u, m)
       end
+      unqueued(t, u)
       return id, cost
     end
   end
@@ -118,27 +140,29 @@ local function pop_job(t)
 end
 
 -- dispatch moves jobs onto the work stream while workers have free slots
--- (credits) and tenants have work, in virtual-time order.
+-- (credits) and lanes have work, in virtual-time order, normal lanes first.
 local function dispatch()
   local n = 0
   for _ = 1, 1000 do
     if num(redis.call('HGET', G, 'credits')) <= 0 then break end
     local top = redis.call('ZPOPMIN', READY)
+    if #top == 0 then top = redis.call('ZPOPMIN', RELAX) end
     if #top == 0 then break end
     local t = member_name(top[1])
     local s = tonumber(top[2])
     local tk = tkey(t)
+    local bk = tkey(base_of(t))
     redis.call('HSET', tk, 'rm', '')
-    local cap = num(redis.call('HGET', tk, 'cap'))
-    if cap > 0 and num(redis.call('HGET', tk, 'running')) >= cap then
+    local cap = num(redis.call('HGET', bk, 'cap'))
+    if cap > 0 and num(redis.call('HGET', bk, 'running')) >= cap then
       redis.call('ZADD', BLOCKED, s, t)
     else
       local id, cost = pop_job(t)
       if id then
-        local w = num(redis.call('HGET', tk, 'w'))
+        local w = num(redis.call('HGET', bk, 'w'))
         if w <= 0 then w = 1 end
         local f = s + cost / w
-        redis.call('HSET', G, 'vt', s)
+        redis.call('HSET', G, vt_field(t), s)
         redis.call('HSET', tk, 'vt', f)
         if redis.call('ZCARD', userskey(t)) > 0 then ready_add(t, f) end
         local jk = jkey(id)
@@ -146,9 +170,7 @@ local function dispatch()
         local wid = redis.call('XADD', WORK, '*', 'id', id, 'a', attempt)
         redis.call('HSET', jk, 'status', 'dispatched', 'wid', wid, 'dispatched_ms', NOW)
         redis.call('HINCRBY', G, 'credits', -1)
-        redis.call('HINCRBY', G, 'pending', -1)
-        redis.call('HINCRBY', tk, 'pending', -1)
-        redis.call('HINCRBY', tk, 'running', 1)
+        redis.call('HINCRBY', bk, 'running', 1)
         n = n + 1
       end
     end
@@ -160,7 +182,7 @@ end
 -- round-robin before its turn, capped by everything pending.
 local function position(id)
   local jk = jkey(id)
-  local t = redis.call('HGET', jk, 'tenant')
+  local t = lane_of(jk)
   local u = redis.call('HGET', jk, 'user')
   local tk = tkey(t)
   local idx = redis.call('LPOS', ukey(t, u), id)
@@ -170,15 +192,19 @@ local function position(id)
   if um and um ~= '' then urank = redis.call('ZRANK', userskey(t), um) or 0 end
   local trank = 0
   local rm = redis.call('HGET', tk, 'rm')
-  if rm and rm ~= '' then trank = redis.call('ZRANK', READY, rm) or 0 end
+  if rm and rm ~= '' then trank = redis.call('ZRANK', ready_key(t), rm) or 0 end
   local nusers = math.max(1, redis.call('ZCARD', userskey(t)))
-  local ntenants = math.max(1, redis.call('ZCARD', READY))
+  local ntenants = math.max(1, redis.call('ZCARD', ready_key(t)))
   local est = (idx * nusers + urank) * ntenants + trank + 1
+  if is_relax(t) then
+    -- Behind every normal job.
+    est = est + num(redis.call('HGET', G, 'pending')) - redis.call('ZCARD', RELAX)
+  end
   return math.max(1, math.min(est, num(redis.call('HGET', G, 'pending'))))
 end
 
 -- release ends a running or dispatched attempt's hold on its tenant: acks the
--- work entry and lets a tenant parked at its concurrency cap back in.
+-- work entry and lets lanes parked at the tenant's concurrency cap back in.
 local function release(id, t)
   local jk = jkey(id)
   local wid = redis.call('HGET', jk, 'wid')
@@ -187,13 +213,44 @@ local function release(id, t)
     redis.call('XDEL', WORK, wid)
     redis.call('HSET', jk, 'wid', '')
   end
-  local tk = tkey(t)
-  redis.call('HINCRBY', tk, 'running', -1)
-  local bs = redis.call('ZSCORE', BLOCKED, t)
-  if bs then
-    redis.call('ZREM', BLOCKED, t)
-    if redis.call('ZCARD', userskey(t)) > 0 then ready_add(t, tonumber(bs)) end
+  redis.call('HINCRBY', tkey(t), 'running', -1)
+  for _, lane in ipairs({t, t .. '~relax'}) do
+    local bs = redis.call('ZSCORE', BLOCKED, lane)
+    if bs then
+      redis.call('ZREM', BLOCKED, lane)
+      if redis.call('ZCARD', userskey(lane)) > 0 then ready_add(lane, tonumber(bs)) end
+    end
   end
+end
+
+-- quota counters: images admitted per UTC day, per tenant and per user.
+local function qkeys(t, u, day)
+  return PFX .. 'q:' .. day .. ':' .. t, PFX .. 'q:' .. day .. ':' .. t .. ':u:' .. u
+end
+
+-- refund gives a job's images back to the day's quotas (canceled before it
+-- ran, or failed).
+local function refund(jk)
+  local day = redis.call('HGET', jk, 'qday')
+  if not day or day == '' then return end
+  local n = num(redis.call('HGET', jk, 'images_req'))
+  local tq, uq = qkeys(redis.call('HGET', jk, 'tenant'), redis.call('HGET', jk, 'user'), day)
+  redis.call('DECRBY', tq, n)
+  redis.call('DECRBY', uq, n)
+  redis.call('HSET', jk, 'qday', '')
+end
+
+-- gcra checks a generic cell rate limit of per_min jobs a minute with burst;
+-- it returns 0 and the new theoretical arrival time when allowed, or the ms
+-- to wait.
+local function gcra(key, per_min, burst)
+  if per_min <= 0 then return 0, nil end
+  local interval = 60000 / per_min
+  local tat = math.max(num(redis.call('GET', key)), NOW)
+  local new = tat + interval
+  local allow_at = new - interval * math.max(burst, 1)
+  if allow_at > NOW then return math.ceil(allow_at - NOW), nil end
+  return 0, new
 end
 
 local function finish(id, t, status)
@@ -222,6 +279,7 @@ local function retry_or_fail(id, t, retryable, code, msgjson, backoff_base, back
     return 'retry'
   end
   redis.call('HSET', jk, 'error_code', code, 'error', msgjson)
+  refund(jk)
   finish(id, t, 'failed')
   redis.call('XADD', DEAD, 'MAXLEN', '~', 100000, '*', 'id', id, 'code', code)
   emit(id, t, 'failed', ',"code":"' .. code .. '","message":' .. msgjson)
@@ -233,32 +291,75 @@ func script(body string) *rueidis.Lua { return rueidis.NewLuaScript(luaPrelude +
 
 // submitScript admits and enqueues a job, then dispatches if a slot is free.
 // ARGV[6] id, [7] tenant, [8] user, [9] request (payload and origin, see
-// encodeRequest), [10] unused, [11] cost,
-// [12] images, [13] max attempts, [14] idempotency key or "", [15] idempotency TTL ms.
-// Returns {id, position, duplicate(0|1)}.
+// encodeRequest), [10] unused, [11] cost, [12] images, [13] max attempts,
+// [14] idempotency key or "", [15] idempotency TTL ms, [16] tenant weight,
+// [17] user weight, [18] tenant max running, [19] user jobs/min, [20] user
+// burst, [21] tenant jobs/min, [22] tenant burst, [23] user daily images,
+// [24] tenant daily images, [25] max pending jobs per user, [26] overflow
+// ("reject" or "relax"). Zero limits are off.
+// Returns {id, position, duplicate(0|1), lane} or, when refused,
+// {"", 0, 0, reason, retry_after_ms, limit}.
 var submitScript = script(`
 local id, t, u = ARGV[6], ARGV[7], ARGV[8]
+local images = tonumber(ARGV[12])
+local ik = PFX .. 'idem:' .. t .. ':' .. ARGV[14]
 if ARGV[14] ~= '' then
-  local ik = PFX .. 'idem:' .. t .. ':' .. ARGV[14]
   local prev = redis.call('GET', ik)
-  if prev then return {prev, 0, 1} end
-  redis.call('SET', ik, id, 'PX', ARGV[15])
+  if prev then return {prev, 0, 1, ''} end
 end
+local tk = tkey(t)
+local max_pending = tonumber(ARGV[25])
+if max_pending > 0 and num(redis.call('HGET', tk, 'up:' .. u)) >= max_pending then
+  return {'', 0, 0, 'user_pending', 0, ARGV[25]}
+end
+local urk, trk = PFX .. 'rl:' .. t .. ':u:' .. u, PFX .. 'rl:' .. t
+local uwait, unew = gcra(urk, tonumber(ARGV[19]), tonumber(ARGV[20]))
+if uwait > 0 then return {'', 0, 0, 'user_rate', uwait, ARGV[19]} end
+local twait, tnew = gcra(trk, tonumber(ARGV[21]), tonumber(ARGV[22]))
+if twait > 0 then return {'', 0, 0, 'tenant_rate', twait, ARGV[21]} end
+local day = math.floor(NOW / 86400000)
+local tq, uq = qkeys(t, u, day)
+local ulimit, tlimit = tonumber(ARGV[23]), tonumber(ARGV[24])
+local lane = t
+local over = nil
+if ulimit > 0 and num(redis.call('GET', uq)) + images > ulimit then over = {'user_quota', ARGV[23]}
+elseif tlimit > 0 and num(redis.call('GET', tq)) + images > tlimit then over = {'tenant_quota', ARGV[24]} end
+if over then
+  if ARGV[26] ~= 'relax' then
+    return {'', 0, 0, over[1], (day + 1) * 86400000 - NOW, over[2]}
+  end
+  lane = t .. '~relax'
+end
+-- Admitted: commit the limits' state.
+if unew then redis.call('SET', urk, unew, 'PX', math.ceil(unew - NOW)) end
+if tnew then redis.call('SET', trk, tnew, 'PX', math.ceil(tnew - NOW)) end
 local jk = jkey(id)
 -- The record's values stay short so Redis keeps it in its compact encoding;
 -- the long request and origin live in a string of their own.
 redis.call('HSET', jk, 'id', id, 'tenant', t, 'user', u, 'status', 'queued',
-  'cost', ARGV[11], 'images_req', ARGV[12],
+  'cost', ARGV[11], 'images_req', images,
   'attempt', 0, 'max_attempts', ARGV[13], 'created_ms', NOW, 'seq', 0)
+if lane ~= t then
+  redis.call('HSET', jk, 'lane', lane)
+else
+  redis.call('INCRBY', tq, images)
+  redis.call('PEXPIRE', tq, 172800000)
+  redis.call('INCRBY', uq, images)
+  redis.call('PEXPIRE', uq, 172800000)
+  redis.call('HSET', jk, 'qday', day)
+end
+if ARGV[14] ~= '' then redis.call('SET', ik, id, 'PX', ARGV[15]) end
 redis.call('SET', reqkey(id), ARGV[9])
 redis.call('SADD', activekey(t), id)
-enqueue(t, u, id, false)
+redis.call('HSET', tk, 'w', ARGV[16], 'cap', ARGV[18])
+if tonumber(ARGV[17]) ~= 1 then redis.call('HSET', tk, 'uw:' .. u, ARGV[17]) else redis.call('HDEL', tk, 'uw:' .. u) end
+enqueue(lane, u, id, false)
 local pos = position(id)
 redis.call('HSET', jk, 'qpos', pos)
 emit(id, t, 'queued', ',"position":' .. pos)
 dispatch()
 if redis.call('HGET', jk, 'status') ~= 'queued' then pos = 0 end
-return {id, pos, 0}
+return {id, pos, 0, lane}
 `)
 
 // offerScript adds ARGV[6] free worker slots (credits) and dispatches.
@@ -357,7 +458,7 @@ local t = redis.call('HGET', jk, 'tenant')
 release(id, t)
 redis.call('HINCRBY', jk, 'handbacks', 1)
 redis.call('HSET', jk, 'status', 'queued', 'step', 0, 'steps', 0, 'fraction', 0)
-enqueue(t, redis.call('HGET', jk, 'user'), id, true)
+enqueue(lane_of(jk), redis.call('HGET', jk, 'user'), id, true)
 emit(id, t, 'queued', ',"position":' .. position(id))
 dispatch()
 return 1
@@ -375,9 +476,9 @@ if st == 'succeeded' or st == 'failed' or st == 'canceled' then return st end
 local t = redis.call('HGET', jk, 'tenant')
 if st == 'queued' then
   if redis.call('ZREM', DELAYED, id) == 0 then
-    redis.call('HINCRBY', tkey(t), 'pending', -1)
-    redis.call('HINCRBY', G, 'pending', -1)
+    unqueued(lane_of(jk), redis.call('HGET', jk, 'user'))
   end
+  refund(jk)
 else
   release(id, t)
   if st == 'running' then redis.call('PUBLISH', ARGV[8], id) end
@@ -397,8 +498,7 @@ for _, id in ipairs(due) do
   redis.call('ZREM', DELAYED, id)
   local jk = jkey(id)
   if redis.call('HGET', jk, 'status') == 'queued' then
-    local t = redis.call('HGET', jk, 'tenant')
-    enqueue(t, redis.call('HGET', jk, 'user'), id, true)
+    enqueue(lane_of(jk), redis.call('HGET', jk, 'user'), id, true)
   end
 end
 dispatch()
