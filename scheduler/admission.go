@@ -36,6 +36,8 @@ type Admission struct {
 	// Relax, when true, runs over-quota jobs in the relax lane (behind
 	// every normal job) instead of refusing them.
 	Relax bool
+	// Blocked refuses the submit (a blocked user or suspended tenant).
+	Blocked bool
 }
 
 func (a *Admission) args() []string {
@@ -68,6 +70,7 @@ const (
 	RefusedTenantRate  = "tenant_rate"
 	RefusedUserQuota   = "user_quota"
 	RefusedTenantQuota = "tenant_quota"
+	RefusedBlocked     = "blocked"
 )
 
 // RefusedError is a submit that admission turned away.
@@ -83,6 +86,8 @@ type RefusedError struct {
 
 func (e *RefusedError) Error() string {
 	switch e.Reason {
+	case RefusedBlocked:
+		return "you are not allowed to make images here; ask an admin"
 	case RefusedUserPending:
 		return fmt.Sprintf("you already have %g jobs waiting, the most allowed; wait for one to finish", e.Limit)
 	case RefusedUserRate:

@@ -164,6 +164,9 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 	case math.IsNaN(r.Cost) || math.IsInf(r.Cost, 0) || r.Cost < 0:
 		return SubmitResult{}, &InvalidError{"cost", "must be a finite number ≥ 0"}
 	}
+	if r.Admission != nil && r.Admission.Blocked {
+		return SubmitResult{}, &RefusedError{Reason: RefusedBlocked}
+	}
 	origin := r.Origin
 	if len(origin) == 0 {
 		origin = json.RawMessage("null")

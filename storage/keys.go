@@ -76,3 +76,30 @@ func (k Keys) Delivery(id string) string { return k.s() + "delivered:" + id }
 func (k Keys) Blob(job string, attempt int, name string) string {
 	return k.Prefix + ":blob:" + job + ":" + strconv.Itoa(attempt) + ":" + name
 }
+
+// Policy is a tenant's admin policy layer, or a user's layer when user is set.
+func (k Keys) Policy(tenant, user string) string {
+	if user == "" {
+		return k.s() + "t:" + tenant + ":policy"
+	}
+	return k.s() + "t:" + tenant + ":policy:u:" + user
+}
+
+// Quota counts images admitted on a UTC day (days since the epoch) for a
+// tenant, or for one of its users when user is set.
+func (k Keys) Quota(day int64, tenant, user string) string {
+	key := k.s() + "q:" + strconv.FormatInt(day, 10) + ":" + tenant
+	if user != "" {
+		key += ":u:" + user
+	}
+	return key
+}
+
+// RateLimit holds the GCRA state of a tenant, or of one of its users.
+func (k Keys) RateLimit(tenant, user string) string {
+	key := k.s() + "rl:" + tenant
+	if user != "" {
+		key += ":u:" + user
+	}
+	return key
+}
