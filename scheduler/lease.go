@@ -41,11 +41,14 @@ func (s *Scheduler) Withdraw(ctx context.Context, n int) error {
 	return nil
 }
 
-// Next blocks up to block for one new work entry for consumer. It returns
-// (nil, nil) when none arrived in time.
+// Next blocks up to block for one new work entry for consumer (block 0:
+// do not wait). It returns (nil, nil) when none arrived in time.
 func (s *Scheduler) Next(ctx context.Context, consumer string, block time.Duration) (*Lease, error) {
-	cmd := s.client.B().Xreadgroup().Group(WorkersGroup, consumer).Count(1).
-		Block(block.Milliseconds()).Streams().Key(s.keys.Work()).Id(">").Build()
+	b := s.client.B().Xreadgroup().Group(WorkersGroup, consumer).Count(1)
+	cmd := b.Streams().Key(s.keys.Work()).Id(">").Build()
+	if block > 0 {
+		cmd = b.Block(block.Milliseconds()).Streams().Key(s.keys.Work()).Id(">").Build()
+	}
 	res, err := s.client.Do(ctx, cmd).AsXRead()
 	if rueidis.IsRedisNil(err) {
 		return nil, nil

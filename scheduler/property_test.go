@@ -1,0 +1,201 @@
+package scheduler_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/storage"
+)
+
+// FuzzScheduleSequence drives the scheduler with sequences of submits,
+// dispatches, completions, failures, hand-backs and cancels decoded from the
+// fuzz input, and checks after every step that no job is lost, none is
+// leased twice at once, and no tenant runs more than its cap.
+func FuzzScheduleSequence(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+	f.Add([]byte("submit submit take take done cancel take fail back take done"))
+	f.Add(make([]byte, 64))
+	f.Add([]byte{1, 1, 1, 1, 1, 1, 9, 9, 9, 9, 9, 9, 9, 9, 200, 201, 202, 203, 17, 33, 49, 65, 81})
+	f.Fuzz(runSequence)
+}
+
+var (
+	fuzzStoreOnce sync.Once
+	fuzzStore     *storage.Store
+)
+
+func runSequence(t *testing.T, ops []byte) {
+	fuzzStoreOnce.Do(func() {
+		var err error
+		fuzzStore, err = storage.Open(context.Background(), redistest.Config(t), zap.NewNop())
+		require.NoError(t, err)
+	})
+	store := fuzzStore
+	{
+		if len(ops) > 300 {
+			ops = ops[:300]
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		// A fresh key prefix per input: reuse the connection, not the keys.
+		st := *store
+		st.Keys.Prefix = fmt.Sprintf("%s-f%d", store.Keys.Prefix, seq())
+		s, err := scheduler.New(ctx, &st, scheduler.Config{MaxAttempts: 2, RetryBackoff: time.Millisecond, RetryBackoffMax: time.Millisecond}, zap.NewNop())
+		require.NoError(t, err)
+		m := scheduler.NewMaintainer(s, "m", zap.NewNop())
+		caps := map[string]int{"api:a": 1, "api:b": 2, "api:c": 0}
+		tenants := []string{"api:a", "api:b", "api:c"}
+		status := map[string]scheduler.Status{} // model: last known status
+		tenantOf := map[string]string{}
+		held := map[string]*scheduler.Lease{} // job → live lease
+		var ids []string
+		take := func() {
+			if _, err := s.Offer(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			l, err := s.Next(ctx, "w", 0)
+			require.NoError(t, err)
+			if l == nil {
+				require.NoError(t, s.Withdraw(ctx, 1))
+				return
+			}
+			require.NoError(t, l.Start(ctx, "b"))
+			require.Nil(t, held[l.JobID], "job %s leased twice", l.JobID)
+			held[l.JobID] = l
+		}
+		pick := func(b byte) *scheduler.Lease {
+			i := 0
+			for _, id := range ids {
+				if l := held[id]; l != nil {
+					if i == int(b)%max(len(held), 1) {
+						return l
+					}
+					i++
+				}
+			}
+			return nil
+		}
+		for i, op := range ops {
+			arg := byte(0)
+			if i+1 < len(ops) {
+				arg = ops[i+1]
+			}
+			switch op % 7 {
+			case 0, 1: // submit
+				tn := tenants[int(arg)%3]
+				p, _ := json.Marshal(map[string]int{"n": i})
+				r, err := s.Submit(ctx, scheduler.SubmitRequest{Tenant: tn, User: fmt.Sprint("u", arg%4), Payload: p,
+					Admission: &scheduler.Admission{MaxRunning: caps[tn]}})
+				require.NoError(t, err)
+				ids = append(ids, r.ID)
+				tenantOf[r.ID] = tn
+				status[r.ID] = scheduler.StatusQueued
+			case 2: // a worker takes a job
+				take()
+			case 3: // succeed
+				if l := pick(arg); l != nil {
+					require.NoError(t, l.Succeed(ctx, [][]byte{{1}}, []int64{1}, ""))
+					delete(held, l.JobID)
+				}
+			case 4: // retryable failure
+				if l := pick(arg); l != nil {
+					_, err := l.Fail(ctx, "backend_error", "boom", true)
+					require.NoError(t, err)
+					delete(held, l.JobID)
+				}
+			case 5: // hand back
+				if l := pick(arg); l != nil {
+					require.NoError(t, l.HandBack(ctx))
+					delete(held, l.JobID)
+				}
+			case 6: // cancel any job
+				if len(ids) > 0 {
+					id := ids[int(arg)%len(ids)]
+					_, err := s.Cancel(ctx, id, "u")
+					if err != nil {
+						require.ErrorIs(t, err, scheduler.ErrFinished)
+					}
+					delete(held, id)
+				}
+			}
+			_, err := m.Promote(ctx)
+			require.NoError(t, err)
+			running := map[string]int{}
+			for id := range held {
+				running[tenantOf[id]]++
+			}
+			for tn, c := range caps {
+				if c > 0 {
+					require.LessOrEqual(t, running[tn], c, "tenant %s over its cap", tn)
+				}
+			}
+		}
+		// Drain: every job must end, exactly once.
+		for _, l := range held {
+			require.NoError(t, l.Succeed(ctx, nil, nil, ""))
+		}
+		clear(held)
+		for guard := 0; ; guard++ {
+			require.Less(t, guard, 3*len(ids)+50, "drain does not end: a job is stuck")
+			active := 0
+			for _, tn := range tenants {
+				js, err := s.Active(ctx, tn)
+				require.NoError(t, err)
+				active += len(js)
+			}
+			if active == 0 {
+				break
+			}
+			if _, err := m.Promote(ctx); err != nil {
+				t.Fatal(err)
+			}
+			take()
+			for id, l := range held {
+				require.NoError(t, l.Succeed(ctx, nil, nil, ""))
+				delete(held, id)
+			}
+		}
+		for _, id := range ids {
+			j, err := s.Get(ctx, id)
+			require.NoError(t, err)
+			require.True(t, j.Status.Terminal(), "job %s left %s", id, j.Status)
+			n := 0
+			require.NoError(t, s.Follow(ctx, id, 0, func(e scheduler.Event) error {
+				if e.Type.Terminal() {
+					n++
+				}
+				return nil
+			}))
+			require.Equal(t, 1, n, "job %s: one terminal event", id)
+		}
+	}
+}
+
+var fuzzSeq atomic.Uint64
+
+func seq() uint64 { return fuzzSeq.Add(1) }
+
+// TestRandomSequences runs a fixed set of pseudo-random operation sequences
+// through the same checks as the fuzz test, so CI covers more than the seeds.
+func TestRandomSequences(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(7, 11))
+	for range 80 {
+		ops := make([]byte, r.IntN(250))
+		for k := range ops {
+			ops[k] = byte(r.IntN(256))
+		}
+		runSequence(t, ops)
+	}
+}
