@@ -29,6 +29,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	n := fs.Int("n", 2000, "jobs per latency scenario")
 	tput := fs.Int("throughput-jobs", 20000, "jobs in the throughput scenario")
 	slots := fs.Int("slots", 8, "backend slots in the throughput scenario")
+	maxTenants := fs.Int("max-tenants", 100000, "largest tenant count in the dispatch scenario")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -66,7 +67,32 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "| %s | %s | %s |\n", sc.name, res, budget)
 	}
+	var base time.Duration
+	for _, tenants := range []int{10, 1000, *maxTenants} {
+		lat, err := DispatchLatency(ctx, *redisURL, tenants, 2000)
+		if err != nil {
+			fmt.Fprintf(stderr, "easel bench: dispatch at %d tenants: %v\n", tenants, err)
+			return 1
+		}
+		p50 := percentile(lat, .5)
+		budget := "baseline"
+		if base == 0 {
+			base = p50
+		} else {
+			budget = fmt.Sprintf("p50 within 1.5× of 10 tenants: %.2f×", float64(p50)/float64(base))
+		}
+		fmt.Fprintf(stdout, "| dispatch latency, %d tenants with pending work | %s | %s |\n", tenants, fmtPct(lat), budget)
+		if tenants >= *maxTenants {
+			break
+		}
+	}
 	return 0
+}
+
+func percentile(d []time.Duration, q float64) time.Duration {
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[int(q*float64(len(s)-1))]
 }
 
 // rig is a scheduler and a worker with no-op backends on a fresh key prefix.

@@ -45,9 +45,11 @@ func (s *Scheduler) Withdraw(ctx context.Context, n int) error {
 // do not wait). It returns (nil, nil) when none arrived in time.
 func (s *Scheduler) Next(ctx context.Context, consumer string, block time.Duration) (*Lease, error) {
 	b := s.client.B().Xreadgroup().Group(WorkersGroup, consumer).Count(1)
-	cmd := b.Streams().Key(s.keys.Work()).Id(">").Build()
+	var cmd rueidis.Completed
 	if block > 0 {
 		cmd = b.Block(block.Milliseconds()).Streams().Key(s.keys.Work()).Id(">").Build()
+	} else {
+		cmd = b.Streams().Key(s.keys.Work()).Id(">").Build()
 	}
 	res, err := s.client.Do(ctx, cmd).AsXRead()
 	if rueidis.IsRedisNil(err) {
