@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/easelbot/easel/scheduler"
@@ -233,4 +236,29 @@ func TestJainIndexEqualTenants(t *testing.T) {
 	jain := sum * sum / (float64(len(share)) * sq)
 	require.Greater(t, jain, 0.99)
 	require.False(t, math.IsNaN(jain))
+}
+
+func TestCollectorReportsQueueAndFairness(t *testing.T) {
+	t.Parallel()
+	b := setup(t, scheduler.Config{})
+	for i := range 4 {
+		b.submit(t, "api:a", "u", fmt.Sprint(i))
+		b.submit(t, "api:b", "u", fmt.Sprint(i))
+	}
+	b.served(t, 4)
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(scheduler.NewCollector(b.s)))
+	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP easel_queue_pending_jobs Jobs waiting in fair queues (not counting delayed retries).
+# TYPE easel_queue_pending_jobs gauge
+easel_queue_pending_jobs 4
+# HELP easel_fairness_jain_index Jain's fairness index of weight-normalised GPU cost served per tenant over the fairness window (1 = perfectly even).
+# TYPE easel_fairness_jain_index gauge
+easel_fairness_jain_index 1
+# HELP easel_tenant_served_share Share of weight-normalised GPU cost served to the tenant over the fairness window (busiest tenants only).
+# TYPE easel_tenant_served_share gauge
+easel_tenant_served_share{tenant="api:a"} 0.5
+easel_tenant_served_share{tenant="api:b"} 0.5
+`), "easel_queue_pending_jobs", "easel_fairness_jain_index", "easel_tenant_served_share"))
+	require.InDelta(t, 0.5, scheduler.JainIndex(map[string]float64{"a": 1, "b": 0}), 1e-9)
 }

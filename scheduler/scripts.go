@@ -171,6 +171,10 @@ local function dispatch()
         redis.call('HSET', jk, 'status', 'dispatched', 'wid', wid, 'dispatched_ms', NOW)
         redis.call('HINCRBY', G, 'credits', -1)
         redis.call('HINCRBY', bk, 'running', 1)
+        -- Served GPU cost per minute, weight-normalised, for fairness metrics.
+        local sk = PFX .. 'served:' .. math.floor(NOW / 60000)
+        redis.call('HINCRBYFLOAT', sk, base_of(t), cost / w)
+        redis.call('PEXPIRE', sk, 3600000)
         n = n + 1
       end
     end

@@ -103,3 +103,7 @@ func (k Keys) RateLimit(tenant, user string) string {
 	}
 	return key
 }
+
+// Served holds the weight-normalised GPU cost served per tenant in one minute
+// (minutes since the epoch).
+func (k Keys) Served(minute int64) string { return k.s() + "served:" + strconv.FormatInt(minute, 10) }

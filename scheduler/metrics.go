@@ -1,0 +1,135 @@
+package scheduler
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/rueidis"
+)
+
+// Collector exports the scheduler's state as Prometheus metrics, read from
+// Redis at scrape time: queue depth, lanes ready and parked, delayed retries,
+// free worker slots, and fairness over the last FairnessWindow — each
+// tenant's share of the weight-normalised GPU cost served (for the busiest
+// TopTenants) and Jain's fairness index over the tenants served.
+type Collector struct {
+	s *Scheduler
+	// FairnessWindow is how far back fairness is measured. Default 10m.
+	FairnessWindow time.Duration
+	// TopTenants bounds the tenant label's cardinality. Default 10.
+	TopTenants int
+
+	pending, ready, blocked, delayed, credits, jain, share *prometheus.Desc
+}
+
+// NewCollector returns a collector for s.
+func NewCollector(s *Scheduler) *Collector {
+	return &Collector{
+		s: s, FairnessWindow: 10 * time.Minute, TopTenants: 10,
+		pending: prometheus.NewDesc("easel_queue_pending_jobs", "Jobs waiting in fair queues (not counting delayed retries).", nil, nil),
+		ready:   prometheus.NewDesc("easel_queue_ready_lanes", "Tenant lanes with dispatchable work.", []string{"lane"}, nil),
+		blocked: prometheus.NewDesc("easel_queue_blocked_lanes", "Tenant lanes parked at their concurrency cap.", nil, nil),
+		delayed: prometheus.NewDesc("easel_queue_delayed_jobs", "Jobs waiting for a retry.", nil, nil),
+		credits: prometheus.NewDesc("easel_worker_free_slots", "Worker slots offered and not yet used.", nil, nil),
+		jain:    prometheus.NewDesc("easel_fairness_jain_index", "Jain's fairness index of weight-normalised GPU cost served per tenant over the fairness window (1 = perfectly even).", nil, nil),
+		share:   prometheus.NewDesc("easel_tenant_served_share", "Share of weight-normalised GPU cost served to the tenant over the fairness window (busiest tenants only).", []string{"tenant"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.pending, c.ready, c.blocked, c.delayed, c.credits, c.jain, c.share} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	cl, k := c.s.client, c.s.keys
+	res := cl.DoMulti(ctx,
+		cl.B().Hmget().Key(k.Global()).Field("pending", "credits").Build(),
+		cl.B().Zcard().Key(k.Ready()).Build(),
+		cl.B().Zcard().Key(c.s.pfx+"relax").Build(),
+		cl.B().Zcard().Key(k.Blocked()).Build(),
+		cl.B().Zcard().Key(k.Delayed()).Build(),
+	)
+	g, err := res[0].AsStrSlice()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return
+	}
+	num := func(s string) float64 { f, _ := strconv.ParseFloat(s, 64); return f }
+	card := func(r rueidis.RedisResult) float64 { n, _ := r.AsInt64(); return float64(n) }
+	if len(g) == 2 {
+		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, num(g[0]))
+		ch <- prometheus.MustNewConstMetric(c.credits, prometheus.GaugeValue, num(g[1]))
+	}
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, card(res[1]), "normal")
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, card(res[2]), "relax")
+	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.GaugeValue, card(res[3]))
+	ch <- prometheus.MustNewConstMetric(c.delayed, prometheus.GaugeValue, card(res[4]))
+
+	served, err := c.s.Served(ctx, c.FairnessWindow)
+	if err != nil || len(served) == 0 {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.jain, prometheus.GaugeValue, JainIndex(served))
+	type ts struct {
+		t string
+		v float64
+	}
+	var all []ts
+	var total float64
+	for t, v := range served {
+		all = append(all, ts{t, v})
+		total += v
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].v > all[j].v })
+	for i, x := range all {
+		if i >= c.TopTenants {
+			break
+		}
+		ch <- prometheus.MustNewConstMetric(c.share, prometheus.GaugeValue, x.v/total, x.t)
+	}
+}
+
+// Served returns the weight-normalised GPU cost served per tenant over the
+// last window (minute resolution).
+func (s *Scheduler) Served(ctx context.Context, window time.Duration) (map[string]float64, error) {
+	now := s.cfg.Now().UnixMilli() / 60000
+	minutes := max(int64(window/time.Minute), 1)
+	cmds := make(rueidis.Commands, 0, minutes)
+	for m := now - minutes + 1; m <= now; m++ {
+		cmds = append(cmds, s.client.B().Hgetall().Key(s.keys.Served(m)).Build())
+	}
+	out := map[string]float64{}
+	for _, r := range s.client.DoMulti(ctx, cmds...) {
+		m, err := r.AsStrMap()
+		if err != nil {
+			return nil, err
+		}
+		for t, v := range m {
+			f, _ := strconv.ParseFloat(v, 64)
+			out[t] += f
+		}
+	}
+	return out, nil
+}
+
+// JainIndex is (Σx)² / (n·Σx²): 1 when every tenant got the same, 1/n when
+// one got everything.
+func JainIndex(x map[string]float64) float64 {
+	var sum, sq float64
+	for _, v := range x {
+		sum += v
+		sq += v * v
+	}
+	if sq == 0 {
+		return 1
+	}
+	return sum * sum / (float64(len(x)) * sq)
+}
