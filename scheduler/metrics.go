@@ -44,10 +44,14 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.pending, c.ready, c.blocked, c.delayed, c.credits, c.jain, c.share} {
 		ch <- d
 	}
+	c.s.refusals.Describe(ch)
+	c.s.submits.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.s.refusals.Collect(ch)
+	c.s.submits.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	cl, k := c.s.client, c.s.keys

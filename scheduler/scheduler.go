@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
@@ -85,6 +86,9 @@ type Scheduler struct {
 	pfx    string
 	cfg    Config
 	log    *zap.Logger
+	// refusals counts submits turned away, by reason.
+	refusals *prometheus.CounterVec
+	submits  prometheus.Counter
 }
 
 // Group names of the streams' consumer groups.
@@ -105,6 +109,10 @@ func New(ctx context.Context, store *storage.Store, cfg Config, log *zap.Logger)
 		pfx:    store.Keys.Prefix + ":{" + store.Keys.Tag + "}:",
 		cfg:    cfg,
 		log:    log,
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "easel_refusals_total",
+			Help: "Submits refused by admission, by reason."}, []string{"reason"}),
+		submits: prometheus.NewCounter(prometheus.CounterOpts{Name: "easel_submits_total",
+			Help: "Jobs admitted into the queue."}),
 	}
 	for stream, group := range map[string]string{s.keys.Work(): WorkersGroup, s.keys.Events(): RelayGroup} {
 		err := s.client.Do(ctx, s.client.B().XgroupCreate().Key(stream).Group(group).Id("0").Mkstream().Build()).Error()
@@ -165,6 +173,7 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 		return SubmitResult{}, &InvalidError{"cost", "must be a finite number ≥ 0"}
 	}
 	if r.Admission != nil && r.Admission.Blocked {
+		s.refusals.WithLabelValues(RefusedBlocked).Inc()
 		return SubmitResult{}, &RefusedError{Reason: RefusedBlocked}
 	}
 	origin := r.Origin
@@ -189,8 +198,10 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 		wait, _ := res[4].AsInt64()
 		ls, _ := res[5].ToString()
 		limit, _ := strconv.ParseFloat(ls, 64)
+		s.refusals.WithLabelValues(reason).Inc()
 		return SubmitResult{}, &RefusedError{Reason: reason, Limit: limit, RetryAfter: time.Duration(wait) * time.Millisecond}
 	}
+	s.submits.Inc()
 	pos, _ := res[1].AsInt64()
 	dup, _ := res[2].AsInt64()
 	lane, _ := res[3].ToString()
