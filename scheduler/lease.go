@@ -136,10 +136,29 @@ func eventBody(ev Event) string {
 // this attempt's own keys first, so a stale attempt can never replace the
 // images of the live one.
 func (l *Lease) Succeed(ctx context.Context, images [][]byte, seeds []int64, info string) error {
+	_, err := l.succeed(ctx, images, seeds, info, false)
+	return err
+}
+
+// SucceedAndOffer is Succeed followed by Offer(1) in the same script: the
+// worker's slot is offered again as the job ends. It reports whether the
+// slot was offered (not when the attempt was stale).
+func (l *Lease) SucceedAndOffer(ctx context.Context, images [][]byte, seeds []int64, info string) (bool, error) {
+	return l.succeed(ctx, images, seeds, info, true)
+}
+
+func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, info string, offer bool) (bool, error) {
 	ttl := l.s.cfg.Retention
-	for i, img := range images {
-		if err := l.s.store.PutBlob(ctx, l.s.keys.Blob(l.JobID, l.Attempt, strconv.Itoa(i)), img, ttl); err != nil {
-			return fmt.Errorf("succeed: %w", err)
+	if len(images) > 0 {
+		cmds := make(rueidis.Commands, 0, len(images))
+		for i, img := range images {
+			cmds = append(cmds, l.s.client.B().Set().Key(l.s.keys.Blob(l.JobID, l.Attempt, strconv.Itoa(i))).
+				Value(rueidis.BinaryString(img)).Px(ttl).Build())
+		}
+		for _, r := range l.s.client.DoMulti(ctx, cmds...) {
+			if err := r.Error(); err != nil {
+				return false, fmt.Errorf("succeed: store image: %w", err)
+			}
 		}
 	}
 	if seeds == nil {
@@ -147,15 +166,19 @@ func (l *Lease) Succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 	}
 	seedsJSON, _ := json.Marshal(seeds)
 	infoJSON, _ := json.Marshal(info)
+	o := "0"
+	if offer {
+		o = "1"
+	}
 	n, err := l.s.run(ctx, succeedScript, l.JobID, strconv.Itoa(l.Attempt), strconv.Itoa(len(images)),
-		string(seedsJSON), string(infoJSON)).AsInt64()
+		string(seedsJSON), string(infoJSON), o).AsInt64()
 	if err != nil {
-		return fmt.Errorf("succeed: %w", err)
+		return false, fmt.Errorf("succeed: %w", err)
 	}
 	if n != 1 {
-		return ErrStale
+		return false, ErrStale
 	}
-	return nil
+	return offer, nil
 }
 
 // Fail ends the attempt with an error. A retryable failure goes back through

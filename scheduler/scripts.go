@@ -422,7 +422,9 @@ return 1
 `)
 
 // succeedScript ends a running attempt with its results.
-// ARGV[6] id, [7] attempt, [8] image count, [9] seeds JSON, [10] info JSON string literal.
+// ARGV[6] id, [7] attempt, [8] image count, [9] seeds JSON, [10] info JSON
+// string literal, [11] "1" to offer the freed worker slot at once (saves the
+// worker a round trip between jobs).
 // Returns 1, or 0 when stale.
 var succeedScript = script(`
 local id, a = ARGV[6], tonumber(ARGV[7])
@@ -433,6 +435,10 @@ release(id, t)
 redis.call('HSET', jk, 'images', ARGV[8], 'image_attempt', a, 'seeds', ARGV[9], 'info', ARGV[10], 'step', redis.call('HGET', jk, 'steps') or 0, 'fraction', 1)
 finish(id, t, 'succeeded')
 emit(id, t, 'succeeded', ',"images":' .. ARGV[8] .. ',"seeds":' .. ARGV[9] .. ',"info":' .. ARGV[10])
+if ARGV[11] == '1' then
+  redis.call('HINCRBY', G, 'credits', 1)
+  dispatch()
+end
 return 1
 `)
 

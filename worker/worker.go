@@ -201,8 +201,9 @@ func (w *Worker) slot(takeCtx, runCtx context.Context, b Backend) {
 		if lease == nil {
 			continue
 		}
-		offered = false
-		if !w.run(runCtx, b, lease, log) {
+		healthy, reoffered := w.run(takeCtx, runCtx, b, lease, log)
+		offered = reoffered
+		if !healthy {
 			w.waitHealthy(takeCtx, b, log)
 		}
 	}
@@ -236,8 +237,9 @@ func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
 	}
 }
 
-// run executes one leased job and reports whether the backend looks healthy.
-func (w *Worker) run(runCtx context.Context, b Backend, lease *scheduler.Lease, log *zap.Logger) bool {
+// run executes one leased job and reports whether the backend looks healthy
+// and whether the slot was offered again as the job ended.
+func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *scheduler.Lease, log *zap.Logger) (healthy, offered bool) {
 	log = log.With(zap.String("job", lease.JobID), zap.Int("attempt", lease.Attempt))
 	// Redis writes use a context that survives the interrupt of the job, so
 	// a hand-back or failure is still recorded while stopping.
@@ -247,7 +249,7 @@ func (w *Worker) run(runCtx context.Context, b Backend, lease *scheduler.Lease, 
 		if !errors.Is(err, scheduler.ErrStale) {
 			log.Error("start job", zap.Error(err))
 		}
-		return true
+		return true, false
 	}
 	w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "started"})
 	outcome := "stale"
@@ -259,7 +261,7 @@ func (w *Worker) run(runCtx context.Context, b Backend, lease *scheduler.Lease, 
 		if _, err := lease.Fail(bg, "bad_request", "the job's request could not be read: "+err.Error(), false); err != nil {
 			log.Error("fail job", zap.Error(err))
 		}
-		return true
+		return true, false
 	}
 
 	jobCtx, cancel := context.WithCancelCause(runCtx)
@@ -313,23 +315,28 @@ func (w *Worker) run(runCtx context.Context, b Backend, lease *scheduler.Lease, 
 	switch {
 	case errors.Is(cause, errCanceled):
 		outcome = "canceled"
-		return true
+		return true, false
 	case errors.Is(cause, errStale):
 		log.Warn("lease lost; result dropped")
-		return true
+		return true, false
 	case errors.Is(cause, errStopping):
 		outcome = "handed_back"
 		if err := lease.HandBack(bg); err != nil && !errors.Is(err, scheduler.ErrStale) {
 			log.Error("hand back job", zap.Error(err))
 		}
-		return true
+		return true, false
 	}
 	if err == nil {
 		images := make([][]byte, len(res.Images))
 		for i, img := range res.Images {
 			images[i] = img.Data
 		}
-		err = lease.Succeed(bg, images, res.Seeds, res.Info)
+		// Offer the slot again in the same script unless the worker stops.
+		if takeCtx.Err() == nil {
+			offered, err = lease.SucceedAndOffer(bg, images, res.Seeds, res.Info)
+		} else {
+			err = lease.Succeed(bg, images, res.Seeds, res.Info)
+		}
 		switch {
 		case err == nil:
 			outcome = "succeeded"
@@ -337,7 +344,7 @@ func (w *Worker) run(runCtx context.Context, b Backend, lease *scheduler.Lease, 
 		default:
 			log.Error("store result", zap.Error(err))
 		}
-		return true
+		return true, offered
 	}
 
 	code, retryable, healthy := classify(err)
@@ -352,7 +359,7 @@ func (w *Worker) run(runCtx context.Context, b Backend, lease *scheduler.Lease, 
 		log.Error("record failure", zap.Error(ferr))
 	}
 	log.Warn("job attempt failed", zap.Error(err), zap.Bool("retrying", retried))
-	return healthy
+	return healthy, false
 }
 
 // classify maps a backend error to an error code, whether a retry may help,
