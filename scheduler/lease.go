@@ -220,12 +220,27 @@ func (l *Lease) HandBack(ctx context.Context) error {
 }
 
 // CancelNotices blocks, calling fn with the id of each running job that is
-// canceled, until ctx ends.
-func (s *Scheduler) CancelNotices(ctx context.Context, fn func(jobID string)) error {
-	err := s.client.Receive(ctx, s.client.B().Subscribe().Channel(s.keys.CancelChannel()).Build(),
-		func(m rueidis.PubSubMessage) { fn(m.Message) })
-	if ctx.Err() != nil {
-		return ctx.Err()
+// canceled, until ctx ends or the connection breaks. ready is called once
+// the subscription is live.
+func (s *Scheduler) CancelNotices(ctx context.Context, ready func(), fn func(jobID string)) error {
+	c, release := s.client.Dedicate()
+	defer release()
+	ch := s.keys.CancelChannel()
+	wait := c.SetPubSubHooks(rueidis.PubSubHooks{
+		OnMessage: func(m rueidis.PubSubMessage) { fn(m.Message) },
+		OnSubscription: func(sub rueidis.PubSubSubscription) {
+			if sub.Kind == "subscribe" && sub.Channel == ch && ready != nil {
+				ready()
+			}
+		},
+	})
+	if err := c.Do(ctx, c.B().Subscribe().Channel(ch).Build()).Error(); err != nil {
+		return fmt.Errorf("cancel notices: %w", err)
 	}
-	return err
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-wait:
+		return err
+	}
 }

@@ -209,14 +209,11 @@ func TestCancelRunningNotifiesWorkerAndFencesIt(t *testing.T) {
 	got := make(chan string, 1)
 	subCtx, stop := context.WithCancel(b.ctx)
 	subscribed := make(chan error, 1)
-	go func() { subscribed <- b.s.CancelNotices(subCtx, func(id string) { got <- id }) }()
-	// Cancel publishes once: wait until the subscription is registered.
-	c := b.s.Store().Client
-	require.Eventually(t, func() bool {
-		r, _ := c.Do(b.ctx, c.B().PubsubNumsub().Channel(b.s.Store().Keys.CancelChannel()).Build()).ToAny()
-		return fmt.Sprint(r) != fmt.Sprint([]any{b.s.Store().Keys.CancelChannel(), int64(0)}) &&
-			fmt.Sprint(r) != fmt.Sprint(map[string]any{b.s.Store().Keys.CancelChannel(): int64(0)})
-	}, 5*time.Second, 5*time.Millisecond)
+	ready := make(chan struct{})
+	go func() {
+		subscribed <- b.s.CancelNotices(subCtx, func() { close(ready) }, func(id string) { got <- id })
+	}()
+	<-ready // Cancel publishes once: wait until the subscription is live.
 	st, err := b.s.Cancel(b.ctx, id, "admin")
 	require.NoError(t, err)
 	require.Equal(t, scheduler.StatusRunning, st)

@@ -104,16 +104,23 @@ func (w *Worker) observe(o Observation) {
 	}
 }
 
-// Start starts one goroutine per backend slot and the cancel listener.
-func (w *Worker) Start(context.Context) error {
+// Start starts the cancel listener and one goroutine per backend slot.
+func (w *Worker) Start(ctx context.Context) error {
 	takeCtx, takeCancel := context.WithCancel(context.Background())
 	runCtx, runCancel := context.WithCancelCause(context.Background())
 	w.takeCancel, w.runCancel = takeCancel, runCancel
+	// Slots start once cancel notices are live, so a cancel is never missed.
+	ready := make(chan struct{})
 	w.listener.Add(1)
 	go func() {
 		defer w.listener.Done()
-		w.listenCancels(runCtx)
+		w.listenCancels(runCtx, ready)
 	}()
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	for _, b := range w.backends {
 		w.slots.Add(1)
 		go func() {
@@ -144,9 +151,10 @@ func (w *Worker) Stop(ctx context.Context) error {
 	return nil
 }
 
-func (w *Worker) listenCancels(ctx context.Context) {
+func (w *Worker) listenCancels(ctx context.Context, ready chan struct{}) {
+	var once sync.Once
 	for ctx.Err() == nil {
-		err := w.sched.CancelNotices(ctx, func(id string) {
+		err := w.sched.CancelNotices(ctx, func() { once.Do(func() { close(ready) }) }, func(id string) {
 			w.mu.Lock()
 			cancel := w.running[id]
 			w.mu.Unlock()

@@ -1,0 +1,167 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient/a1111"
+	"github.com/easelbot/easel/sdclient/fakesd"
+	"github.com/easelbot/easel/worker"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("os/exec.(*Cmd).Wait"),
+		goleak.IgnoreAnyFunction("github.com/easelbot/easel/internal/redisproc.startOn.func1"))
+}
+
+type bundle struct {
+	ctx   context.Context
+	sched *scheduler.Scheduler
+	fake  *fakesd.Server
+	w     *worker.Worker
+	m     *scheduler.Maintainer
+}
+
+func setup(t *testing.T, scfg scheduler.Config, fcfg fakesd.Config) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	store := redistest.Store(t)
+	sched, err := scheduler.New(ctx, store, scfg, zap.NewNop())
+	require.NoError(t, err)
+	fake := fakesd.New(fcfg)
+	srv := httptest.NewServer(fake.Handler())
+	t.Cleanup(srv.Close)
+	client, err := a1111.New(a1111.Config{BaseURL: srv.URL, ProgressInterval: 5 * time.Millisecond})
+	require.NoError(t, err)
+	w, err := worker.New(worker.Config{Name: "t", HealthInterval: 10 * time.Millisecond, BlockTimeout: time.Second}, sched,
+		[]worker.Backend{{Name: "fake", Backend: client}}, zap.NewNop())
+	require.NoError(t, err)
+	require.NoError(t, w.Start(ctx))
+	m := scheduler.NewMaintainer(sched, "m", zap.NewNop())
+	require.NoError(t, m.Start(ctx))
+	t.Cleanup(func() {
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		require.NoError(t, w.Stop(stop))
+		require.NoError(t, m.Stop(stop))
+	})
+	return &bundle{ctx: ctx, sched: sched, fake: fake, w: w, m: m}
+}
+
+func (b *bundle) submit(t *testing.T, steps int) string {
+	p, _ := json.Marshal(map[string]any{"prompt": "a red fox", "width": 64, "height": 64, "steps": steps, "seed": 3, "count": 1})
+	r, err := b.sched.Submit(b.ctx, scheduler.SubmitRequest{Tenant: "api:t", User: "u", Payload: p, Images: 1})
+	require.NoError(t, err)
+	return r.ID
+}
+
+func (b *bundle) events(t *testing.T, id string) []scheduler.Event {
+	var evs []scheduler.Event
+	require.NoError(t, b.sched.Follow(b.ctx, id, 0, func(e scheduler.Event) error { evs = append(evs, e); return nil }))
+	return evs
+}
+
+func types(evs []scheduler.Event) []string {
+	var out []string
+	for _, e := range evs {
+		if len(out) == 0 || out[len(out)-1] != string(e.Type) {
+			out = append(out, string(e.Type))
+		}
+	}
+	return out
+}
+
+func TestRunsJobWithProgress(t *testing.T) {
+	b := setup(t, scheduler.Config{}, fakesd.Config{StepDuration: 10 * time.Millisecond, PreviewEvery: 3})
+	id := b.submit(t, 10)
+	evs := b.events(t, id)
+	require.Equal(t, []string{"queued", "started", "progress", "succeeded"}, types(evs))
+	j, err := b.sched.Get(b.ctx, id)
+	require.NoError(t, err)
+	img, err := b.sched.Image(b.ctx, j, 0)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(img), "\x89PNG"))
+	require.Equal(t, []int64{3}, j.Seeds)
+}
+
+func TestBackendErrorRetriedThenFailed(t *testing.T) {
+	b := setup(t, scheduler.Config{MaxAttempts: 3, RetryBackoff: 5 * time.Millisecond, RetryBackoffMax: 20 * time.Millisecond},
+		fakesd.Config{})
+	b.fake.FailNext(3, 500)
+	id := b.submit(t, 2)
+	evs := b.events(t, id)
+	require.Equal(t, []string{"queued", "started", "retrying", "started", "retrying", "started", "failed"}, types(evs))
+	last := evs[len(evs)-1]
+	require.Equal(t, "backend_error", last.Code)
+	require.Contains(t, last.Message, "backend fake failed")
+	require.Contains(t, last.Message, "HTTP 500")
+	j, err := b.sched.Get(b.ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusFailed, j.Status)
+	active, err := b.sched.Active(b.ctx, "api:t")
+	require.NoError(t, err)
+	require.Empty(t, active, "nothing stuck in running")
+}
+
+func TestBackendDownThenBack(t *testing.T) {
+	b := setup(t, scheduler.Config{MaxAttempts: 5, RetryBackoff: 5 * time.Millisecond, RetryBackoffMax: 10 * time.Millisecond},
+		fakesd.Config{})
+	b.fake.SetDown(true)
+	id := b.submit(t, 2)
+	// The first attempt fails as unavailable; the backend comes back and
+	// the retry succeeds.
+	require.NoError(t, b.sched.Follow(b.ctx, id, 0, func(e scheduler.Event) error {
+		if e.Type == scheduler.EventRetrying {
+			b.fake.SetDown(false)
+			require.Contains(t, e.Reason, "backend fake failed")
+		}
+		return nil
+	}))
+	j, err := b.sched.Get(b.ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusSucceeded, j.Status)
+}
+
+func TestCancelRunningInterruptsBackend(t *testing.T) {
+	b := setup(t, scheduler.Config{}, fakesd.Config{StepDuration: 20 * time.Millisecond})
+	id := b.submit(t, 1000)
+	require.NoError(t, b.fake.WaitStarted(b.ctx, 1))
+	// The worker's cancel subscription is live before it takes jobs.
+	st, err := b.sched.Cancel(b.ctx, id, "u")
+	require.NoError(t, err)
+	require.Contains(t, []scheduler.Status{scheduler.StatusRunning, scheduler.StatusDispatched}, st)
+	require.Eventually(t, func() bool { return b.fake.Interrupts() == 1 }, 5*time.Second, 5*time.Millisecond)
+	require.Equal(t, []string{"queued", "started", "canceled"}, types(b.events(t, id))[:3])
+	// The slot is free again: the next job runs.
+	id2 := b.submit(t, 2)
+	require.Equal(t, "succeeded", types(b.events(t, id2))[3])
+}
+
+func TestGracefulStopHandsJobBack(t *testing.T) {
+	b := setup(t, scheduler.Config{}, fakesd.Config{StepDuration: 20 * time.Millisecond})
+	id := b.submit(t, 1000)
+	require.NoError(t, b.fake.WaitStarted(b.ctx, 1))
+	stop, c := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer c()
+	require.NoError(t, b.w.Stop(stop)) // grace runs out: interrupt and hand back
+	j, err := b.sched.Get(b.ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusQueued, j.Status)
+	pos, err := b.sched.Position(b.ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, 1, pos)
+}
