@@ -1,0 +1,204 @@
+package commands
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/easelbot/easel/scheduler"
+)
+
+// Imagine is a user's generation request, as every adapter collects it.
+// Zero values take the defaults of Limits.
+type Imagine struct {
+	Prompt         string  `json:"prompt"`
+	NegativePrompt string  `json:"negative_prompt,omitempty"`
+	Width          int     `json:"width,omitempty"`
+	Height         int     `json:"height,omitempty"`
+	Steps          int     `json:"steps,omitempty"`
+	CFGScale       float64 `json:"cfg_scale,omitempty"`
+	Seed           *int64  `json:"seed,omitempty"`
+	Sampler        string  `json:"sampler,omitempty"`
+	Model          string  `json:"model,omitempty"`
+	Count          int     `json:"count,omitempty"`
+}
+
+// payload is the job payload the worker decodes as an sdclient.Request.
+type payload struct {
+	Prompt         string  `json:"prompt"`
+	NegativePrompt string  `json:"negative_prompt,omitempty"`
+	Width          int     `json:"width"`
+	Height         int     `json:"height"`
+	Steps          int     `json:"steps"`
+	CFGScale       float64 `json:"cfg_scale"`
+	Seed           int64   `json:"seed"`
+	Sampler        string  `json:"sampler,omitempty"`
+	Model          string  `json:"model,omitempty"`
+	Count          int     `json:"count"`
+}
+
+// Limits are the fixed request limits and defaults; the per-tenant ones
+// (steps, pixels, images, models, samplers, deny-list) come from the policy.
+type Limits struct {
+	// MaxPromptLength caps prompt and negative prompt, in characters. Default 2000.
+	MaxPromptLength int `yaml:"max_prompt_length"`
+	// MinSize and MaxSize bound width and height in pixels (multiples of 8).
+	// Defaults 64 and 2048.
+	MinSize int `yaml:"min_size"`
+	MaxSize int `yaml:"max_size"`
+	// MinCFG and MaxCFG bound the guidance scale. Defaults 1 and 30.
+	MinCFG float64 `yaml:"min_cfg"`
+	MaxCFG float64 `yaml:"max_cfg"`
+	// DefaultWidth, DefaultHeight (pixels), DefaultSteps, DefaultCFG apply
+	// when a request leaves them out. Defaults 512, 512, 20, 7.
+	DefaultWidth  int     `yaml:"default_width"`
+	DefaultHeight int     `yaml:"default_height"`
+	DefaultSteps  int     `yaml:"default_steps"`
+	DefaultCFG    float64 `yaml:"default_cfg"`
+}
+
+func (l *Limits) fill() error {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxPromptLength, 2000)
+	def(&l.MinSize, 64)
+	def(&l.MaxSize, 2048)
+	def(&l.DefaultWidth, 512)
+	def(&l.DefaultHeight, 512)
+	def(&l.DefaultSteps, 20)
+	if l.MinCFG == 0 {
+		l.MinCFG = 1
+	}
+	if l.MaxCFG == 0 {
+		l.MaxCFG = 30
+	}
+	if l.DefaultCFG == 0 {
+		l.DefaultCFG = 7
+	}
+	switch {
+	case l.MinSize < 8 || l.MaxSize < l.MinSize || l.MaxSize > 8192:
+		return &ValidationError{"limits.max_size", fmt.Sprintf("min_size..max_size must lie within 8..8192 (got %d..%d)", l.MinSize, l.MaxSize)}
+	case l.MaxPromptLength < 1:
+		return &ValidationError{"limits.max_prompt_length", "must be at least 1"}
+	case l.MinCFG > l.MaxCFG:
+		return &ValidationError{"limits.min_cfg", "must not exceed max_cfg"}
+	}
+	return nil
+}
+
+// ValidationError is a bad request, naming the field and the limit.
+type ValidationError struct {
+	Field   string
+	Message string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
+
+func invalid(field, format string, a ...any) error {
+	return &ValidationError{Field: field, Message: fmt.Sprintf(format, a...)}
+}
+
+// Validate fills defaults into im and checks it against the limits and the
+// tenant's policy p.
+func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
+	d := scheduler.DefaultPolicy().Over(p)
+	for _, f := range []struct{ name, v string }{{"prompt", im.Prompt}, {"negative_prompt", im.NegativePrompt},
+		{"sampler", im.Sampler}, {"model", im.Model}} {
+		if !utf8.ValidString(f.v) {
+			return invalid(f.name, "must be valid UTF-8 text")
+		}
+		if strings.ContainsRune(f.v, 0) {
+			return invalid(f.name, "must not contain NUL characters")
+		}
+	}
+	im.Prompt = strings.TrimSpace(im.Prompt)
+	if im.Prompt == "" {
+		return invalid("prompt", "is required")
+	}
+	if n := utf8.RuneCountInString(im.Prompt); n > l.MaxPromptLength {
+		return invalid("prompt", "must be at most %d characters (got %d)", l.MaxPromptLength, n)
+	}
+	if n := utf8.RuneCountInString(im.NegativePrompt); n > l.MaxPromptLength {
+		return invalid("negative_prompt", "must be at most %d characters (got %d)", l.MaxPromptLength, n)
+	}
+	if w := d.DeniedWord(im.Prompt); w != "" {
+		return invalid("prompt", "contains %q, which is not allowed here", w)
+	}
+	if im.Width == 0 {
+		im.Width = l.DefaultWidth
+	}
+	if im.Height == 0 {
+		im.Height = l.DefaultHeight
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"width", im.Width}, {"height", im.Height}} {
+		if f.v < l.MinSize || f.v > l.MaxSize {
+			return invalid(f.name, "must be between %d and %d (got %d)", l.MinSize, l.MaxSize, f.v)
+		}
+		if f.v%8 != 0 {
+			return invalid(f.name, "must be a multiple of 8 (got %d)", f.v)
+		}
+	}
+	if px := im.Width * im.Height; px > *d.MaxPixels {
+		return invalid("width", "width × height must be at most %d pixels here (got %d×%d)", *d.MaxPixels, im.Width, im.Height)
+	}
+	if im.Steps == 0 {
+		im.Steps = min(l.DefaultSteps, *d.MaxSteps)
+	}
+	if im.Steps < 1 || im.Steps > *d.MaxSteps {
+		return invalid("steps", "must be between 1 and %d (got %d)", *d.MaxSteps, im.Steps)
+	}
+	if im.CFGScale == 0 {
+		im.CFGScale = l.DefaultCFG
+	}
+	if math.IsNaN(im.CFGScale) || im.CFGScale < l.MinCFG || im.CFGScale > l.MaxCFG {
+		return invalid("cfg_scale", "must be between %g and %g (got %g)", l.MinCFG, l.MaxCFG, im.CFGScale)
+	}
+	if im.Count == 0 {
+		im.Count = 1
+	}
+	if im.Count < 1 || im.Count > *d.MaxImages {
+		return invalid("count", "must be between 1 and %d (got %d)", *d.MaxImages, im.Count)
+	}
+	if im.Seed == nil {
+		s := int64(-1)
+		im.Seed = &s
+	}
+	if *im.Seed < -1 || *im.Seed > math.MaxUint32 {
+		return invalid("seed", "must be -1 (random) or between 0 and %d (got %d)", uint32(math.MaxUint32), *im.Seed)
+	}
+	if len(d.AllowedModels) > 0 && im.Model != "" && !contains(d.AllowedModels, im.Model) {
+		return invalid("model", "must be one of %s (got %q)", strings.Join(d.AllowedModels, ", "), im.Model)
+	}
+	if len(d.AllowedSamplers) > 0 && im.Sampler != "" && !contains(d.AllowedSamplers, im.Sampler) {
+		return invalid("sampler", "must be one of %s (got %q)", strings.Join(d.AllowedSamplers, ", "), im.Sampler)
+	}
+	if len(im.Model) > 200 {
+		return invalid("model", "must be at most 200 characters")
+	}
+	if len(im.Sampler) > 100 {
+		return invalid("sampler", "must be at most 100 characters")
+	}
+	return nil
+}
+
+// Cost is the job's GPU work estimate in cost units: steps × width × height
+// × images, normalised so that one 512×512 image at 20 steps costs 1.
+func Cost(im *Imagine) float64 {
+	return float64(im.Steps) * float64(im.Width) * float64(im.Height) * float64(max(im.Count, 1)) / (20 * 512 * 512)
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
