@@ -1,0 +1,13 @@
+// Package httpapi is Easel's HTTP adapter: the JSON API of DESIGN.md §7
+// (jobs, Server-Sent Events, cancel, images, queue, usage, admin policy),
+// health and readiness, signed webhooks, and the playground page.
+//
+// # Overview
+//
+// Each API key maps to a tenant ("api:<name>"); admin keys also unlock
+// /v1/admin. With no keys configured the API answers only to loopback
+// clients, as tenant api:local with admin rights (the zero-setup demo).
+// Request bodies are decoded strictly: unknown fields, bad JSON, invalid
+// UTF-8, trailing data and oversize bodies are refused with a 400/413 that
+// names the field and the limit, and nothing is enqueued.
+package httpapi

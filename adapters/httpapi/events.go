@@ -1,0 +1,81 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/scheduler"
+)
+
+// events streams a job's events as Server-Sent Events: "id: <seq>", "event:
+// <type>", "data: <event JSON>", resuming after Last-Event-ID, ending after
+// the terminal event. A comment line every 15 s keeps proxies from closing
+// an idle stream.
+func (s *Server) events(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var after int64
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			writeError(w, http.StatusBadRequest, "invalid_request", "Last-Event-ID: must be an event sequence number", "Last-Event-ID")
+			return
+		}
+	}
+	flusher, ok := w.(http.Flusher)
+	if !ok {
+		writeError(w, http.StatusInternalServerError, "internal", "streaming unsupported", "")
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	evs := make(chan scheduler.Event, 16)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- s.sched.Follow(ctx, j.ID, after, func(e scheduler.Event) error {
+			select {
+			case evs <- e:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		close(evs)
+	}()
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case e, ok := <-evs:
+			if !ok {
+				if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+					fmt.Fprintf(w, "event: error\ndata: {\"message\":%q}\n\n", err.Error())
+					flusher.Flush()
+				}
+				return
+			}
+			data, _ := json.Marshal(e)
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, data)
+			flusher.Flush()
+		case <-keepAlive.C:
+			fmt.Fprint(w, ": keep-alive\n\n")
+			flusher.Flush()
+		case <-ctx.Done():
+			return
+		}
+	}
+}

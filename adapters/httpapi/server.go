@@ -1,0 +1,573 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
+	"github.com/easelbot/easel/storage"
+)
+
+// Config configures the HTTP API.
+type Config struct {
+	// Addr is the listen address. Default 127.0.0.1:8080.
+	Addr string `yaml:"addr"`
+	// Keys maps API keys to tenant names ("acme" serves as tenant
+	// api:acme). Secret: set it from the environment (EASEL_HTTP_KEYS).
+	// With no keys and no admin keys, only loopback clients are served, as
+	// tenant api:local with admin rights. Default none.
+	Keys map[string]string `yaml:"keys"`
+	// AdminKeys maps keys to tenant names like Keys, and also unlock the
+	// /v1/admin endpoints for that tenant. Secret. Default none.
+	AdminKeys map[string]string `yaml:"admin_keys"`
+	// MaxBodyBytes caps request bodies, in bytes. Default 65536.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// AllowPrivateCallbacks lets callback_url point at loopback and private
+	// addresses (never allow on a shared server). Default false.
+	AllowPrivateCallbacks bool `yaml:"allow_private_callbacks"`
+	// WebhookSecret signs callbacks (X-Easel-Signature). Secret. Default:
+	// callbacks are sent unsigned.
+	WebhookSecret string `yaml:"webhook_secret"`
+	// WebhookMaxAttempts is how many times a callback is tried. Default 8.
+	WebhookMaxAttempts int `yaml:"webhook_max_attempts"`
+	// WebhookBackoff is the first retry delay; it doubles up to 5m. Default 1s.
+	WebhookBackoff time.Duration `yaml:"webhook_backoff"`
+}
+
+func (c *Config) fill() error {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 64 << 10
+	}
+	if c.WebhookMaxAttempts == 0 {
+		c.WebhookMaxAttempts = 8
+	}
+	if c.WebhookBackoff == 0 {
+		c.WebhookBackoff = time.Second
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("http.addr: must be host:port (got %q)", c.Addr)
+	}
+	if c.MaxBodyBytes < 1024 {
+		return fmt.Errorf("http.max_body_bytes: must be at least 1024 (got %d)", c.MaxBodyBytes)
+	}
+	for _, m := range []map[string]string{c.Keys, c.AdminKeys} {
+		for k, t := range m {
+			if len(k) < 16 {
+				return errors.New("http.keys: every API key must be at least 16 characters")
+			}
+			if !tenantName.MatchString(tenantOf(t)) {
+				return fmt.Errorf("http.keys: tenant %q must be letters, digits and _.-", t)
+			}
+		}
+	}
+	return nil
+}
+
+var tenantName = regexp.MustCompile(`^api:[A-Za-z0-9_.-]{1,64}$`)
+
+func tenantOf(name string) string {
+	if strings.HasPrefix(name, "api:") {
+		return name
+	}
+	return "api:" + name
+}
+
+// Server is the HTTP API server.
+type Server struct {
+	cfg      Config
+	svc      *commands.Service
+	sched    *scheduler.Scheduler
+	log      *zap.Logger
+	mux      *http.ServeMux
+	hooks    *Webhooks
+	srv      *http.Server
+	ln       net.Listener
+	metrics  http.Handler
+	ready    []func(context.Context) error
+	serveErr chan error
+}
+
+// Option adds to a Server.
+type Option func(*Server)
+
+// WithMetrics serves h at /metrics.
+func WithMetrics(h http.Handler) Option { return func(s *Server) { s.metrics = h } }
+
+// WithReadiness adds a check to /readyz.
+func WithReadiness(check func(context.Context) error) Option {
+	return func(s *Server) { s.ready = append(s.ready, check) }
+}
+
+// New returns the API server.
+func New(cfg Config, svc *commands.Service, log *zap.Logger, opts ...Option) (*Server, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, svc: svc, sched: svc.Scheduler(), log: log, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(s)
+	}
+	s.hooks = newWebhooks(cfg, s.sched, log)
+	s.routes()
+	return s, nil
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("POST /v1/jobs", s.auth(s.postJob))
+	m.HandleFunc("GET /v1/jobs/{id}", s.auth(s.getJob))
+	m.HandleFunc("DELETE /v1/jobs/{id}", s.auth(s.deleteJob))
+	m.HandleFunc("GET /v1/jobs/{id}/events", s.auth(s.events))
+	m.HandleFunc("GET /v1/jobs/{id}/images/{n}", s.auth(s.image))
+	m.HandleFunc("GET /v1/jobs/{id}/previews/{name}", s.auth(s.preview))
+	m.HandleFunc("GET /v1/queue", s.auth(s.queue))
+	m.HandleFunc("GET /v1/usage", s.auth(s.usage))
+	m.HandleFunc("GET /v1/admin/policy", s.auth(s.getPolicy))
+	m.HandleFunc("PATCH /v1/admin/policy", s.auth(s.patchPolicy))
+	m.HandleFunc("GET /v1/admin/usage", s.auth(s.adminUsage))
+	m.HandleFunc("POST /v1/admin/users/{user}/reset", s.auth(s.resetUser))
+	m.HandleFunc("PUT /v1/admin/users/{user}/block", s.auth(s.blockUser(true)))
+	m.HandleFunc("DELETE /v1/admin/users/{user}/block", s.auth(s.blockUser(false)))
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
+	m.HandleFunc("GET /readyz", s.readyz)
+	if s.metrics != nil {
+		m.Handle("GET /metrics", s.metrics)
+	}
+	m.HandleFunc("GET /{$}", s.playground)
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, "")
+	})
+}
+
+// Handler returns the API's handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Start listens on Config.Addr and serves in the background.
+func (s *Server) Start(context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("http: listen %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.log)}
+	s.serveErr = make(chan error, 1)
+	go func() { s.serveErr <- s.srv.Serve(ln) }()
+	return nil
+}
+
+// Stop stops taking requests, lets in-flight ones and webhook deliveries
+// finish until ctx ends, then closes what is left.
+func (s *Server) Stop(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		_ = s.srv.Close()
+	}
+	s.hooks.stop(ctx)
+	return nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return s.cfg.Addr
+	}
+	return s.ln.Addr().String()
+}
+
+// auth resolves the caller from the bearer key (or loopback in open mode).
+func (s *Server) auth(h func(http.ResponseWriter, *http.Request, commands.Caller)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, ok := s.caller(r)
+		if !ok {
+			if len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
+				writeError(w, http.StatusForbidden, "forbidden", "this Easel has no API keys configured and answers only on loopback", "")
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="easel"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)", "")
+			return
+		}
+		h(w, r, c)
+	}
+}
+
+func (s *Server) caller(r *http.Request) (commands.Caller, bool) {
+	if len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		ip := net.ParseIP(host)
+		if err != nil || ip == nil || !ip.IsLoopback() {
+			return commands.Caller{}, false
+		}
+		return commands.Caller{Tenant: "api:local", User: "api", Admin: true}, true
+	}
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || key == "" {
+		return commands.Caller{}, false
+	}
+	for admin, m := range map[bool]map[string]string{false: s.cfg.Keys, true: s.cfg.AdminKeys} {
+		for k, t := range m {
+			if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
+				return commands.Caller{Tenant: tenantOf(t), User: "api", Admin: admin}, true
+			}
+		}
+	}
+	return commands.Caller{}, false
+}
+
+func (s *Server) postJob(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+				fmt.Sprintf("body: must be at most %d bytes", s.cfg.MaxBodyBytes), "body")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "invalid_request", "body: could not be read", "body")
+		return
+	}
+	req, err := DecodeJobRequest(body)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if req.User != "" {
+		c.User = req.User
+		if len(c.User) > 64 || !userName.MatchString(c.User) {
+			writeError(w, http.StatusBadRequest, "invalid_request", "user: must be 1-64 letters, digits and _.@-", "user")
+			return
+		}
+	}
+	origin := map[string]string{"kind": "http"}
+	if req.CallbackURL != "" {
+		if err := checkCallback(r.Context(), req.CallbackURL, s.cfg.AllowPrivateCallbacks); err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_request", "callback_url: "+err.Error(), "callback_url")
+			return
+		}
+		origin["callback_url"] = req.CallbackURL
+	}
+	originJSON, _ := json.Marshal(origin)
+	idem := r.Header.Get("Idempotency-Key")
+	res, _, err := s.svc.Imagine(r.Context(), c, originJSON, req.Imagine, idem)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if req.CallbackURL != "" && !res.Duplicate {
+		s.hooks.watch(res.ID, req.CallbackURL)
+	}
+	status := "queued"
+	if res.Position == 0 {
+		status = string(scheduler.StatusDispatched)
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{
+		"id": res.ID, "status": status, "position": res.Position, "relaxed": res.Relaxed,
+		"links": map[string]string{"self": "/v1/jobs/" + res.ID, "events": "/v1/jobs/" + res.ID + "/events"},
+	})
+}
+
+var userName = regexp.MustCompile(`^[A-Za-z0-9_.@-]+$`)
+
+// JobView is the JSON of a job.
+type JobView struct {
+	ID         string          `json:"id"`
+	Status     string          `json:"status"`
+	Position   int             `json:"position"`
+	Progress   float64         `json:"progress"`
+	Step       int             `json:"step"`
+	Steps      int             `json:"steps"`
+	CreatedAt  *time.Time      `json:"created_at"`
+	StartedAt  *time.Time      `json:"started_at"`
+	FinishedAt *time.Time      `json:"finished_at"`
+	Error      *ErrorView      `json:"error"`
+	Images     []ImageView     `json:"images"`
+	Request    json.RawMessage `json:"request,omitempty"`
+	User       string          `json:"user"`
+	Attempt    int             `json:"attempt"`
+}
+
+// ErrorView is a failed job's error.
+type ErrorView struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ImageView is one result image.
+type ImageView struct {
+	URL  string `json:"url"`
+	Seed int64  `json:"seed"`
+}
+
+func tp(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func view(j *scheduler.Job, pos int) JobView {
+	v := JobView{ID: j.ID, Status: string(j.Status), Position: pos, Progress: j.Fraction, Step: j.Step, Steps: j.Steps,
+		CreatedAt: tp(j.CreatedAt), StartedAt: tp(j.StartedAt), FinishedAt: tp(j.FinishedAt), Request: j.Payload,
+		User: j.User, Attempt: j.Attempt, Images: []ImageView{}}
+	switch j.Status {
+	case scheduler.StatusFailed:
+		v.Error = &ErrorView{Code: j.ErrorCode, Message: j.Error}
+	case scheduler.StatusCanceled:
+		v.Error = &ErrorView{Code: "canceled", Message: "canceled by " + j.CanceledBy}
+	case scheduler.StatusSucceeded:
+		for i := 0; i < j.Images; i++ {
+			var seed int64
+			if i < len(j.Seeds) {
+				seed = j.Seeds[i]
+			}
+			v.Images = append(v.Images, ImageView{URL: fmt.Sprintf("/v1/jobs/%s/images/%d", j.ID, i), Seed: seed})
+		}
+	}
+	return v
+}
+
+func (s *Server) jobView(ctx context.Context, j *scheduler.Job) (JobView, error) {
+	pos := 0
+	if j.Status == scheduler.StatusQueued {
+		var err error
+		if pos, err = s.sched.Position(ctx, j.ID); err != nil {
+			return JobView{}, err
+		}
+	}
+	return view(j, pos), nil
+}
+
+func (s *Server) getJob(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	v, err := s.jobView(r.Context(), j)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	j, err := s.svc.Cancel(r.Context(), c, r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view(j, 0))
+}
+
+func (s *Server) image(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, "not_found", "no such image", "")
+		return
+	}
+	b, err := s.sched.Image(r.Context(), j, n)
+	s.writeImage(w, b, err)
+}
+
+func (s *Server) preview(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	b, err := s.sched.Preview(r.Context(), j.ID, r.PathValue("name"))
+	s.writeImage(w, b, err)
+}
+
+func (s *Server) writeImage(w http.ResponseWriter, b []byte, err error) {
+	if errors.Is(err, storage.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no such image (or it expired)", "")
+		return
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	ct := "application/octet-stream"
+	if f := sdclient.SniffFormat(b); f != "" {
+		ct = "image/" + f
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
+}
+
+func (s *Server) queue(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	entries, err := s.svc.Queue(r.Context(), c)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	out := make([]JobView, 0, len(entries))
+	for _, e := range entries {
+		v := view(e.Job, e.Position)
+		v.Request = nil
+		out = append(out, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+}
+
+func (s *Server) usage(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	if u := r.URL.Query().Get("user"); u != "" {
+		c.User = u
+	}
+	u, err := s.svc.Usage(r.Context(), c)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, u)
+}
+
+func (s *Server) getPolicy(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	p, err := s.svc.Policy(r.Context(), c)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) patchPolicy(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	var body struct {
+		Field string `json:"field"`
+		Value string `json:"value"`
+		User  string `json:"user"`
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err == nil {
+		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&body)
+	}
+	if err != nil {
+		s.writeErr(w, jsonError(err))
+		return
+	}
+	p, err := s.svc.SetPolicy(r.Context(), c, body.User, body.Field, body.Value)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) adminUsage(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	top, err := s.svc.TopUsers(r.Context(), c, 20)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"top_users": top})
+}
+
+func (s *Server) resetUser(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	if err := s.svc.ResetUsage(r.Context(), c, r.PathValue("user")); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "reset"})
+}
+
+func (s *Server) blockUser(blocked bool) func(http.ResponseWriter, *http.Request, commands.Caller) {
+	return func(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+		if err := s.svc.Block(r.Context(), c, r.PathValue("user"), blocked); err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]bool{"blocked": blocked})
+	}
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	defer cancel()
+	checks := append([]func(context.Context) error{s.sched.Ping}, s.ready...)
+	for _, check := range checks {
+		if err := check(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// writeErr maps errors to API answers.
+func (s *Server) writeErr(w http.ResponseWriter, err error) {
+	var re *RequestError
+	var ve *commands.ValidationError
+	var inv *scheduler.InvalidError
+	var ref *scheduler.RefusedError
+	switch {
+	case errors.As(err, &re):
+		writeError(w, re.Status, "invalid_request", re.Error(), re.Field)
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadRequest, "invalid_request", ve.Error(), ve.Field)
+	case errors.As(err, &inv):
+		writeError(w, http.StatusBadRequest, "invalid_request", inv.Error(), inv.Field)
+	case errors.As(err, &ref):
+		secs := int(math.Ceil(ref.RetryAfter.Seconds()))
+		body := map[string]any{"code": ref.Reason, "message": ref.Error()}
+		if secs > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			body["retry_after_s"] = secs
+		}
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": body})
+	case errors.Is(err, commands.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "no such job", "")
+	case errors.Is(err, commands.ErrForbidden):
+		writeError(w, http.StatusForbidden, "forbidden", err.Error(), "")
+	case errors.Is(err, commands.ErrFinished):
+		writeError(w, http.StatusConflict, "finished", "the job already finished", "")
+	default:
+		s.log.Error("http api", zap.Error(err))
+		writeError(w, http.StatusInternalServerError, "internal", "internal error; see the server log", "")
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg, field string) {
+	e := map[string]string{"code": code, "message": msg}
+	if field != "" {
+		e["field"] = field
+	}
+	writeJSON(w, status, map[string]any{"error": e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,268 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/easelbot/easel/adapters/httpapi"
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
+	"github.com/easelbot/easel/sdclient/a1111"
+	"github.com/easelbot/easel/sdclient/fakesd"
+	"github.com/easelbot/easel/storage"
+	"github.com/easelbot/easel/worker"
+)
+
+// Role is what a process runs.
+type Role string
+
+// Roles.
+const (
+	RoleServe  Role = "serve"
+	RoleWorker Role = "worker"
+)
+
+// NewLogger builds the process logger from cfg.
+func NewLogger(cfg LogConfig) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, &ConfigError{"log.level", err.Error()}
+	}
+	zc := zap.NewProductionConfig()
+	if cfg.Format == "console" {
+		zc = zap.NewDevelopmentConfig()
+		zc.DisableStacktrace = true
+		zc.EncoderConfig.EncodeLevel = zapcore.CapitalColorLevelEncoder
+	}
+	zc.Level = zap.NewAtomicLevelAt(level)
+	return zc.Build()
+}
+
+// App is a started Easel process.
+type App struct {
+	app *fx.App
+	// HTTP is the API server (serve role), for tests reading its address.
+	HTTP *httpapi.Server
+	// Sched is the scheduler.
+	Sched *scheduler.Scheduler
+	// Store is the Redis store.
+	Store *storage.Store
+}
+
+// Options tunes New for tests.
+type Options struct {
+	// Lookup reads the environment; default os.LookupEnv.
+	Lookup func(string) (string, bool)
+}
+
+// New builds the fx application of role from cfg.
+func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
+	if opts.Lookup == nil {
+		opts.Lookup = os.LookupEnv
+	}
+	if role == RoleWorker && len(cfg.Backends) == 0 {
+		return nil, &ConfigError{"backends", "easel worker needs at least one backend"}
+	}
+	out := &App{}
+	options := []fx.Option{
+		fx.WithLogger(func() fxevent.Logger {
+			if log.Core().Enabled(zap.DebugLevel) {
+				return &fxevent.ZapLogger{Logger: log}
+			}
+			return fxevent.NopLogger
+		}),
+		fx.Supply(cfg, log, role, opts),
+		fx.Provide(newStore, newScheduler, newRegistry),
+		fx.Invoke(startMaintainer),
+		fx.Invoke(startWorker),
+		fx.Populate(&out.Sched, &out.Store),
+	}
+	if role == RoleServe {
+		options = append(options,
+			fx.Provide(newPolicies, newCommands, newHTTP),
+			fx.Invoke(func(*httpapi.Server) {}),
+			fx.Populate(&out.HTTP),
+		)
+	}
+	out.app = fx.New(options...)
+	if err := out.app.Err(); err != nil {
+		return nil, unwrapFx(err)
+	}
+	return out, nil
+}
+
+// unwrapFx turns fx's wrapped constructor errors into the original error,
+// so a ConfigError reaches the user as it is.
+func unwrapFx(err error) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	var se *scheduler.InvalidError
+	if errors.As(err, &se) {
+		return &ConfigError{se.Field, se.Message}
+	}
+	return err
+}
+
+// Start starts every component; it returns once the HTTP API listens.
+func (a *App) Start(ctx context.Context) error { return unwrapFx(a.app.Start(ctx)) }
+
+// Stop stops every component within ctx's deadline (the grace period).
+func (a *App) Stop(ctx context.Context) error { return a.app.Stop(ctx) }
+
+func newStore(lc fx.Lifecycle, cfg *Config, log *zap.Logger) (*storage.Store, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := storage.Open(ctx, cfg.Redis, log)
+	if err != nil {
+		return nil, err
+	}
+	if !s.Embedded {
+		log.Info("connected to redis", zap.String("url", storage.RedactURL(cfg.Redis.URL)))
+	}
+	lc.Append(fx.StopHook(s.Close))
+	return s, nil
+}
+
+func newScheduler(store *storage.Store, cfg *Config, log *zap.Logger) (*scheduler.Scheduler, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return scheduler.New(ctx, store, cfg.Scheduler, log)
+}
+
+func startMaintainer(lc fx.Lifecycle, s *scheduler.Scheduler, log *zap.Logger) {
+	host, _ := os.Hostname()
+	m := scheduler.NewMaintainer(s, fmt.Sprintf("maint-%s-%d", host, os.Getpid()), log)
+	lc.Append(fx.Hook{OnStart: m.Start, OnStop: m.Stop})
+}
+
+func newPolicies(s *scheduler.Scheduler, cfg *Config) (*scheduler.Policies, error) {
+	return scheduler.NewPolicies(s, cfg.Policy)
+}
+
+func newCommands(s *scheduler.Scheduler, p *scheduler.Policies, cfg *Config, log *zap.Logger) (*commands.Service, error) {
+	svc, err := commands.New(s, p, cfg.Limits, log)
+	var ve *commands.ValidationError
+	if errors.As(err, &ve) {
+		return nil, &ConfigError{ve.Field, ve.Message}
+	}
+	return svc, err
+}
+
+// newRegistry is the process's Prometheus registry: Go and process
+// metrics, and the scheduler's.
+func newRegistry(s *scheduler.Scheduler) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		scheduler.NewCollector(s))
+	return reg
+}
+
+func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, reg *prometheus.Registry, log *zap.Logger) (*httpapi.Server, error) {
+	srv, err := httpapi.New(cfg.HTTP, svc, log,
+		httpapi.WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+	if err != nil {
+		if strings.HasPrefix(err.Error(), "http.") {
+			field, msg, _ := strings.Cut(err.Error(), ": ")
+			return nil, &ConfigError{field, msg}
+		}
+		return nil, err
+	}
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			if err := srv.Start(ctx); err != nil {
+				return err
+			}
+			log.Info("HTTP API and playground listening", zap.String("url", "http://"+srv.Addr()+"/"))
+			return nil
+		},
+		OnStop: srv.Stop,
+	})
+	return srv, nil
+}
+
+// startWorker runs worker slots for the configured backends; a serve process
+// with none gets the embedded fake backend.
+func startWorker(lc fx.Lifecycle, cfg *Config, role Role, s *scheduler.Scheduler, log *zap.Logger, opts Options) error {
+	var backends []worker.Backend
+	for _, bc := range cfg.Backends {
+		pw, err := bc.password(opts.Lookup)
+		if err != nil {
+			return &ConfigError{"backends." + bc.Name, err.Error()}
+		}
+		c, err := a1111.New(a1111.Config{BaseURL: bc.URL, Username: bc.Username, Password: pw})
+		if err != nil {
+			return &ConfigError{"backends." + bc.Name, err.Error()}
+		}
+		backends = append(backends, worker.Backend{Name: bc.Name, Backend: c})
+	}
+	if len(backends) == 0 && role == RoleServe {
+		b, err := embeddedFake(lc, cfg, log)
+		if err != nil {
+			return err
+		}
+		backends = append(backends, worker.Backend{Name: "embedded-fakesd", Backend: b})
+	}
+	w, err := worker.New(cfg.Worker, s, backends, log)
+	if err != nil {
+		return err
+	}
+	grace := 30 * time.Second
+	lc.Append(fx.Hook{
+		OnStart: w.Start,
+		OnStop: func(ctx context.Context) error {
+			if _, ok := ctx.Deadline(); !ok {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, grace)
+				defer cancel()
+			}
+			return w.Stop(ctx)
+		},
+	})
+	return nil
+}
+
+// embeddedFake starts the fake SD server on a loopback port and returns a
+// client of it, so the demo exercises the real A1111 client over HTTP.
+func embeddedFake(lc fx.Lifecycle, cfg *Config, log *zap.Logger) (sdclient.Backend, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("embedded fakesd: %w", err)
+	}
+	fcfg := cfg.FakeSD
+	if fcfg.StepDuration == 0 {
+		fcfg.StepDuration = 50 * time.Millisecond
+	}
+	if fcfg.PreviewEvery == 0 {
+		fcfg.PreviewEvery = 5
+	}
+	fake := fakesd.New(fcfg)
+	srv := &http.Server{Handler: fake.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	base := "http://" + ln.Addr().String()
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			go func() { _ = srv.Serve(ln) }()
+			log.Info("no backends configured: running the embedded fake Stable Diffusion backend", zap.String("url", base))
+			return nil
+		},
+		OnStop: srv.Shutdown,
+	})
+	return a1111.New(a1111.Config{BaseURL: base})
+}

@@ -1,0 +1,191 @@
+package bot
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/easelbot/easel/adapters/httpapi"
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient/fakesd"
+	"github.com/easelbot/easel/storage"
+	"github.com/easelbot/easel/worker"
+)
+
+// Config is the whole configuration: one YAML file (--config, else
+// ./easel.yaml when present) with every field overridable from the
+// environment as EASEL_<SECTION>_<FIELD> (EASEL_REDIS_URL,
+// EASEL_SCHEDULER_LEASE=45s, EASEL_BACKENDS='[{kind: a1111, url: ...}]').
+// With no file and no environment, `easel serve` runs the embedded demo.
+type Config struct {
+	// Redis is where the queue lives. Empty url: embedded, not durable.
+	Redis storage.Config `yaml:"redis"`
+	// HTTP is the HTTP API, SSE, webhooks and playground.
+	HTTP httpapi.Config `yaml:"http"`
+	// Limits are the fixed request limits and defaults.
+	Limits commands.Limits `yaml:"limits"`
+	// Policy is the owner's scheduling policy: defaults for every tenant,
+	// per-tenant tiers (weights, limits) and ceilings for tenant admins.
+	Policy scheduler.PolicyConfig `yaml:"policy"`
+	// Scheduler tunes leases, retries and retention.
+	Scheduler scheduler.Config `yaml:"scheduler"`
+	// Worker tunes the worker slots of this process.
+	Worker worker.Config `yaml:"worker"`
+	// Backends are the Stable Diffusion servers this process runs jobs on,
+	// one job at a time each. `easel serve` with none runs an embedded fake
+	// backend (see fakesd); `easel worker` needs at least one.
+	Backends []BackendConfig `yaml:"backends"`
+	// FakeSD configures the embedded fake backend of the demo; in it
+	// step_duration defaults to 50ms (set 1ns for instant jobs) and
+	// preview_every to 5.
+	FakeSD fakesd.Config `yaml:"fakesd"`
+	// Log configures logging.
+	Log LogConfig `yaml:"log"`
+}
+
+// BackendConfig is one Stable Diffusion server.
+type BackendConfig struct {
+	// Name identifies the backend in logs, events and metrics; letters,
+	// digits, "-" and "_". Default "<kind>-<index>".
+	Name string `yaml:"name"`
+	// Kind is "a1111" (AUTOMATIC1111, Forge, SD.Next /sdapi/v1) or "fakesd"
+	// (an `easel fakesd` server). Default "a1111".
+	Kind string `yaml:"kind"`
+	// URL is the server's base URL, e.g. http://127.0.0.1:7860. Required.
+	URL string `yaml:"url"`
+	// Username for HTTP basic auth (A1111 --api-auth). Default none.
+	Username string `yaml:"username"`
+	// PasswordEnv names the environment variable holding the basic-auth
+	// password (secrets never live in the YAML). Default none.
+	PasswordEnv string `yaml:"password_env"`
+	// PasswordFile is a file holding the basic-auth password (e.g. a Docker
+	// secret); surrounding white space is trimmed. Default none.
+	PasswordFile string `yaml:"password_file"`
+}
+
+// LogConfig configures the zap logger.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is "console" (human) or "json". Default console.
+	Format string `yaml:"format"`
+}
+
+// ConfigError is an invalid configuration, naming the field.
+type ConfigError struct {
+	Field   string
+	Message string
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("config: %s: %s", e.Field, e.Message) }
+
+// LoadConfig reads path (when explicit is false a missing file is fine),
+// applies environment overrides through lookup (os.LookupEnv) and validates.
+func LoadConfig(path string, explicit bool, lookup func(string) (string, bool)) (*Config, error) {
+	cfg := &Config{}
+	raw, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		dec := yaml.NewDecoder(bytes.NewReader(raw))
+		dec.KnownFields(true)
+		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist) && !explicit:
+	default:
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := applyEnv(cfg, lookup); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.validate(lookup); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+var backendName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+func (c *Config) validate(lookup func(string) (string, bool)) error {
+	switch c.Log.Level {
+	case "":
+		c.Log.Level = "info"
+	case "debug", "info", "warn", "error":
+	default:
+		return &ConfigError{"log.level", fmt.Sprintf("must be debug, info, warn or error (got %q)", c.Log.Level)}
+	}
+	switch c.Log.Format {
+	case "":
+		c.Log.Format = "console"
+	case "console", "json":
+	default:
+		return &ConfigError{"log.format", fmt.Sprintf("must be console or json (got %q)", c.Log.Format)}
+	}
+	if c.Redis.URL != "" {
+		u, err := url.Parse(c.Redis.URL)
+		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			return &ConfigError{"redis.url", "must be a redis://, rediss:// or unix:// URL"}
+		}
+	}
+	names := map[string]bool{}
+	for i := range c.Backends {
+		b := &c.Backends[i]
+		field := fmt.Sprintf("backends[%d]", i)
+		if b.Kind == "" {
+			b.Kind = "a1111"
+		}
+		if b.Kind != "a1111" && b.Kind != "fakesd" {
+			return &ConfigError{field + ".kind", fmt.Sprintf("must be a1111 or fakesd (got %q)", b.Kind)}
+		}
+		if b.Name == "" {
+			b.Name = fmt.Sprintf("%s-%d", b.Kind, i)
+		}
+		if !backendName.MatchString(b.Name) {
+			return &ConfigError{field + ".name", "must be 1-64 letters, digits, - or _"}
+		}
+		if names[b.Name] {
+			return &ConfigError{field + ".name", fmt.Sprintf("%q is used twice", b.Name)}
+		}
+		names[b.Name] = true
+		u, err := url.Parse(b.URL)
+		if b.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return &ConfigError{field + ".url", fmt.Sprintf("must be an http:// or https:// URL (got %q)", b.URL)}
+		}
+		if b.PasswordEnv != "" {
+			if _, ok := lookup(b.PasswordEnv); !ok {
+				return &ConfigError{field + ".password_env", fmt.Sprintf("environment variable %s is not set", b.PasswordEnv)}
+			}
+		}
+		if b.PasswordFile != "" {
+			if _, err := os.Stat(b.PasswordFile); err != nil {
+				return &ConfigError{field + ".password_file", err.Error()}
+			}
+		}
+	}
+	return nil
+}
+
+// password reads a backend's basic-auth password from its env or file.
+func (b BackendConfig) password(lookup func(string) (string, bool)) (string, error) {
+	if b.PasswordEnv != "" {
+		v, _ := lookup(b.PasswordEnv)
+		return v, nil
+	}
+	if b.PasswordFile != "" {
+		raw, err := os.ReadFile(b.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("backend %s password_file: %w", b.Name, err)
+		}
+		return strings.TrimSpace(string(raw)), nil
+	}
+	return "", nil
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/storage"
+)
+
+var easelBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "easel-bin-")
+	if err != nil {
+		panic(err)
+	}
+	easelBin = filepath.Join(dir, "easel")
+	out, err := exec.Command("go", "build", "-o", easelBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build easel: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is an easel child process.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan error
+	log  *strings.Builder
+}
+
+func startProc(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(easelBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var log strings.Builder
+	cmd.Stdout = &syncWriter{b: &log}
+	cmd.Stderr = cmd.Stdout
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	require.NoError(t, cmd.Start())
+	p := &proc{cmd: cmd, done: make(chan error, 1), log: &log}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s %v output:\n%s", filepath.Base(easelBin), args, log.String())
+		}
+	})
+	return p
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitHTTP waits until url answers; the child process is starting up.
+func waitHTTP(t *testing.T, url string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	}, 20*time.Second, 20*time.Millisecond)
+}
+
+// TestKilledWorkerJobFinishesElsewhereOnce: a worker process is SIGKILLed
+// mid-job; after its lease the job is reclaimed, finishes on another worker,
+// and exactly one succeeded event and one set of images exist.
+func TestKilledWorkerJobFinishesElsewhereOnce(t *testing.T) {
+	t.Parallel()
+	rcfg := redistest.Config(t)
+	fakeAddr := freeAddr(t)
+	startProc(t, nil, "fakesd", "--addr", fakeAddr, "--step", "100ms", "--preview-every", "0")
+	waitHTTP(t, "http://"+fakeAddr+"/sdapi/v1/options")
+	env := []string{
+		"EASEL_REDIS_URL=" + rcfg.URL,
+		"EASEL_REDIS_PREFIX=" + rcfg.Prefix,
+		"EASEL_SCHEDULER_LEASE=1s",
+		"EASEL_SCHEDULER_RETRY_BACKOFF=10ms",
+		"EASEL_BACKENDS=[{name: fake, kind: fakesd, url: \"http://" + fakeAddr + "\"}]",
+		"EASEL_LOG_LEVEL=debug",
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := storage.Open(ctx, rcfg, zap.NewNop())
+	require.NoError(t, err)
+	defer store.Close()
+	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	require.NoError(t, err)
+
+	first := startProc(t, append(env, "EASEL_WORKER_NAME=first"), "worker")
+	payload, _ := json.Marshal(map[string]any{"prompt": "a red fox", "width": 64, "height": 64, "steps": 30, "count": 1, "seed": 7})
+	res, err := sched.Submit(ctx, scheduler.SubmitRequest{Tenant: "api:t", User: "u", Payload: payload, Images: 1})
+	require.NoError(t, err)
+
+	// Kill the first worker once its backend reports progress.
+	err = sched.Follow(ctx, res.ID, 0, func(e scheduler.Event) error {
+		if e.Type == scheduler.EventProgress {
+			return errStop
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, errStop)
+	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
+	<-first.done
+	startProc(t, append(env, "EASEL_WORKER_NAME=second"), "worker")
+
+	var types []scheduler.EventType
+	succeeded := 0
+	err = sched.Follow(ctx, res.ID, 0, func(e scheduler.Event) error {
+		if len(types) == 0 || types[len(types)-1] != e.Type {
+			types = append(types, e.Type)
+		}
+		if e.Type == scheduler.EventSucceeded {
+			succeeded++
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 1, succeeded)
+	require.Equal(t, []scheduler.EventType{"queued", "started", "progress", "retrying", "started", "progress", "succeeded"}, types)
+	j, err := sched.Get(ctx, res.ID)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusSucceeded, j.Status)
+	require.Equal(t, 2, j.Attempt)
+	require.Equal(t, 1, j.Images)
+	img, err := sched.Image(ctx, j, 0)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(img), "\x89PNG"))
+	// The dead attempt left no images of its own.
+	n, err := store.Client.Do(ctx, store.Client.B().Exists().Key(store.Keys.Blob(res.ID, 1, "0")).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
+
+var errStop = errors.New("stop following")
