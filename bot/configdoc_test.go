@@ -61,7 +61,10 @@ func writeRef(b *strings.Builder, docs map[string]string, t reflect.Type, path, 
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		p, e := name, env+"_"+strings.ToUpper(name)
+		p, e := name, ""
+		if env != "" {
+			e = env + "_" + strings.ToUpper(name)
+		}
 		if path != "" {
 			p = path + "." + name
 		}
@@ -79,10 +82,16 @@ func writeRef(b *strings.Builder, docs map[string]string, t reflect.Type, path, 
 		if ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct {
 			typ = "list (YAML in env)"
 			fmt.Fprintf(b, "| `%s` | `%s` | %s | %s |\n", p, e, typ, doc)
-			writeRef(b, docs, ft.Elem(), p+"[]", e+"[]")
+			writeRef(b, docs, ft.Elem(), p+"[]", "")
 			continue
 		}
-		fmt.Fprintf(b, "| `%s` | `%s` | %s | %s |\n", p, e, typ, doc)
+		typ = strings.ReplaceAll(strings.TrimPrefix(typ, "*"), "scheduler.", "")
+		envCell := "`" + e + "`"
+		if env == "" {
+			envCell = "(in the list)"
+			e = ""
+		}
+		fmt.Fprintf(b, "| `%s` | %s | %s | %s |\n", p, envCell, typ, doc)
 	}
 }
 

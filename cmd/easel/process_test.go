@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 // proc is an easel child process.
 type proc struct {
 	cmd  *exec.Cmd
-	done chan error
+	done chan struct{} // closed when the process has exited
 	log  *strings.Builder
 }
 
@@ -58,8 +58,8 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 	cmd.Stderr = cmd.Stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())
-	p := &proc{cmd: cmd, done: make(chan error, 1), log: &log}
-	go func() { p.done <- cmd.Wait() }()
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: &log}
+	go func() { _ = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-p.done
