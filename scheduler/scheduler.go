@@ -419,6 +419,9 @@ func (s *Scheduler) Follow(ctx context.Context, id string, afterSeq int64, fn fu
 				return fmt.Errorf("follow: %w", err)
 			}
 			if ev.Seq <= afterSeq {
+				if ev.Type.Terminal() {
+					return nil // the caller has seen the end already
+				}
 				continue
 			}
 			if err := fn(ev); err != nil {

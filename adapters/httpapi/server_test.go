@@ -1,0 +1,366 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/adapters/httpapi"
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient/a1111"
+	"github.com/easelbot/easel/sdclient/fakesd"
+	"github.com/easelbot/easel/worker"
+)
+
+type bundle struct {
+	ctx   context.Context
+	sched *scheduler.Scheduler
+	api   *httpapi.Server
+	srv   *httptest.Server
+	fake  *fakesd.Server
+}
+
+const (
+	keyA     = "key-a-0123456789abcdef"
+	keyB     = "key-b-0123456789abcdef"
+	adminKey = "key-admin-0123456789abcdef"
+)
+
+type opts struct {
+	cfg    httpapi.Config
+	worker bool
+	policy scheduler.PolicyConfig
+}
+
+func setup(t *testing.T, o opts) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	store := redistest.Store(t)
+	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	require.NoError(t, err)
+	pol, err := scheduler.NewPolicies(sched, o.policy)
+	require.NoError(t, err)
+	svc, err := commands.New(sched, pol, commands.Limits{}, zap.NewNop())
+	require.NoError(t, err)
+	api, err := httpapi.New(o.cfg, svc, zap.NewNop())
+	require.NoError(t, err)
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	b := &bundle{ctx: ctx, sched: sched, api: api, srv: srv}
+	if o.worker {
+		b.fake = fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond, PreviewEvery: 2})
+		fsrv := httptest.NewServer(b.fake.Handler())
+		t.Cleanup(fsrv.Close)
+		client, err := a1111.New(a1111.Config{BaseURL: fsrv.URL, ProgressInterval: 2 * time.Millisecond})
+		require.NoError(t, err)
+		w, err := worker.New(worker.Config{Name: "t"}, sched, []worker.Backend{{Name: "fake", Backend: client}}, zap.NewNop())
+		require.NoError(t, err)
+		require.NoError(t, w.Start(ctx))
+		t.Cleanup(func() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = w.Stop(c)
+		})
+	}
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = api.Stop(c)
+	})
+	return b
+}
+
+func (b *bundle) do(t *testing.T, method, path, key string, body any, hdr ...string) (*http.Response, map[string]any) {
+	t.Helper()
+	var r io.Reader
+	switch v := body.(type) {
+	case nil:
+	case string:
+		r = strings.NewReader(v)
+	case []byte:
+		r = bytes.NewReader(v)
+	default:
+		raw, _ := json.Marshal(v)
+		r = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(b.ctx, method, b.srv.URL+path, r)
+	require.NoError(t, err)
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return resp, m
+}
+
+func (b *bundle) sse(t *testing.T, path string, lastID string) []string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(b.ctx, http.MethodGet, b.srv.URL+path, nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	var types []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if ev, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			if len(types) == 0 || types[len(types)-1] != ev {
+				types = append(types, ev)
+			}
+		}
+	}
+	return types
+}
+
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{worker: true})
+	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "a red fox in snow", "width": 320, "height": 192, "steps": 12, "seed": 9})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	id := m["id"].(string)
+	require.Equal(t, []string{"queued", "started", "progress", "succeeded"}, b.sse(t, "/v1/jobs/"+id+"/events", ""))
+	resp, m = b.do(t, "GET", "/v1/jobs/"+id, "", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "succeeded", m["status"])
+	imgs := m["images"].([]any)
+	require.Len(t, imgs, 1)
+	require.Equal(t, 9.0, imgs[0].(map[string]any)["seed"])
+	img, err := http.Get(b.srv.URL + imgs[0].(map[string]any)["url"].(string))
+	require.NoError(t, err)
+	defer img.Body.Close()
+	require.Equal(t, "image/png", img.Header.Get("Content-Type"))
+	decoded, err := png.Decode(img.Body)
+	require.NoError(t, err)
+	require.Equal(t, 320, decoded.Bounds().Dx())
+	require.Equal(t, 192, decoded.Bounds().Dy())
+	// Resuming after the second event (started) gives the rest only; after
+	// the end, nothing.
+	require.Equal(t, []string{"progress", "succeeded"}, b.sse(t, "/v1/jobs/"+id+"/events", "2"))
+	require.Empty(t, b.sse(t, "/v1/jobs/"+id+"/events", "1000"))
+}
+
+func TestBadInputNamesFieldAndEnqueuesNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{})
+	for _, c := range []struct {
+		name   string
+		body   any
+		status int
+		field  string
+		msg    string
+	}{
+		{"missing prompt", `{"steps":20}`, 400, "prompt", "is required"},
+		{"width", `{"prompt":"x","width":100000}`, 400, "width", "between 64 and 2048 (got 100000)"},
+		{"steps", `{"prompt":"x","steps":-1}`, 400, "steps", "between 1 and 150 (got -1)"},
+		{"count", `{"prompt":"x","count":50}`, 400, "count", "between 1 and 4 (got 50)"},
+		{"unknown field", `{"prompt":"x","colour":"red"}`, 400, "colour", "not a known field"},
+		{"invalid json", `{"prompt":`, 400, "body", "not valid JSON"},
+		{"wrong type", `{"prompt":"x","steps":"many"}`, 400, "steps", "must be a number"},
+		{"trailing", `{"prompt":"x"} {}`, 400, "body", "trailing data"},
+		{"10 MB", `{"prompt":"` + strings.Repeat("a", 10<<20) + `"}`, 413, "body", "at most 65536 bytes"},
+		{"invalid utf-8", []byte("{\"prompt\":\"bad \xff\"}"), 400, "body", "UTF-8"},
+		{"private callback", `{"prompt":"x","callback_url":"http://127.0.0.1:9/hook"}`, 400, "callback_url", "loopback, private"},
+		{"callback scheme", `{"prompt":"x","callback_url":"file:///etc/passwd"}`, 400, "callback_url", "http:// or https://"},
+		{"bad user", `{"prompt":"x","user":"a b"}`, 400, "user", "letters"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, m := b.do(t, "POST", "/v1/jobs", "", c.body)
+			require.Equal(t, c.status, resp.StatusCode, m)
+			e := m["error"].(map[string]any)
+			require.Equal(t, c.field, e["field"])
+			require.Contains(t, e["message"], c.msg)
+		})
+	}
+	active, err := b.sched.Active(b.ctx, "api:local")
+	require.NoError(t, err)
+	require.Empty(t, active, "nothing enqueued")
+}
+
+func TestAuthAndTenants(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{cfg: httpapi.Config{Keys: map[string]string{keyA: "a", keyB: "b"}, AdminKeys: map[string]string{adminKey: "a"}}})
+	resp, _ := b.do(t, "POST", "/v1/jobs", "", `{"prompt":"x"}`)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, _ = b.do(t, "POST", "/v1/jobs", "wrong-key-0123456789", `{"prompt":"x"}`)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	resp, m := b.do(t, "POST", "/v1/jobs", keyA, `{"prompt":"x"}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	id := m["id"].(string)
+	resp, _ = b.do(t, "GET", "/v1/jobs/"+id, keyB, nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "other tenant's job")
+	resp, _ = b.do(t, "DELETE", "/v1/jobs/"+id, keyB, nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	resp, m = b.do(t, "GET", "/v1/queue", keyA, nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Len(t, m["jobs"], 1)
+	j, err := b.sched.Get(b.ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, "api:a", j.Tenant)
+
+	// Admin endpoints: a plain key is refused, the admin key works.
+	resp, _ = b.do(t, "PATCH", "/v1/admin/policy", keyA, `{"field":"max_steps","value":"30"}`)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	resp, m = b.do(t, "PATCH", "/v1/admin/policy", adminKey, `{"field":"max_steps","value":"30"}`)
+	require.Equal(t, 200, resp.StatusCode, m)
+	resp, m = b.do(t, "PATCH", "/v1/admin/policy", adminKey, `{"field":"weight","value":"5"}`)
+	require.Equal(t, 400, resp.StatusCode, m)
+	require.Equal(t, "weight", m["error"].(map[string]any)["field"])
+	require.Eventually(t, func() bool {
+		resp, m = b.do(t, "POST", "/v1/jobs", keyA, `{"prompt":"x","steps":40}`)
+		return resp.StatusCode == 400
+	}, 2*time.Second, 50*time.Millisecond, "the new policy applies within a second")
+	require.Contains(t, m["error"].(map[string]any)["message"], "between 1 and 30")
+	resp, m = b.do(t, "GET", "/v1/admin/policy", adminKey, nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, 30.0, m["effective"].(map[string]any)["max_steps"])
+
+	// Without keys the API serves loopback only.
+	open := setup(t, opts{})
+	req := httptest.NewRequest("POST", "/v1/jobs", strings.NewReader(`{"prompt":"x"}`))
+	req.RemoteAddr = "192.0.2.7:4444"
+	rec := httptest.NewRecorder()
+	open.api.Handler().ServeHTTP(rec, req)
+	require.Equal(t, http.StatusForbidden, rec.Code)
+}
+
+func TestIdempotencyCancelAndRefusals(t *testing.T) {
+	t.Parallel()
+	one := 1
+	b := setup(t, opts{policy: scheduler.PolicyConfig{Defaults: scheduler.Policy{
+		UserRate: &scheduler.Rate{PerMinute: 2, Burst: 2}, MaxPendingPerUser: &one}}})
+	resp, m1 := b.do(t, "POST", "/v1/jobs", "", `{"prompt":"x"}`, "Idempotency-Key", "abc")
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	_, m2 := b.do(t, "POST", "/v1/jobs", "", `{"prompt":"x"}`, "Idempotency-Key", "abc")
+	require.Equal(t, m1["id"], m2["id"])
+	// Pending cap of one.
+	resp, m := b.do(t, "POST", "/v1/jobs", "", `{"prompt":"y"}`)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	require.Equal(t, "user_pending", m["error"].(map[string]any)["code"])
+	id := m1["id"].(string)
+	resp, m = b.do(t, "DELETE", "/v1/jobs/"+id, "", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "canceled", m["status"])
+	resp, _ = b.do(t, "DELETE", "/v1/jobs/"+id, "", nil)
+	require.Equal(t, http.StatusConflict, resp.StatusCode)
+	require.Equal(t, []string{"queued", "canceled"}, b.sse(t, "/v1/jobs/"+id+"/events", ""))
+	// Rate limit: 2/min with burst 2 — the third submit waits 30 s.
+	resp, m = b.do(t, "POST", "/v1/jobs", "", `{"prompt":"z"}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+	resp, _ = b.do(t, "DELETE", "/v1/jobs/"+m["id"].(string), "", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	resp, m = b.do(t, "POST", "/v1/jobs", "", `{"prompt":"w"}`)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode, m)
+	e := m["error"].(map[string]any)
+	require.Equal(t, "user_rate", e["code"])
+	require.Equal(t, "30", resp.Header.Get("Retry-After"))
+	require.Equal(t, 30.0, e["retry_after_s"])
+	resp, _ = b.do(t, "GET", "/v1/jobs/nope", "", nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestWebhookSignedAndRetried(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var calls int
+	got := make(chan *http.Request, 1)
+	var body []byte
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if calls == 1 {
+			w.WriteHeader(500)
+			return
+		}
+		body, _ = io.ReadAll(r.Body)
+		got <- r
+	}))
+	defer hook.Close()
+	b := setup(t, opts{worker: true, cfg: httpapi.Config{AllowPrivateCallbacks: true, WebhookSecret: "whsec", WebhookBackoff: 10 * time.Millisecond}})
+	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "steps": 3, "callback_url": hook.URL})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	var r *http.Request
+	select {
+	case r = <-got:
+	case <-b.ctx.Done():
+		t.Fatal("no webhook")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, 2, calls, "retried after a 500")
+	require.True(t, strings.HasPrefix(r.Header.Get("X-Easel-Event-Id"), m["id"].(string)+"-"))
+	sig := r.Header.Get("X-Easel-Signature")
+	ts, v1, ok := strings.Cut(strings.TrimPrefix(sig, "t="), ",v1=")
+	require.True(t, ok, sig)
+	mac := hmac.New(sha256.New, []byte("whsec"))
+	mac.Write([]byte(ts + "."))
+	mac.Write(body)
+	require.Equal(t, hex.EncodeToString(mac.Sum(nil)), v1)
+	var payload map[string]any
+	require.NoError(t, json.Unmarshal(body, &payload))
+	require.Equal(t, "succeeded", payload["event"])
+	require.Equal(t, "succeeded", payload["job"].(map[string]any)["status"])
+}
+
+func TestHealthReadyPlayground(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{})
+	resp, _ := b.do(t, "GET", "/healthz", "", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	resp, m := b.do(t, "GET", "/readyz", "", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "ready", m["status"])
+	page, err := http.Get(b.srv.URL + "/")
+	require.NoError(t, err)
+	defer page.Body.Close()
+	html, _ := io.ReadAll(page.Body)
+	require.Contains(t, string(html), "EventSource")
+	resp, _ = b.do(t, "GET", "/nope", "", nil)
+	require.Equal(t, 404, resp.StatusCode)
+}
+
+func FuzzDecodeJobRequest(f *testing.F) {
+	f.Add([]byte(`{"prompt":"x","width":512,"steps":20,"seed":1}`))
+	f.Add([]byte(`{"prompt":"x","colour":1}`))
+	f.Add([]byte("{\"prompt\":\"\xff\"}"))
+	f.Add([]byte(`{"prompt":"x"} trailing`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := httpapi.DecodeJobRequest(b)
+		if err != nil {
+			var re *httpapi.RequestError
+			require.ErrorAs(t, err, &re)
+			require.NotEmpty(t, re.Field)
+			return
+		}
+		_ = r
+	})
+}
