@@ -222,7 +222,7 @@ func Throughput(ctx context.Context, url string, n, slots int) (string, string, 
 	wg.Wait()
 	el := time.Since(t0)
 	return fmt.Sprintf("%.0f jobs/s (%d jobs in %s)", float64(n)/el.Seconds(), n, el.Round(time.Millisecond)),
-		"≥ 2× asynq on the same Redis (asynq not measured yet)", nil
+		"≥ 2× asynq on the same Redis (run bench/asynqcmp against it)", nil
 }
 
 // IdleGap queues n jobs, then starts one worker slot and measures the time
