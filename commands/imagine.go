@@ -56,6 +56,11 @@ type Limits struct {
 	DefaultHeight int     `yaml:"default_height"`
 	DefaultSteps  int     `yaml:"default_steps"`
 	DefaultCFG    float64 `yaml:"default_cfg"`
+	// CostUnitSteps and CostUnitPixels define one unit of GPU work for fair
+	// scheduling: a job costs steps × width × height × images /
+	// (CostUnitSteps × CostUnitPixels). Defaults 20 and 262144 (512×512).
+	CostUnitSteps  int `yaml:"cost_unit_steps"`
+	CostUnitPixels int `yaml:"cost_unit_pixels"`
 }
 
 func (l *Limits) fill() error {
@@ -70,6 +75,8 @@ func (l *Limits) fill() error {
 	def(&l.DefaultWidth, 512)
 	def(&l.DefaultHeight, 512)
 	def(&l.DefaultSteps, 20)
+	def(&l.CostUnitSteps, 20)
+	def(&l.CostUnitPixels, 512*512)
 	if l.MinCFG == 0 {
 		l.MinCFG = 1
 	}
@@ -86,6 +93,8 @@ func (l *Limits) fill() error {
 		return &ValidationError{"limits.max_prompt_length", "must be at least 1"}
 	case l.MinCFG > l.MaxCFG:
 		return &ValidationError{"limits.min_cfg", "must not exceed max_cfg"}
+	case l.CostUnitSteps < 1 || l.CostUnitPixels < 1:
+		return &ValidationError{"limits.cost_unit_steps", "cost units must be positive"}
 	}
 	return nil
 }
@@ -189,9 +198,11 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 }
 
 // Cost is the job's GPU work estimate in cost units: steps × width × height
-// × images, normalised so that one 512×512 image at 20 steps costs 1.
-func Cost(im *Imagine) float64 {
-	return float64(im.Steps) * float64(im.Width) * float64(im.Height) * float64(max(im.Count, 1)) / (20 * 512 * 512)
+// × images, normalised by the limits' cost unit (by default one 512×512
+// image at 20 steps costs 1).
+func (l Limits) Cost(im *Imagine) float64 {
+	return float64(im.Steps) * float64(im.Width) * float64(im.Height) * float64(max(im.Count, 1)) /
+		(float64(l.CostUnitSteps) * float64(l.CostUnitPixels))
 }
 
 func contains(list []string, v string) bool {

@@ -54,9 +54,9 @@ func TestValidate(t *testing.T) {
 	require.NoError(t, limits(t).Validate(&im, scheduler.Policy{}))
 	require.Equal(t, Imagine{Prompt: "a fox", Width: 512, Height: 512, Steps: 20, CFGScale: 7, Count: 1, Seed: im.Seed}, im)
 	require.Equal(t, int64(-1), *im.Seed)
-	require.Equal(t, 1.0, Cost(&im))
+	require.Equal(t, 1.0, limits(t).Cost(&im))
 	im.Width, im.Height, im.Steps = 1024, 1024, 50
-	require.Equal(t, 10.0, Cost(&im))
+	require.Equal(t, 10.0, limits(t).Cost(&im))
 }
 
 func FuzzValidate(f *testing.F) {

@@ -65,7 +65,7 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 		return scheduler.SubmitResult{}, im, err
 	}
 	res, err := s.sched.Submit(ctx, scheduler.SubmitRequest{
-		Tenant: c.Tenant, User: c.User, Payload: body, Origin: origin, Cost: Cost(&im), Images: im.Count,
+		Tenant: c.Tenant, User: c.User, Payload: body, Origin: origin, Cost: s.limits.Cost(&im), Images: im.Count,
 		IdempotencyKey: idempotencyKey, Admission: p.Admission(),
 	})
 	return res, im, err
@@ -98,10 +98,11 @@ func (s *Service) Cancel(ctx context.Context, c Caller, id string) (*scheduler.J
 	return s.sched.Get(ctx, id)
 }
 
-// QueueEntry is one active job with its estimated place in line.
+// QueueEntry is one active job with its estimated place in line and wait.
 type QueueEntry struct {
 	Job      *scheduler.Job
 	Position int
+	ETA      time.Duration
 }
 
 // Queue lists the caller's active jobs (the whole tenant's for an admin).
@@ -116,12 +117,16 @@ func (s *Service) Queue(ctx context.Context, c Caller) ([]QueueEntry, error) {
 			continue
 		}
 		pos := 0
+		var eta time.Duration
 		if j.Status == scheduler.StatusQueued {
 			if pos, err = s.sched.Position(ctx, j.ID); err != nil {
 				return nil, err
 			}
+			if eta, err = s.sched.ETA(ctx, pos); err != nil {
+				return nil, err
+			}
 		}
-		out = append(out, QueueEntry{Job: j, Position: pos})
+		out = append(out, QueueEntry{Job: j, Position: pos, ETA: eta})
 	}
 	return out, nil
 }

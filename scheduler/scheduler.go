@@ -322,6 +322,23 @@ func (s *Scheduler) Position(ctx context.Context, id string) (int, error) {
 	return int(n), nil
 }
 
+// ETA estimates how long a job at position waits before it starts: the
+// rounds of the worker slots (busy and free) ahead of it times the moving
+// average run time. Zero when nothing has finished yet.
+func (s *Scheduler) ETA(ctx context.Context, position int) (time.Duration, error) {
+	if position <= 0 {
+		return 0, nil
+	}
+	v, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.keys.Global()).Field("avg_ms", "running", "credits").Build()).AsStrSlice()
+	if err != nil {
+		return 0, fmt.Errorf("eta: %w", err)
+	}
+	atoi := func(x string) int { n, _ := strconv.Atoi(x); return n }
+	avg, slots := atoi(v[0]), max(atoi(v[1])+atoi(v[2]), 1)
+	rounds := (position + slots - 1) / slots
+	return time.Duration(rounds*avg) * time.Millisecond, nil
+}
+
 // Cancel cancels a queued, dispatched or running job and returns the status
 // it had. A running job's worker is told to interrupt its backend.
 func (s *Scheduler) Cancel(ctx context.Context, id, by string) (Status, error) {

@@ -171,6 +171,7 @@ local function dispatch()
         redis.call('HSET', jk, 'status', 'dispatched', 'wid', wid, 'dispatched_ms', NOW)
         redis.call('HINCRBY', G, 'credits', -1)
         redis.call('HINCRBY', bk, 'running', 1)
+        redis.call('HINCRBY', G, 'running', 1)
         -- Served GPU cost per minute, weight-normalised, for fairness metrics.
         local sk = PFX .. 'served:' .. math.floor(NOW / 60000)
         redis.call('HINCRBYFLOAT', sk, base_of(t), cost / w)
@@ -218,6 +219,7 @@ local function release(id, t)
     redis.call('HSET', jk, 'wid', '')
   end
   redis.call('HINCRBY', tkey(t), 'running', -1)
+  redis.call('HINCRBY', G, 'running', -1)
   for _, lane in ipairs({t, t .. '~relax'}) do
     local bs = redis.call('ZSCORE', BLOCKED, lane)
     if bs then
@@ -432,6 +434,11 @@ local jk = jkey(id)
 if redis.call('HGET', jk, 'status') ~= 'running' or num(redis.call('HGET', jk, 'attempt')) ~= a then return 0 end
 local t = redis.call('HGET', jk, 'tenant')
 release(id, t)
+-- Moving average of run time, for queue ETAs.
+local ran = NOW - num(redis.call('HGET', jk, 'started_ms'))
+local avg = num(redis.call('HGET', G, 'avg_ms'))
+if avg == 0 then avg = ran else avg = avg * 0.8 + ran * 0.2 end
+redis.call('HSET', G, 'avg_ms', math.floor(avg))
 redis.call('HSET', jk, 'images', ARGV[8], 'image_attempt', a, 'seeds', ARGV[9], 'info', ARGV[10], 'step', redis.call('HGET', jk, 'steps') or 0, 'fraction', 1)
 finish(id, t, 'succeeded')
 emit(id, t, 'succeeded', ',"images":' .. ARGV[8] .. ',"seeds":' .. ARGV[9] .. ',"info":' .. ARGV[10])

@@ -34,7 +34,9 @@ func (k Keys) Tenant(tenant string) string { return k.s() + "t:" + tenant }
 func (k Keys) TenantPrefix() string { return k.s() + "t:" }
 
 // UserQueue is a user's list of pending job ids.
-func (k Keys) UserQueue(tenant, user string) string { return k.s() + "t:" + tenant + ":u:" + user + ":q" }
+func (k Keys) UserQueue(tenant, user string) string {
+	return k.s() + "t:" + tenant + ":u:" + user + ":q"
+}
 
 // TenantUsers is the zset of users of a tenant with pending work.
 func (k Keys) TenantUsers(tenant string) string { return k.s() + "t:" + tenant + ":users" }

@@ -261,7 +261,9 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 	}
 	w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "started"})
 	outcome := "stale"
-	defer func() { w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "finished", Outcome: outcome}) }()
+	defer func() {
+		w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "finished", Outcome: outcome})
+	}()
 
 	var req sdclient.Request
 	if err := json.Unmarshal(lease.Payload, &req); err != nil {

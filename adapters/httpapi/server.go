@@ -294,6 +294,7 @@ type JobView struct {
 	ID         string          `json:"id"`
 	Status     string          `json:"status"`
 	Position   int             `json:"position"`
+	ETASec     float64         `json:"eta_s,omitempty"`
 	Progress   float64         `json:"progress"`
 	Step       int             `json:"step"`
 	Steps      int             `json:"steps"`
@@ -349,13 +350,19 @@ func view(j *scheduler.Job, pos int) JobView {
 
 func (s *Server) jobView(ctx context.Context, j *scheduler.Job) (JobView, error) {
 	pos := 0
+	var eta time.Duration
 	if j.Status == scheduler.StatusQueued {
 		var err error
 		if pos, err = s.sched.Position(ctx, j.ID); err != nil {
 			return JobView{}, err
 		}
+		if eta, err = s.sched.ETA(ctx, pos); err != nil {
+			return JobView{}, err
+		}
 	}
-	return view(j, pos), nil
+	v := view(j, pos)
+	v.ETASec = eta.Seconds()
+	return v, nil
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request, c commands.Caller) {
@@ -434,6 +441,7 @@ func (s *Server) queue(w http.ResponseWriter, r *http.Request, c commands.Caller
 	out := make([]JobView, 0, len(entries))
 	for _, e := range entries {
 		v := view(e.Job, e.Position)
+		v.ETASec = e.ETA.Seconds()
 		v.Request = nil
 		out = append(out, v)
 	}
