@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,4 +146,49 @@ func TestServeRestartLosesNothing(t *testing.T) {
 		require.NoError(t, second.Sched.Follow(ctx, id, 0, func(e scheduler.Event) error { last = e; return nil }))
 		require.Equal(t, scheduler.EventSucceeded, last.Type, "job %s", id)
 	}
+}
+
+// TestPolicyChangeReachesSecondServe: a tenant admin changes the policy
+// through one serve; the other serve applies it within a second. A
+// non-admin key is refused.
+func TestPolicyChangeReachesSecondServe(t *testing.T) {
+	t.Parallel()
+	rcfg := redistest.Config(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const admin, member = "admin-key-0123456789", "member-key-0123456789"
+	start := func() *App {
+		cfg := &Config{Redis: rcfg}
+		cfg.HTTP.Addr = "127.0.0.1:0"
+		cfg.HTTP.AdminKeys = map[string]string{admin: "acme"}
+		cfg.HTTP.Keys = map[string]string{member: "acme"}
+		require.NoError(t, cfg.validate(env(nil)))
+		app, err := New(cfg, RoleServe, zap.NewNop(), Options{})
+		require.NoError(t, err)
+		require.NoError(t, app.Start(ctx))
+		t.Cleanup(func() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = app.Stop(c)
+		})
+		return app
+	}
+	a, b := start(), start()
+	call := func(app *App, method, path, key, body string) int {
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+app.HTTP.Addr()+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	require.Equal(t, http.StatusForbidden, call(a, "PATCH", "/v1/admin/policy", member, `{"field":"max_steps","value":"30"}`))
+	require.Equal(t, http.StatusAccepted, call(b, "POST", "/v1/jobs", member, `{"prompt":"x","steps":40}`))
+	require.Equal(t, http.StatusOK, call(a, "PATCH", "/v1/admin/policy", admin, `{"field":"max_steps","value":"30"}`))
+	changed := time.Now()
+	require.Eventually(t, func() bool {
+		return call(b, "POST", "/v1/jobs", member, `{"prompt":"x","steps":40}`) == http.StatusBadRequest
+	}, 2*time.Second, 20*time.Millisecond)
+	require.Less(t, time.Since(changed), time.Second+100*time.Millisecond)
 }
