@@ -22,6 +22,9 @@ type Imagine struct {
 	Sampler        string  `json:"sampler,omitempty"`
 	Model          string  `json:"model,omitempty"`
 	Count          int     `json:"count,omitempty"`
+	// VariationStrength (0–1) blends a random variation into the seed's
+	// image: a variation of an earlier image keeps its seed and sets this.
+	VariationStrength float64 `json:"variation_strength,omitempty"`
 }
 
 // payload is the job payload the worker decodes as an sdclient.Request.
@@ -36,6 +39,8 @@ type payload struct {
 	Sampler        string  `json:"sampler,omitempty"`
 	Model          string  `json:"model,omitempty"`
 	Count          int     `json:"count"`
+	// SubseedStrength is A1111's variation strength (subseed -1).
+	SubseedStrength float64 `json:"subseed_strength,omitempty"`
 }
 
 // Limits are the fixed request limits and defaults; the per-tenant ones
@@ -187,6 +192,9 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 	}
 	if len(d.AllowedSamplers) > 0 && im.Sampler != "" && !contains(d.AllowedSamplers, im.Sampler) {
 		return invalid("sampler", "must be one of %s (got %q)", strings.Join(d.AllowedSamplers, ", "), im.Sampler)
+	}
+	if math.IsNaN(im.VariationStrength) || im.VariationStrength < 0 || im.VariationStrength > 1 {
+		return invalid("variation_strength", "must be between 0 and 1 (got %g)", im.VariationStrength)
 	}
 	if len(im.Model) > 200 {
 		return invalid("model", "must be at most 200 characters")

@@ -60,7 +60,8 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 		return scheduler.SubmitResult{}, im, err
 	}
 	body, err := json.Marshal(payload{Prompt: im.Prompt, NegativePrompt: im.NegativePrompt, Width: im.Width, Height: im.Height,
-		Steps: im.Steps, CFGScale: im.CFGScale, Seed: *im.Seed, Sampler: im.Sampler, Model: im.Model, Count: im.Count})
+		Steps: im.Steps, CFGScale: im.CFGScale, Seed: *im.Seed, Sampler: im.Sampler, Model: im.Model, Count: im.Count,
+		SubseedStrength: im.VariationStrength})
 	if err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}

@@ -24,6 +24,9 @@ type Request struct {
 	Model   string `json:"model,omitempty"`
 	// Count is the number of images (A1111 batch_size).
 	Count int `json:"count"`
+	// SubseedStrength (0–1) makes a variation of Seed's image with a random
+	// subseed (A1111 subseed -1, subseed_strength).
+	SubseedStrength float64 `json:"subseed_strength,omitempty"`
 }
 
 // Progress is one progress report while a generation runs.

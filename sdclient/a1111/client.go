@@ -78,6 +78,8 @@ type txt2imgRequest struct {
 	Steps            int            `json:"steps"`
 	CFGScale         float64        `json:"cfg_scale"`
 	Seed             int64          `json:"seed"`
+	Subseed          int64          `json:"subseed"`
+	SubseedStrength  float64        `json:"subseed_strength"`
 	SamplerName      string         `json:"sampler_name,omitempty"`
 	BatchSize        int            `json:"batch_size"`
 	NIter            int            `json:"n_iter"`
@@ -110,7 +112,7 @@ type ProgressResponse struct {
 func (c *Client) Generate(ctx context.Context, req sdclient.Request, progress func(sdclient.Progress)) (*sdclient.Result, error) {
 	body := txt2imgRequest{
 		Prompt: req.Prompt, NegativePrompt: req.NegativePrompt, Width: req.Width, Height: req.Height,
-		Steps: req.Steps, CFGScale: req.CFGScale, Seed: req.Seed, SamplerName: req.Sampler,
+		Steps: req.Steps, CFGScale: req.CFGScale, Seed: req.Seed, Subseed: -1, SubseedStrength: req.SubseedStrength, SamplerName: req.Sampler,
 		BatchSize: max(req.Count, 1), NIter: 1, SendImages: true,
 	}
 	if req.Model != "" {

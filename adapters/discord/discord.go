@@ -1,0 +1,596 @@
+package discord
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+	_ "image/png" // decode PNGs for re-encoding
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bwmarrin/discordgo"
+	"github.com/redis/rueidis"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
+	"github.com/easelbot/easel/storage"
+)
+
+// Config configures the Discord bot.
+type Config struct {
+	// Token is the bot token. Secret: set EASEL_DISCORD_TOKEN. Empty: the
+	// Discord adapter is off.
+	Token string `yaml:"token"`
+	// APIBase is the Discord API's base URL; REST goes there and the
+	// gateway URL comes from its /gateway. Default https://discord.com.
+	APIBase string `yaml:"api_base"`
+	// DevGuilds registers the commands in these guilds only (instant, for
+	// development) instead of globally. Default: global.
+	DevGuilds []string `yaml:"dev_guilds"`
+	// EditInterval is the least time between two progress edits of one
+	// message. Default 1.5s.
+	EditInterval time.Duration `yaml:"edit_interval"`
+	// MaxUploadBytes is the size above which images are re-encoded as JPEG
+	// before upload. Default 10 MiB (Discord's default attachment limit).
+	MaxUploadBytes int `yaml:"max_upload_bytes"`
+}
+
+// Origin is where a Discord job's messages go.
+type Origin struct {
+	Kind      string `json:"kind"` // "discord"
+	AppID     string `json:"app_id"`
+	Token     string `json:"token"`
+	ChannelID string `json:"channel_id"`
+	GuildID   string `json:"guild_id,omitempty"`
+	UserID    string `json:"user_id"`
+	// CreatedMS is when the interaction was created (from its snowflake);
+	// its token dies 15 minutes later.
+	CreatedMS int64 `json:"created_ms"`
+}
+
+// tokenLife is how long an interaction token is used before falling back to
+// bot-token messages (Discord's limit is 15 minutes).
+const tokenLife = 14 * time.Minute
+
+// Adapter is the Discord bot.
+type Adapter struct {
+	cfg   Config
+	svc   *commands.Service
+	sched *scheduler.Scheduler
+	store *storage.Store
+	log   *zap.Logger
+	s     *discordgo.Session
+	now   func() time.Time
+
+	mu    sync.Mutex
+	appID string
+	wg    sync.WaitGroup
+	ready chan struct{}
+}
+
+// New returns the adapter; Start connects.
+func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
+	if cfg.APIBase == "" {
+		cfg.APIBase = "https://discord.com"
+	}
+	if cfg.EditInterval == 0 {
+		cfg.EditInterval = 1500 * time.Millisecond
+	}
+	if cfg.MaxUploadBytes == 0 {
+		cfg.MaxUploadBytes = 10 << 20
+	}
+	base, err := url.Parse(cfg.APIBase)
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("discord.api_base: must be an http(s) URL (got %q)", cfg.APIBase)
+	}
+	if cfg.Token == "" {
+		return nil, errors.New("discord.token: is required")
+	}
+	s, err := discordgo.New("Bot " + cfg.Token)
+	if err != nil {
+		return nil, fmt.Errorf("discord: %w", err)
+	}
+	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &rewrite{base: base, next: http.DefaultTransport}}
+	s.Identify.Intents = discordgo.IntentsGuilds // no privileged intents
+	s.ShouldRetryOnRateLimit = true
+	s.MaxRestRetries = 5
+	a := &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), store: svc.Scheduler().Store(), log: log, s: s,
+		now: time.Now, ready: make(chan struct{})}
+	s.AddHandler(a.onReady)
+	s.AddHandler(a.onInteraction)
+	return a, nil
+}
+
+// rewrite sends requests for discord.com to the configured API base.
+type rewrite struct {
+	base *url.URL
+	next http.RoundTripper
+}
+
+func (t *rewrite) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Host == "discord.com" && t.base.Host != "discord.com" {
+		r = r.Clone(r.Context())
+		r.URL.Scheme, r.URL.Host, r.Host = t.base.Scheme, t.base.Host, t.base.Host
+		r.URL.Path = strings.TrimSuffix(t.base.Path, "/") + r.URL.Path
+	}
+	return t.next.RoundTrip(r)
+}
+
+// Start opens the gateway and waits for READY.
+func (a *Adapter) Start(ctx context.Context) error {
+	if err := a.s.Open(); err != nil {
+		return fmt.Errorf("discord: open gateway: %w", err)
+	}
+	select {
+	case <-a.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Stop closes the gateway and waits for handlers in flight.
+func (a *Adapter) Stop(ctx context.Context) error {
+	err := a.s.Close()
+	done := make(chan struct{})
+	go func() { a.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return err
+}
+
+// Kind implements adapters.Renderer.
+func (a *Adapter) Kind() string { return "discord" }
+
+// MinInterval implements adapters.Renderer.
+func (a *Adapter) MinInterval() time.Duration { return a.cfg.EditInterval }
+
+func (a *Adapter) onReady(_ *discordgo.Session, r *discordgo.Ready) {
+	a.mu.Lock()
+	if r.Application != nil {
+		a.appID = r.Application.ID
+	}
+	appID := a.appID
+	a.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.register(ctx, appID); err != nil {
+		a.log.Error("discord: register commands", zap.Error(err))
+	}
+	select {
+	case <-a.ready:
+	default:
+		close(a.ready)
+	}
+}
+
+// register overwrites the command definitions only when they changed (a
+// hash kept in Redis), never on every start.
+func (a *Adapter) register(ctx context.Context, appID string) error {
+	defs := commandDefs()
+	raw, _ := json.Marshal(defs)
+	sum := sha256.Sum256(raw)
+	hash := hex.EncodeToString(sum[:])
+	c := a.store.Client
+	scopes := a.cfg.DevGuilds
+	if len(scopes) == 0 {
+		scopes = []string{""}
+	}
+	for _, guild := range scopes {
+		key := a.store.Keys.Prefix + ":discord:commands:" + appID + ":" + guild
+		cur, err := c.Do(ctx, c.B().Get().Key(key).Build()).ToString()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return err
+		}
+		if cur == hash {
+			continue
+		}
+		if _, err := a.s.ApplicationCommandBulkOverwrite(appID, guild, defs); err != nil {
+			return err
+		}
+		if err := c.Do(ctx, c.B().Set().Key(key).Value(hash).Build()).Error(); err != nil {
+			return err
+		}
+		a.log.Info("discord: commands registered", zap.String("guild", guild))
+	}
+	return nil
+}
+
+// caller is who sent an interaction, with Manage Server checked from the
+// interaction's own permissions (never trusting the command's default).
+func caller(i *discordgo.Interaction) (commands.Caller, string) {
+	if i.Member != nil && i.Member.User != nil {
+		return commands.Caller{Tenant: "discord:" + i.GuildID, User: i.Member.User.ID,
+			Admin: i.Member.Permissions&discordgo.PermissionManageGuild != 0}, i.Member.User.ID
+	}
+	uid := ""
+	if i.User != nil {
+		uid = i.User.ID
+	}
+	// In a DM the user is the whole tenant and its admin.
+	return commands.Caller{Tenant: "discord:dm:" + uid, User: uid, Admin: true}, uid
+}
+
+func (a *Adapter) onInteraction(_ *discordgo.Session, ic *discordgo.InteractionCreate) {
+	a.wg.Add(1)
+	defer a.wg.Done()
+	i := ic.Interaction
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	var resp *discordgo.InteractionResponse
+	switch i.Type {
+	case discordgo.InteractionApplicationCommand:
+		resp = a.command(ctx, i)
+	case discordgo.InteractionMessageComponent:
+		resp = a.component(ctx, i)
+	default:
+		return
+	}
+	if err := a.s.InteractionRespond(i, resp); err != nil {
+		a.log.Warn("discord: respond", zap.Error(err))
+	}
+}
+
+func ephemeral(msg string) *discordgo.InteractionResponse {
+	return &discordgo.InteractionResponse{Type: discordgo.InteractionResponseChannelMessageWithSource,
+		Data: &discordgo.InteractionResponseData{Content: msg, Flags: discordgo.MessageFlagsEphemeral}}
+}
+
+func message(msg string) *discordgo.InteractionResponse {
+	return &discordgo.InteractionResponse{Type: discordgo.InteractionResponseChannelMessageWithSource,
+		Data: &discordgo.InteractionResponseData{Content: msg}}
+}
+
+// userError renders an error for the user: specific for what they can fix,
+// generic (and logged) otherwise.
+func (a *Adapter) userError(err error) *discordgo.InteractionResponse {
+	var ve *commands.ValidationError
+	var re *scheduler.RefusedError
+	var inv *scheduler.InvalidError
+	switch {
+	case errors.As(err, &ve):
+		return ephemeral("⚠️ " + strings.ReplaceAll(ve.Error(), "between", "between") + " on this server")
+	case errors.As(err, &re):
+		return ephemeral("⏳ " + re.Error())
+	case errors.As(err, &inv):
+		return ephemeral("⚠️ " + inv.Error())
+	case errors.Is(err, commands.ErrForbidden):
+		return ephemeral("🚫 " + err.Error())
+	case errors.Is(err, commands.ErrNotFound):
+		return ephemeral("No such job.")
+	case errors.Is(err, commands.ErrFinished):
+		return ephemeral("That job already finished.")
+	}
+	a.log.Error("discord: command", zap.Error(err))
+	return ephemeral("Something went wrong on our side; please try again.")
+}
+
+func (a *Adapter) origin(i *discordgo.Interaction, uid string) json.RawMessage {
+	created := time.Now()
+	if t, err := discordgo.SnowflakeTimestamp(i.ID); err == nil {
+		created = t
+	}
+	o, _ := json.Marshal(Origin{Kind: "discord", AppID: i.AppID, Token: i.Token, ChannelID: i.ChannelID,
+		GuildID: i.GuildID, UserID: uid, CreatedMS: created.UnixMilli()})
+	return o
+}
+
+func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discordgo.InteractionResponse {
+	c, uid := caller(i)
+	data := i.ApplicationCommandData()
+	switch data.Name {
+	case "imagine":
+		im, err := ParseImagine(FromDiscord(data.Options))
+		if err != nil {
+			return a.userError(err)
+		}
+		return a.submit(ctx, c, i, uid, im)
+	case "queue":
+		entries, err := a.svc.Queue(ctx, c)
+		if err != nil {
+			return a.userError(err)
+		}
+		if len(entries) == 0 {
+			return ephemeral("You have no jobs in line.")
+		}
+		var b strings.Builder
+		for _, e := range entries {
+			fmt.Fprintf(&b, "`%s` %s", e.Job.ID, e.Job.Status)
+			if e.Position > 0 {
+				fmt.Fprintf(&b, " — #%d in line, ~%s", e.Position, e.ETA.Round(time.Second))
+			}
+			b.WriteString("\n")
+		}
+		return ephemeral(b.String())
+	case "cancel":
+		id := ""
+		for _, o := range data.Options {
+			if o.Name == "job" {
+				id = o.StringValue()
+			}
+		}
+		if id == "" {
+			entries, err := a.svc.Queue(ctx, c)
+			if err != nil || len(entries) == 0 {
+				return ephemeral("You have no jobs to cancel.")
+			}
+			id = entries[len(entries)-1].Job.ID
+		}
+		if _, err := a.svc.Cancel(ctx, c, id); err != nil {
+			return a.userError(err)
+		}
+		return ephemeral("Canceled `" + id + "`.")
+	case "usage":
+		u, err := a.svc.Usage(ctx, c)
+		if err != nil {
+			return a.userError(err)
+		}
+		limit := "no daily limit"
+		if u.UserLimit > 0 {
+			limit = fmt.Sprintf("%d left of %d; resets in %s", max(u.UserLimit-u.UserImages, 0), u.UserLimit, u.ResetsIn.Round(time.Minute))
+		}
+		return ephemeral(fmt.Sprintf("You made %d images today (%s).", u.UserImages, limit))
+	case "easel-admin":
+		return a.admin(ctx, c, data)
+	}
+	return ephemeral("Unknown command.")
+}
+
+func (a *Adapter) admin(ctx context.Context, c commands.Caller, data discordgo.ApplicationCommandInteractionData) *discordgo.InteractionResponse {
+	if len(data.Options) == 0 {
+		return ephemeral("Pick a subcommand.")
+	}
+	sub := data.Options[0]
+	arg := map[string]string{}
+	for _, o := range sub.Options {
+		switch o.Type {
+		case discordgo.ApplicationCommandOptionUser:
+			arg[o.Name] = fmt.Sprint(o.Value)
+		default:
+			arg[o.Name] = fmt.Sprint(o.Value)
+		}
+	}
+	var err error
+	var msg string
+	switch sub.Name {
+	case "policy":
+		var v commands.PolicyView
+		if v, err = a.svc.Policy(ctx, c); err == nil {
+			raw, _ := json.MarshalIndent(v.Effective, "", "  ")
+			msg = "```json\n" + string(raw) + "\n```\nSettable: " + strings.Join(v.Settable, ", ")
+		}
+	case "set":
+		if _, err = a.svc.SetPolicy(ctx, c, "", arg["field"], arg["value"]); err == nil {
+			msg = fmt.Sprintf("Set `%s` to `%s`.", arg["field"], arg["value"])
+		}
+	case "reset":
+		if err = a.svc.ResetUsage(ctx, c, arg["user"]); err == nil {
+			msg = "Usage reset for <@" + arg["user"] + ">."
+		}
+	case "block", "unblock":
+		if err = a.svc.Block(ctx, c, arg["user"], sub.Name == "block"); err == nil {
+			msg = fmt.Sprintf("<@%s> %sed.", arg["user"], sub.Name)
+		}
+	case "usage":
+		var top []scheduler.Usage
+		if top, err = a.svc.TopUsers(ctx, c, 10); err == nil {
+			var b strings.Builder
+			b.WriteString("Top members today:\n")
+			for _, u := range top {
+				fmt.Fprintf(&b, "<@%s>: %d images\n", u.User, u.Images)
+			}
+			msg = b.String()
+		}
+	default:
+		msg = "Unknown subcommand."
+	}
+	if err != nil {
+		return a.userError(err)
+	}
+	return ephemeral(msg)
+}
+
+func (a *Adapter) submit(ctx context.Context, c commands.Caller, i *discordgo.Interaction, uid string, im commands.Imagine) *discordgo.InteractionResponse {
+	res, im, err := a.svc.Imagine(ctx, c, a.origin(i, uid), im, i.ID)
+	if err != nil {
+		return a.userError(err)
+	}
+	line := "Starting…"
+	if res.Position > 0 {
+		line = fmt.Sprintf("Queued — #%d in line", res.Position)
+		if eta, err := a.sched.ETA(ctx, res.Position); err == nil && eta > 0 {
+			line += fmt.Sprintf(", ~%s", eta.Round(time.Second))
+		}
+	}
+	if res.Relaxed {
+		line += " (relax mode: you are over today's quota, so this runs after everyone else's)"
+	}
+	r := message(fmt.Sprintf("**%s**\n%s", clip(im.Prompt, 300), line))
+	r.Data.Components = []discordgo.MessageComponent{discordgo.ActionsRow{Components: []discordgo.MessageComponent{
+		discordgo.Button{Label: "Cancel", Style: discordgo.DangerButton, CustomID: "easel:cancel:" + res.ID}}}}
+	return r
+}
+
+// component handles button clicks: easel:<action>:<job>[:<n>].
+func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *discordgo.InteractionResponse {
+	c, uid := caller(i)
+	parts := strings.Split(i.MessageComponentData().CustomID, ":")
+	if len(parts) < 3 || parts[0] != "easel" {
+		return ephemeral("This button is not from Easel.")
+	}
+	action, jobID := parts[1], parts[2]
+	job, err := a.svc.Job(ctx, c, jobID)
+	if err != nil {
+		return a.userError(err)
+	}
+	if job.User != uid && !c.Admin {
+		return ephemeral("🚫 Only the person who asked (or a server admin) can use these buttons.")
+	}
+	switch action {
+	case "cancel":
+		if _, err := a.svc.Cancel(ctx, c, jobID); err != nil {
+			return a.userError(err)
+		}
+		return ephemeral("Canceled.")
+	case "reroll", "var":
+		var im commands.Imagine
+		if err := json.Unmarshal(job.Payload, &im); err != nil {
+			return a.userError(err)
+		}
+		random := int64(-1)
+		im.Seed = &random
+		if action == "var" {
+			n, err := strconv.Atoi(parts[len(parts)-1])
+			if err != nil || n < 0 || n >= len(job.Seeds) {
+				return ephemeral("No such image.")
+			}
+			seed := job.Seeds[n]
+			im.Seed, im.Count = &seed, 1
+			im.VariationStrength = 0.35
+		}
+		return a.submit(ctx, c, i, uid, im)
+	}
+	return ephemeral("Unknown button.")
+}
+
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}
+
+func bar(f float64) string {
+	n := int(f*20 + 0.5)
+	n = max(0, min(n, 20))
+	return strings.Repeat("▰", n) + strings.Repeat("▱", 20-n)
+}
+
+// Render implements adapters.Renderer: it edits the interaction's message,
+// or, once the token is about to die (or Discord says it did), replies in
+// the channel with the bot token.
+func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.Event) error {
+	var o Origin
+	if err := json.Unmarshal(job.Origin, &o); err != nil {
+		return fmt.Errorf("discord origin: %w", err)
+	}
+	var im commands.Imagine
+	_ = json.Unmarshal(job.Payload, &im)
+	head := fmt.Sprintf("**%s**\n", clip(im.Prompt, 300))
+	var content string
+	var files []*discordgo.File
+	var comps []discordgo.MessageComponent
+	cancelRow := discordgo.ActionsRow{Components: []discordgo.MessageComponent{
+		discordgo.Button{Label: "Cancel", Style: discordgo.DangerButton, CustomID: "easel:cancel:" + job.ID}}}
+	switch ev.Type {
+	case scheduler.EventQueued:
+		content = head + fmt.Sprintf("Queued — #%d in line", ev.Position)
+		comps = []discordgo.MessageComponent{cancelRow}
+	case scheduler.EventStarted:
+		content = head + "Starting on " + ev.Backend + "…"
+		comps = []discordgo.MessageComponent{cancelRow}
+	case scheduler.EventProgress:
+		content = head + fmt.Sprintf("%s %d/%d", bar(ev.Fraction), ev.Step, ev.Steps)
+		if ev.ETASec > 0 {
+			content += fmt.Sprintf(" · ~%ds left", int(ev.ETASec+0.5))
+		}
+		if ev.Preview != "" {
+			if p, err := a.sched.Preview(ctx, job.ID, ev.Preview); err == nil {
+				files = append(files, a.file("preview", p))
+			}
+		}
+		comps = []discordgo.MessageComponent{cancelRow}
+	case scheduler.EventRetrying:
+		content = head + fmt.Sprintf("Retrying in %.0fs: %s", ev.AfterS, ev.Reason)
+		comps = []discordgo.MessageComponent{cancelRow}
+	case scheduler.EventSucceeded:
+		seeds := make([]string, len(job.Seeds))
+		for i, s := range job.Seeds {
+			seeds[i] = strconv.FormatInt(s, 10)
+		}
+		content = head + fmt.Sprintf("%d×%d · %d steps · cfg %g · seed %s", im.Width, im.Height, im.Steps, im.CFGScale, strings.Join(seeds, ", "))
+		for n := 0; n < min(job.Images, 10); n++ {
+			img, err := a.sched.Image(ctx, job, n)
+			if err != nil {
+				return fmt.Errorf("discord: image %d: %w", n, err)
+			}
+			files = append(files, a.file(fmt.Sprintf("easel-%s-%d", job.ID, n+1), img))
+		}
+		row := []discordgo.MessageComponent{discordgo.Button{Label: "Reroll", Emoji: &discordgo.ComponentEmoji{Name: "🔁"},
+			Style: discordgo.SecondaryButton, CustomID: "easel:reroll:" + job.ID}}
+		for n := 0; n < min(job.Images, 4); n++ {
+			row = append(row, discordgo.Button{Label: fmt.Sprintf("V%d", n+1), Style: discordgo.SecondaryButton,
+				CustomID: fmt.Sprintf("easel:var:%s:%d", job.ID, n)})
+		}
+		comps = []discordgo.MessageComponent{discordgo.ActionsRow{Components: row}}
+	case scheduler.EventFailed:
+		content = head + "❌ " + ev.Message
+		comps = []discordgo.MessageComponent{}
+	case scheduler.EventCanceled:
+		content = head + "Canceled."
+		comps = []discordgo.MessageComponent{}
+	default:
+		return nil
+	}
+	noAttachments := []*discordgo.MessageAttachment{}
+	if a.now().Sub(time.UnixMilli(o.CreatedMS)) < tokenLife {
+		_, err := a.s.WebhookMessageEdit(o.AppID, o.Token, "@original", &discordgo.WebhookEdit{
+			Content: &content, Components: &comps, Files: files, Attachments: &noAttachments}, discordgo.WithContext(ctx))
+		if err == nil || !tokenDead(err) {
+			return err
+		}
+	}
+	if !ev.Type.Terminal() {
+		return nil // progress is not worth a new message per update
+	}
+	_, err := a.s.ChannelMessageSendComplex(o.ChannelID, &discordgo.MessageSend{Content: "<@" + o.UserID + "> " + content,
+		Files: files, Components: comps}, discordgo.WithContext(ctx))
+	return err
+}
+
+// tokenDead reports Discord's "Invalid Webhook Token" (50027) or 401s on a
+// webhook edit: the interaction token expired.
+func tokenDead(err error) bool {
+	var re *discordgo.RESTError
+	if errors.As(err, &re) {
+		return (re.Message != nil && re.Message.Code == discordgo.ErrCodeInvalidWebhookTokenProvided) ||
+			re.Response.StatusCode == http.StatusUnauthorized
+	}
+	return false
+}
+
+// file makes an attachment, re-encoding as JPEG when over the upload limit.
+func (a *Adapter) file(name string, b []byte) *discordgo.File {
+	format := sdclient.SniffFormat(b)
+	if len(b) > a.cfg.MaxUploadBytes {
+		if img, _, err := image.Decode(bytes.NewReader(b)); err == nil {
+			for q := 90; q >= 40; q -= 10 {
+				var buf bytes.Buffer
+				if jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}) == nil && buf.Len() <= a.cfg.MaxUploadBytes {
+					b, format = buf.Bytes(), "jpeg"
+					break
+				}
+			}
+		}
+	}
+	ext := map[string]string{"png": ".png", "jpeg": ".jpg", "webp": ".webp"}[format]
+	if ext == "" {
+		ext = ".png"
+	}
+	return &discordgo.File{Name: name + ext, ContentType: "image/" + strings.TrimPrefix(ext, "."), Reader: bytes.NewReader(b)}
+}

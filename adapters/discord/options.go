@@ -1,0 +1,145 @@
+package discord
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/bwmarrin/discordgo"
+
+	"github.com/easelbot/easel/commands"
+)
+
+// aspects maps the aspect option to a size (multiples of 64, about 0.4 MP).
+var aspects = map[string][2]int{
+	"1:1": {512, 512}, "3:4": {576, 768}, "4:3": {768, 576}, "9:16": {576, 1024}, "16:9": {1024, 576},
+}
+
+// Option is one slash-command option as the adapter reads it: a name and a
+// string, integer or number value.
+type Option struct {
+	Name  string
+	Value any
+}
+
+// FromDiscord flattens discordgo options.
+func FromDiscord(opts []*discordgo.ApplicationCommandInteractionDataOption) []Option {
+	out := make([]Option, 0, len(opts))
+	for _, o := range opts {
+		out = append(out, Option{Name: o.Name, Value: o.Value})
+	}
+	return out
+}
+
+// ParseImagine turns /imagine options into a request; unknown options and
+// wrong types are errors naming the option.
+func ParseImagine(opts []Option) (commands.Imagine, error) {
+	var im commands.Imagine
+	for _, o := range opts {
+		bad := func(want string) error {
+			return &commands.ValidationError{Field: o.Name, Message: fmt.Sprintf("must be %s", want)}
+		}
+		switch o.Name {
+		case "prompt", "negative", "sampler", "model", "aspect":
+			s, ok := o.Value.(string)
+			if !ok {
+				return im, bad("text")
+			}
+			switch o.Name {
+			case "prompt":
+				im.Prompt = s
+			case "negative":
+				im.NegativePrompt = s
+			case "sampler":
+				im.Sampler = s
+			case "model":
+				im.Model = s
+			case "aspect":
+				wh, ok := aspects[s]
+				if !ok {
+					return im, bad("one of 1:1, 3:4, 4:3, 9:16, 16:9")
+				}
+				if im.Width == 0 && im.Height == 0 {
+					im.Width, im.Height = wh[0], wh[1]
+				}
+			}
+		case "width", "height", "steps", "count", "seed":
+			f, ok := o.Value.(float64) // JSON numbers
+			if !ok || f != float64(int64(f)) {
+				return im, bad("a whole number")
+			}
+			n := int64(f)
+			if n > 1<<31 || n < -1<<31 {
+				return im, bad("a smaller number")
+			}
+			switch o.Name {
+			case "width":
+				im.Width = int(n)
+			case "height":
+				im.Height = int(n)
+			case "steps":
+				im.Steps = int(n)
+			case "count":
+				im.Count = int(n)
+			case "seed":
+				im.Seed = &n
+			}
+		case "cfg":
+			f, ok := o.Value.(float64)
+			if !ok {
+				return im, bad("a number")
+			}
+			im.CFGScale = f
+		default:
+			return im, &commands.ValidationError{Field: o.Name, Message: "is not an option of /imagine"}
+		}
+	}
+	if strings.TrimSpace(im.Prompt) == "" {
+		return im, &commands.ValidationError{Field: "prompt", Message: "is required"}
+	}
+	return im, nil
+}
+
+func ptrF(v float64) *float64 { return &v }
+
+// commandDefs are the slash commands, kept as data.
+func commandDefs() []*discordgo.ApplicationCommand {
+	one, four, maxSteps := ptrF(1), 4.0, 150.0
+	manage := int64(discordgo.PermissionManageGuild)
+	aspectChoices := []*discordgo.ApplicationCommandOptionChoice{}
+	for _, a := range []string{"1:1", "3:4", "4:3", "9:16", "16:9"} {
+		aspectChoices = append(aspectChoices, &discordgo.ApplicationCommandOptionChoice{Name: a, Value: a})
+	}
+	str := discordgo.ApplicationCommandOptionString
+	integer := discordgo.ApplicationCommandOptionInteger
+	userOpt := &discordgo.ApplicationCommandOption{Type: discordgo.ApplicationCommandOptionUser, Name: "user", Description: "the member", Required: true}
+	return []*discordgo.ApplicationCommand{
+		{Name: "imagine", Description: "Make an image from a prompt", Options: []*discordgo.ApplicationCommandOption{
+			{Type: str, Name: "prompt", Description: "what to draw", Required: true, MaxLength: 2000},
+			{Type: str, Name: "negative", Description: "what to avoid"},
+			{Type: str, Name: "aspect", Description: "aspect ratio", Choices: aspectChoices},
+			{Type: integer, Name: "width", Description: "width in pixels (multiple of 8)", MinValue: ptrF(64), MaxValue: 2048},
+			{Type: integer, Name: "height", Description: "height in pixels (multiple of 8)", MinValue: ptrF(64), MaxValue: 2048},
+			{Type: integer, Name: "steps", Description: "sampling steps", MinValue: one, MaxValue: maxSteps},
+			{Type: discordgo.ApplicationCommandOptionNumber, Name: "cfg", Description: "guidance scale", MinValue: one, MaxValue: 30},
+			{Type: integer, Name: "seed", Description: "seed (-1: random)", MinValue: ptrF(-1)},
+			{Type: str, Name: "sampler", Description: "sampler"},
+			{Type: str, Name: "model", Description: "model"},
+			{Type: integer, Name: "count", Description: "number of images", MinValue: one, MaxValue: four},
+		}},
+		{Name: "queue", Description: "Your jobs in line and running"},
+		{Name: "cancel", Description: "Cancel your latest job (or one by id)", Options: []*discordgo.ApplicationCommandOption{
+			{Type: str, Name: "job", Description: "job id"}}},
+		{Name: "usage", Description: "Your images today and your quota"},
+		{Name: "easel-admin", Description: "Server settings for Easel", DefaultMemberPermissions: &manage,
+			Options: []*discordgo.ApplicationCommandOption{
+				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "policy", Description: "show this server's policy"},
+				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "set", Description: "set a policy field", Options: []*discordgo.ApplicationCommandOption{
+					{Type: str, Name: "field", Description: "field, e.g. max_steps", Required: true},
+					{Type: str, Name: "value", Description: "value, e.g. 30 (or default)", Required: true}}},
+				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "reset", Description: "reset a member's usage today", Options: []*discordgo.ApplicationCommandOption{userOpt}},
+				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "block", Description: "block a member", Options: []*discordgo.ApplicationCommandOption{userOpt}},
+				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "unblock", Description: "unblock a member", Options: []*discordgo.ApplicationCommandOption{userOpt}},
+				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "usage", Description: "top members today"},
+			}},
+	}
+}

@@ -1,0 +1,300 @@
+package adapters
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/storage"
+)
+
+// Renderer shows a job's state on one platform.
+type Renderer interface {
+	// Kind is the origin kind it renders ("discord", "slack").
+	Kind() string
+	// MinInterval is the least time between two renders of one message.
+	MinInterval() time.Duration
+	// Render shows ev (the latest event) for job. Terminal events are
+	// rendered once; an error is retried by the relay.
+	Render(ctx context.Context, job *scheduler.Job, ev scheduler.Event) error
+}
+
+// OriginKind reads the "kind" of an origin.
+func OriginKind(origin json.RawMessage) string {
+	var o struct {
+		Kind string `json:"kind"`
+	}
+	_ = json.Unmarshal(origin, &o)
+	return o.Kind
+}
+
+// Relay delivers events to renderers.
+type Relay struct {
+	sched     *scheduler.Scheduler
+	store     *storage.Store
+	renderers map[string]Renderer
+	consumer  string
+	log       *zap.Logger
+
+	mu     sync.Mutex
+	boxes  map[string]*mailbox
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// mailbox holds the latest undelivered event of one job.
+type mailbox struct {
+	pending *scheduler.Event
+	// finalEntry is the stream entry of a terminal event, acknowledged only
+	// once it is delivered, so a relay that dies first leaves it to another.
+	finalEntry string
+	running    bool
+	last       time.Time
+	lastSeq    int64
+	finished   bool
+}
+
+// NewRelay returns a relay for the given renderers.
+func NewRelay(sched *scheduler.Scheduler, log *zap.Logger, renderers ...Renderer) *Relay {
+	host, _ := os.Hostname()
+	r := &Relay{sched: sched, store: sched.Store(), renderers: map[string]Renderer{}, log: log,
+		consumer: fmt.Sprintf("relay-%s-%d", host, os.Getpid()), boxes: map[string]*mailbox{}}
+	for _, x := range renderers {
+		r.renderers[x.Kind()] = x
+	}
+	return r
+}
+
+// Start reads events in the background.
+func (r *Relay) Start(context.Context) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.loop(ctx)
+	}()
+	return nil
+}
+
+// Stop stops reading and waits for renders in flight until ctx ends.
+func (r *Relay) Stop(ctx context.Context) error {
+	if r.cancel == nil {
+		return nil
+	}
+	r.cancel()
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (r *Relay) loop(ctx context.Context) {
+	c, k := r.store.Client, r.store.Keys
+	// Entries this consumer read before a restart come first, then new ones.
+	id := "0"
+	lastSweep := time.Now()
+	for ctx.Err() == nil {
+		cmd := c.B().Xreadgroup().Group(scheduler.RelayGroup, r.consumer).Count(100).Block(5000).
+			Streams().Key(k.Events()).Id(id).Build()
+		res, err := c.Do(ctx, cmd).AsXRead()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("relay read", zap.Error(err))
+			pause(ctx, time.Second)
+			continue
+		}
+		entries := res[k.Events()]
+		if id == "0" && len(entries) == 0 {
+			id = ">"
+		}
+		for _, e := range entries {
+			r.handle(ctx, e)
+		}
+		if time.Since(lastSweep) > 30*time.Second {
+			lastSweep = time.Now()
+			r.sweep(ctx)
+		}
+	}
+}
+
+// sweep takes over entries another relay read but never acknowledged (it
+// died), so their final renders still happen.
+func (r *Relay) sweep(ctx context.Context) {
+	c, k := r.store.Client, r.store.Keys
+	res, err := c.Do(ctx, c.B().Xautoclaim().Key(k.Events()).Group(scheduler.RelayGroup).Consumer(r.consumer).
+		MinIdleTime("60000").Start("0-0").Count(100).Build()).ToArray()
+	if err != nil || len(res) < 2 {
+		return
+	}
+	entries, _ := res[1].AsXRange()
+	for _, e := range entries {
+		r.handle(ctx, e)
+	}
+}
+
+func (r *Relay) ack(ctx context.Context, entryID string) {
+	c, k := r.store.Client, r.store.Keys
+	_ = c.Do(ctx, c.B().Xack().Key(k.Events()).Group(scheduler.RelayGroup).Id(entryID).Build()).Error()
+}
+
+// handle routes one stream entry: events of jobs no renderer owns are
+// acknowledged at once; others go to the job's mailbox.
+func (r *Relay) handle(ctx context.Context, e rueidis.XRangeEntry) {
+	ev, err := scheduler.DecodeEvent(e.FieldValues["e"])
+	if err != nil {
+		r.ack(ctx, e.ID)
+		return
+	}
+	job, err := r.sched.Get(ctx, ev.JobID)
+	if err != nil {
+		r.ack(ctx, e.ID)
+		return
+	}
+	rd := r.renderers[OriginKind(job.Origin)]
+	if rd == nil {
+		r.ack(ctx, e.ID)
+		return
+	}
+	r.mu.Lock()
+	box := r.boxes[ev.JobID]
+	if box == nil {
+		box = &mailbox{}
+		r.boxes[ev.JobID] = box
+	}
+	if ev.Seq <= box.lastSeq || box.finished || (box.pending != nil && box.pending.Seq >= ev.Seq) {
+		r.mu.Unlock()
+		r.ack(ctx, e.ID) // duplicate or stale
+		return
+	}
+	box.pending = &ev
+	start := !box.running
+	box.running = true
+	if ev.Type.Terminal() {
+		box.finalEntry = e.ID
+	}
+	r.mu.Unlock()
+	if !ev.Type.Terminal() {
+		r.ack(ctx, e.ID)
+	}
+	if start {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.deliver(ctx, rd, ev.JobID, box)
+		}()
+	}
+}
+
+// deliver renders the mailbox's latest event until it is empty; one render
+// in flight per message, MinInterval apart, terminal events always.
+func (r *Relay) deliver(ctx context.Context, rd Renderer, jobID string, box *mailbox) {
+	for {
+		r.mu.Lock()
+		ev := box.pending
+		if ev == nil {
+			box.running = false
+			if box.finished {
+				delete(r.boxes, jobID)
+			}
+			r.mu.Unlock()
+			return
+		}
+		wait := rd.MinInterval() - time.Since(box.last)
+		terminal := ev.Type.Terminal()
+		r.mu.Unlock()
+		if !terminal && wait > 0 {
+			if !pause(ctx, wait) {
+				return
+			}
+			continue // a newer event may have arrived
+		}
+		r.mu.Lock()
+		ev = box.pending
+		box.pending = nil
+		r.mu.Unlock()
+		if ev.Type.Terminal() {
+			if r.final(ctx, rd, jobID, *ev) {
+				r.mu.Lock()
+				entry := box.finalEntry
+				r.mu.Unlock()
+				r.ack(ctx, entry)
+			}
+			r.mu.Lock()
+			box.finished = true
+			box.lastSeq = ev.Seq
+			r.mu.Unlock()
+			continue
+		}
+		job, err := r.sched.Get(ctx, jobID)
+		if err == nil {
+			err = rd.Render(ctx, job, *ev)
+		}
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("relay render", zap.String("job", jobID), zap.Error(err))
+		}
+		r.mu.Lock()
+		box.last = time.Now()
+		box.lastSeq = ev.Seq
+		r.mu.Unlock()
+	}
+}
+
+// final renders a terminal event exactly once across relays and retries:
+// a delivery record claims it, failures release the claim and retry. It
+// reports whether the event is settled (delivered here or elsewhere).
+func (r *Relay) final(ctx context.Context, rd Renderer, jobID string, ev scheduler.Event) bool {
+	c, k := r.store.Client, r.store.Keys
+	key := k.Delivery(jobID)
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ctx.Err() == nil && attempt <= 8; attempt++ {
+		ok, err := c.Do(ctx, c.B().Set().Key(key).Value("claimed:"+r.consumer).Nx().Ex(2*time.Minute).Build()).AsBool()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			pause(ctx, backoff)
+			continue
+		}
+		if !ok {
+			return true // delivered (or being delivered) elsewhere
+		}
+		job, err := r.sched.Get(ctx, jobID)
+		if err == nil {
+			err = rd.Render(ctx, job, ev)
+		}
+		if err == nil {
+			_ = c.Do(ctx, c.B().Set().Key(key).Value("done:"+strconv.FormatInt(ev.Seq, 10)).Ex(48*time.Hour).Build()).Error()
+			return true
+		}
+		r.log.Warn("relay final render failed; retrying", zap.String("job", jobID), zap.Int("attempt", attempt), zap.Error(err))
+		_ = c.Do(ctx, c.B().Del().Key(key).Build()).Error()
+		if !pause(ctx, backoff) {
+			return false
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	return false
+}
+
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
