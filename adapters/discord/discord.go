@@ -563,6 +563,24 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	return err
 }
 
+// halve scales img to half its size (box filter over 2×2 pixels).
+func halve(img image.Image) image.Image {
+	r := img.Bounds()
+	out := image.NewRGBA(image.Rect(0, 0, r.Dx()/2, r.Dy()/2))
+	for y := 0; y < r.Dy()/2; y++ {
+		for x := 0; x < r.Dx()/2; x++ {
+			var sr, sg, sb uint32
+			for _, d := range [4][2]int{{0, 0}, {1, 0}, {0, 1}, {1, 1}} {
+				cr, cg, cb, _ := img.At(r.Min.X+2*x+d[0], r.Min.Y+2*y+d[1]).RGBA()
+				sr, sg, sb = sr+cr, sg+cg, sb+cb
+			}
+			i := out.PixOffset(x, y)
+			out.Pix[i], out.Pix[i+1], out.Pix[i+2], out.Pix[i+3] = uint8(sr>>10), uint8(sg>>10), uint8(sb>>10), 255
+		}
+	}
+	return out
+}
+
 // tokenDead reports Discord's "Invalid Webhook Token" (50027) or 401s on a
 // webhook edit: the interaction token expired.
 func tokenDead(err error) bool {
@@ -579,12 +597,17 @@ func (a *Adapter) file(name string, b []byte) *discordgo.File {
 	format := sdclient.SniffFormat(b)
 	if len(b) > a.cfg.MaxUploadBytes {
 		if img, _, err := image.Decode(bytes.NewReader(b)); err == nil {
-			for q := 90; q >= 40; q -= 10 {
-				var buf bytes.Buffer
-				if jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}) == nil && buf.Len() <= a.cfg.MaxUploadBytes {
-					b, format = buf.Bytes(), "jpeg"
-					break
+			// JPEG at falling quality, then at half the size, until it fits.
+		fit:
+			for img.Bounds().Dx() >= 16 {
+				for q := 90; q >= 50; q -= 20 {
+					var buf bytes.Buffer
+					if jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}) == nil && buf.Len() <= a.cfg.MaxUploadBytes {
+						b, format = buf.Bytes(), "jpeg"
+						break fit
+					}
 				}
+				img = halve(img)
 			}
 		}
 	}

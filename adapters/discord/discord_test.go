@@ -1,0 +1,346 @@
+package discord_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"image"
+	_ "image/jpeg"
+	"image/png"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/adapters"
+	"github.com/easelbot/easel/adapters/discord"
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient/a1111"
+	"github.com/easelbot/easel/sdclient/fakesd"
+	"github.com/easelbot/easel/worker"
+)
+
+type bundle struct {
+	ctx   context.Context
+	fake  *fakeDiscord
+	sd    *fakesd.Server
+	sched *scheduler.Scheduler
+	bot   *discord.Adapter
+}
+
+func setup(t *testing.T, step time.Duration, mutate func(*discord.Config)) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	t.Cleanup(cancel)
+	store := redistest.Store(t)
+	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	require.NoError(t, err)
+	pol, err := scheduler.NewPolicies(sched, scheduler.PolicyConfig{})
+	require.NoError(t, err)
+	svc, err := commands.New(sched, pol, commands.Limits{}, zap.NewNop())
+	require.NoError(t, err)
+	sd := fakesd.New(fakesd.Config{StepDuration: step, PreviewEvery: 2})
+	sdSrv := httptest.NewServer(sd.Handler())
+	t.Cleanup(sdSrv.Close)
+	client, err := a1111.New(a1111.Config{BaseURL: sdSrv.URL, ProgressInterval: 5 * time.Millisecond})
+	require.NoError(t, err)
+	w, err := worker.New(worker.Config{Name: "w"}, sched, []worker.Backend{{Name: "gpu0", Backend: client}}, zap.NewNop())
+	require.NoError(t, err)
+	fake := newFakeDiscord(t)
+	cfg := discord.Config{Token: "test-token", APIBase: fake.srv.URL, EditInterval: 30 * time.Millisecond}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	bot, err := discord.New(cfg, svc, zap.NewNop())
+	require.NoError(t, err)
+	relay := adapters.NewRelay(sched, zap.NewNop(), bot)
+	require.NoError(t, w.Start(ctx))
+	require.NoError(t, relay.Start(ctx))
+	require.NoError(t, bot.Start(ctx))
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = bot.Stop(c)
+		_ = relay.Stop(c)
+		_ = w.Stop(c)
+	})
+	return &bundle{ctx: ctx, fake: fake, sd: sd, sched: sched, bot: bot}
+}
+
+type who struct {
+	user  string
+	guild string // "" for a DM
+	perms int64
+}
+
+func interaction(typ int, w who, data map[string]any) (map[string]any, string) {
+	id := snowflake(time.Now())
+	token := "tok-" + id
+	i := map[string]any{"id": id, "application_id": "app1", "type": typ, "token": token, "version": 1,
+		"channel_id": "c1", "data": data}
+	u := map[string]any{"id": w.user, "username": "u" + w.user}
+	if w.guild != "" {
+		i["guild_id"] = w.guild
+		i["member"] = map[string]any{"user": u, "permissions": fmt.Sprint(w.perms), "roles": []string{}}
+	} else {
+		i["user"] = u
+	}
+	return i, token
+}
+
+func imagine(opts map[string]any) map[string]any {
+	var list []any
+	for k, v := range opts {
+		typ := 3
+		if _, ok := v.(int); ok {
+			typ = 4
+		}
+		list = append(list, map[string]any{"name": k, "type": typ, "value": v})
+	}
+	return map[string]any{"id": "cmd1", "name": "imagine", "type": 1, "options": list}
+}
+
+func hasCustomID(c call, prefix string) bool {
+	return strings.Contains(string(mustJSON(c.Body["components"])), prefix)
+}
+
+func callbacks(calls []call, token string) []call {
+	var out []call
+	for _, c := range calls {
+		if strings.Contains(c.Path, token) && strings.HasSuffix(c.Path, "/callback") {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func edits(calls []call, token string) []call {
+	var out []call
+	for _, c := range calls {
+		if c.Method == "PATCH" && strings.Contains(c.Path, "/webhooks/app1/"+token+"/messages/@original") && c.Status == 200 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func finalEdit(token string) func([]call) bool {
+	return func(calls []call) bool {
+		for _, c := range edits(calls, token) {
+			if hasCustomID(c, "easel:reroll:") {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func TestImagineProgressAndFinal(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 15*time.Millisecond, nil)
+	calls := b.fake.waitFor(t, "command registration", func(cs []call) bool {
+		for _, c := range cs {
+			if c.Method == "PUT" && c.Path == "/applications/app1/commands" {
+				return true
+			}
+		}
+		return false
+	})
+	require.NotEmpty(t, calls)
+	sent := time.Now()
+	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a lighthouse at dusk", "count": 2, "steps": 12, "aspect": "16:9"}))
+	b.fake.dispatch(i)
+	calls = b.fake.waitFor(t, "interaction answer", func(cs []call) bool { return len(callbacks(cs, token)) == 1 })
+	cb := callbacks(calls, token)[0]
+	require.Less(t, cb.At.Sub(sent), 3*time.Second, "answered within Discord's 3 s")
+	require.Equal(t, 4.0, cb.Body["type"])
+	require.Contains(t, cb.Body["data"].(map[string]any)["content"], "a lighthouse at dusk")
+
+	calls = b.fake.waitFor(t, "final edit", finalEdit(token))
+	all := edits(calls, token)
+	var previews int
+	for _, e := range all {
+		if len(e.Files) == 1 && strings.HasPrefix(e.Files[0], "preview") {
+			previews++
+		}
+	}
+	require.Positive(t, previews, "a progress edit carries the preview: %s", summary(all))
+	final := all[len(all)-1]
+	require.Len(t, final.Files, 2)
+	for _, raw := range final.FileBytes {
+		img, err := png.Decode(bytes.NewReader(raw))
+		require.NoError(t, err)
+		require.Equal(t, 1024, img.Bounds().Dx())
+		require.Equal(t, 576, img.Bounds().Dy())
+	}
+	require.True(t, hasCustomID(final, "easel:var:"))
+	require.Contains(t, final.Body["content"], "seed")
+	// The final edit is delivered once.
+	n := 0
+	for _, e := range all {
+		if hasCustomID(e, "easel:reroll:") {
+			n++
+		}
+	}
+	require.Equal(t, 1, n)
+}
+
+func TestButtonsRerollCancelAndOwnership(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10*time.Millisecond, nil)
+	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 4}))
+	b.fake.dispatch(i)
+	calls := b.fake.waitFor(t, "final edit", finalEdit(token))
+	var jobID string
+	for _, e := range edits(calls, token) {
+		if s := string(mustJSON(e.Body["components"])); strings.Contains(s, "easel:reroll:") {
+			jobID = strings.Split(strings.Split(s, "easel:reroll:")[1], `"`)[0]
+		}
+	}
+	require.NotEmpty(t, jobID)
+
+	// Another member without Manage Server is refused.
+	click, ctoken := interaction(3, who{user: "7", guild: "g1"}, map[string]any{"custom_id": "easel:reroll:" + jobID, "component_type": 2})
+	b.fake.dispatch(click)
+	calls = b.fake.waitFor(t, "refusal", func(cs []call) bool { return len(callbacks(cs, ctoken)) == 1 })
+	r := callbacks(calls, ctoken)[0].Body["data"].(map[string]any)
+	require.Contains(t, r["content"], "Only the person who asked")
+	require.Equal(t, 64.0, r["flags"], "ephemeral")
+
+	// The requester's reroll makes a new job that finishes too.
+	click, rtoken := interaction(3, who{user: "42", guild: "g1"}, map[string]any{"custom_id": "easel:reroll:" + jobID, "component_type": 2})
+	b.fake.dispatch(click)
+	b.fake.waitFor(t, "reroll final", finalEdit(rtoken))
+
+	// Cancel a long running job with its button; the backend is interrupted.
+	i, ltoken := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "slow", "steps": 150}))
+	b.fake.dispatch(i)
+	require.NoError(t, b.sd.WaitStarted(b.ctx, 3))
+	active, err := b.sched.Active(b.ctx, "discord:g1")
+	require.NoError(t, err)
+	require.Len(t, active, 1)
+	click, _ = interaction(3, who{user: "42", guild: "g1"}, map[string]any{"custom_id": "easel:cancel:" + active[0].ID, "component_type": 2})
+	b.fake.dispatch(click)
+	b.fake.waitFor(t, "canceled edit", func(cs []call) bool {
+		for _, e := range edits(cs, ltoken) {
+			if strings.Contains(fmt.Sprint(e.Body["content"]), "Canceled") {
+				return true
+			}
+		}
+		return false
+	})
+	require.Equal(t, 1, b.sd.Interrupts())
+}
+
+func TestRateLimitedEditsStillDeliverFinal(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 10*time.Millisecond, nil)
+	b.fake.mu.Lock()
+	b.fake.fail429 = 3
+	b.fake.mu.Unlock()
+	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 10}))
+	b.fake.dispatch(i)
+	calls := b.fake.waitFor(t, "final edit after 429s", finalEdit(token))
+	n429 := 0
+	for _, c := range calls {
+		if c.Status == 429 {
+			n429++
+		}
+	}
+	require.Equal(t, 3, n429)
+	b.fake.mu.Lock()
+	defer b.fake.mu.Unlock()
+	require.Equal(t, 1, b.fake.maxInFl, "never more than one edit in flight per message")
+}
+
+func TestExpiredTokenFallsBackToChannelMessage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 5*time.Millisecond, nil)
+	b.fake.mu.Lock()
+	b.fake.dead = true
+	b.fake.mu.Unlock()
+	i, _ := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 4}))
+	b.fake.dispatch(i)
+	calls := b.fake.waitFor(t, "channel message", func(cs []call) bool {
+		for _, c := range cs {
+			if c.Method == "POST" && c.Path == "/channels/c1/messages" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, c := range calls {
+		if c.Path == "/channels/c1/messages" {
+			require.Contains(t, c.Body["content"], "<@42>")
+			require.Len(t, c.Files, 1)
+		}
+	}
+}
+
+func TestAdminCommandsAndErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 5*time.Millisecond, nil)
+	set := map[string]any{"id": "cmd2", "name": "easel-admin", "type": 1, "options": []any{map[string]any{
+		"name": "set", "type": 1, "options": []any{
+			map[string]any{"name": "field", "type": 3, "value": "max_steps"},
+			map[string]any{"name": "value", "type": 3, "value": "30"}}}}}
+	i, tok := interaction(2, who{user: "7", guild: "g1", perms: 0}, set)
+	b.fake.dispatch(i)
+	calls := b.fake.waitFor(t, "refusal", func(cs []call) bool { return len(callbacks(cs, tok)) == 1 })
+	require.Contains(t, callbacks(calls, tok)[0].Body["data"].(map[string]any)["content"], "admin")
+
+	i, tok = interaction(2, who{user: "8", guild: "g1", perms: 1 << 5}, set) // Manage Server
+	b.fake.dispatch(i)
+	calls = b.fake.waitFor(t, "set", func(cs []call) bool { return len(callbacks(cs, tok)) == 1 })
+	require.Contains(t, callbacks(calls, tok)[0].Body["data"].(map[string]any)["content"], "Set `max_steps` to `30`")
+
+	// Validation now uses the server's limit, ephemerally.
+	require.Eventually(t, func() bool {
+		i, tok = interaction(2, who{user: "9", guild: "g1"}, imagine(map[string]any{"prompt": "x", "steps": 40}))
+		b.fake.dispatch(i)
+		calls = b.fake.waitFor(t, "answer", func(cs []call) bool { return len(callbacks(cs, tok)) == 1 })
+		d := callbacks(calls, tok)[0].Body["data"].(map[string]any)
+		return strings.Contains(fmt.Sprint(d["content"]), "steps: must be between 1 and 30 (got 40)") && d["flags"] == 64.0
+	}, 5*time.Second, 10*time.Millisecond)
+
+	// DMs work, as tenant discord:dm:<user>.
+	i, tok = interaction(2, who{user: "55"}, imagine(map[string]any{"prompt": "a dm fox", "steps": 3}))
+	b.fake.dispatch(i)
+	b.fake.waitFor(t, "dm final", finalEdit(tok))
+}
+
+func TestOversizeImagesAreReencoded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, func(c *discord.Config) { c.MaxUploadBytes = 4000 })
+	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "big", "steps": 2, "width": 512, "height": 512}))
+	b.fake.dispatch(i)
+	calls := b.fake.waitFor(t, "final", finalEdit(token))
+	es := edits(calls, token)
+	final := es[len(es)-1]
+	require.Len(t, final.Files, 1)
+	require.True(t, strings.HasSuffix(final.Files[0], ".jpg"), final.Files[0])
+	require.LessOrEqual(t, len(final.FileBytes[0]), 4000)
+	_, format, err := image.Decode(bytes.NewReader(final.FileBytes[0]))
+	require.NoError(t, err)
+	require.Equal(t, "jpeg", format)
+}
+
+func FuzzParseImagine(f *testing.F) {
+	f.Add("a fox", "16:9", 20.0, 7.5, 2.0)
+	f.Add("", "7:3", -1.0, 0.0, 1.5)
+	f.Fuzz(func(t *testing.T, prompt, aspect string, steps, cfg, count float64) {
+		im, err := discord.ParseImagine([]discord.Option{{Name: "prompt", Value: prompt}, {Name: "aspect", Value: aspect},
+			{Name: "steps", Value: steps}, {Name: "cfg", Value: cfg}, {Name: "count", Value: count}})
+		if err == nil {
+			require.NotEmpty(t, strings.TrimSpace(im.Prompt))
+			require.Equal(t, steps, float64(im.Steps))
+		}
+		_ = json.Valid
+	})
+}

@@ -1,0 +1,222 @@
+package discord_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// fakeDiscord is a Discord-compatible server for the real discordgo client:
+// REST under /api/v9 and a gateway websocket. It records every REST call,
+// injects INTERACTION_CREATE dispatches, and can answer edits with 429 or
+// 50027 (Invalid Webhook Token).
+type fakeDiscord struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	mu       sync.Mutex
+	calls    []call
+	notify   chan struct{}
+	gw       *websocket.Conn
+	gwReady  chan struct{}
+	seq      int
+	fail429  int
+	dead     bool // interaction tokens answer 50027
+	inFlight map[string]int
+	maxInFl  int
+}
+
+// call is one recorded REST call.
+type call struct {
+	Method, Path string
+	Body         map[string]any
+	Files        []string // attachment file names
+	FileBytes    [][]byte
+	Status       int
+	At           time.Time
+}
+
+func newFakeDiscord(t *testing.T) *fakeDiscord {
+	f := &fakeDiscord{t: t, notify: make(chan struct{}, 1), gwReady: make(chan struct{}), inFlight: map[string]int{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v9/gateway", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"url": "ws://" + r.Host + "/gw"})
+	})
+	mux.HandleFunc("GET /api/v9/gateway/bot", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"url": "ws://" + r.Host + "/gw", "shards": 1,
+			"session_start_limit": map[string]int{"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
+	})
+	mux.HandleFunc("/gw/", f.gateway) // discordgo dials <url>/?v=9&encoding=json
+	mux.HandleFunc("/", f.rest)
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (f *fakeDiscord) gateway(w http.ResponseWriter, r *http.Request) {
+	up := websocket.Upgrader{}
+	c, err := up.Upgrade(w, r, nil)
+	if err != nil {
+		f.t.Logf("gateway upgrade: %v (%s %s)", err, r.Method, r.URL)
+		return
+	}
+	_ = c.WriteJSON(map[string]any{"op": 10, "d": map[string]any{"heartbeat_interval": 41250}})
+	var identify map[string]any
+	if err := c.ReadJSON(&identify); err != nil || identify["op"] != 2.0 {
+		c.Close()
+		return
+	}
+	f.mu.Lock()
+	f.seq++
+	_ = c.WriteJSON(map[string]any{"op": 0, "t": "READY", "s": f.seq, "d": map[string]any{
+		"v": 9, "session_id": "sess", "user": map[string]any{"id": "1000", "username": "easel", "bot": true},
+		"guilds": []any{}, "application": map[string]any{"id": "app1", "flags": 0}}})
+	f.gw = c
+	f.mu.Unlock()
+	close(f.gwReady)
+	for {
+		var m map[string]any
+		if err := c.ReadJSON(&m); err != nil {
+			return
+		}
+		if m["op"] == 1.0 {
+			f.mu.Lock()
+			_ = c.WriteJSON(map[string]any{"op": 11})
+			f.mu.Unlock()
+		}
+	}
+}
+
+// dispatch sends an INTERACTION_CREATE through the gateway.
+func (f *fakeDiscord) dispatch(interaction map[string]any) {
+	<-f.gwReady
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.seq++
+	if err := f.gw.WriteJSON(map[string]any{"op": 0, "t": "INTERACTION_CREATE", "s": f.seq, "d": interaction}); err != nil {
+		f.t.Errorf("dispatch: %v", err)
+	}
+}
+
+func (f *fakeDiscord) rest(w http.ResponseWriter, r *http.Request) {
+	c := call{Method: r.Method, Path: strings.TrimPrefix(r.URL.Path, "/api/v9"), At: time.Now(), Status: 200}
+	ct, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == "multipart/form-data" {
+		mr := multipart.NewReader(r.Body, params["boundary"])
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			b, _ := io.ReadAll(p)
+			if p.FormName() == "payload_json" {
+				_ = json.Unmarshal(b, &c.Body)
+			} else {
+				c.Files = append(c.Files, p.FileName())
+				c.FileBytes = append(c.FileBytes, b)
+			}
+		}
+	} else {
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &c.Body)
+	}
+	isEdit := r.Method == "PATCH" && strings.HasPrefix(c.Path, "/webhooks/")
+	f.mu.Lock()
+	f.inFlight[c.Path]++
+	if f.inFlight[c.Path] > f.maxInFl {
+		f.maxInFl = f.inFlight[c.Path]
+	}
+	switch {
+	case isEdit && f.dead:
+		c.Status = 401
+	case isEdit && f.fail429 > 0:
+		f.fail429--
+		c.Status = 429
+	}
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.inFlight[c.Path]--
+		f.calls = append(f.calls, c)
+		f.mu.Unlock()
+		select {
+		case f.notify <- struct{}{}:
+		default:
+		}
+	}()
+	switch {
+	case c.Status == 401:
+		writeJSON(w, 401, map[string]any{"message": "Invalid Webhook Token", "code": 50027})
+	case c.Status == 429:
+		w.Header().Set("Retry-After", "0.05")
+		writeJSON(w, 429, map[string]any{"message": "You are being rate limited.", "retry_after": 0.05, "global": false})
+	case strings.HasSuffix(c.Path, "/callback"):
+		w.WriteHeader(http.StatusNoContent)
+	case r.Method == "PUT" && strings.HasSuffix(c.Path, "/commands"):
+		var defs []any
+		_ = json.Unmarshal(mustJSON(c.Body), &defs)
+		writeJSON(w, 200, []any{})
+	default:
+		writeJSON(w, 200, map[string]any{"id": fmt.Sprint(len(f.calls) + 5000), "channel_id": "c1", "content": c.Body["content"]})
+	}
+}
+
+func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+// waitFor blocks until pred holds for the recorded calls (checked after
+// every new call), or the test's deadline.
+func (f *fakeDiscord) waitFor(t *testing.T, what string, pred func([]call) bool) []call {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for {
+		f.mu.Lock()
+		calls := append([]call(nil), f.calls...)
+		f.mu.Unlock()
+		if pred(calls) {
+			return calls
+		}
+		select {
+		case <-f.notify:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s; calls: %s", what, summary(calls))
+		}
+	}
+}
+
+func summary(calls []call) string {
+	var b strings.Builder
+	for _, c := range calls {
+		fmt.Fprintf(&b, "\n  %s %s %d files=%v content=%v", c.Method, c.Path, c.Status, c.Files, c.Body["content"])
+	}
+	return b.String()
+}
+
+var snow = struct {
+	mu sync.Mutex
+	n  int64
+}{}
+
+// snowflake makes a Discord id carrying time t.
+func snowflake(t time.Time) string {
+	snow.mu.Lock()
+	defer snow.mu.Unlock()
+	snow.n++
+	return fmt.Sprint((t.UnixMilli()-1420070400000)<<22 | snow.n&0xfff)
+}
