@@ -19,6 +19,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/easelbot/easel/adapters"
+	"github.com/easelbot/easel/adapters/discord"
 	"github.com/easelbot/easel/adapters/httpapi"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
@@ -97,6 +99,7 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 		options = append(options,
 			fx.Provide(newPolicies, newCommands, newHTTP),
 			fx.Invoke(func(*httpapi.Server) {}),
+			fx.Invoke(startChat),
 			fx.Populate(&out.HTTP),
 		)
 	}
@@ -196,6 +199,27 @@ func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, reg *prometheu
 		OnStop: srv.Stop,
 	})
 	return srv, nil
+}
+
+// startChat runs the chat adapters that are configured and the relay that
+// delivers their jobs' events.
+func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.Scheduler, log *zap.Logger) error {
+	var renderers []adapters.Renderer
+	if cfg.Discord.Token != "" {
+		d, err := discord.New(cfg.Discord, svc, log.Named("discord"))
+		if err != nil {
+			field, msg, _ := strings.Cut(err.Error(), ": ")
+			return &ConfigError{field, msg}
+		}
+		lc.Append(fx.Hook{OnStart: d.Start, OnStop: d.Stop})
+		renderers = append(renderers, d)
+	}
+	if len(renderers) == 0 {
+		return nil
+	}
+	relay := adapters.NewRelay(s, log.Named("relay"), renderers...)
+	lc.Append(fx.Hook{OnStart: relay.Start, OnStop: relay.Stop})
+	return nil
 }
 
 // startWorker runs worker slots for the configured backends; a serve process

@@ -13,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/easelbot/easel/adapters/discord"
 	"github.com/easelbot/easel/adapters/httpapi"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
@@ -31,6 +32,8 @@ type Config struct {
 	Redis storage.Config `yaml:"redis"`
 	// HTTP is the HTTP API, SSE, webhooks and playground.
 	HTTP httpapi.Config `yaml:"http"`
+	// Discord is the Discord bot; it runs in `easel serve` when a token is set.
+	Discord discord.Config `yaml:"discord"`
 	// Limits are the fixed request limits and defaults.
 	Limits commands.Limits `yaml:"limits"`
 	// Policy is the owner's scheduling policy: defaults for every tenant,
