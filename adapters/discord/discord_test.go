@@ -18,6 +18,7 @@ import (
 
 	"github.com/easelbot/easel/adapters"
 	"github.com/easelbot/easel/adapters/discord"
+	"github.com/easelbot/easel/adapters/discord/discordtest"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/internal/redistest"
 	"github.com/easelbot/easel/scheduler"
@@ -28,7 +29,7 @@ import (
 
 type bundle struct {
 	ctx   context.Context
-	fake  *fakeDiscord
+	fake  *discordtest.Server
 	sd    *fakesd.Server
 	sched *scheduler.Scheduler
 	bot   *discord.Adapter
@@ -52,8 +53,9 @@ func setup(t *testing.T, step time.Duration, mutate func(*discord.Config)) *bund
 	require.NoError(t, err)
 	w, err := worker.New(worker.Config{Name: "w"}, sched, []worker.Backend{{Name: "gpu0", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
-	fake := newFakeDiscord(t)
-	cfg := discord.Config{Token: "test-token", APIBase: fake.srv.URL, EditInterval: 30 * time.Millisecond}
+	fake := discordtest.New(t.Logf)
+	t.Cleanup(fake.Close)
+	cfg := discord.Config{Token: "test-token", APIBase: fake.URL, EditInterval: 30 * time.Millisecond}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -80,7 +82,7 @@ type who struct {
 }
 
 func interaction(typ int, w who, data map[string]any) (map[string]any, string) {
-	id := snowflake(time.Now())
+	id := discordtest.Snowflake(time.Now())
 	token := "tok-" + id
 	i := map[string]any{"id": id, "application_id": "app1", "type": typ, "token": token, "version": 1,
 		"channel_id": "c1", "data": data}
@@ -106,12 +108,12 @@ func imagine(opts map[string]any) map[string]any {
 	return map[string]any{"id": "cmd1", "name": "imagine", "type": 1, "options": list}
 }
 
-func hasCustomID(c call, prefix string) bool {
-	return strings.Contains(string(mustJSON(c.Body["components"])), prefix)
+func hasCustomID(c discordtest.Call, prefix string) bool {
+	return strings.Contains(string(discordtest.MustJSON(c.Body["components"])), prefix)
 }
 
-func callbacks(calls []call, token string) []call {
-	var out []call
+func callbacks(calls []discordtest.Call, token string) []discordtest.Call {
+	var out []discordtest.Call
 	for _, c := range calls {
 		if strings.Contains(c.Path, token) && strings.HasSuffix(c.Path, "/callback") {
 			out = append(out, c)
@@ -120,8 +122,8 @@ func callbacks(calls []call, token string) []call {
 	return out
 }
 
-func edits(calls []call, token string) []call {
-	var out []call
+func edits(calls []discordtest.Call, token string) []discordtest.Call {
+	var out []discordtest.Call
 	for _, c := range calls {
 		if c.Method == "PATCH" && strings.Contains(c.Path, "/webhooks/app1/"+token+"/messages/@original") && c.Status == 200 {
 			out = append(out, c)
@@ -130,8 +132,8 @@ func edits(calls []call, token string) []call {
 	return out
 }
 
-func finalEdit(token string) func([]call) bool {
-	return func(calls []call) bool {
+func finalEdit(token string) func([]discordtest.Call) bool {
+	return func(calls []discordtest.Call) bool {
 		for _, c := range edits(calls, token) {
 			if hasCustomID(c, "easel:reroll:") {
 				return true
@@ -144,7 +146,7 @@ func finalEdit(token string) func([]call) bool {
 func TestImagineProgressAndFinal(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 15*time.Millisecond, nil)
-	calls := b.fake.waitFor(t, "command registration", func(cs []call) bool {
+	calls := waitFor(t, b.fake, "command registration", func(cs []discordtest.Call) bool {
 		for _, c := range cs {
 			if c.Method == "PUT" && c.Path == "/applications/app1/commands" {
 				return true
@@ -155,14 +157,14 @@ func TestImagineProgressAndFinal(t *testing.T) {
 	require.NotEmpty(t, calls)
 	sent := time.Now()
 	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a lighthouse at dusk", "count": 2, "steps": 12, "aspect": "16:9"}))
-	b.fake.dispatch(i)
-	calls = b.fake.waitFor(t, "interaction answer", func(cs []call) bool { return len(callbacks(cs, token)) == 1 })
+	b.fake.Dispatch(i)
+	calls = waitFor(t, b.fake, "interaction answer", func(cs []discordtest.Call) bool { return len(callbacks(cs, token)) == 1 })
 	cb := callbacks(calls, token)[0]
 	require.Less(t, cb.At.Sub(sent), 3*time.Second, "answered within Discord's 3 s")
 	require.Equal(t, 4.0, cb.Body["type"])
 	require.Contains(t, cb.Body["data"].(map[string]any)["content"], "a lighthouse at dusk")
 
-	calls = b.fake.waitFor(t, "final edit", finalEdit(token))
+	calls = waitFor(t, b.fake, "final edit", finalEdit(token))
 	all := edits(calls, token)
 	var previews int
 	for _, e := range all {
@@ -170,7 +172,7 @@ func TestImagineProgressAndFinal(t *testing.T) {
 			previews++
 		}
 	}
-	require.Positive(t, previews, "a progress edit carries the preview: %s", summary(all))
+	require.Positive(t, previews, "a progress edit carries the preview: %s", discordtest.Summary(all))
 	final := all[len(all)-1]
 	require.Len(t, final.Files, 2)
 	for _, raw := range final.FileBytes {
@@ -195,11 +197,11 @@ func TestButtonsRerollCancelAndOwnership(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 10*time.Millisecond, nil)
 	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 4}))
-	b.fake.dispatch(i)
-	calls := b.fake.waitFor(t, "final edit", finalEdit(token))
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "final edit", finalEdit(token))
 	var jobID string
 	for _, e := range edits(calls, token) {
-		if s := string(mustJSON(e.Body["components"])); strings.Contains(s, "easel:reroll:") {
+		if s := string(discordtest.MustJSON(e.Body["components"])); strings.Contains(s, "easel:reroll:") {
 			jobID = strings.Split(strings.Split(s, "easel:reroll:")[1], `"`)[0]
 		}
 	}
@@ -207,27 +209,27 @@ func TestButtonsRerollCancelAndOwnership(t *testing.T) {
 
 	// Another member without Manage Server is refused.
 	click, ctoken := interaction(3, who{user: "7", guild: "g1"}, map[string]any{"custom_id": "easel:reroll:" + jobID, "component_type": 2})
-	b.fake.dispatch(click)
-	calls = b.fake.waitFor(t, "refusal", func(cs []call) bool { return len(callbacks(cs, ctoken)) == 1 })
+	b.fake.Dispatch(click)
+	calls = waitFor(t, b.fake, "refusal", func(cs []discordtest.Call) bool { return len(callbacks(cs, ctoken)) == 1 })
 	r := callbacks(calls, ctoken)[0].Body["data"].(map[string]any)
 	require.Contains(t, r["content"], "Only the person who asked")
 	require.Equal(t, 64.0, r["flags"], "ephemeral")
 
 	// The requester's reroll makes a new job that finishes too.
 	click, rtoken := interaction(3, who{user: "42", guild: "g1"}, map[string]any{"custom_id": "easel:reroll:" + jobID, "component_type": 2})
-	b.fake.dispatch(click)
-	b.fake.waitFor(t, "reroll final", finalEdit(rtoken))
+	b.fake.Dispatch(click)
+	waitFor(t, b.fake, "reroll final", finalEdit(rtoken))
 
 	// Cancel a long running job with its button; the backend is interrupted.
 	i, ltoken := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "slow", "steps": 150}))
-	b.fake.dispatch(i)
+	b.fake.Dispatch(i)
 	require.NoError(t, b.sd.WaitStarted(b.ctx, 3))
 	active, err := b.sched.Active(b.ctx, "discord:g1")
 	require.NoError(t, err)
 	require.Len(t, active, 1)
 	click, _ = interaction(3, who{user: "42", guild: "g1"}, map[string]any{"custom_id": "easel:cancel:" + active[0].ID, "component_type": 2})
-	b.fake.dispatch(click)
-	b.fake.waitFor(t, "canceled edit", func(cs []call) bool {
+	b.fake.Dispatch(click)
+	waitFor(t, b.fake, "canceled edit", func(cs []discordtest.Call) bool {
 		for _, e := range edits(cs, ltoken) {
 			if strings.Contains(fmt.Sprint(e.Body["content"]), "Canceled") {
 				return true
@@ -241,12 +243,10 @@ func TestButtonsRerollCancelAndOwnership(t *testing.T) {
 func TestRateLimitedEditsStillDeliverFinal(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 10*time.Millisecond, nil)
-	b.fake.mu.Lock()
-	b.fake.fail429 = 3
-	b.fake.mu.Unlock()
+	b.fake.Fail429(3)
 	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 10}))
-	b.fake.dispatch(i)
-	calls := b.fake.waitFor(t, "final edit after 429s", finalEdit(token))
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "final edit after 429s", finalEdit(token))
 	n429 := 0
 	for _, c := range calls {
 		if c.Status == 429 {
@@ -254,20 +254,16 @@ func TestRateLimitedEditsStillDeliverFinal(t *testing.T) {
 		}
 	}
 	require.Equal(t, 3, n429)
-	b.fake.mu.Lock()
-	defer b.fake.mu.Unlock()
-	require.Equal(t, 1, b.fake.maxInFl, "never more than one edit in flight per message")
+	require.Equal(t, 1, b.fake.MaxInFlight(), "never more than one edit in flight per message")
 }
 
 func TestExpiredTokenFallsBackToChannelMessage(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 5*time.Millisecond, nil)
-	b.fake.mu.Lock()
-	b.fake.dead = true
-	b.fake.mu.Unlock()
+	b.fake.ExpireTokens()
 	i, _ := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 4}))
-	b.fake.dispatch(i)
-	calls := b.fake.waitFor(t, "channel message", func(cs []call) bool {
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "channel message", func(cs []discordtest.Call) bool {
 		for _, c := range cs {
 			if c.Method == "POST" && c.Path == "/channels/c1/messages" {
 				return true
@@ -291,36 +287,36 @@ func TestAdminCommandsAndErrors(t *testing.T) {
 			map[string]any{"name": "field", "type": 3, "value": "max_steps"},
 			map[string]any{"name": "value", "type": 3, "value": "30"}}}}}
 	i, tok := interaction(2, who{user: "7", guild: "g1", perms: 0}, set)
-	b.fake.dispatch(i)
-	calls := b.fake.waitFor(t, "refusal", func(cs []call) bool { return len(callbacks(cs, tok)) == 1 })
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "refusal", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
 	require.Contains(t, callbacks(calls, tok)[0].Body["data"].(map[string]any)["content"], "admin")
 
 	i, tok = interaction(2, who{user: "8", guild: "g1", perms: 1 << 5}, set) // Manage Server
-	b.fake.dispatch(i)
-	calls = b.fake.waitFor(t, "set", func(cs []call) bool { return len(callbacks(cs, tok)) == 1 })
+	b.fake.Dispatch(i)
+	calls = waitFor(t, b.fake, "set", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
 	require.Contains(t, callbacks(calls, tok)[0].Body["data"].(map[string]any)["content"], "Set `max_steps` to `30`")
 
 	// Validation now uses the server's limit, ephemerally.
 	require.Eventually(t, func() bool {
 		i, tok = interaction(2, who{user: "9", guild: "g1"}, imagine(map[string]any{"prompt": "x", "steps": 40}))
-		b.fake.dispatch(i)
-		calls = b.fake.waitFor(t, "answer", func(cs []call) bool { return len(callbacks(cs, tok)) == 1 })
+		b.fake.Dispatch(i)
+		calls = waitFor(t, b.fake, "answer", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
 		d := callbacks(calls, tok)[0].Body["data"].(map[string]any)
 		return strings.Contains(fmt.Sprint(d["content"]), "steps: must be between 1 and 30 (got 40)") && d["flags"] == 64.0
 	}, 5*time.Second, 10*time.Millisecond)
 
 	// DMs work, as tenant discord:dm:<user>.
 	i, tok = interaction(2, who{user: "55"}, imagine(map[string]any{"prompt": "a dm fox", "steps": 3}))
-	b.fake.dispatch(i)
-	b.fake.waitFor(t, "dm final", finalEdit(tok))
+	b.fake.Dispatch(i)
+	waitFor(t, b.fake, "dm final", finalEdit(tok))
 }
 
 func TestOversizeImagesAreReencoded(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0, func(c *discord.Config) { c.MaxUploadBytes = 4000 })
 	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "big", "steps": 2, "width": 512, "height": 512}))
-	b.fake.dispatch(i)
-	calls := b.fake.waitFor(t, "final", finalEdit(token))
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "final", finalEdit(token))
 	es := edits(calls, token)
 	final := es[len(es)-1]
 	require.Len(t, final.Files, 1)
@@ -329,6 +325,13 @@ func TestOversizeImagesAreReencoded(t *testing.T) {
 	_, format, err := image.Decode(bytes.NewReader(final.FileBytes[0]))
 	require.NoError(t, err)
 	require.Equal(t, "jpeg", format)
+}
+
+func waitFor(t *testing.T, f *discordtest.Server, what string, pred func([]discordtest.Call) bool) []discordtest.Call {
+	t.Helper()
+	calls, err := f.WaitFor(20*time.Second, what, pred)
+	require.NoError(t, err)
+	return calls
 }
 
 func FuzzParseImagine(f *testing.F) {

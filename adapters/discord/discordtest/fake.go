@@ -1,4 +1,9 @@
-package discord_test
+// Package discordtest is a fake Discord — REST under /api/v9 and a gateway
+// websocket — that the real discordgo client talks to. Tests and `easel
+// bench` drive the Discord adapter with it: it records every REST call,
+// injects INTERACTION_CREATE dispatches, and can answer message edits with
+// 429 or 50027 (Invalid Webhook Token).
+package discordtest
 
 import (
 	"encoding/json"
@@ -10,22 +15,20 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 )
 
-// fakeDiscord is a Discord-compatible server for the real discordgo client:
-// REST under /api/v9 and a gateway websocket. It records every REST call,
-// injects INTERACTION_CREATE dispatches, and can answer edits with 429 or
-// 50027 (Invalid Webhook Token).
-type fakeDiscord struct {
-	t   *testing.T
-	srv *httptest.Server
+// Server is the fake Discord.
+type Server struct {
+	// URL is the base URL to give the adapter as discord.api_base.
+	URL  string
+	srv  *httptest.Server
+	logf func(string, ...any)
 
 	mu       sync.Mutex
-	calls    []call
+	calls    []Call
 	notify   chan struct{}
 	gw       *websocket.Conn
 	gwReady  chan struct{}
@@ -34,10 +37,11 @@ type fakeDiscord struct {
 	dead     bool // interaction tokens answer 50027
 	inFlight map[string]int
 	maxInFl  int
+	sent     map[string]time.Time // interaction token → dispatched at
 }
 
-// call is one recorded REST call.
-type call struct {
+// Call is one recorded REST call.
+type Call struct {
 	Method, Path string
 	Body         map[string]any
 	Files        []string // attachment file names
@@ -46,8 +50,10 @@ type call struct {
 	At           time.Time
 }
 
-func newFakeDiscord(t *testing.T) *fakeDiscord {
-	f := &fakeDiscord{t: t, notify: make(chan struct{}, 1), gwReady: make(chan struct{}), inFlight: map[string]int{}}
+// New starts a fake Discord on a loopback port; logf receives its errors.
+func New(logf func(string, ...any)) *Server {
+	f := &Server{logf: logf, notify: make(chan struct{}, 1), gwReady: make(chan struct{}), inFlight: map[string]int{},
+		sent: map[string]time.Time{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v9/gateway", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"url": "ws://" + r.Host + "/gw"})
@@ -59,8 +65,34 @@ func newFakeDiscord(t *testing.T) *fakeDiscord {
 	mux.HandleFunc("/gw/", f.gateway) // discordgo dials <url>/?v=9&encoding=json
 	mux.HandleFunc("/", f.rest)
 	f.srv = httptest.NewServer(mux)
-	t.Cleanup(f.srv.Close)
+	f.URL = f.srv.URL
 	return f
+}
+
+// Close stops the server.
+func (f *Server) Close() { f.srv.Close() }
+
+// Fail429 makes the next n message edits answer 429 (retry_after 50 ms).
+func (f *Server) Fail429(n int) { f.mu.Lock(); f.fail429 = n; f.mu.Unlock() }
+
+// ExpireTokens makes every interaction-token edit answer 50027.
+func (f *Server) ExpireTokens() { f.mu.Lock(); f.dead = true; f.mu.Unlock() }
+
+// MaxInFlight is the most concurrent REST calls seen on one path.
+func (f *Server) MaxInFlight() int { f.mu.Lock(); defer f.mu.Unlock(); return f.maxInFl }
+
+// Calls returns the calls recorded so far.
+func (f *Server) Calls() []Call {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]Call(nil), f.calls...)
+}
+
+// Dispatched is when the interaction with token was sent to the bot.
+func (f *Server) Dispatched(token string) time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sent[token]
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -69,11 +101,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (f *fakeDiscord) gateway(w http.ResponseWriter, r *http.Request) {
+func (f *Server) gateway(w http.ResponseWriter, r *http.Request) {
 	up := websocket.Upgrader{}
 	c, err := up.Upgrade(w, r, nil)
 	if err != nil {
-		f.t.Logf("gateway upgrade: %v (%s %s)", err, r.Method, r.URL)
+		f.logf("gateway upgrade: %v (%s %s)", err, r.Method, r.URL)
 		return
 	}
 	_ = c.WriteJSON(map[string]any{"op": 10, "d": map[string]any{"heartbeat_interval": 41250}})
@@ -103,19 +135,22 @@ func (f *fakeDiscord) gateway(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// dispatch sends an INTERACTION_CREATE through the gateway.
-func (f *fakeDiscord) dispatch(interaction map[string]any) {
+// Dispatch sends an INTERACTION_CREATE through the gateway.
+func (f *Server) Dispatch(interaction map[string]any) {
 	<-f.gwReady
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.seq++
+	if tok, ok := interaction["token"].(string); ok {
+		f.sent[tok] = time.Now()
+	}
 	if err := f.gw.WriteJSON(map[string]any{"op": 0, "t": "INTERACTION_CREATE", "s": f.seq, "d": interaction}); err != nil {
-		f.t.Errorf("dispatch: %v", err)
+		f.logf("dispatch: %v", err)
 	}
 }
 
-func (f *fakeDiscord) rest(w http.ResponseWriter, r *http.Request) {
-	c := call{Method: r.Method, Path: strings.TrimPrefix(r.URL.Path, "/api/v9"), At: time.Now(), Status: 200}
+func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
+	c := Call{Method: r.Method, Path: strings.TrimPrefix(r.URL.Path, "/api/v9"), At: time.Now(), Status: 200}
 	ct, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "multipart/form-data" {
 		mr := multipart.NewReader(r.Body, params["boundary"])
@@ -170,37 +205,38 @@ func (f *fakeDiscord) rest(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == "PUT" && strings.HasSuffix(c.Path, "/commands"):
 		var defs []any
-		_ = json.Unmarshal(mustJSON(c.Body), &defs)
+		_ = json.Unmarshal(MustJSON(c.Body), &defs)
 		writeJSON(w, 200, []any{})
 	default:
 		writeJSON(w, 200, map[string]any{"id": fmt.Sprint(len(f.calls) + 5000), "channel_id": "c1", "content": c.Body["content"]})
 	}
 }
 
-func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+// MustJSON marshals v.
+func MustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
 
-// waitFor blocks until pred holds for the recorded calls (checked after
-// every new call), or the test's deadline.
-func (f *fakeDiscord) waitFor(t *testing.T, what string, pred func([]call) bool) []call {
-	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
+// WaitFor blocks until pred holds for the recorded calls (checked after
+// every new call); it returns an error naming what after timeout.
+func (f *Server) WaitFor(timeout time.Duration, what string, pred func([]Call) bool) ([]Call, error) {
+	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		f.mu.Lock()
-		calls := append([]call(nil), f.calls...)
+		calls := append([]Call(nil), f.calls...)
 		f.mu.Unlock()
 		if pred(calls) {
-			return calls
+			return calls, nil
 		}
 		select {
 		case <-f.notify:
 		case <-deadline.C:
-			t.Fatalf("timed out waiting for %s; calls: %s", what, summary(calls))
+			return calls, fmt.Errorf("timed out waiting for %s; calls: %s", what, Summary(calls))
 		}
 	}
 }
 
-func summary(calls []call) string {
+// Summary renders calls for error messages.
+func Summary(calls []Call) string {
 	var b strings.Builder
 	for _, c := range calls {
 		fmt.Fprintf(&b, "\n  %s %s %d files=%v content=%v", c.Method, c.Path, c.Status, c.Files, c.Body["content"])
@@ -213,8 +249,8 @@ var snow = struct {
 	n  int64
 }{}
 
-// snowflake makes a Discord id carrying time t.
-func snowflake(t time.Time) string {
+// Snowflake makes a Discord id carrying time t.
+func Snowflake(t time.Time) string {
 	snow.mu.Lock()
 	defer snow.mu.Unlock()
 	snow.n++
