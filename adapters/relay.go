@@ -46,6 +46,7 @@ type Relay struct {
 
 	mu     sync.Mutex
 	boxes  map[string]*mailbox
+	kinds  map[string]string // job id → origin kind, so most events need no lookup
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -66,7 +67,7 @@ type mailbox struct {
 func NewRelay(sched *scheduler.Scheduler, log *zap.Logger, renderers ...Renderer) *Relay {
 	host, _ := os.Hostname()
 	r := &Relay{sched: sched, store: sched.Store(), renderers: map[string]Renderer{}, log: log,
-		consumer: fmt.Sprintf("relay-%s-%d", host, os.Getpid()), boxes: map[string]*mailbox{}}
+		consumer: fmt.Sprintf("relay-%s-%d", host, os.Getpid()), boxes: map[string]*mailbox{}, kinds: map[string]string{}}
 	for _, x := range renderers {
 		r.renderers[x.Kind()] = x
 	}
@@ -160,12 +161,24 @@ func (r *Relay) handle(ctx context.Context, e rueidis.XRangeEntry) {
 		r.ack(ctx, e.ID)
 		return
 	}
-	job, err := r.sched.Get(ctx, ev.JobID)
-	if err != nil {
-		r.ack(ctx, e.ID)
-		return
+	r.mu.Lock()
+	kind, known := r.kinds[ev.JobID]
+	r.mu.Unlock()
+	if !known {
+		job, err := r.sched.Get(ctx, ev.JobID)
+		if err != nil {
+			r.ack(ctx, e.ID)
+			return
+		}
+		kind = OriginKind(job.Origin)
+		r.mu.Lock()
+		if len(r.kinds) > 100000 {
+			clear(r.kinds)
+		}
+		r.kinds[ev.JobID] = kind
+		r.mu.Unlock()
 	}
-	rd := r.renderers[OriginKind(job.Origin)]
+	rd := r.renderers[kind]
 	if rd == nil {
 		r.ack(ctx, e.ID)
 		return

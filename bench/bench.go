@@ -59,6 +59,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		{"Redis memory per queued job (short prompt)", func(ctx context.Context, url string) (string, string, error) {
 			return MemoryPerJob(ctx, url, 10000)
 		}},
+		{"worker event → relay render call (no coalescing)", func(ctx context.Context, url string) (string, string, error) {
+			return RelayLatency(ctx, url, 500)
+		}},
+		{"Discord acknowledgement, 100 concurrent interactions (fake Discord)", func(ctx context.Context, url string) (string, string, error) {
+			return DiscordAck(ctx, url, 100)
+		}},
 	} {
 		res, budget, err := sc.run(ctx, *redisURL)
 		if err != nil {
