@@ -56,6 +56,11 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	if err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}
+	st, err := s.Settings(ctx, c)
+	if err != nil {
+		return scheduler.SubmitResult{}, im, err
+	}
+	applySettings(&im, st)
 	if err := s.limits.Validate(&im, p); err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}

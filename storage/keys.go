@@ -109,3 +109,14 @@ func (k Keys) RateLimit(tenant, user string) string {
 // Served holds the weight-normalised GPU cost served per tenant in one minute
 // (minutes since the epoch).
 func (k Keys) Served(minute int64) string { return k.s() + "served:" + strconv.FormatInt(minute, 10) }
+
+// Settings holds a user's saved defaults in a tenant (small JSON record).
+func (k Keys) Settings(tenant, user string) string {
+	return k.Prefix + ":settings:" + tenant + ":" + user
+}
+
+// Backend is a backend's advertised models and samplers (JSON, with a TTL).
+func (k Keys) Backend(name string) string { return k.Prefix + ":backend:" + name }
+
+// BackendPrefix is the prefix of Backend keys.
+func (k Keys) BackendPrefix() string { return k.Prefix + ":backend:" }

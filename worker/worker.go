@@ -121,6 +121,11 @@ func (w *Worker) Start(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	w.listener.Add(1)
+	go func() {
+		defer w.listener.Done()
+		w.advertise(runCtx)
+	}()
 	for _, b := range w.backends {
 		w.slots.Add(1)
 		go func() {
@@ -169,6 +174,47 @@ func (w *Worker) listenCancels(ctx context.Context, ready chan struct{}) {
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Advertised is what a worker publishes about a backend so that chat
+// adapters can offer its real models and samplers.
+type Advertised struct {
+	Models   []string `json:"models"`
+	Samplers []string `json:"samplers"`
+}
+
+// advertise publishes each backend's models and samplers now and every 5
+// minutes (with a 15-minute TTL, so a gone backend disappears).
+func (w *Worker) advertise(ctx context.Context) {
+	store := w.sched.Store()
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		for _, b := range w.backends {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			var ad Advertised
+			models, err := b.Backend.Models(actx)
+			if err == nil {
+				for _, m := range models {
+					ad.Models = append(ad.Models, m.Name)
+				}
+				ad.Samplers, err = b.Backend.Samplers(actx)
+			}
+			if err == nil {
+				raw, _ := json.Marshal(ad)
+				err = store.Client.Do(actx, store.Client.B().Set().Key(store.Keys.Backend(b.Name)).Value(string(raw)).Ex(15*time.Minute).Build()).Error()
+			}
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				w.log.Debug("advertise backend", zap.String("backend", b.Name), zap.Error(err))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -237,6 +237,8 @@ func (a *Adapter) onInteraction(_ *discordgo.Session, ic *discordgo.InteractionC
 		resp = a.command(ctx, i)
 	case discordgo.InteractionMessageComponent:
 		resp = a.component(ctx, i)
+	case discordgo.InteractionApplicationCommandAutocomplete:
+		resp = a.autocomplete(ctx, i)
 	default:
 		return
 	}
@@ -346,8 +348,64 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 		return ephemeral(fmt.Sprintf("You made %d images today (%s).", u.UserImages, limit))
 	case "easel-admin":
 		return a.admin(ctx, c, data)
+	case "models":
+		cat, err := a.svc.Models(ctx)
+		if err != nil {
+			return a.userError(err)
+		}
+		if len(cat.Models) == 0 {
+			return ephemeral("No GPU worker is advertising its models right now.")
+		}
+		return ephemeral("**Models:** " + strings.Join(cat.Models, ", ") + "\n**Samplers:** " + strings.Join(cat.Samplers, ", "))
+	case "settings":
+		arg := map[string]string{}
+		for _, o := range data.Options {
+			arg[o.Name] = fmt.Sprint(o.Value)
+		}
+		var st commands.Settings
+		var err error
+		if f, ok := arg["field"]; ok {
+			st, err = a.svc.SetSetting(ctx, c, f, arg["value"])
+		} else {
+			st, err = a.svc.Settings(ctx, c)
+		}
+		if err != nil {
+			return a.userError(err)
+		}
+		raw, _ := json.Marshal(st)
+		return ephemeral("Your defaults: `" + string(raw) + "`")
 	}
 	return ephemeral("Unknown command.")
+}
+
+// autocomplete offers the backends' real models and samplers.
+func (a *Adapter) autocomplete(ctx context.Context, i *discordgo.Interaction) *discordgo.InteractionResponse {
+	var focused *discordgo.ApplicationCommandInteractionDataOption
+	for _, o := range i.ApplicationCommandData().Options {
+		if o.Focused {
+			focused = o
+		}
+	}
+	resp := &discordgo.InteractionResponse{Type: discordgo.InteractionApplicationCommandAutocompleteResult,
+		Data: &discordgo.InteractionResponseData{Choices: []*discordgo.ApplicationCommandOptionChoice{}}}
+	if focused == nil {
+		return resp
+	}
+	cat, err := a.svc.Models(ctx)
+	if err != nil {
+		return resp
+	}
+	list := cat.Models
+	if focused.Name == "sampler" {
+		list = cat.Samplers
+	}
+	typed := strings.ToLower(fmt.Sprint(focused.Value))
+	for _, v := range list {
+		if strings.Contains(strings.ToLower(v), typed) && len(resp.Data.Choices) < 25 {
+			resp.Data.Choices = append(resp.Data.Choices, &discordgo.ApplicationCommandOptionChoice{Name: clip(v, 100), Value: v})
+		}
+	}
+	return resp
 }
 
 func (a *Adapter) admin(ctx context.Context, c commands.Caller, data discordgo.ApplicationCommandInteractionData) *discordgo.InteractionResponse {

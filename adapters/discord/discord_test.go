@@ -347,3 +347,51 @@ func FuzzParseImagine(f *testing.F) {
 		_ = json.Valid
 	})
 }
+
+func TestSettingsModelsAndAutocomplete(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, nil)
+	set := map[string]any{"id": "cmd3", "name": "settings", "type": 1, "options": []any{
+		map[string]any{"name": "field", "type": 3, "value": "steps"}, map[string]any{"name": "value", "type": 3, "value": "7"}}}
+	i, tok := interaction(2, who{user: "42", guild: "g1"}, set)
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "settings", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
+	require.Contains(t, callbacks(calls, tok)[0].Body["data"].(map[string]any)["content"], `"steps":7`)
+	bad := map[string]any{"id": "cmd3", "name": "settings", "type": 1, "options": []any{
+		map[string]any{"name": "field", "type": 3, "value": "steps"}, map[string]any{"name": "value", "type": 3, "value": "900"}}}
+	i, tok = interaction(2, who{user: "42", guild: "g1"}, bad)
+	b.fake.Dispatch(i)
+	calls = waitFor(t, b.fake, "settings refusal", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
+	require.Contains(t, callbacks(calls, tok)[0].Body["data"].(map[string]any)["content"], "steps: must be between 1 and 150")
+
+	// The saved default applies to a request that leaves steps out.
+	i, tok = interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "with defaults"}))
+	b.fake.Dispatch(i)
+	waitFor(t, b.fake, "final", finalEdit(tok))
+	var payloadSteps float64
+	jobs, err := b.sched.Active(b.ctx, "discord:g1")
+	require.NoError(t, err)
+	require.Empty(t, jobs)
+	for _, c := range edits(b.fake.Calls(), tok) {
+		if strings.Contains(fmt.Sprint(c.Body["content"]), "7 steps") {
+			payloadSteps = 7
+		}
+	}
+	require.Equal(t, 7.0, payloadSteps)
+
+	// Autocomplete offers the backend's real models (the worker advertises them).
+	var choices []any
+	require.Eventually(t, func() bool {
+		data := map[string]any{"id": "cmd1", "name": "imagine", "type": 1, "options": []any{
+			map[string]any{"name": "prompt", "type": 3, "value": "x"},
+			map[string]any{"name": "model", "type": 3, "value": "xl", "focused": true}}}
+		i, tok := interaction(4, who{user: "42", guild: "g1"}, data)
+		b.fake.Dispatch(i)
+		calls := waitFor(t, b.fake, "autocomplete", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
+		cb := callbacks(calls, tok)[0]
+		require.Equal(t, 8.0, cb.Body["type"])
+		choices, _ = cb.Body["data"].(map[string]any)["choices"].([]any)
+		return len(choices) == 1
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, "fake-xl", choices[0].(map[string]any)["value"])
+}

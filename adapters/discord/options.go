@@ -122,14 +122,20 @@ func commandDefs() []*discordgo.ApplicationCommand {
 			{Type: integer, Name: "steps", Description: "sampling steps", MinValue: one, MaxValue: maxSteps},
 			{Type: discordgo.ApplicationCommandOptionNumber, Name: "cfg", Description: "guidance scale", MinValue: one, MaxValue: 30},
 			{Type: integer, Name: "seed", Description: "seed (-1: random)", MinValue: ptrF(-1)},
-			{Type: str, Name: "sampler", Description: "sampler"},
-			{Type: str, Name: "model", Description: "model"},
+			{Type: str, Name: "sampler", Description: "sampler", Autocomplete: true},
+			{Type: str, Name: "model", Description: "model", Autocomplete: true},
 			{Type: integer, Name: "count", Description: "number of images", MinValue: one, MaxValue: four},
 		}},
 		{Name: "queue", Description: "Your jobs in line and running"},
 		{Name: "cancel", Description: "Cancel your latest job (or one by id)", Options: []*discordgo.ApplicationCommandOption{
 			{Type: str, Name: "job", Description: "job id"}}},
 		{Name: "usage", Description: "Your images today and your quota"},
+		{Name: "models", Description: "Models and samplers the GPUs offer"},
+		{Name: "settings", Description: "Your defaults for /imagine", Options: []*discordgo.ApplicationCommandOption{
+			{Type: str, Name: "field", Description: "what to set", Choices: []*discordgo.ApplicationCommandOptionChoice{
+				{Name: "width", Value: "width"}, {Name: "height", Value: "height"}, {Name: "steps", Value: "steps"},
+				{Name: "negative prompt", Value: "negative_prompt"}}},
+			{Type: str, Name: "value", Description: "the value (empty clears it)"}}},
 		{Name: "easel-admin", Description: "Server settings for Easel", DefaultMemberPermissions: &manage,
 			Options: []*discordgo.ApplicationCommandOption{
 				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "policy", Description: "show this server's policy"},
