@@ -296,6 +296,11 @@ func (Noop) Generate(_ context.Context, req sdclient.Request, _ func(sdclient.Pr
 	return res, nil
 }
 
+// Upscale returns the image as it is.
+func (Noop) Upscale(_ context.Context, req sdclient.UpscaleRequest) (*sdclient.Result, error) {
+	return &sdclient.Result{Images: []sdclient.Image{{Data: req.Image, Format: sdclient.SniffFormat(req.Image)}}, Seeds: []int64{0}}, nil
+}
+
 // Interrupt does nothing.
 func (Noop) Interrupt(context.Context) error { return nil }
 

@@ -29,6 +29,16 @@ type Request struct {
 	SubseedStrength float64 `json:"subseed_strength,omitempty"`
 }
 
+// UpscaleRequest enlarges one image.
+type UpscaleRequest struct {
+	// Image is the encoded source image.
+	Image []byte
+	// Factor is the scale, e.g. 2.
+	Factor float64
+	// Upscaler names the backend's upscaler ("" for the backend's default).
+	Upscaler string
+}
+
 // Progress is one progress report while a generation runs.
 type Progress struct {
 	Step     int
@@ -67,6 +77,8 @@ type Backend interface {
 	// Generate runs req and calls progress (never concurrently) while it runs.
 	// When ctx is canceled it interrupts the server and returns ctx's error.
 	Generate(ctx context.Context, req Request, progress func(Progress)) (*Result, error)
+	// Upscale enlarges one image (A1111 extras).
+	Upscale(ctx context.Context, req UpscaleRequest) (*Result, error)
 	// Interrupt asks the server to stop the running generation.
 	Interrupt(ctx context.Context) error
 	// Models lists the checkpoints the server knows.

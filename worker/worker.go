@@ -312,7 +312,27 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 	}()
 
 	var req sdclient.Request
-	if err := json.Unmarshal(lease.Payload, &req); err != nil {
+	var kind struct {
+		Kind        string  `json:"kind"`
+		SourceJob   string  `json:"source_job"`
+		SourceImage int     `json:"source_image"`
+		Factor      float64 `json:"factor"`
+	}
+	_ = json.Unmarshal(lease.Payload, &kind)
+	var source []byte
+	if kind.Kind == "upscale" {
+		src, err := w.sched.Get(bg, kind.SourceJob)
+		if err == nil {
+			source, err = w.sched.Image(bg, src, kind.SourceImage)
+		}
+		if err != nil {
+			outcome = "failed"
+			if _, err := lease.Fail(bg, "bad_request", "the image to upscale is gone: "+err.Error(), false); err != nil {
+				log.Error("fail job", zap.Error(err))
+			}
+			return true, false
+		}
+	} else if err := json.Unmarshal(lease.Payload, &req); err != nil {
 		outcome = "failed"
 		if _, err := lease.Fail(bg, "bad_request", "the job's request could not be read: "+err.Error(), false); err != nil {
 			log.Error("fail job", zap.Error(err))
@@ -353,17 +373,13 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 		}
 	}()
 
-	res, err := b.Backend.Generate(jobCtx, req, func(p sdclient.Progress) {
-		var preview []byte
-		if p.Preview != nil {
-			preview = p.Preview.Data
-		}
-		if err := lease.Progress(jobCtx, p.Step, p.Steps, p.Fraction, p.ETA, preview); errors.Is(err, scheduler.ErrStale) {
-			cancel(errStale)
-		} else if err != nil && jobCtx.Err() == nil {
-			log.Warn("progress", zap.Error(err))
-		}
-	})
+	var res *sdclient.Result
+	var err error
+	if source != nil {
+		res, err = b.Backend.Upscale(jobCtx, sdclient.UpscaleRequest{Image: source, Factor: kind.Factor})
+	} else {
+		res, err = b.Backend.Generate(jobCtx, req, w.progressFunc(jobCtx, lease, cancel, log))
+	}
 	cause := context.Cause(jobCtx)
 	cancel(nil)
 	<-renewDone
@@ -416,6 +432,22 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 	}
 	log.Warn("job attempt failed", zap.Error(err), zap.Bool("retrying", retried))
 	return healthy, false
+}
+
+// progressFunc records a backend's progress reports on the lease and stops
+// the job when the lease turns out stale.
+func (w *Worker) progressFunc(ctx context.Context, lease *scheduler.Lease, cancel context.CancelCauseFunc, log *zap.Logger) func(sdclient.Progress) {
+	return func(p sdclient.Progress) {
+		var preview []byte
+		if p.Preview != nil {
+			preview = p.Preview.Data
+		}
+		if err := lease.Progress(ctx, p.Step, p.Steps, p.Fraction, p.ETA, preview); errors.Is(err, scheduler.ErrStale) {
+			cancel(errStale)
+		} else if err != nil && ctx.Err() == nil {
+			log.Warn("progress", zap.Error(err))
+		}
+	}
 }
 
 // classify maps a backend error to an error code, whether a retry may help,

@@ -504,6 +504,20 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 			return a.userError(err)
 		}
 		return ephemeral("Canceled.")
+	case "up":
+		n, err := strconv.Atoi(parts[len(parts)-1])
+		if err != nil {
+			return ephemeral("No such image.")
+		}
+		res, err := a.svc.Upscale(ctx, c, a.origin(i, uid), jobID, n, i.ID)
+		if err != nil {
+			return a.userError(err)
+		}
+		line := "Upscaling…"
+		if res.Position > 0 {
+			line = fmt.Sprintf("Upscale queued — #%d in line", res.Position)
+		}
+		return message(fmt.Sprintf("**U%d** of `%s`\n%s", n+1, jobID, line))
 	case "reroll", "var":
 		var im commands.Imagine
 		if err := json.Unmarshal(job.Payload, &im); err != nil {
@@ -549,6 +563,8 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	}
 	var im commands.Imagine
 	_ = json.Unmarshal(job.Payload, &im)
+	var up commands.UpscalePayload
+	_ = json.Unmarshal(job.Payload, &up)
 	head := fmt.Sprintf("**%s**\n", clip(im.Prompt, 300))
 	var content string
 	var files []*discordgo.File
@@ -582,6 +598,9 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 			seeds[i] = strconv.FormatInt(s, 10)
 		}
 		content = head + fmt.Sprintf("%d×%d · %d steps · cfg %g · seed %s", im.Width, im.Height, im.Steps, im.CFGScale, strings.Join(seeds, ", "))
+		if up.Kind == "upscale" {
+			content = head + fmt.Sprintf("Upscaled ×%g (image %d of `%s`)", up.Factor, up.SourceImage+1, up.SourceJob)
+		}
 		for n := 0; n < min(job.Images, 10); n++ {
 			img, err := a.sched.Image(ctx, job, n)
 			if err != nil {
@@ -596,6 +615,17 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 				CustomID: fmt.Sprintf("easel:var:%s:%d", job.ID, n)})
 		}
 		comps = []discordgo.MessageComponent{discordgo.ActionsRow{Components: row}}
+		if job.Images > 0 {
+			var ups []discordgo.MessageComponent
+			for n := 0; n < min(job.Images, 4); n++ {
+				ups = append(ups, discordgo.Button{Label: fmt.Sprintf("U%d", n+1), Style: discordgo.SecondaryButton,
+					CustomID: fmt.Sprintf("easel:up:%s:%d", job.ID, n)})
+			}
+			comps = append(comps, discordgo.ActionsRow{Components: ups})
+		}
+		if up.Kind == "upscale" {
+			comps = []discordgo.MessageComponent{}
+		}
 	case scheduler.EventFailed:
 		content = head + "❌ " + ev.Message
 		comps = []discordgo.MessageComponent{}

@@ -395,3 +395,34 @@ func TestSettingsModelsAndAutocomplete(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond)
 	require.Equal(t, "fake-xl", choices[0].(map[string]any)["value"])
 }
+
+func TestUpscaleButton(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, nil)
+	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 2, "width": 256, "height": 128, "count": 2}))
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "final", finalEdit(token))
+	es := edits(calls, token)
+	final := es[len(es)-1]
+	require.True(t, hasCustomID(final, "easel:up:"))
+	s := string(discordtest.MustJSON(final.Body["components"]))
+	jobID := strings.Split(strings.Split(s, "easel:up:")[1], ":")[0]
+	click, utoken := interaction(3, who{user: "42", guild: "g1"}, map[string]any{"custom_id": "easel:up:" + jobID + ":1", "component_type": 2})
+	b.fake.Dispatch(click)
+	calls = waitFor(t, b.fake, "upscaled", func(cs []discordtest.Call) bool {
+		for _, e := range edits(cs, utoken) {
+			if strings.Contains(fmt.Sprint(e.Body["content"]), "Upscaled ×2 (image 2") && len(e.Files) == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	for _, e := range edits(calls, utoken) {
+		if len(e.Files) == 1 && strings.Contains(fmt.Sprint(e.Body["content"]), "Upscaled") {
+			img, err := png.Decode(bytes.NewReader(e.FileBytes[0]))
+			require.NoError(t, err)
+			require.Equal(t, 512, img.Bounds().Dx())
+			require.Equal(t, 256, img.Bounds().Dy())
+		}
+	}
+}

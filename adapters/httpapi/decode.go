@@ -74,7 +74,9 @@ func jsonError(err error) error {
 
 func jsonKind(k string) string {
 	switch k {
-	case "int", "int64", "float64":
+	case "int", "int64":
+		return "a whole number"
+	case "float64":
 		return "a number"
 	case "string":
 		return "a string"

@@ -16,7 +16,8 @@ import (
 // events streams a job's events as Server-Sent Events: "id: <seq>", "event:
 // <type>", "data: <event JSON>", resuming after Last-Event-ID, ending after
 // the terminal event. A comment line every 15 s keeps proxies from closing
-// an idle stream.
+// an idle stream. When the server stops, the stream ends early and the
+// client's EventSource resumes from its Last-Event-ID.
 func (s *Server) events(w http.ResponseWriter, r *http.Request, c commands.Caller) {
 	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
 	if err != nil {
@@ -41,11 +42,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c commands.Calle
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
 
+	// The stream ends with the request or when the server stops; the
+	// follower goroutine is waited for either way.
 	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+	defer context.AfterFunc(s.streams, cancel)()
 	evs := make(chan scheduler.Event, 16)
 	errc := make(chan error, 1)
+	done := make(chan struct{})
+	defer func() { cancel(); <-done }()
 	go func() {
+		defer close(done)
 		errc <- s.sched.Follow(ctx, j.ID, after, func(e scheduler.Event) error {
 			select {
 			case evs <- e:
@@ -63,7 +69,8 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c commands.Calle
 		case e, ok := <-evs:
 			if !ok {
 				if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
-					fmt.Fprintf(w, "event: error\ndata: {\"message\":%q}\n\n", err.Error())
+					data, _ := json.Marshal(map[string]string{"message": err.Error()})
+					fmt.Fprintf(w, "event: error\ndata: %s\n\n", data)
 					flusher.Flush()
 				}
 				return

@@ -103,6 +103,11 @@ type Server struct {
 	metrics  http.Handler
 	ready    []func(context.Context) error
 	serveErr chan error
+	// streams ends the event streams when the server stops: they would
+	// otherwise hold Shutdown until the stop deadline; clients resume from
+	// Last-Event-ID on the next process.
+	streams    context.Context
+	endStreams context.CancelFunc
 }
 
 // Option adds to a Server.
@@ -122,6 +127,7 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger, opts ...Option) (*S
 		return nil, err
 	}
 	s := &Server{cfg: cfg, svc: svc, sched: svc.Scheduler(), log: log, mux: http.NewServeMux()}
+	s.streams, s.endStreams = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
@@ -168,23 +174,30 @@ func (s *Server) Start(context.Context) error {
 	}
 	s.ln = ln
 	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.log)}
+	s.srv.RegisterOnShutdown(s.endStreams)
 	s.serveErr = make(chan error, 1)
 	go func() { s.serveErr <- s.srv.Serve(ln) }()
 	return nil
 }
 
-// Stop stops taking requests, lets in-flight ones and webhook deliveries
-// finish until ctx ends, then closes what is left.
+// Stop stops taking requests, ends the event streams, drops webhook
+// followers of jobs still running, lets in-flight requests and webhook
+// deliveries finish until ctx ends, then closes what is left (and says so
+// in its error). It also stops the webhooks of a Server used only through
+// Handler.
 func (s *Server) Stop(ctx context.Context) error {
-	if s.srv == nil {
-		return nil
+	s.endStreams()
+	var errs []error
+	if s.srv != nil {
+		if err := s.srv.Shutdown(ctx); err != nil {
+			_ = s.srv.Close()
+			errs = append(errs, fmt.Errorf("http: shutdown: %w", err))
+		}
 	}
-	err := s.srv.Shutdown(ctx)
-	if err != nil {
-		_ = s.srv.Close()
+	if err := s.hooks.stop(ctx); err != nil {
+		errs = append(errs, err)
 	}
-	s.hooks.stop(ctx)
-	return nil
+	return errors.Join(errs...)
 }
 
 // Addr is the address the server listens on.
@@ -201,7 +214,7 @@ func (s *Server) auth(h func(http.ResponseWriter, *http.Request, commands.Caller
 		c, ok := s.caller(r)
 		if !ok {
 			if len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
-				writeError(w, http.StatusForbidden, "forbidden", "this Easel has no API keys configured and answers only on loopback", "")
+				writeError(w, http.StatusForbidden, "forbidden", "this Easel has no API keys configured and answers only to loopback clients, not through a proxy (set http.keys)", "")
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="easel"`)
@@ -212,12 +225,21 @@ func (s *Server) auth(h func(http.ResponseWriter, *http.Request, commands.Caller
 	}
 }
 
+// proxyHeaders mark a request relayed by a proxy: on loopback it may still
+// come from anywhere.
+var proxyHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"}
+
 func (s *Server) caller(r *http.Request) (commands.Caller, bool) {
 	if len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
 		host, _, err := net.SplitHostPort(r.RemoteAddr)
 		ip := net.ParseIP(host)
 		if err != nil || ip == nil || !ip.IsLoopback() {
 			return commands.Caller{}, false
+		}
+		for _, h := range proxyHeaders {
+			if r.Header.Get(h) != "" {
+				return commands.Caller{}, false
+			}
 		}
 		return commands.Caller{Tenant: "api:local", User: "api", Admin: true}, true
 	}
@@ -379,8 +401,21 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request, c commands.Calle
 	writeJSON(w, http.StatusOK, v)
 }
 
+// keyHolder is the caller acting for user: an API key acts for every user
+// of its tenant, since the body's "user" only labels whom a job is for
+// (fairness, quotas), and the key holder chose it.
+func keyHolder(c commands.Caller, user string) commands.Caller {
+	c.User = user
+	return c
+}
+
 func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request, c commands.Caller) {
-	j, err := s.svc.Cancel(r.Context(), c, r.PathValue("id"))
+	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	j, err = s.svc.Cancel(r.Context(), keyHolder(c, j.User), j.ID)
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -432,8 +467,14 @@ func (s *Server) writeImage(w http.ResponseWriter, b []byte, err error) {
 	_, _ = w.Write(b)
 }
 
+// queue lists the tenant's active jobs, or one user's with ?user=.
 func (s *Server) queue(w http.ResponseWriter, r *http.Request, c commands.Caller) {
-	entries, err := s.svc.Queue(r.Context(), c)
+	user := r.URL.Query().Get("user")
+	// The key holder sees every user's jobs (see keyHolder); Admin here only
+	// widens the listing to the whole tenant.
+	q := keyHolder(c, user)
+	q.Admin = user == ""
+	entries, err := s.svc.Queue(r.Context(), q)
 	if err != nil {
 		s.writeErr(w, err)
 		return

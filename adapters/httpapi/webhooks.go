@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"sync"
@@ -24,55 +25,82 @@ import (
 // Webhooks delivers a job's final state to its callback_url once the job
 // ends: a POST of the job JSON, signed X-Easel-Signature: t=<unix>,v1=<hex
 // HMAC-SHA256 of "<t>.<body>">, with X-Easel-Event-Id for deduplication,
-// retried with exponential backoff. Deliveries in flight when the process
-// stops are lost (the job's state stays readable with GET /v1/jobs/{id}).
+// retried with exponential backoff.
+//
+// One goroutine per job follows its events until the terminal one. On stop,
+// followers of jobs that have not ended are dropped at once, and deliveries
+// under way get until the stop context ends; a restarted process does not
+// pick either up again (the job's state stays readable with GET
+// /v1/jobs/{id}).
 type Webhooks struct {
 	cfg    Config
 	sched  *scheduler.Scheduler
 	log    *zap.Logger
 	client *http.Client
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	// follow ends the followers; deliver ends deliveries under way.
+	follow, deliverCtx      context.Context
+	stopFollow, stopDeliver context.CancelFunc
+	mu                      sync.Mutex
+	stopped                 bool
+	wg                      sync.WaitGroup
 	// now is the clock for signatures.
 	now func() time.Time
 }
 
 func newWebhooks(cfg Config, sched *scheduler.Scheduler, log *zap.Logger) *Webhooks {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Webhooks{cfg: cfg, sched: sched, log: log, ctx: ctx, cancel: cancel, now: time.Now,
+	h := &Webhooks{cfg: cfg, sched: sched, log: log, now: time.Now,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: safeTransport(cfg.AllowPrivateCallbacks),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	h.follow, h.stopFollow = context.WithCancel(context.Background())
+	h.deliverCtx, h.stopDeliver = context.WithCancel(context.Background())
+	return h
 }
 
-func (h *Webhooks) stop(ctx context.Context) {
+// stop drops the followers, waits for deliveries under way until ctx ends,
+// then abandons them. It returns ctx's error when it had to abandon any.
+func (h *Webhooks) stop(ctx context.Context) error {
+	h.mu.Lock()
+	h.stopped = true
+	h.mu.Unlock()
+	h.stopFollow()
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
+		err = fmt.Errorf("webhooks: abandoning deliveries: %w", ctx.Err())
 	}
-	h.cancel()
+	h.stopDeliver()
 	<-done
+	return err
 }
 
 // watch follows job id and delivers its final state to callback.
 func (h *Webhooks) watch(id, callback string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		h.log.Warn("webhook: not watching a job submitted while stopping", zap.String("job", id))
+		return
+	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
 		var final scheduler.Event
-		err := h.sched.Follow(h.ctx, id, 0, func(e scheduler.Event) error {
+		err := h.sched.Follow(h.follow, id, 0, func(e scheduler.Event) error {
 			final = e
 			return nil
 		})
 		if err != nil {
-			if !errors.Is(err, context.Canceled) {
+			if h.follow.Err() != nil {
+				h.log.Warn("webhook: dropped at stop before the job ended", zap.String("job", id))
+			} else {
 				h.log.Warn("webhook: following job", zap.String("job", id), zap.Error(err))
 			}
 			return
 		}
-		j, err := h.sched.Get(h.ctx, id)
+		j, err := h.sched.Get(h.deliverCtx, id)
 		if err != nil {
 			h.log.Warn("webhook: reading job", zap.String("job", id), zap.Error(err))
 			return
@@ -94,7 +122,7 @@ func Sign(secret string, t time.Time, body []byte) string {
 func (h *Webhooks) deliver(callback, eventID string, body []byte) {
 	delay := h.cfg.WebhookBackoff
 	for attempt := 1; attempt <= h.cfg.WebhookMaxAttempts; attempt++ {
-		req, err := http.NewRequestWithContext(h.ctx, http.MethodPost, callback, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(h.deliverCtx, http.MethodPost, callback, bytes.NewReader(body))
 		if err != nil {
 			return
 		}
@@ -112,15 +140,20 @@ func (h *Webhooks) deliver(callback, eventID string, body []byte) {
 			}
 			err = fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
-		if h.ctx.Err() != nil {
+		if h.deliverCtx.Err() != nil {
+			h.log.Warn("webhook abandoned at stop", zap.String("event", eventID), zap.Int("attempt", attempt))
 			return
 		}
 		h.log.Warn("webhook delivery failed", zap.String("event", eventID), zap.Int("attempt", attempt), zap.Error(err))
+		if attempt == h.cfg.WebhookMaxAttempts {
+			break
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
-		case <-h.ctx.Done():
+		case <-h.deliverCtx.Done():
 			t.Stop()
+			h.log.Warn("webhook abandoned at stop", zap.String("event", eventID), zap.Int("attempt", attempt))
 			return
 		}
 		delay = min(delay*2, 5*time.Minute)
@@ -155,9 +188,46 @@ func checkCallback(ctx context.Context, raw string, allowPrivate bool) error {
 	return nil
 }
 
+// blockedNets are special-purpose ranges (beyond what net.IP's predicates
+// cover) a callback must not reach: "this network", carrier-grade NAT (some
+// clouds serve instance metadata there), IETF protocol assignments,
+// benchmarking, and the reserved 240/4 with the broadcast address.
+var blockedNets = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
+
+// nat64 is the well-known NAT64 prefix: its addresses carry an IPv4 address
+// in their last 32 bits, which is what the request would reach.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// private reports whether ip is an address a callback must not reach:
+// loopback, private (RFC 1918, fc00::/7), link-local, unspecified, multicast
+// or another special-purpose range, also when written as IPv4-mapped or
+// NAT64 IPv6.
 func private(ip net.IP) bool {
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast()
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return true
+	}
+	a = a.Unmap()
+	if nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:]))
+	}
+	if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
+		a.IsUnspecified() || a.IsMulticast() || a.IsInterfaceLocalMulticast() {
+		return true
+	}
+	for _, p := range blockedNets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // safeTransport re-checks the address at connect time, so a DNS answer that

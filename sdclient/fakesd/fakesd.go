@@ -123,6 +123,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /sdapi/v1/txt2img", s.txt2img)
 	mux.HandleFunc("GET /sdapi/v1/progress", s.progress)
+	mux.HandleFunc("POST /sdapi/v1/extra-single-image", s.extraSingle)
 	mux.HandleFunc("POST /sdapi/v1/interrupt", s.interrupt)
 	mux.HandleFunc("GET /sdapi/v1/sd-models", s.models)
 	mux.HandleFunc("GET /sdapi/v1/samplers", s.samplers)
@@ -307,6 +308,42 @@ func (s *Server) txt2img(w http.ResponseWriter, r *http.Request) {
 		"sampler_name": req.SamplerName, "sd_model_name": s.currentModel(req),
 	})
 	writeJSON(w, http.StatusOK, map[string]any{"images": images, "parameters": req, "info": string(info)})
+}
+
+// extraSingle scales the image by upscaling_resize (nearest neighbour).
+func (s *Server) extraSingle(w http.ResponseWriter, r *http.Request) {
+	body, err := readAll(r, 64<<20)
+	var req struct {
+		Image  string  `json:"image"`
+		Resize float64 `json:"upscaling_resize"`
+	}
+	if err == nil {
+		err = json.Unmarshal(body, &req)
+	}
+	var src image.Image
+	if err == nil {
+		var raw []byte
+		if raw, err = base64.StdEncoding.DecodeString(req.Image); err == nil {
+			src, err = png.Decode(bytes.NewReader(raw))
+		}
+	}
+	if err != nil || req.Resize < 1 || req.Resize > 4 {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []validationDetail{{Loc: []string{"body", "image"},
+			Msg: "image must be a base64 PNG and upscaling_resize between 1 and 4", Type: "value_error"}}})
+		return
+	}
+	s.run.Lock()
+	defer s.run.Unlock()
+	b := src.Bounds()
+	dst := image.NewNRGBA(image.Rect(0, 0, int(float64(b.Dx())*req.Resize), int(float64(b.Dy())*req.Resize)))
+	for y := 0; y < dst.Bounds().Dy(); y++ {
+		for x := 0; x < dst.Bounds().Dx(); x++ {
+			dst.Set(x, y, src.At(b.Min.X+int(float64(x)/req.Resize), b.Min.Y+int(float64(y)/req.Resize)))
+		}
+	}
+	var buf bytes.Buffer
+	_ = (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, dst)
+	writeJSON(w, http.StatusOK, map[string]any{"image": base64.StdEncoding.EncodeToString(buf.Bytes()), "html_info": "<p>fake upscale</p>"})
 }
 
 func (s *Server) currentModel(req Txt2ImgRequest) string {

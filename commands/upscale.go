@@ -1,0 +1,50 @@
+package commands
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/easelbot/easel/scheduler"
+)
+
+// UpscalePayload is the payload of an upscale job: image SourceImage of job
+// SourceJob enlarged by Factor. Prompt is kept for display.
+type UpscalePayload struct {
+	Kind        string  `json:"kind"` // "upscale"
+	Prompt      string  `json:"prompt"`
+	SourceJob   string  `json:"source_job"`
+	SourceImage int     `json:"source_image"`
+	Factor      float64 `json:"factor"`
+}
+
+// Upscale queues an upscale of image n (0-based) of one of the caller's
+// finished jobs, through the same fair queue.
+func (s *Service) Upscale(ctx context.Context, c Caller, origin json.RawMessage, jobID string, n int, idempotencyKey string) (scheduler.SubmitResult, error) {
+	src, err := s.Job(ctx, c, jobID)
+	if err != nil {
+		return scheduler.SubmitResult{}, err
+	}
+	if src.Status != scheduler.StatusSucceeded || n < 0 || n >= src.Images {
+		return scheduler.SubmitResult{}, invalid("image", "must be one of the finished job's %d images (got %d)", src.Images, n+1)
+	}
+	p, err := s.policies.Resolve(ctx, c.Tenant, c.User)
+	if err != nil {
+		return scheduler.SubmitResult{}, err
+	}
+	var im Imagine
+	_ = json.Unmarshal(src.Payload, &im)
+	const factor = 2
+	if px := im.Width * im.Height * factor * factor; px > 4*2048*2048 {
+		return scheduler.SubmitResult{}, invalid("image", "is too large to upscale (%d pixels)", px)
+	}
+	body, _ := json.Marshal(UpscalePayload{Kind: "upscale", Prompt: im.Prompt, SourceJob: src.ID, SourceImage: n, Factor: factor})
+	// An upscale costs about as much GPU as a short generation at the size.
+	cost := float64(im.Width*im.Height*factor*factor) / float64(s.limits.CostUnitPixels) * 0.25
+	res, err := s.sched.Submit(ctx, scheduler.SubmitRequest{Tenant: c.Tenant, User: c.User, Payload: body, Origin: origin,
+		Cost: cost, Images: 1, IdempotencyKey: idempotencyKey, Admission: p.Admission()})
+	if err != nil {
+		return res, fmt.Errorf("upscale: %w", err)
+	}
+	return res, nil
+}
