@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -60,20 +61,35 @@ func TestValidate(t *testing.T) {
 }
 
 func FuzzValidate(f *testing.F) {
-	f.Add("a fox", "", 512, 512, 20, 7.0, int64(-1), 1)
-	f.Add("", "neg", 100000, -1, -1, 99.0, int64(-9), 50)
-	f.Add("\xff", "x", 8, 8, 0, 0.0, int64(0), 0)
+	f.Add("a fox", "", 512, 512, 20, 7.0, int64(-1), 1, "", "")
+	f.Add("", "neg", 100000, -1, -1, 99.0, int64(-9), 50, "sdxl", "Euler a")
+	f.Add("\xff", "x", 8, 8, 0, 0.0, int64(0), 0, "\x00", "")
+	f.Add(" x ", "", 2048, 2048, 150, 30.0, int64(math.MaxUint32), 4, "", "")
 	l := limits(f)
-	f.Fuzz(func(t *testing.T, prompt, neg string, w, h, steps int, cfg float64, seed int64, count int) {
-		im := Imagine{Prompt: prompt, NegativePrompt: neg, Width: w, Height: h, Steps: steps, CFGScale: cfg, Seed: &seed, Count: count}
-		if err := l.Validate(&im, scheduler.Policy{}); err != nil {
+	f.Fuzz(func(t *testing.T, prompt, neg string, w, h, steps int, cfg float64, seed int64, count int, model, sampler string) {
+		im := Imagine{Prompt: prompt, NegativePrompt: neg, Width: w, Height: h, Steps: steps, CFGScale: cfg, Seed: &seed,
+			Count: count, Model: model, Sampler: sampler}
+		err := l.Validate(&im, scheduler.Policy{})
+		if err != nil {
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
+			require.NotEmpty(t, ve.Field)
+			require.NotEmpty(t, ve.Message)
 			return
 		}
-		require.True(t, utf8.ValidString(im.Prompt) && im.Prompt != "")
+		for _, s := range []string{im.Prompt, im.NegativePrompt, im.Model, im.Sampler} {
+			require.True(t, utf8.ValidString(s) && !strings.ContainsRune(s, 0))
+		}
+		require.NotEmpty(t, im.Prompt)
+		require.LessOrEqual(t, utf8.RuneCountInString(im.Prompt), 2000)
+		require.LessOrEqual(t, utf8.RuneCountInString(im.NegativePrompt), 2000)
 		require.True(t, im.Width >= 64 && im.Width <= 2048 && im.Width%8 == 0)
 		require.True(t, im.Height >= 64 && im.Height <= 2048 && im.Height%8 == 0)
 		require.True(t, im.Steps >= 1 && im.Steps <= 150)
 		require.True(t, im.Count >= 1 && im.Count <= 4)
 		require.True(t, im.CFGScale >= 1 && im.CFGScale <= 30)
+		require.True(t, *im.Seed >= -1 && *im.Seed <= math.MaxUint32)
+		c := l.Cost(&im)
+		require.True(t, c > 0 && !math.IsInf(c, 0), "cost %g", c)
 	})
 }

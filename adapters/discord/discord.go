@@ -45,6 +45,9 @@ type Config struct {
 	// MaxUploadBytes is the size above which images are re-encoded as JPEG
 	// before upload. Default 10 MiB (Discord's default attachment limit).
 	MaxUploadBytes int `yaml:"max_upload_bytes"`
+	// Shards is how many gateway shards this process runs; 0 asks Discord
+	// (/gateway/bot) for the recommended count. Default 0.
+	Shards int `yaml:"shards"`
 }
 
 // Origin is where a Discord job's messages go.
@@ -71,7 +74,8 @@ type Adapter struct {
 	sched *scheduler.Scheduler
 	store *storage.Store
 	log   *zap.Logger
-	s     *discordgo.Session
+	s     *discordgo.Session // shard 0, and every REST call
+	extra []*discordgo.Session
 	now   func() time.Time
 
 	mu    sync.Mutex
@@ -102,15 +106,19 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discord: %w", err)
 	}
+	a := &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), store: svc.Scheduler().Store(), log: log, s: s,
+		now: time.Now, ready: make(chan struct{})}
+	a.configure(s, base)
+	s.AddHandler(a.onReady)
+	return a, nil
+}
+
+func (a *Adapter) configure(s *discordgo.Session, base *url.URL) {
 	s.Client = &http.Client{Timeout: 30 * time.Second, Transport: &rewrite{base: base, next: http.DefaultTransport}}
 	s.Identify.Intents = discordgo.IntentsGuilds // no privileged intents
 	s.ShouldRetryOnRateLimit = true
 	s.MaxRestRetries = 5
-	a := &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), store: svc.Scheduler().Store(), log: log, s: s,
-		now: time.Now, ready: make(chan struct{})}
-	s.AddHandler(a.onReady)
 	s.AddHandler(a.onInteraction)
-	return a, nil
 }
 
 // rewrite sends requests for discord.com to the configured API base.
@@ -128,11 +136,33 @@ func (t *rewrite) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-// Start opens the gateway and waits for READY.
+// Start opens every shard's gateway and waits for shard 0's READY.
 func (a *Adapter) Start(ctx context.Context) error {
-	if err := a.s.Open(); err != nil {
-		return fmt.Errorf("discord: open gateway: %w", err)
+	shards := a.cfg.Shards
+	if shards == 0 {
+		gb, err := a.s.GatewayBot(discordgo.WithContext(ctx))
+		if err != nil {
+			return fmt.Errorf("discord: /gateway/bot: %w", err)
+		}
+		shards = max(gb.Shards, 1)
 	}
+	base, _ := url.Parse(a.cfg.APIBase)
+	a.s.ShardID, a.s.ShardCount = 0, shards
+	for id := 1; id < shards; id++ {
+		s, err := discordgo.New("Bot " + a.cfg.Token)
+		if err != nil {
+			return err
+		}
+		a.configure(s, base)
+		s.ShardID, s.ShardCount = id, shards
+		a.extra = append(a.extra, s)
+	}
+	for _, s := range append([]*discordgo.Session{a.s}, a.extra...) {
+		if err := s.Open(); err != nil {
+			return fmt.Errorf("discord: open gateway shard %d/%d: %w", s.ShardID, shards, err)
+		}
+	}
+	a.log.Info("discord: connected", zap.Int("shards", shards))
 	select {
 	case <-a.ready:
 		return nil
@@ -144,6 +174,9 @@ func (a *Adapter) Start(ctx context.Context) error {
 // Stop closes the gateway and waits for handlers in flight.
 func (a *Adapter) Stop(ctx context.Context) error {
 	err := a.s.Close()
+	for _, s := range a.extra {
+		_ = s.Close()
+	}
 	done := make(chan struct{})
 	go func() { a.wg.Wait(); close(done) }()
 	select {
@@ -226,6 +259,7 @@ func caller(i *discordgo.Interaction) (commands.Caller, string) {
 }
 
 func (a *Adapter) onInteraction(_ *discordgo.Session, ic *discordgo.InteractionCreate) {
+	// Every REST call goes through shard 0's session: REST is stateless.
 	a.wg.Add(1)
 	defer a.wg.Done()
 	i := ic.Interaction

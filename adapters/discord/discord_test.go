@@ -155,6 +155,7 @@ func TestImagineProgressAndFinal(t *testing.T) {
 		return false
 	})
 	require.NotEmpty(t, calls)
+	require.ElementsMatch(t, []int{0, 1}, b.fake.Shards(), "the shard count comes from /gateway/bot")
 	sent := time.Now()
 	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a lighthouse at dusk", "count": 2, "steps": 12, "aspect": "16:9"}))
 	b.fake.Dispatch(i)

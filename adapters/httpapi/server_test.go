@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/easelbot/easel/adapters/httpapi"
@@ -28,6 +29,14 @@ import (
 	"github.com/easelbot/easel/sdclient/fakesd"
 	"github.com/easelbot/easel/worker"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("os/exec.(*Cmd).Wait"),
+		goleak.IgnoreAnyFunction("github.com/easelbot/easel/internal/redisproc.startOn.func1"))
+}
 
 type bundle struct {
 	ctx   context.Context
@@ -183,7 +192,9 @@ func TestBadInputNamesFieldAndEnqueuesNothing(t *testing.T) {
 		{"count", `{"prompt":"x","count":50}`, 400, "count", "between 1 and 4 (got 50)"},
 		{"unknown field", `{"prompt":"x","colour":"red"}`, 400, "colour", "not a known field"},
 		{"invalid json", `{"prompt":`, 400, "body", "not valid JSON"},
-		{"wrong type", `{"prompt":"x","steps":"many"}`, 400, "steps", "must be a number"},
+		{"wrong type", `{"prompt":"x","steps":"many"}`, 400, "steps", "must be a whole number"},
+		{"fraction", `{"prompt":"x","seed":1.5}`, 400, "seed", "must be a whole number"},
+		{"not an object", `[]`, 400, "body", "must be an object"},
 		{"trailing", `{"prompt":"x"} {}`, 400, "body", "trailing data"},
 		{"10 MB", `{"prompt":"` + strings.Repeat("a", 10<<20) + `"}`, 413, "body", "at most 65536 bytes"},
 		{"invalid utf-8", []byte("{\"prompt\":\"bad \xff\"}"), 400, "body", "UTF-8"},

@@ -30,7 +30,9 @@ type Server struct {
 	mu       sync.Mutex
 	calls    []Call
 	notify   chan struct{}
-	gw       *websocket.Conn
+	gw       *websocket.Conn // the first shard's connection
+	shards   []int           // shard ids identified, in order
+	gwOnce   sync.Once
 	gwReady  chan struct{}
 	seq      int
 	fail429  int
@@ -59,7 +61,7 @@ func New(logf func(string, ...any)) *Server {
 		writeJSON(w, 200, map[string]any{"url": "ws://" + r.Host + "/gw"})
 	})
 	mux.HandleFunc("GET /api/v9/gateway/bot", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{"url": "ws://" + r.Host + "/gw", "shards": 1,
+		writeJSON(w, 200, map[string]any{"url": "ws://" + r.Host + "/gw", "shards": 2,
 			"session_start_limit": map[string]int{"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
 	})
 	mux.HandleFunc("/gw/", f.gateway) // discordgo dials <url>/?v=9&encoding=json
@@ -88,6 +90,13 @@ func (f *Server) Calls() []Call {
 	return append([]Call(nil), f.calls...)
 }
 
+// Shards lists the shard ids that identified, in order.
+func (f *Server) Shards() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]int(nil), f.shards...)
+}
+
 // Dispatched is when the interaction with token was sent to the bot.
 func (f *Server) Dispatched(token string) time.Time {
 	f.mu.Lock()
@@ -109,19 +118,29 @@ func (f *Server) gateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = c.WriteJSON(map[string]any{"op": 10, "d": map[string]any{"heartbeat_interval": 41250}})
-	var identify map[string]any
-	if err := c.ReadJSON(&identify); err != nil || identify["op"] != 2.0 {
+	var identify struct {
+		Op int `json:"op"`
+		D  struct {
+			Shard []int `json:"shard"`
+		} `json:"d"`
+	}
+	if err := c.ReadJSON(&identify); err != nil || identify.Op != 2 {
 		c.Close()
 		return
 	}
 	f.mu.Lock()
+	if len(identify.D.Shard) == 2 {
+		f.shards = append(f.shards, identify.D.Shard[0])
+	}
 	f.seq++
 	_ = c.WriteJSON(map[string]any{"op": 0, "t": "READY", "s": f.seq, "d": map[string]any{
 		"v": 9, "session_id": "sess", "user": map[string]any{"id": "1000", "username": "easel", "bot": true},
 		"guilds": []any{}, "application": map[string]any{"id": "app1", "flags": 0}}})
-	f.gw = c
+	if f.gw == nil {
+		f.gw = c
+	}
 	f.mu.Unlock()
-	close(f.gwReady)
+	f.gwOnce.Do(func() { close(f.gwReady) })
 	for {
 		var m map[string]any
 		if err := c.ReadJSON(&m); err != nil {
