@@ -61,6 +61,8 @@ type mailbox struct {
 	last       time.Time
 	lastSeq    int64
 	finished   bool
+	// wake cuts a coalescing wait short when the final event arrives.
+	wake chan struct{}
 }
 
 // NewRelay returns a relay for the given renderers.
@@ -73,6 +75,10 @@ func NewRelay(sched *scheduler.Scheduler, log *zap.Logger, renderers ...Renderer
 	}
 	return r
 }
+
+// SetConsumer names this relay in the consumer group (default
+// relay-<host>-<pid>); call before Start.
+func (r *Relay) SetConsumer(name string) { r.consumer = name }
 
 // Start reads events in the background.
 func (r *Relay) Start(context.Context) error {
@@ -186,7 +192,7 @@ func (r *Relay) handle(ctx context.Context, e rueidis.XRangeEntry) {
 	r.mu.Lock()
 	box := r.boxes[ev.JobID]
 	if box == nil {
-		box = &mailbox{}
+		box = &mailbox{wake: make(chan struct{}, 1)}
 		r.boxes[ev.JobID] = box
 	}
 	if ev.Seq <= box.lastSeq || box.finished || (box.pending != nil && box.pending.Seq >= ev.Seq) {
@@ -199,6 +205,10 @@ func (r *Relay) handle(ctx context.Context, e rueidis.XRangeEntry) {
 	box.running = true
 	if ev.Type.Terminal() {
 		box.finalEntry = e.ID
+		select {
+		case box.wake <- struct{}{}:
+		default:
+		}
 	}
 	r.mu.Unlock()
 	if !ev.Type.Terminal() {
@@ -231,10 +241,16 @@ func (r *Relay) deliver(ctx context.Context, rd Renderer, jobID string, box *mai
 		terminal := ev.Type.Terminal()
 		r.mu.Unlock()
 		if !terminal && wait > 0 {
-			if !pause(ctx, wait) {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
 				return
+			case <-t.C:
+			case <-box.wake: // the final state arrived: no more waiting
+				t.Stop()
 			}
-			continue // a newer event may have arrived
+			continue
 		}
 		r.mu.Lock()
 		ev = box.pending
