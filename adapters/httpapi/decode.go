@@ -65,6 +65,9 @@ func jsonError(err error) error {
 		return &RequestError{400, field, fmt.Sprintf("must be %s (got JSON %s)", jsonKind(te.Type.Kind().String()), te.Value)}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		f := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if f == "" {
+			return &RequestError{400, "body", `has a field with an empty name ("")`}
+		}
 		return &RequestError{400, f, "is not a known field"}
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return &RequestError{400, "body", "is not valid JSON (unexpected end)"}

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -364,14 +365,160 @@ func FuzzDecodeJobRequest(f *testing.F) {
 	f.Add([]byte("{\"prompt\":\"\xff\"}"))
 	f.Add([]byte(`{"prompt":"x"} trailing`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`{"prompt":"x","seed":1.5,"cfg_scale":1e400}`))
+	f.Add([]byte(`{"prompt":"\ud800","user":"u","callback_url":"http://h/"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := httpapi.DecodeJobRequest(b)
 		if err != nil {
 			var re *httpapi.RequestError
 			require.ErrorAs(t, err, &re)
 			require.NotEmpty(t, re.Field)
+			require.NotEmpty(t, re.Message)
+			require.True(t, re.Status == http.StatusBadRequest || re.Status == http.StatusRequestEntityTooLarge)
 			return
 		}
-		_ = r
+		// Accepted: one UTF-8 JSON value, and what was decoded survives a
+		// round trip (nothing the caller sent was silently dropped into an
+		// unknown field).
+		require.True(t, utf8.Valid(b))
+		raw, err := json.Marshal(r)
+		require.NoError(t, err)
+		again, err := httpapi.DecodeJobRequest(raw)
+		require.NoError(t, err)
+		require.Equal(t, r, again)
 	})
+}
+
+// An API key acts for every user of its tenant: it cancels and lists the
+// jobs it submitted on behalf of its users.
+func TestKeyHolderActsForItsUsers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{cfg: httpapi.Config{Keys: map[string]string{keyA: "a", keyB: "b"}}})
+	ids := map[string]string{}
+	for _, u := range []string{"alice", "bob"} {
+		resp, m := b.do(t, "POST", "/v1/jobs", keyA, map[string]any{"prompt": "x", "user": u})
+		require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+		ids[u] = m["id"].(string)
+	}
+	resp, m := b.do(t, "GET", "/v1/queue", keyA, nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Len(t, m["jobs"], 2)
+	resp, m = b.do(t, "GET", "/v1/queue?user=bob", keyA, nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Len(t, m["jobs"], 1)
+	require.Equal(t, ids["bob"], m["jobs"].([]any)[0].(map[string]any)["id"])
+	resp, m = b.do(t, "GET", "/v1/queue", keyB, nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Empty(t, m["jobs"])
+
+	resp, m = b.do(t, "DELETE", "/v1/jobs/"+ids["alice"], keyA, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, m)
+	require.Equal(t, "canceled", m["status"])
+	resp, _ = b.do(t, "DELETE", "/v1/jobs/"+ids["bob"], keyB, nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+func TestOpenModeAnswersLoopbackOnly(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{})
+	for _, c := range []struct {
+		name   string
+		remote string
+		hdr    string
+		status int
+	}{
+		{"loopback v4", "127.0.0.1:5000", "", http.StatusAccepted},
+		{"loopback v6", "[::1]:5000", "", http.StatusAccepted},
+		{"remote", "192.0.2.7:4444", "", http.StatusForbidden},
+		{"private", "10.1.2.3:4444", "", http.StatusForbidden},
+		{"through a proxy", "127.0.0.1:5000", "X-Forwarded-For", http.StatusForbidden},
+		{"through a proxy (RFC 7239)", "127.0.0.1:5000", "Forwarded", http.StatusForbidden},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req := httptest.NewRequest("POST", "/v1/jobs", strings.NewReader(`{"prompt":"x"}`))
+			req.RemoteAddr = c.remote
+			if c.hdr != "" {
+				req.Header.Set(c.hdr, "203.0.113.9")
+			}
+			rec := httptest.NewRecorder()
+			b.api.Handler().ServeHTTP(rec, req)
+			require.Equal(t, c.status, rec.Code, rec.Body.String())
+		})
+	}
+	active, err := b.sched.Active(b.ctx, "api:local")
+	require.NoError(t, err)
+	require.Len(t, active, 2, "only the loopback requests enqueued")
+}
+
+// Stop must not wait for jobs that have not ended: it ends the event
+// streams (clients resume elsewhere with Last-Event-ID) and drops the
+// webhook followers, so it returns without hitting its deadline.
+func TestStopEndsStreamsAndFollowers(t *testing.T) {
+	t.Parallel()
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("no webhook is due: the job never ended")
+	}))
+	defer hook.Close()
+	b := setup(t, opts{cfg: httpapi.Config{Addr: "127.0.0.1:0", AllowPrivateCallbacks: true}})
+	require.NoError(t, b.api.Start(b.ctx))
+	base := "http://" + b.api.Addr()
+	raw, _ := json.Marshal(map[string]any{"prompt": "x", "callback_url": hook.URL})
+	resp, err := http.Post(base+"/v1/jobs", "application/json", bytes.NewReader(raw))
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&m))
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+
+	req, _ := http.NewRequestWithContext(b.ctx, "GET", base+"/v1/jobs/"+m["id"].(string)+"/events", nil)
+	stream, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer stream.Body.Close()
+	sc := bufio.NewScanner(stream.Body)
+	require.True(t, sc.Scan())
+	require.Equal(t, "id: 1", sc.Text(), "the stream is live")
+
+	stop, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, b.api.Stop(stop), "nothing held Stop until its deadline")
+	for sc.Scan() {
+	}
+	require.NoError(t, stop.Err())
+	_, err = http.Get(base + "/healthz")
+	require.Error(t, err, "no longer listening")
+}
+
+func TestWebhookGivesUp(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var ids []string
+	third := make(chan struct{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		ids = append(ids, r.Header.Get("X-Easel-Event-Id"))
+		if len(ids) == 3 {
+			close(third)
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer hook.Close()
+	b := setup(t, opts{worker: true, cfg: httpapi.Config{AllowPrivateCallbacks: true, WebhookMaxAttempts: 3,
+		WebhookBackoff: time.Millisecond}})
+	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "steps": 2, "callback_url": hook.URL})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	select {
+	case <-third:
+	case <-b.ctx.Done():
+		t.Fatal("webhook not retried")
+	}
+	stop, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.NoError(t, b.api.Stop(stop), "the delivery ended by itself")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, ids, 3, "tried WebhookMaxAttempts times, then given up")
+	require.Equal(t, ids[0], ids[1], "the same event id on every attempt")
+	require.Equal(t, ids[0], ids[2])
 }
