@@ -90,10 +90,13 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 			return fxevent.NopLogger
 		}),
 		fx.Supply(cfg, log, role, opts),
-		fx.Provide(newStore, newScheduler, newRegistry),
+		fx.Provide(newStore, newScheduler, newRegistry, newReadiness),
 		fx.Invoke(startMaintainer),
 		fx.Invoke(startWorker),
 		fx.Populate(&out.Sched, &out.Store),
+	}
+	if role == RoleWorker {
+		options = append(options, fx.Invoke(startHealthServer))
 	}
 	if role == RoleServe {
 		options = append(options,
@@ -178,9 +181,10 @@ func newRegistry(s *scheduler.Scheduler) *prometheus.Registry {
 	return reg
 }
 
-func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, reg *prometheus.Registry, log *zap.Logger) (*httpapi.Server, error) {
+func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, reg *prometheus.Registry, rd *readiness, log *zap.Logger) (*httpapi.Server, error) {
 	srv, err := httpapi.New(cfg.HTTP, svc, log,
-		httpapi.WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
+		httpapi.WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})),
+		httpapi.WithReadiness(rd.check))
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "http.") {
 			field, msg, _ := strings.Cut(err.Error(), ": ")
@@ -203,7 +207,7 @@ func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, reg *prometheu
 
 // startChat runs the chat adapters that are configured and the relay that
 // delivers their jobs' events.
-func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.Scheduler, log *zap.Logger) error {
+func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.Scheduler, rd *readiness, log *zap.Logger) error {
 	var renderers []adapters.Renderer
 	if cfg.Discord.Token != "" {
 		d, err := discord.New(cfg.Discord, svc, log.Named("discord"))
@@ -213,6 +217,7 @@ func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler
 		}
 		lc.Append(fx.Hook{OnStart: d.Start, OnStop: d.Stop})
 		renderers = append(renderers, d)
+		rd.add(d.Ready)
 	}
 	if len(renderers) == 0 {
 		return nil
@@ -224,7 +229,10 @@ func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler
 
 // startWorker runs worker slots for the configured backends; a serve process
 // with none gets the embedded fake backend.
-func startWorker(lc fx.Lifecycle, cfg *Config, role Role, s *scheduler.Scheduler, log *zap.Logger, opts Options) error {
+func startWorker(lc fx.Lifecycle, cfg *Config, role Role, s *scheduler.Scheduler, reg *prometheus.Registry, rd *readiness, log *zap.Logger, opts Options) error {
+	if role == RoleServe && cfg.Worker.Disabled {
+		return nil
+	}
 	var backends []worker.Backend
 	for _, bc := range cfg.Backends {
 		pw, err := bc.password(opts.Lookup)
@@ -248,6 +256,7 @@ func startWorker(lc fx.Lifecycle, cfg *Config, role Role, s *scheduler.Scheduler
 	if err != nil {
 		return err
 	}
+	rd.add(worker.NewMetrics(w, reg).Ready)
 	grace := 30 * time.Second
 	lc.Append(fx.Hook{
 		OnStart: w.Start,

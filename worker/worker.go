@@ -27,6 +27,10 @@ type Config struct {
 	// BlockTimeout bounds one blocking read of the work stream; the read is
 	// simply repeated. Default 10s.
 	BlockTimeout time.Duration `yaml:"-"`
+	// Disabled makes `easel serve` run no worker slots (and no embedded fake
+	// backend): GPU workers run as separate `easel worker` processes.
+	// Default false.
+	Disabled bool `yaml:"disabled"`
 }
 
 // Backend is a named backend this worker serves.

@@ -186,6 +186,17 @@ func (a *Adapter) Stop(ctx context.Context) error {
 	return err
 }
 
+// Ready fails while the gateway connection is down.
+func (a *Adapter) Ready(context.Context) error {
+	a.s.RLock()
+	ready := a.s.DataReady
+	a.s.RUnlock()
+	if !ready {
+		return errors.New("discord gateway not connected")
+	}
+	return nil
+}
+
 // Kind implements adapters.Renderer.
 func (a *Adapter) Kind() string { return "discord" }
 
