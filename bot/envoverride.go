@@ -96,3 +96,29 @@ func setFromString(fv reflect.Value, raw string) error {
 	}
 	return nil
 }
+
+// EnvNames lists every EASEL_* environment variable the configuration reads.
+func EnvNames() []string {
+	var out []string
+	var walk func(t reflect.Type, env string)
+	walk = func(t reflect.Type, env string) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if name == "-" || !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			e := env + "_" + strings.ToUpper(name)
+			if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+				walk(f.Type, e)
+				continue
+			}
+			out = append(out, e)
+		}
+	}
+	walk(reflect.TypeOf(Config{}), "EASEL")
+	return out
+}

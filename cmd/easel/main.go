@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -26,6 +27,7 @@ commands:
   imagine   submit a prompt to a running Easel and save the images
   fakesd    run the fake AUTOMATIC1111-compatible backend
   bench     run the benchmark suite
+  health    exit 0 when the local /healthz answers (container health checks)
 
 Run "easel <command> -h" for a command's flags.
 `
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runFakeSD(ctx, args, stderr)
 	case "bench":
 		return bench.Run(ctx, args, stdout, stderr)
+	case "health":
+		return runHealth(ctx, args, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -109,6 +113,34 @@ func runRole(ctx context.Context, role bot.Role, args []string, stderr io.Writer
 	defer cancelStop()
 	if err := app.Stop(stopCtx); err != nil {
 		fmt.Fprintln(stderr, "easel: stop:", err)
+		return 1
+	}
+	return 0
+}
+
+// runHealth is the container HEALTHCHECK: the runtime image has no curl.
+func runHealth(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "http://127.0.0.1:8080/healthz", "health URL")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "easel health:", err)
+		return 2
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintln(stderr, "easel health:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(stderr, "easel health: HTTP", resp.StatusCode)
 		return 1
 	}
 	return 0
