@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
@@ -44,6 +45,9 @@ type Relay struct {
 	consumer  string
 	log       *zap.Logger
 
+	// Lag is the time from a job event to its render call.
+	Lag *prometheus.HistogramVec
+
 	mu     sync.Mutex
 	boxes  map[string]*mailbox
 	kinds  map[string]string // job id → origin kind, so most events need no lookup
@@ -73,6 +77,9 @@ func NewRelay(sched *scheduler.Scheduler, log *zap.Logger, renderers ...Renderer
 	for _, x := range renderers {
 		r.renderers[x.Kind()] = x
 	}
+	r.Lag = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "easel_relay_lag_seconds",
+		Help:    "From a job event to the platform render call, by platform (coalescing waits included).",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 20)}, []string{"platform"})
 	return r
 }
 
@@ -271,6 +278,7 @@ func (r *Relay) deliver(ctx context.Context, rd Renderer, jobID string, box *mai
 		}
 		job, err := r.sched.Get(ctx, jobID)
 		if err == nil {
+			r.Lag.WithLabelValues(rd.Kind()).Observe(time.Since(ev.Time).Seconds())
 			err = rd.Render(ctx, job, *ev)
 		}
 		if err != nil && ctx.Err() == nil {
@@ -301,6 +309,7 @@ func (r *Relay) final(ctx context.Context, rd Renderer, jobID string, ev schedul
 		}
 		job, err := r.sched.Get(ctx, jobID)
 		if err == nil {
+			r.Lag.WithLabelValues(rd.Kind()).Observe(time.Since(ev.Time).Seconds())
 			err = rd.Render(ctx, job, ev)
 		}
 		if err == nil {

@@ -207,7 +207,7 @@ func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, reg *prometheu
 
 // startChat runs the chat adapters that are configured and the relay that
 // delivers their jobs' events.
-func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.Scheduler, rd *readiness, log *zap.Logger) error {
+func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.Scheduler, rd *readiness, reg *prometheus.Registry, log *zap.Logger) error {
 	var renderers []adapters.Renderer
 	if cfg.Discord.Token != "" {
 		d, err := discord.New(cfg.Discord, svc, log.Named("discord"))
@@ -218,11 +218,13 @@ func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler
 		lc.Append(fx.Hook{OnStart: d.Start, OnStop: d.Stop})
 		renderers = append(renderers, d)
 		rd.add(d.Ready)
+		reg.MustRegister(d.Errors)
 	}
 	if len(renderers) == 0 {
 		return nil
 	}
 	relay := adapters.NewRelay(s, log.Named("relay"), renderers...)
+	reg.MustRegister(relay.Lag)
 	lc.Append(fx.Hook{OnStart: relay.Start, OnStop: relay.Stop})
 	return nil
 }

@@ -20,7 +20,10 @@ type Lease struct {
 	Consumer string
 	// Payload is the job's request JSON, set by Start.
 	Payload json.RawMessage
-	s       *Scheduler
+	// CreatedAt and DispatchedAt are when the job was submitted and when
+	// this attempt left the queue, set by Start.
+	CreatedAt, DispatchedAt time.Time
+	s                       *Scheduler
 }
 
 // Offer tells the scheduler n more worker slots are free and dispatches
@@ -82,6 +85,11 @@ func (l *Lease) Start(ctx context.Context, backend string) error {
 	}
 	p, _ := res[1].ToString()
 	l.Payload, _ = decodeRequest(p)
+	if len(res) >= 4 {
+		c, _ := res[2].AsInt64()
+		d, _ := res[3].AsInt64()
+		l.CreatedAt, l.DispatchedAt = time.UnixMilli(c), time.UnixMilli(d)
+	}
 	return nil
 }
 

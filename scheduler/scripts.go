@@ -385,7 +385,7 @@ return n
 
 // startScript marks a dispatched attempt running.
 // ARGV[6] id, [7] attempt, [8] backend name (JSON string literal), [9] raw backend name.
-// Returns {1, request} or {0, reason}.
+// Returns {1, request, created ms, dispatched ms} or {0, reason}.
 var startScript = script(`
 local id, a = ARGV[6], tonumber(ARGV[7])
 local jk = jkey(id)
@@ -394,7 +394,7 @@ if st ~= 'dispatched' or num(redis.call('HGET', jk, 'attempt')) ~= a then return
 redis.call('HSET', jk, 'status', 'running', 'started_ms', NOW, 'backend', ARGV[9])
 local t = redis.call('HGET', jk, 'tenant')
 emit(id, t, 'started', ',"backend":' .. ARGV[8] .. ',"attempt":' .. a)
-return {1, redis.call('GET', reqkey(id))}
+return {1, redis.call('GET', reqkey(id)), num(redis.call('HGET', jk, 'created_ms')), num(redis.call('HGET', jk, 'dispatched_ms'))}
 `)
 
 // renewScript extends the lease of a running attempt by resetting the idle

@@ -20,6 +20,7 @@ type Metrics struct {
 	total   int
 
 	duration *prometheus.HistogramVec
+	wait     *prometheus.HistogramVec
 	busyG    prometheus.GaugeFunc
 	healthyG prometheus.GaugeFunc
 }
@@ -30,6 +31,9 @@ func NewMetrics(w *Worker, reg prometheus.Registerer) *Metrics {
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "easel_job_duration_seconds",
 		Help:    "Time a backend spent on a job attempt, by outcome.",
 		Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"outcome"})
+	m.wait = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "easel_job_start_latency_seconds",
+		Help:    "From submit (stage=queue) or from dispatch (stage=dispatch) to the worker starting the attempt.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 24)}, []string{"stage"})
 	m.busyG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "easel_backend_busy_ratio",
 		Help: "Share of this process's backend slots running a job."}, func() float64 {
 		m.mu.Lock()
@@ -42,7 +46,7 @@ func NewMetrics(w *Worker, reg prometheus.Registerer) *Metrics {
 	m.healthyG = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "easel_backends_healthy",
 		Help: "Backends of this process in rotation."}, func() float64 { return float64(m.healthy()) })
 	if reg != nil {
-		reg.MustRegister(m.duration, m.busyG, m.healthyG)
+		reg.MustRegister(m.duration, m.wait, m.busyG, m.healthyG)
 	}
 	w.Observe(m.observe)
 	return m
@@ -61,6 +65,12 @@ func (m *Metrics) observe(o Observation) {
 	case "started":
 		m.started[o.JobID] = o.At
 		m.busy[o.Backend] = true
+		if !o.Queued.IsZero() {
+			m.wait.WithLabelValues("queue").Observe(o.At.Sub(o.Queued).Seconds())
+		}
+		if !o.Dispatched.IsZero() {
+			m.wait.WithLabelValues("dispatch").Observe(max(o.At.Sub(o.Dispatched).Seconds(), 0))
+		}
 	case "finished":
 		if t, ok := m.started[o.JobID]; ok {
 			m.duration.WithLabelValues(o.Outcome).Observe(o.At.Sub(t).Seconds())

@@ -64,6 +64,9 @@ type Observation struct {
 	Kind    string
 	Outcome string // for "finished": succeeded, retrying, failed, canceled, handed_back, stale
 	At      time.Time
+	// Queued and Dispatched (for "started") are when the job was submitted
+	// and when this attempt left the queue.
+	Queued, Dispatched time.Time
 }
 
 var (
@@ -309,7 +312,7 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 		}
 		return true, false
 	}
-	w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "started"})
+	w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "started", Queued: lease.CreatedAt, Dispatched: lease.DispatchedAt})
 	outcome := "stale"
 	defer func() {
 		w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "finished", Outcome: outcome})

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/bwmarrin/discordgo"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
@@ -78,6 +79,9 @@ type Adapter struct {
 	extra []*discordgo.Session
 	now   func() time.Time
 
+	// Errors counts Discord API errors by kind (rate_limited, token_expired, other).
+	Errors *prometheus.CounterVec
+
 	mu    sync.Mutex
 	appID string
 	wg    sync.WaitGroup
@@ -108,6 +112,9 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	}
 	a := &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), store: svc.Scheduler().Store(), log: log, s: s,
 		now: time.Now, ready: make(chan struct{})}
+	a.Errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "easel_platform_errors_total",
+		Help: "Platform API errors by platform and kind (rate_limited counts 429s, which are waited out and retried)."},
+		[]string{"platform", "kind"})
 	a.configure(s, base)
 	s.AddHandler(a.onReady)
 	return a, nil
@@ -119,6 +126,9 @@ func (a *Adapter) configure(s *discordgo.Session, base *url.URL) {
 	s.ShouldRetryOnRateLimit = true
 	s.MaxRestRetries = 5
 	s.AddHandler(a.onInteraction)
+	s.AddHandler(func(_ *discordgo.Session, _ *discordgo.RateLimit) {
+		a.Errors.WithLabelValues("discord", "rate_limited").Inc()
+	})
 }
 
 // rewrite sends requests for discord.com to the configured API base.
@@ -684,9 +694,14 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	if a.now().Sub(time.UnixMilli(o.CreatedMS)) < tokenLife {
 		_, err := a.s.WebhookMessageEdit(o.AppID, o.Token, "@original", &discordgo.WebhookEdit{
 			Content: &content, Components: &comps, Files: files, Attachments: &noAttachments}, discordgo.WithContext(ctx))
-		if err == nil || !tokenDead(err) {
+		if err == nil {
+			return nil
+		}
+		if !tokenDead(err) {
+			a.Errors.WithLabelValues("discord", "other").Inc()
 			return err
 		}
+		a.Errors.WithLabelValues("discord", "token_expired").Inc()
 	}
 	if !ev.Type.Terminal() {
 		return nil // progress is not worth a new message per update
