@@ -1,7 +1,6 @@
 package apiclient
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,125 +11,169 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
-// JobRequest is the body of POST /v1/jobs.
+// JobRequest is the body of POST /v1/jobs. Zero fields are left out, so the
+// server applies its defaults (and the tenant's saved settings) to them.
 type JobRequest struct {
-	Prompt         string  `json:"prompt"`
-	NegativePrompt string  `json:"negative_prompt,omitempty"`
-	Width          int     `json:"width,omitempty"`
-	Height         int     `json:"height,omitempty"`
-	Steps          int     `json:"steps,omitempty"`
-	CFGScale       float64 `json:"cfg_scale,omitempty"`
-	Seed           *int64  `json:"seed,omitempty"`
-	Sampler        string  `json:"sampler,omitempty"`
-	Model          string  `json:"model,omitempty"`
-	Count          int     `json:"count,omitempty"`
-	User           string  `json:"user,omitempty"`
-	CallbackURL    string  `json:"callback_url,omitempty"`
+	// Prompt is what to draw; required.
+	Prompt string `json:"prompt"`
+	// NegativePrompt is what to keep out of the image.
+	NegativePrompt string `json:"negative_prompt,omitempty"`
+	// Width and Height are the image size in pixels; 0: server default.
+	Width  int `json:"width,omitempty"`
+	Height int `json:"height,omitempty"`
+	// Steps is the number of sampling steps; 0: server default.
+	Steps int `json:"steps,omitempty"`
+	// CFGScale is the classifier-free guidance scale; 0: server default.
+	CFGScale float64 `json:"cfg_scale,omitempty"`
+	// Seed fixes the seed; nil: random. A pointer because 0 is a seed.
+	Seed *int64 `json:"seed,omitempty"`
+	// Sampler and Model name a sampler and a checkpoint; "": server default.
+	Sampler string `json:"sampler,omitempty"`
+	Model   string `json:"model,omitempty"`
+	// Count is the number of images; 0: server default (1).
+	Count int `json:"count,omitempty"`
+	// User is the end user the job runs for (fairness and quotas); "": the
+	// API key's default user.
+	User string `json:"user,omitempty"`
+	// CallbackURL receives the final job as a signed POST.
+	CallbackURL string `json:"callback_url,omitempty"`
 }
 
-// Submitted is the answer to a submit.
+// Submitted is the 202 answer to a submit.
 type Submitted struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	// Position is the place in the caller's queue, from 1; 0 when the job
+	// was handed to a worker at once.
+	Position int `json:"position"`
+	// Links are the job's URLs, resolved against the client's base URL.
+	Links Links `json:"links"`
+}
+
+// Links are a job's URLs.
+type Links struct {
+	Self   string `json:"self"`
+	Events string `json:"events"`
+}
+
+// Job is the answer to GET /v1/jobs/{id}.
+type Job struct {
 	ID       string `json:"id"`
 	Status   string `json:"status"`
 	Position int    `json:"position"`
-}
-
-// Job is GET /v1/jobs/{id}.
-type Job struct {
-	ID       string  `json:"id"`
-	Status   string  `json:"status"`
-	Position int     `json:"position"`
+	// Progress is the fraction of sampling done, 0 to 1.
 	Progress float64 `json:"progress"`
 	Step     int     `json:"step"`
 	Steps    int     `json:"steps"`
-	Error    *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-	Images []struct {
-		URL  string `json:"url"`
-		Seed int64  `json:"seed"`
-	} `json:"images"`
+	// CreatedAt, StartedAt and FinishedAt are nil until the job gets there.
+	CreatedAt  *time.Time `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+	// Error is set for a failed or canceled job.
+	Error *JobError `json:"error"`
+	// Images are a succeeded job's results.
+	Images []JobImage `json:"images"`
 }
 
-// Event is one Server-Sent Event of a job.
-type Event struct {
-	Type     string  `json:"type"`
-	JobID    string  `json:"job_id"`
-	Seq      int64   `json:"seq"`
-	Position int     `json:"position"`
-	Backend  string  `json:"backend"`
-	Attempt  int     `json:"attempt"`
-	Step     int     `json:"step"`
-	Steps    int     `json:"steps"`
-	Fraction float64 `json:"fraction"`
-	ETASec   float64 `json:"eta_s"`
-	AfterS   float64 `json:"after_s"`
-	Reason   string  `json:"reason"`
-	Images   int     `json:"images"`
-	Seeds    []int64 `json:"seeds"`
-	Code     string  `json:"code"`
-	Message  string  `json:"message"`
-	By       string  `json:"by"`
+// JobError says why a job failed or was canceled.
+type JobError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
 }
 
-// Terminal reports whether the event ends the job.
-func (e Event) Terminal() bool {
-	return e.Type == "succeeded" || e.Type == "failed" || e.Type == "canceled"
+// JobImage is one result image of a job.
+type JobImage struct {
+	// URL is absolute: the server's (often relative) URL resolved against
+	// the client's base URL.
+	URL  string `json:"url"`
+	Seed int64  `json:"seed"`
 }
 
-// APIError is a non-2xx answer.
-type APIError struct {
-	Status     int
-	Code       string
-	Message    string
-	Field      string
-	RetryAfter time.Duration
-}
-
-func (e *APIError) Error() string {
-	if e.Message != "" {
-		return e.Message
-	}
-	return fmt.Sprintf("HTTP %d", e.Status)
-}
-
-// Client talks to one Easel.
+// Client talks to one Easel over its HTTP API. It is safe for concurrent
+// use.
 type Client struct {
 	base *url.URL
 	key  string
 	http *http.Client
+
+	// submitRetries is how often Submit with an idempotency key resends a
+	// request whose answer was lost; submitBackoff is the pause before the
+	// first resend, doubled each time.
+	submitRetries int
+	submitBackoff time.Duration
+	// streamRetries is how many reconnects in a row without a new event
+	// Events makes before giving up; streamBackoff is the pause before the
+	// second of them (the first is immediate when the dropped stream had
+	// delivered events), doubled each time up to streamBackoffMax.
+	streamRetries    int
+	streamBackoff    time.Duration
+	streamBackoffMax time.Duration
 }
 
-// New returns a client of the API at baseURL; key may be empty (loopback).
-func New(baseURL, key string, hc *http.Client) (*Client, error) {
+// Limits on what the client reads from a server.
+const (
+	maxErrorBody = 64 << 10
+	maxJSONBody  = 4 << 20
+	maxImage     = 256 << 20
+)
+
+// New returns a client of the Easel at baseURL (http or https; a path, as
+// behind a reverse proxy, is kept as a prefix). apiKey is sent as a bearer
+// token; "" sends none, for an Easel without keys answering on loopback.
+// httpClient nil means a fresh client; one with a Timeout also cuts event
+// streams, so prefer contexts for deadlines.
+func New(baseURL, apiKey string, httpClient *http.Client) (*Client, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("server must be an http:// or https:// URL (got %q)", baseURL)
+		return nil, fmt.Errorf("server URL must look like http://host:port (got %q)", baseURL)
 	}
-	if hc == nil {
-		hc = &http.Client{}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("server URL must not carry credentials, a query or a fragment (got %q)", u.Redacted())
 	}
-	return &Client{base: u, key: key, http: hc}, nil
+	if !strings.HasSuffix(u.Path, "/") {
+		u.Path += "/"
+		u.RawPath = ""
+	}
+	if httpClient == nil {
+		httpClient = &http.Client{}
+	}
+	return &Client{
+		base: u, key: apiKey, http: httpClient,
+		submitRetries: 2, submitBackoff: 200 * time.Millisecond,
+		streamRetries: 5, streamBackoff: 250 * time.Millisecond, streamBackoffMax: 4 * time.Second,
+	}, nil
 }
 
-func (c *Client) do(ctx context.Context, method, path string, body any, hdr http.Header) (*http.Response, error) {
+// resolve turns a server-given URL (absolute, or relative like
+// /v1/jobs/ID/images/0) into an absolute one.
+func (c *Client) resolve(ref string) string {
+	r, err := url.Parse(ref)
+	if err != nil {
+		return ref
+	}
+	return c.base.ResolveReference(r).String()
+}
+
+// endpoint is the URL of an API path ("v1/jobs/…", no leading slash) under
+// the base URL.
+func (c *Client) endpoint(path string) string {
+	return c.base.String() + path
+}
+
+func jobPath(id string) string { return "v1/jobs/" + url.PathEscape(id) }
+
+// do sends one request and returns a 2xx response; any other answer is an
+// *APIError.
+func (c *Client) do(ctx context.Context, method, target string, body []byte, hdr http.Header) (*http.Response, error) {
 	var r io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return nil, err
-		}
-		r = bytes.NewReader(b)
+		r = bytes.NewReader(body)
 	}
-	ref, err := url.Parse(path)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.ResolveReference(ref).String(), r)
+	req, err := http.NewRequestWithContext(ctx, method, target, r)
 	if err != nil {
 		return nil, err
 	}
@@ -154,196 +197,117 @@ func (c *Client) do(ctx context.Context, method, path string, body any, hdr http
 	return resp, nil
 }
 
-func decodeError(resp *http.Response) error {
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e struct {
-		Error struct {
-			Code        string `json:"code"`
-			Message     string `json:"message"`
-			Field       string `json:"field"`
-			RetryAfterS int    `json:"retry_after_s"`
-		} `json:"error"`
-	}
-	ae := &APIError{Status: resp.StatusCode}
-	if json.Unmarshal(raw, &e) == nil {
-		ae.Code, ae.Message, ae.Field = e.Error.Code, e.Error.Message, e.Error.Field
-		ae.RetryAfter = time.Duration(e.Error.RetryAfterS) * time.Second
-	} else {
-		ae.Message = strings.TrimSpace(string(raw))
-	}
-	return ae
-}
-
-func (c *Client) doJSON(ctx context.Context, method, path string, body, out any, hdr http.Header) error {
-	resp, err := c.do(ctx, method, path, body, hdr)
+func (c *Client) doJSON(ctx context.Context, method, target string, body []byte, hdr http.Header, out any) error {
+	resp, err := c.do(ctx, method, target, body, hdr)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	return json.NewDecoder(resp.Body).Decode(out)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJSONBody)).Decode(out); err != nil {
+		return fmt.Errorf("decode answer: %w", err)
+	}
+	return nil
 }
 
-// Submit creates a job; idempotencyKey may be empty.
+// Submit creates a job. With an idempotencyKey ("" for none) the server
+// answers a repeat with the first job, so Submit also resends a request
+// whose answer was lost on the way (a dropped connection, not a refused
+// one): a few times, with the same key.
 func (c *Client) Submit(ctx context.Context, r JobRequest, idempotencyKey string) (*Submitted, error) {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("submit: %w", err)
+	}
 	hdr := http.Header{}
 	if idempotencyKey != "" {
 		hdr.Set("Idempotency-Key", idempotencyKey)
 	}
-	var s Submitted
-	return &s, c.doJSON(ctx, http.MethodPost, "/v1/jobs", r, &s, hdr)
+	pause := c.submitBackoff
+	for attempt := 0; ; attempt++ {
+		var s Submitted
+		err = c.doJSON(ctx, http.MethodPost, c.endpoint("v1/jobs"), body, hdr, &s)
+		if err == nil && s.ID == "" {
+			return nil, errors.New("submit: the answer names no job")
+		}
+		if err == nil {
+			if s.Links.Self == "" {
+				s.Links.Self = "/" + jobPath(s.ID)
+			}
+			if s.Links.Events == "" {
+				s.Links.Events = "/" + jobPath(s.ID) + "/events"
+			}
+			s.Links.Self, s.Links.Events = c.resolve(s.Links.Self), c.resolve(s.Links.Events)
+			return &s, nil
+		}
+		if idempotencyKey == "" || attempt >= c.submitRetries || !answerLost(ctx, err) {
+			return nil, fmt.Errorf("submit: %w", err)
+		}
+		if err := sleep(ctx, pause); err != nil {
+			return nil, fmt.Errorf("submit: %w", err)
+		}
+		pause *= 2
+	}
+}
+
+// answerLost reports whether err is a transport failure after which the
+// request may have reached the server: not a refused connection, not an
+// API answer, not the caller giving up.
+func answerLost(ctx context.Context, err error) bool {
+	var ue *url.Error
+	return ctx.Err() == nil && errors.As(err, &ue) && !errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // Job reads a job.
 func (c *Client) Job(ctx context.Context, id string) (*Job, error) {
 	var j Job
-	return &j, c.doJSON(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id), nil, &j, nil)
+	if err := c.doJSON(ctx, http.MethodGet, c.endpoint(jobPath(id)), nil, nil, &j); err != nil {
+		return nil, fmt.Errorf("job %s: %w", id, err)
+	}
+	for i := range j.Images {
+		j.Images[i].URL = c.resolve(j.Images[i].URL)
+	}
+	return &j, nil
 }
 
-// Cancel cancels a job.
+// Cancel cancels a queued or running job. A finished job answers an
+// *APIError with Status 409 and Code "finished".
 func (c *Client) Cancel(ctx context.Context, id string) error {
-	var j Job
-	return c.doJSON(ctx, http.MethodDelete, "/v1/jobs/"+url.PathEscape(id), nil, &j, nil)
+	resp, err := c.do(ctx, http.MethodDelete, c.endpoint(jobPath(id)), nil, nil)
+	if err != nil {
+		return fmt.Errorf("cancel %s: %w", id, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxJSONBody))
+	return resp.Body.Close()
 }
 
-// Image downloads result image n of a job.
+// Image downloads result image n (from 0) of a succeeded job.
 func (c *Client) Image(ctx context.Context, id string, n int) ([]byte, error) {
-	resp, err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/images/"+strconv.Itoa(n), nil, nil)
+	resp, err := c.do(ctx, http.MethodGet, c.endpoint(jobPath(id)+"/images/"+strconv.Itoa(n)), nil, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("image %d of %s: %w", n, id, err)
 	}
 	defer resp.Body.Close()
-	return io.ReadAll(resp.Body)
-}
-
-// Events calls fn with each event of the job after lastSeq until a terminal
-// event; a dropped stream is resumed with Last-Event-ID, up to 5 times in a
-// row with a growing pause.
-func (c *Client) Events(ctx context.Context, id string, lastSeq int64, fn func(Event) error) error {
-	failures := 0
-	for {
-		hdr := http.Header{"Accept": {"text/event-stream"}}
-		if lastSeq > 0 {
-			hdr.Set("Last-Event-ID", strconv.FormatInt(lastSeq, 10))
-		}
-		resp, err := c.do(ctx, http.MethodGet, "/v1/jobs/"+url.PathEscape(id)+"/events", nil, hdr)
-		if err == nil {
-			var done bool
-			done, err = readSSE(resp.Body, func(m Message) error {
-				if m.Event == "error" {
-					return fmt.Errorf("event stream: %s", m.Data)
-				}
-				var e Event
-				if err := json.Unmarshal([]byte(m.Data), &e); err != nil {
-					return fmt.Errorf("event stream: %w", err)
-				}
-				if e.Seq <= lastSeq {
-					return nil
-				}
-				lastSeq = e.Seq
-				failures = 0
-				if err := fn(e); err != nil {
-					return err
-				}
-				if e.Terminal() {
-					return errDone
-				}
-				return nil
-			})
-			resp.Body.Close()
-			if done {
-				return nil
-			}
-		}
-		var ae *APIError
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.As(err, &ae) && ae.Status < 500 {
-			return err
-		}
-		if err != nil && !isNetErr(err) {
-			return err
-		}
-		failures++
-		if failures > 5 {
-			return fmt.Errorf("event stream keeps dropping: %v", err)
-		}
-		t := time.NewTimer(time.Duration(failures) * 200 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxImage+1))
+	if err == nil && len(b) > maxImage {
+		err = fmt.Errorf("larger than %d MiB", maxImage>>20)
 	}
+	if err != nil {
+		return nil, fmt.Errorf("image %d of %s: %w", n, id, err)
+	}
+	return b, nil
 }
 
-var errDone = errors.New("done")
-
-func isNetErr(err error) bool {
-	return err == nil || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		strings.Contains(err.Error(), "connection") || strings.Contains(err.Error(), "EOF")
-}
-
-// Message is one Server-Sent Events message.
-type Message struct {
-	ID    string
-	Event string
-	Data  string
-}
-
-// ParseSSE reads messages from r and calls fn with each, until r ends.
-func ParseSSE(r io.Reader, fn func(Message) error) error {
-	_, err := readSSE(r, fn)
-	if errors.Is(err, io.ErrUnexpectedEOF) {
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
 		return nil
 	}
-	return err
-}
-
-// readSSE parses the text/event-stream format: fields "id", "event",
-// "data" (joined with newlines), comments starting with ':', messages ended
-// by a blank line, CRLF or LF line ends. It reports done when fn returned
-// errDone.
-func readSSE(r io.Reader, fn func(Message) error) (bool, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
-	var m Message
-	var data []string
-	for sc.Scan() {
-		line := strings.TrimSuffix(sc.Text(), "\r")
-		if line == "" {
-			if len(data) > 0 {
-				m.Data = strings.Join(data, "\n")
-				if m.Event == "" {
-					m.Event = "message"
-				}
-				if err := fn(m); err != nil {
-					if errors.Is(err, errDone) {
-						return true, nil
-					}
-					return false, err
-				}
-			}
-			m, data = Message{}, nil
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			continue
-		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "id":
-			m.ID = value
-		case "event":
-			m.Event = value
-		case "data":
-			data = append(data, value)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return false, err
-	}
-	return false, io.ErrUnexpectedEOF
 }

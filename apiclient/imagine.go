@@ -2,191 +2,421 @@ package apiclient
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/schollz/progressbar/v3"
 )
 
+// Defaults of `easel imagine`.
+const (
+	defaultServer = "http://127.0.0.1:8080"
+	// cancelTimeout bounds the DELETE sent after an interrupt.
+	cancelTimeout = 5 * time.Second
+)
+
+// Exit codes of RunImagine.
+const (
+	exitOK          = 0
+	exitFailed      = 1   // the job failed or was canceled, or I/O failed
+	exitUsage       = 2   // bad flags or a request the server refused (4xx)
+	exitInterrupted = 130 // ctx ended; the job was canceled on the server
+)
+
+// imagineOptions are the parsed flags of `easel imagine`.
+type imagineOptions struct {
+	req    JobRequest
+	out    string
+	server string
+	key    string
+	quiet  bool
+}
+
 // RunImagine is `easel imagine [flags] "prompt"`: it submits the prompt,
-// shows a progress bar fed by the job's events, and writes the images.
-// Flags may come before or after the prompt. Exit codes: 0 done, 1 the job
-// failed or was canceled, 2 bad usage or a refused request, 130 interrupted
-// (the job is canceled on the server).
+// prints its place in the queue and a progress bar fed by the job's events
+// on stderr, writes the images and prints their paths on stdout. Flags may
+// come before or after the prompt; words after "--" are all prompt.
+// Canceling ctx (Ctrl-C in main) cancels the job on the server. It returns
+// the exit code: 0 done, 1 the job failed or was canceled (or a download or
+// write failed), 2 bad usage or a request the server refused, 130
+// interrupted.
 func RunImagine(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts, err := parseImagine(args, stderr, os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		return exitUsage // the flag set printed why
+	}
+	// A transport of its own, closed on return, so that a test calling
+	// RunImagine leaves no idle connections behind.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	c, err := New(opts.server, opts.key, &http.Client{Transport: tr})
+	if err != nil {
+		fmt.Fprintln(stderr, "easel: --server:", err)
+		return exitUsage
+	}
+	r := &imagineRun{c: c, opts: opts, stdout: stdout, stderr: stderr}
+	return r.run(ctx)
+}
+
+// parseImagine reads the flags and the prompt. On a bad flag or a missing
+// prompt the usage has been written to usageOut.
+func parseImagine(args []string, usageOut io.Writer, getenv func(string) string) (imagineOptions, error) {
+	var o imagineOptions
 	fs := flag.NewFlagSet("imagine", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	out := fs.String("o", "", "output file (default easel-<id>.png; -1.png, -2.png … for several images)")
-	fs.StringVar(out, "out", "", "same as -o")
-	server := fs.String("server", envOr("EASEL_SERVER", "http://127.0.0.1:8080"), "Easel server URL (env EASEL_SERVER)")
-	key := fs.String("key", os.Getenv("EASEL_API_KEY"), "API key (env EASEL_API_KEY)")
-	var r JobRequest
-	fs.StringVar(&r.NegativePrompt, "negative", "", "negative prompt")
-	fs.IntVar(&r.Width, "width", 0, "width in pixels (default: server's, 512)")
-	fs.IntVar(&r.Height, "height", 0, "height in pixels (default: server's, 512)")
-	fs.IntVar(&r.Steps, "steps", 0, "sampling steps (default: server's, 20)")
-	fs.Float64Var(&r.CFGScale, "cfg", 0, "guidance scale (default: server's, 7)")
-	seed := fs.Int64("seed", -1, "seed (-1: random)")
-	fs.StringVar(&r.Sampler, "sampler", "", "sampler name")
-	fs.StringVar(&r.Model, "model", "", "model name")
-	fs.IntVar(&r.Count, "n", 1, "number of images")
-	fs.IntVar(&r.Count, "count", 1, "same as -n")
-	quiet := fs.Bool("quiet", false, "no progress output")
+	fs.SetOutput(usageOut)
+	fs.StringVar(&o.out, "o", "", "output `file` (default easel-<job id>.png; with several images name-1.png, name-2.png, …)")
+	fs.StringVar(&o.out, "out", "", "same as -o")
+	fs.StringVar(&o.server, "server", "", "Easel server `URL` (default $EASEL_SERVER, else "+defaultServer+")")
+	// No default shown: the usage must never print the key.
+	fs.StringVar(&o.key, "key", "", "API `key` (default $EASEL_API_KEY)")
+	fs.StringVar(&o.req.NegativePrompt, "negative", "", "negative `prompt`")
+	fs.IntVar(&o.req.Width, "width", 0, "width in `pixels` (default: the server's)")
+	fs.IntVar(&o.req.Height, "height", 0, "height in `pixels` (default: the server's)")
+	fs.IntVar(&o.req.Steps, "steps", 0, "sampling `steps` (default: the server's)")
+	fs.Float64Var(&o.req.CFGScale, "cfg", 0, "guidance `scale` (default: the server's)")
+	seed := fs.Int64("seed", 0, "`seed` (default: random)")
+	fs.StringVar(&o.req.Sampler, "sampler", "", "sampler `name` (default: the server's)")
+	fs.StringVar(&o.req.Model, "model", "", "model `name` (default: the server's)")
+	fs.IntVar(&o.req.Count, "n", 0, "number of images (default: the server's, 1)")
+	fs.IntVar(&o.req.Count, "count", 0, "same as -n")
+	fs.BoolVar(&o.quiet, "quiet", false, "print only the paths of the images and errors")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, `usage: easel imagine [flags] "prompt"`)
+		fmt.Fprintln(fs.Output(), `usage: easel imagine [flags] "prompt"`)
 		fs.PrintDefaults()
 	}
-	var prompt []string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		prompt = append(prompt, fs.Arg(0))
-		rest = fs.Args()[1:]
+
+	prompt, err := parseInterleaved(fs, args)
+	if err != nil {
+		return o, err
 	}
-	r.Prompt = strings.Join(prompt, " ")
-	if strings.TrimSpace(r.Prompt) == "" {
+	o.req.Prompt = strings.Join(prompt, " ")
+	if strings.TrimSpace(o.req.Prompt) == "" {
+		fmt.Fprintln(usageOut, "easel: a prompt is required")
 		fs.Usage()
-		return 2
+		return o, errors.New("no prompt")
 	}
-	r.Seed = seed
-	c, err := New(*server, *key, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, "easel:", err)
-		return 2
-	}
-	sub, err := c.Submit(ctx, r, "")
-	if err != nil {
-		return apiFail(stderr, err)
-	}
-	logf := func(format string, a ...any) {
-		if !*quiet {
-			fmt.Fprintf(stderr, format+"\n", a...)
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "seed" {
+			o.req.Seed = seed
 		}
+	})
+	if o.server == "" {
+		o.server = getenv("EASEL_SERVER")
 	}
+	if o.server == "" {
+		o.server = defaultServer
+	}
+	if o.key == "" {
+		o.key = getenv("EASEL_API_KEY")
+	}
+	return o, nil
+}
+
+// parseInterleaved parses args with fs, allowing positional arguments
+// between flags (`easel imagine "a fox" -o fox.png`), and returns the
+// positional ones. After "--" every argument is positional.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// imagineRun is one run of `easel imagine`.
+type imagineRun struct {
+	c              *Client
+	opts           imagineOptions
+	stdout, stderr io.Writer
+
+	bar      *progressbar.ProgressBar
+	barSteps int
+	barDesc  string
+	position int
+}
+
+func (r *imagineRun) run(ctx context.Context) int {
+	sub, err := r.c.Submit(ctx, r.opts.req, "imagine-"+rand.Text())
+	if err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(r.stderr, "easel: interrupted")
+			return exitInterrupted
+		}
+		return r.apiFailure(err)
+	}
+	id := clean(sub.ID) // for messages; requests escape it
 	if sub.Position > 0 {
-		logf("queued #%d (job %s)", sub.Position, sub.ID)
+		r.position = sub.Position
+		r.logf("queued #%d (job %s)", sub.Position, id)
 	} else {
-		logf("starting (job %s)", sub.ID)
+		r.logf("dispatched (job %s)", id)
 	}
-	var bar *progressbar.ProgressBar
+
 	var final Event
-	err = c.Events(ctx, sub.ID, 0, func(e Event) error {
-		switch e.Type {
-		case "queued":
-			if e.Seq > 1 { // the first was reported by the submit
-				logf("queued #%d", e.Position)
-			}
-		case "started":
-			logf("running on %s", e.Backend)
-		case "progress":
-			if *quiet || e.Steps == 0 {
-				return nil
-			}
-			if bar == nil {
-				bar = progressbar.NewOptions(e.Steps, progressbar.OptionSetWriter(stderr),
-					progressbar.OptionSetDescription("sampling"), progressbar.OptionShowCount(),
-					progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
-			}
-			_ = bar.Set(e.Step)
-			if e.ETASec > 0 {
-				bar.Describe(fmt.Sprintf("sampling, ~%s left", (time.Duration(e.ETASec * float64(time.Second))).Round(time.Second)))
-			}
-		case "retrying":
-			logf("retrying in %.1fs: %s", e.AfterS, e.Reason)
-		default:
+	err = r.c.Events(ctx, sub.ID, 0, func(e Event) error {
+		r.event(e)
+		if e.Terminal() {
 			final = e
 		}
 		return nil
 	})
-	if bar != nil {
-		_ = bar.Finish()
-	}
+	r.clearBar()
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = c.Cancel(cctx, sub.ID)
-			fmt.Fprintln(stderr, "easel: interrupted; job canceled")
-			return 130
+		if ctx.Err() != nil {
+			return r.interrupted(ctx, sub.ID)
 		}
-		fmt.Fprintln(stderr, "easel:", err)
-		return 1
+		return r.apiFailure(err)
 	}
 	switch final.Type {
-	case "failed":
-		fmt.Fprintf(stderr, "easel: job failed: %s\n", final.Message)
-		return 1
-	case "canceled":
-		fmt.Fprintf(stderr, "easel: job canceled by %s\n", final.By)
-		return 1
+	case EventFailed:
+		msg := clean(final.Message)
+		if final.Code != "" {
+			msg += " (" + clean(final.Code) + ")"
+		}
+		fmt.Fprintf(r.stderr, "easel: job %s failed: %s\n", id, msg)
+		return exitFailed
+	case EventCanceled:
+		fmt.Fprintf(r.stderr, "easel: job %s was canceled by %s\n", id, clean(final.By))
+		return exitFailed
 	}
-	paths := outputPaths(*out, sub.ID, final.Images)
-	for i, p := range paths {
-		img, err := c.Image(ctx, sub.ID, i)
+	return r.download(ctx, sub.ID, final)
+}
+
+// event reports one event on stderr.
+func (r *imagineRun) event(e Event) {
+	switch e.Type {
+	case EventQueued:
+		// The first is the submit's, reported already; later ones (a job
+		// put back in line) are news.
+		if e.Seq > 1 && e.Position > 0 && e.Position != r.position {
+			r.position = e.Position
+			r.logf("queued #%d", e.Position)
+		}
+	case EventStarted:
+		if e.Attempt > 1 {
+			r.logf("running on %s (attempt %d)", clean(e.Backend), e.Attempt)
+		} else {
+			r.logf("running on %s", clean(e.Backend))
+		}
+	case EventProgress:
+		r.progress(e)
+	case EventRetrying:
+		after := time.Duration(e.AfterS * float64(time.Second)).Round(100 * time.Millisecond)
+		r.logf("retrying in %s (attempt %d): %s", after, e.Attempt, clean(e.Reason))
+	}
+}
+
+// progress moves the bar; a new try (or a changed step count) gets a new one.
+func (r *imagineRun) progress(e Event) {
+	if r.opts.quiet || e.Steps <= 0 {
+		return
+	}
+	if r.bar == nil || r.barSteps != e.Steps {
+		r.clearBar()
+		r.barSteps, r.barDesc = e.Steps, "sampling"
+		r.bar = progressbar.NewOptions(e.Steps,
+			progressbar.OptionSetWriter(r.stderr),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(false), // the server's ETA is better informed
+			progressbar.OptionClearOnFinish(),
+			progressbar.OptionSetDescription(r.barDesc))
+	}
+	_ = r.bar.Set(e.Step)
+	desc := "sampling"
+	if e.ETASec > 0 {
+		desc += ", eta " + formatETA(time.Duration(e.ETASec*float64(time.Second)))
+	}
+	if desc != r.barDesc {
+		r.barDesc = desc
+		r.bar.Describe(desc)
+	}
+}
+
+func formatETA(d time.Duration) string {
+	if d < time.Second {
+		return "<1s"
+	}
+	return d.Round(time.Second).String()
+}
+
+// clearBar takes the bar off the line so that a message can be printed; the
+// next progress event starts a new one.
+func (r *imagineRun) clearBar() {
+	if r.bar != nil {
+		_ = r.bar.Clear()
+		r.bar, r.barSteps = nil, 0
+	}
+}
+
+func (r *imagineRun) logf(format string, a ...any) {
+	if r.opts.quiet {
+		return
+	}
+	r.clearBar()
+	fmt.Fprintf(r.stderr, format+"\n", a...)
+}
+
+// download fetches every image of the succeeded job and writes the files.
+func (r *imagineRun) download(ctx context.Context, id string, done Event) int {
+	n := done.Images
+	seeds := done.Seeds
+	if n == 0 {
+		j, err := r.c.Job(ctx, id)
 		if err != nil {
-			fmt.Fprintln(stderr, "easel: download:", err)
-			return 1
+			return r.downloadFailure(ctx, err)
 		}
-		if err := os.WriteFile(p, img, 0o644); err != nil {
-			fmt.Fprintln(stderr, "easel:", err)
-			return 1
+		n = len(j.Images)
+		seeds = nil
+		for _, im := range j.Images {
+			seeds = append(seeds, im.Seed)
 		}
-		seed := ""
-		if i < len(final.Seeds) {
-			seed = fmt.Sprintf(" (seed %d)", final.Seeds[i])
-		}
-		fmt.Fprintf(stdout, "%s%s\n", p, seed)
 	}
-	return 0
+	if n == 0 {
+		fmt.Fprintf(r.stderr, "easel: job %s succeeded without images\n", clean(id))
+		return exitFailed
+	}
+	for i := range n {
+		img, err := r.c.Image(ctx, id, i)
+		if err != nil {
+			return r.downloadFailure(ctx, err)
+		}
+		path := outputPath(r.opts.out, id, i, n, imageExt(img))
+		if err := os.WriteFile(path, img, 0o644); err != nil {
+			fmt.Fprintln(r.stderr, "easel:", err)
+			return exitFailed
+		}
+		if i < len(seeds) {
+			fmt.Fprintf(r.stdout, "%s (seed %d)\n", path, seeds[i])
+		} else {
+			fmt.Fprintln(r.stdout, path)
+		}
+	}
+	return exitOK
 }
 
-func outputPaths(out, id string, n int) []string {
-	if out == "" {
-		out = "easel-" + id + ".png"
+func (r *imagineRun) downloadFailure(ctx context.Context, err error) int {
+	if ctx.Err() != nil {
+		// The job is done; nothing to cancel.
+		fmt.Fprintln(r.stderr, "easel: interrupted")
+		return exitInterrupted
 	}
-	if n <= 1 {
-		return []string{out}
-	}
-	ext := filepath.Ext(out)
-	base := strings.TrimSuffix(out, ext)
-	paths := make([]string, n)
-	for i := range paths {
-		paths[i] = fmt.Sprintf("%s-%d%s", base, i+1, ext)
-	}
-	return paths
+	fmt.Fprintln(r.stderr, "easel:", clean(err.Error()))
+	return exitFailed
 }
 
-func apiFail(stderr io.Writer, err error) int {
+// interrupted cancels the job on the server, on a context of its own since
+// ctx is already done.
+func (r *imagineRun) interrupted(ctx context.Context, jobID string) int {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
+	defer cancel()
+	err := r.c.Cancel(cctx, jobID)
+	id := clean(jobID)
+	var ae *APIError
+	switch {
+	case err == nil:
+		fmt.Fprintf(r.stderr, "easel: interrupted; job %s canceled\n", id)
+	case errors.As(err, &ae) && ae.Status == http.StatusConflict:
+		fmt.Fprintf(r.stderr, "easel: interrupted; job %s had already finished\n", id)
+	default:
+		fmt.Fprintf(r.stderr, "easel: interrupted; could not cancel job %s: %s\n", id, clean(err.Error()))
+	}
+	return exitInterrupted
+}
+
+// apiFailure prints an error: an API answer as "<field>: <message>", exit
+// 2 for a refused (4xx) request.
+func (r *imagineRun) apiFailure(err error) int {
 	var ae *APIError
 	if errors.As(err, &ae) {
-		msg := ae.Message
+		msg := clean(ae.Error())
 		if ae.RetryAfter > 0 && !strings.Contains(msg, "try again") {
-			msg += fmt.Sprintf(" (retry after %s)", ae.RetryAfter)
+			msg += fmt.Sprintf(" (try again in %s)", ae.RetryAfter.Round(time.Second))
 		}
-		fmt.Fprintln(stderr, "easel:", msg)
-		if ae.Status < 500 {
-			return 2
+		fmt.Fprintln(r.stderr, "easel:", msg)
+		if ae.Status >= 400 && ae.Status < 500 {
+			return exitUsage
 		}
-		return 1
+		return exitFailed
 	}
-	fmt.Fprintln(stderr, "easel:", err)
-	return 1
+	msg := clean(err.Error())
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		msg += fmt.Sprintf(" (is Easel running at %s?)", r.opts.server)
+	}
+	fmt.Fprintln(r.stderr, "easel:", msg)
+	return exitFailed
 }
 
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
+// outputPath is the file of image i of n: out (default easel-<id><ext>),
+// numbered name-1.png, name-2.png, … when there are several.
+func outputPath(out, id string, i, n int, ext string) string {
+	if out == "" {
+		out = "easel-" + safeName(id) + ext
 	}
-	return def
+	if n <= 1 {
+		return out
+	}
+	e := filepath.Ext(out)
+	return fmt.Sprintf("%s-%d%s", strings.TrimSuffix(out, e), i+1, e)
+}
+
+// imageExt is the file extension for the image format of b, ".png" when
+// unknown.
+func imageExt(b []byte) string {
+	switch http.DetectContentType(b) {
+	case "image/jpeg":
+		return ".jpg"
+	case "image/webp":
+		return ".webp"
+	}
+	return ".png"
+}
+
+// safeName keeps a server-given ID from steering the default file name out
+// of the current directory.
+func safeName(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 128 && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '-' || r == '_') {
+			return r
+		}
+		return '_'
+	}, s)
+	if s == "" {
+		return "job"
+	}
+	return s
+}
+
+// clean drops control characters from server-given text before it reaches
+// a terminal.
+func clean(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
 }

@@ -46,8 +46,13 @@ func (r *readiness) check(ctx context.Context) error {
 }
 
 // startHealthServer gives `easel worker` /healthz, /readyz and /metrics on
-// http.addr, for container health checks and Prometheus.
+// http.addr when it is set (the container image sets 0.0.0.0:8080), for
+// health checks and Prometheus. Unset, a worker listens on nothing, so
+// several can share a machine.
 func startHealthServer(lc fx.Lifecycle, cfg *Config, s *scheduler.Scheduler, reg *prometheus.Registry, rd *readiness, log *zap.Logger) {
+	if cfg.HTTP.Addr == "" {
+		return
+	}
 	mux := http.NewServeMux()
 	write := func(w http.ResponseWriter, status int, v any) {
 		w.Header().Set("Content-Type", "application/json")
@@ -70,9 +75,6 @@ func startHealthServer(lc fx.Lifecycle, cfg *Config, s *scheduler.Scheduler, reg
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	addr := cfg.HTTP.Addr
-	if addr == "" {
-		addr = "127.0.0.1:8080"
-	}
 	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {
