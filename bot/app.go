@@ -65,6 +65,8 @@ type App struct {
 	Sched *scheduler.Scheduler
 	// Store is the Redis store.
 	Store *storage.Store
+	// Registry holds the process's Prometheus metrics.
+	Registry *prometheus.Registry
 }
 
 // Options tunes New for tests.
@@ -93,7 +95,7 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 		fx.Provide(newStore, newScheduler, newRegistry, newReadiness),
 		fx.Invoke(startMaintainer),
 		fx.Invoke(startWorker),
-		fx.Populate(&out.Sched, &out.Store),
+		fx.Populate(&out.Sched, &out.Store, &out.Registry),
 	}
 	if role == RoleWorker {
 		options = append(options, fx.Invoke(startHealthServer))
