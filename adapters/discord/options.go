@@ -9,11 +9,6 @@ import (
 	"github.com/easelbot/easel/commands"
 )
 
-// aspects maps the aspect option to a size (multiples of 64, about 0.4 MP).
-var aspects = map[string][2]int{
-	"1:1": {512, 512}, "3:4": {576, 768}, "4:3": {768, 576}, "9:16": {576, 1024}, "16:9": {1024, 576},
-}
-
 // Option is one slash-command option as the adapter reads it: a name and a
 // string, integer or number value.
 type Option struct {
@@ -54,7 +49,7 @@ func ParseImagine(opts []Option) (commands.Imagine, error) {
 			case "model":
 				im.Model = s
 			case "aspect":
-				wh, ok := aspects[s]
+				wh, ok := commands.Aspects[s]
 				if !ok {
 					return im, bad("one of 1:1, 3:4, 4:3, 9:16, 16:9")
 				}

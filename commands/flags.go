@@ -1,0 +1,103 @@
+package commands
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Aspects maps aspect ratios to sizes (multiples of 64, about 0.4 MP); the
+// Discord option and the --ar flag share them.
+var Aspects = map[string][2]int{
+	"1:1": {512, 512}, "3:4": {576, 768}, "4:3": {768, 576}, "9:16": {576, 1024}, "16:9": {1024, 576},
+}
+
+// FlagHelp explains the flag syntax of text commands (Slack mentions and
+// /imagine).
+const FlagHelp = "`a lighthouse at dusk --ar 16:9 --steps 30 --seed 42 --no fog --n 2`\n" +
+	"Flags: `--ar` 1:1, 3:4, 4:3, 9:16 or 16:9 · `--w` and `--h` width and height · `--steps` · `--cfg` · " +
+	"`--seed` (-1 random) · `--n` images (1–4) · `--no` things to avoid · `--sampler` · `--model` · `--help`."
+
+// ParseFlags reads a prompt followed by flags (the Slack syntax). Text flags
+// (--no, --sampler, --model) take the words up to the next flag; number
+// flags take one word. It reports help when --help is given.
+func ParseFlags(text string) (im Imagine, help bool, err error) {
+	words := strings.Fields(text)
+	var prompt []string
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if !strings.HasPrefix(w, "--") || len(w) < 3 {
+			prompt = append(prompt, w)
+			continue
+		}
+		name := strings.ToLower(strings.TrimPrefix(w, "--"))
+		if name == "help" {
+			return im, true, nil
+		}
+		var vals []string
+		for i+1 < len(words) && !strings.HasPrefix(words[i+1], "--") {
+			vals = append(vals, words[i+1])
+			i++
+			if name != "no" && name != "sampler" && name != "model" {
+				break
+			}
+		}
+		if len(vals) == 0 {
+			return im, false, invalid("--"+name, "needs a value")
+		}
+		val := strings.Join(vals, " ")
+		num := func() (int, error) {
+			n, err := strconv.Atoi(val)
+			if err != nil || n > 1<<30 || n < -1<<30 {
+				return 0, invalid("--"+name, "must be a whole number (got %q)", val)
+			}
+			return n, nil
+		}
+		var n int
+		switch name {
+		case "ar", "aspect":
+			wh, ok := Aspects[val]
+			if !ok {
+				return im, false, invalid("--ar", "must be one of 1:1, 3:4, 4:3, 9:16, 16:9 (got %q)", val)
+			}
+			im.Width, im.Height = wh[0], wh[1]
+		case "w", "width":
+			n, err = num()
+			im.Width = n
+		case "h", "height":
+			n, err = num()
+			im.Height = n
+		case "steps":
+			n, err = num()
+			im.Steps = n
+		case "n", "count":
+			n, err = num()
+			im.Count = n
+		case "seed":
+			n, err = num()
+			s := int64(n)
+			im.Seed = &s
+		case "cfg":
+			f, ferr := strconv.ParseFloat(val, 64)
+			if ferr != nil || f != f {
+				err = invalid("--cfg", "must be a number (got %q)", val)
+			}
+			im.CFGScale = f
+		case "no":
+			im.NegativePrompt = val
+		case "sampler":
+			im.Sampler = val
+		case "model":
+			im.Model = val
+		default:
+			return im, false, invalid("--"+name, "is not a flag; try --help")
+		}
+		if err != nil {
+			return im, false, err
+		}
+	}
+	im.Prompt = strings.Join(prompt, " ")
+	if strings.TrimSpace(im.Prompt) == "" {
+		return im, false, invalid("prompt", "is required (%s)", "say what to draw before the flags")
+	}
+	return im, false, nil
+}
