@@ -22,6 +22,7 @@ import (
 	"github.com/easelbot/easel/adapters"
 	"github.com/easelbot/easel/adapters/discord"
 	"github.com/easelbot/easel/adapters/httpapi"
+	"github.com/easelbot/easel/adapters/slack"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient"
@@ -102,7 +103,7 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 	}
 	if role == RoleServe {
 		options = append(options,
-			fx.Provide(newPolicies, newCommands, newHTTP),
+			fx.Provide(newPolicies, newCommands, newSlack, newHTTP),
 			fx.Invoke(func(*httpapi.Server) {}),
 			fx.Invoke(startChat),
 			fx.Populate(&out.HTTP),
@@ -183,10 +184,31 @@ func newRegistry(s *scheduler.Scheduler) *prometheus.Registry {
 	return reg
 }
 
-func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, reg *prometheus.Registry, rd *readiness, log *zap.Logger) (*httpapi.Server, error) {
-	srv, err := httpapi.New(cfg.HTTP, svc, log,
+// newSlack builds the Slack adapter when configured (nil otherwise).
+func newSlack(lc fx.Lifecycle, cfg *Config, svc *commands.Service, log *zap.Logger) (*slack.Adapter, error) {
+	if cfg.Slack.BotToken == "" {
+		return nil, nil
+	}
+	a, err := slack.New(cfg.Slack, svc, log.Named("slack"))
+	if err != nil {
+		field, msg, _ := strings.Cut(err.Error(), ": ")
+		return nil, &ConfigError{field, msg}
+	}
+	lc.Append(fx.StopHook(a.Stop))
+	return a, nil
+}
+
+func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, sl *slack.Adapter, reg *prometheus.Registry, rd *readiness, log *zap.Logger) (*httpapi.Server, error) {
+	opts := []httpapi.Option{
 		httpapi.WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})),
-		httpapi.WithReadiness(rd.check))
+		httpapi.WithReadiness(rd.check),
+	}
+	if sl != nil {
+		for pattern, h := range sl.Routes() {
+			opts = append(opts, httpapi.WithHandler(pattern, h))
+		}
+	}
+	srv, err := httpapi.New(cfg.HTTP, svc, log, opts...)
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "http.") {
 			field, msg, _ := strings.Cut(err.Error(), ": ")
@@ -209,8 +231,11 @@ func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, reg *prometheu
 
 // startChat runs the chat adapters that are configured and the relay that
 // delivers their jobs' events.
-func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.Scheduler, rd *readiness, reg *prometheus.Registry, log *zap.Logger) error {
+func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.Scheduler, sl *slack.Adapter, rd *readiness, reg *prometheus.Registry, log *zap.Logger) error {
 	var renderers []adapters.Renderer
+	if sl != nil {
+		renderers = append(renderers, sl)
+	}
 	if cfg.Discord.Token != "" {
 		d, err := discord.New(cfg.Discord, svc, log.Named("discord"))
 		if err != nil {

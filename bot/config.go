@@ -15,6 +15,7 @@ import (
 
 	"github.com/easelbot/easel/adapters/discord"
 	"github.com/easelbot/easel/adapters/httpapi"
+	"github.com/easelbot/easel/adapters/slack"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient/fakesd"
@@ -34,6 +35,10 @@ type Config struct {
 	HTTP httpapi.Config `yaml:"http"`
 	// Discord is the Discord bot; it runs in `easel serve` when a token is set.
 	Discord discord.Config `yaml:"discord"`
+	// Slack is the Slack app (HTTP Events API on the HTTP server's
+	// /slack/events, /slack/interactivity and /slack/commands); it runs in
+	// `easel serve` when a bot token is set.
+	Slack slack.Config `yaml:"slack"`
 	// Limits are the fixed request limits and defaults.
 	Limits commands.Limits `yaml:"limits"`
 	// Policy is the owner's scheduling policy: defaults for every tenant,

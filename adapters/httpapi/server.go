@@ -101,6 +101,7 @@ type Server struct {
 	srv      *http.Server
 	ln       net.Listener
 	metrics  http.Handler
+	extra    []route
 	ready    []func(context.Context) error
 	serveErr chan error
 	// streams ends the event streams when the server stops: they would
@@ -115,6 +116,17 @@ type Option func(*Server)
 
 // WithMetrics serves h at /metrics.
 func WithMetrics(h http.Handler) Option { return func(s *Server) { s.metrics = h } }
+
+// WithHandler mounts h at pattern (a ServeMux pattern such as
+// "POST /slack/events"), for adapters that receive webhooks.
+func WithHandler(pattern string, h http.Handler) Option {
+	return func(s *Server) { s.extra = append(s.extra, route{pattern, h}) }
+}
+
+type route struct {
+	pattern string
+	h       http.Handler
+}
 
 // WithReadiness adds a check to /readyz.
 func WithReadiness(check func(context.Context) error) Option {
@@ -156,6 +168,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /readyz", s.readyz)
 	if s.metrics != nil {
 		m.Handle("GET /metrics", s.metrics)
+	}
+	for _, r := range s.extra {
+		m.Handle(r.pattern, r.h)
 	}
 	m.HandleFunc("GET /{$}", s.playground)
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
