@@ -194,7 +194,7 @@ func newSlack(lc fx.Lifecycle, cfg *Config, svc *commands.Service, log *zap.Logg
 		field, msg, _ := strings.Cut(err.Error(), ": ")
 		return nil, &ConfigError{field, msg}
 	}
-	lc.Append(fx.StopHook(a.Stop))
+	lc.Append(fx.Hook{OnStart: a.Start, OnStop: a.Stop})
 	return a, nil
 }
 

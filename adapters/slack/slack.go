@@ -17,6 +17,7 @@ import (
 	"github.com/redis/rueidis"
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slackevents"
+	"github.com/slack-go/slack/socketmode"
 	"go.uber.org/zap"
 
 	"github.com/easelbot/easel/commands"
@@ -29,8 +30,12 @@ type Config struct {
 	// BotToken is the bot token (xoxb-…). Secret: set EASEL_SLACK_BOT_TOKEN.
 	// Empty: the Slack adapter is off.
 	BotToken string `yaml:"bot_token"`
-	// SigningSecret verifies requests from Slack. Secret:
-	// EASEL_SLACK_SIGNING_SECRET. Required with a bot token.
+	// AppToken (xapp-…, with connections:write) turns on Socket Mode: Easel
+	// connects out to Slack and needs no public URL. Secret:
+	// EASEL_SLACK_APP_TOKEN. Empty: HTTP mode (Events API endpoints).
+	AppToken string `yaml:"app_token"`
+	// SigningSecret verifies requests from Slack in HTTP mode. Secret:
+	// EASEL_SLACK_SIGNING_SECRET. Required without an app token.
 	SigningSecret string `yaml:"signing_secret"`
 	// APIBase is Slack's Web API URL. Default https://slack.com/api/.
 	APIBase string `yaml:"api_base"`
@@ -51,13 +56,14 @@ type Origin struct {
 
 // Adapter is the Slack app.
 type Adapter struct {
-	cfg   Config
-	svc   *commands.Service
-	sched *scheduler.Scheduler
-	store *storage.Store
-	api   *slack.Client
-	log   *zap.Logger
-	wg    sync.WaitGroup
+	cfg    Config
+	svc    *commands.Service
+	sched  *scheduler.Scheduler
+	store  *storage.Store
+	api    *slack.Client
+	log    *zap.Logger
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
 	// Verify is the request verifier; tests may swap the clock through it.
 	now func() time.Time
 }
@@ -67,13 +73,16 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	if cfg.BotToken == "" {
 		return nil, errors.New("slack.bot_token: is required")
 	}
-	if cfg.SigningSecret == "" {
-		return nil, errors.New("slack.signing_secret: is required to verify requests from Slack")
+	if cfg.SigningSecret == "" && cfg.AppToken == "" {
+		return nil, errors.New("slack.signing_secret: is required to verify requests from Slack (or set slack.app_token for Socket Mode)")
 	}
 	if cfg.EditInterval == 0 {
 		cfg.EditInterval = 1500 * time.Millisecond
 	}
 	opts := []slack.Option{}
+	if cfg.AppToken != "" {
+		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
+	}
 	if cfg.APIBase != "" {
 		opts = append(opts, slack.OptionAPIURL(cfg.APIBase))
 	}
@@ -90,8 +99,100 @@ func (a *Adapter) Routes() map[string]http.Handler {
 	}
 }
 
-// Stop waits for work started by requests.
+// Start connects Socket Mode when an app token is set; in HTTP mode there
+// is nothing to start.
+func (a *Adapter) Start(context.Context) error {
+	if a.cfg.AppToken == "" {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+	sm := socketmode.New(a.api)
+	a.wg.Add(2)
+	go func() {
+		defer a.wg.Done()
+		err := sm.RunContext(ctx)
+		if ctx.Err() == nil {
+			a.log.Error("slack: socket mode stopped", zap.Error(err))
+		}
+	}()
+	go func() {
+		defer a.wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case evt, ok := <-sm.Events:
+				if !ok {
+					return
+				}
+				a.socketEvent(ctx, sm, evt)
+			}
+		}
+	}()
+	return nil
+}
+
+// socketEvent acknowledges a Socket Mode envelope at once and handles it
+// with the same code as HTTP mode.
+func (a *Adapter) socketEvent(ctx context.Context, sm *socketmode.Client, evt socketmode.Event) {
+	switch evt.Type {
+	case socketmode.EventTypeEventsAPI:
+		_ = sm.Ack(*evt.Request)
+		ev, ok := evt.Data.(slackevents.EventsAPIEvent)
+		if !ok {
+			return
+		}
+		id := ""
+		if cb, ok := ev.Data.(*slackevents.EventsAPICallbackEvent); ok {
+			id = cb.EventID
+		}
+		if !a.firstTime(ctx, id) {
+			return
+		}
+		if m, ok := ev.InnerEvent.Data.(*slackevents.AppMentionEvent); ok {
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				thread := m.ThreadTimeStamp
+				if thread == "" {
+					thread = m.TimeStamp
+				}
+				a.text(ev.TeamID, m.Channel, thread, m.User, stripMention(m.Text))
+			}()
+		}
+	case socketmode.EventTypeInteractive:
+		_ = sm.Ack(*evt.Request)
+		cb, ok := evt.Data.(slack.InteractionCallback)
+		if !ok || cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
+			return
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			a.click(cctx, cb.Team.ID, cb.Channel.ID, cb.User.ID, cb.ActionCallback.BlockActions[0].ActionID)
+		}()
+	case socketmode.EventTypeSlashCommand:
+		cmd, ok := evt.Data.(slack.SlashCommand)
+		_ = sm.Ack(*evt.Request, map[string]string{"response_type": "ephemeral", "text": "On it…"})
+		if !ok {
+			return
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.text(cmd.TeamID, cmd.ChannelID, "", cmd.UserID, cmd.Text)
+		}()
+	}
+}
+
+// Stop disconnects Socket Mode and waits for work started by requests.
 func (a *Adapter) Stop(ctx context.Context) error {
+	if a.cancel != nil {
+		a.cancel()
+	}
 	done := make(chan struct{})
 	go func() { a.wg.Wait(); close(done) }()
 	select {

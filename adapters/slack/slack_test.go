@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/slack-go/slack/slacktest"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -36,6 +37,8 @@ const secret = "signing-secret-for-tests"
 // fakeSlack extends slacktest with the methods it lacks, recording calls.
 type fakeSlack struct {
 	srv     *slacktest.Server
+	sock    chan *websocket.Conn // Socket Mode connections
+	acks    chan string          // acknowledged envelope ids
 	mu      sync.Mutex
 	calls   []slackCall
 	notify  chan struct{}
@@ -50,7 +53,8 @@ type slackCall struct {
 }
 
 func newFakeSlack(t *testing.T) *fakeSlack {
-	f := &fakeSlack{notify: make(chan struct{}, 1), uploads: map[string][]byte{}}
+	f := &fakeSlack{notify: make(chan struct{}, 1), uploads: map[string][]byte{}, sock: make(chan *websocket.Conn, 1),
+		acks: make(chan string, 16)}
 	record := func(method string, r *http.Request) url.Values {
 		_ = r.ParseForm()
 		f.mu.Lock()
@@ -108,6 +112,30 @@ func newFakeSlack(t *testing.T) *fakeSlack {
 			record("upload", r)
 			_, _ = w.Write([]byte("OK"))
 		})
+		c.Handle("/apps.connections.open", func(w http.ResponseWriter, r *http.Request) {
+			record("apps.connections.open", r)
+			ok(w, map[string]any{"url": "ws" + strings.TrimPrefix(f.srv.GetAPIURL(), "http") + "socket"})
+		})
+		c.Handle("/socket", func(w http.ResponseWriter, r *http.Request) {
+			// socketmode sends Slack's Origin header.
+			up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+			conn, err := up.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			_ = conn.WriteJSON(map[string]any{"type": "hello", "num_connections": 1,
+				"connection_info": map[string]any{"app_id": "A1"}, "debug_info": map[string]any{"host": "fake"}})
+			f.sock <- conn
+			for {
+				var m map[string]any
+				if err := conn.ReadJSON(&m); err != nil {
+					return
+				}
+				if id, ok := m["envelope_id"].(string); ok {
+					f.acks <- id
+				}
+			}
+		})
 		c.Handle("/chat.postEphemeral", func(w http.ResponseWriter, r *http.Request) {
 			record("chat.postEphemeral", r)
 			ok(w, map[string]any{"message_ts": "1700000000.999999"})
@@ -158,7 +186,9 @@ type bundle struct {
 	sd    *fakesd.Server
 }
 
-func setup(t *testing.T, step time.Duration) *bundle {
+func setup(t *testing.T, step time.Duration) *bundle { return setupMode(t, step, "") }
+
+func setupMode(t *testing.T, step time.Duration, appToken string) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	t.Cleanup(cancel)
@@ -177,8 +207,8 @@ func setup(t *testing.T, step time.Duration) *bundle {
 	w, err := worker.New(worker.Config{Name: "w"}, sched, []worker.Backend{{Name: "gpu0", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
 	fake := newFakeSlack(t)
-	bot, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, APIBase: fake.srv.GetAPIURL(),
-		EditInterval: 20 * time.Millisecond}, svc, zap.NewNop())
+	bot, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, AppToken: appToken,
+		APIBase: fake.srv.GetAPIURL(), EditInterval: 20 * time.Millisecond}, svc, zap.NewNop())
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	for p, h := range bot.Routes() {
@@ -189,6 +219,7 @@ func setup(t *testing.T, step time.Duration) *bundle {
 	relay := adapters.NewRelay(sched, zap.NewNop(), bot)
 	require.NoError(t, w.Start(ctx))
 	require.NoError(t, relay.Start(ctx))
+	require.NoError(t, bot.Start(ctx))
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -365,4 +396,53 @@ func TestAdminCommands(t *testing.T) {
 		}
 		return false
 	})
+}
+
+// TestSocketMode: with an app token the same handlers run over Socket Mode:
+// envelopes are acknowledged, a mention makes a job that finishes in the
+// thread, a redelivered event (new envelope, same event id) is ignored, and
+// /imagine works.
+func TestSocketMode(t *testing.T) {
+	t.Parallel()
+	b := setupMode(t, 5*time.Millisecond, "xapp-test")
+	var conn *websocket.Conn
+	select {
+	case conn = <-b.fake.sock:
+	case <-b.ctx.Done():
+		t.Fatal("no Socket Mode connection")
+	}
+	body, _ := mentionEvent("U1", "a fox over socket mode --steps 3")
+	send := func(envelope, typ string, payload json.RawMessage) {
+		b.fake.mu.Lock()
+		defer b.fake.mu.Unlock()
+		require.NoError(t, conn.WriteJSON(map[string]any{"envelope_id": envelope, "type": typ, "payload": payload,
+			"accepts_response_payload": typ == "slash_commands"}))
+	}
+	ack := func(want string) {
+		select {
+		case got := <-b.fake.acks:
+			require.Equal(t, want, got)
+		case <-b.ctx.Done():
+			t.Fatalf("envelope %s not acknowledged", want)
+		}
+	}
+	send("env-1", "events_api", json.RawMessage(body))
+	ack("env-1")
+	b.fake.waitFor(t, "final", finalUpdate)
+	send("env-2", "events_api", json.RawMessage(body)) // Slack's redelivery
+	ack("env-2")
+	slash, _ := json.Marshal(map[string]any{"token": "x", "team_id": "T1", "channel_id": "C1", "user_id": "U1",
+		"command": "/imagine", "text": "a second fox --steps 2"})
+	send("env-3", "slash_commands", slash)
+	ack("env-3")
+	cs := b.fake.waitFor(t, "slash final", func(cs []slackCall) bool {
+		n := 0
+		for _, c := range calls(cs, "chat.update") {
+			if strings.Contains(c.Form.Get("blocks"), "easel:reroll:") {
+				n++
+			}
+		}
+		return n == 2
+	})
+	require.Len(t, calls(cs, "chat.postMessage"), 2, "the redelivered mention made no second job")
 }
