@@ -42,6 +42,10 @@ type Config struct {
 	// EditInterval is the least time between two chat.update calls on one
 	// message. Default 1.5s.
 	EditInterval time.Duration `yaml:"edit_interval"`
+	// UpdatesPerMinute is the chat.update budget per workspace that progress
+	// updates share (Slack's Tier 3 is about 50); final states are never
+	// skipped. Per process. Default 40.
+	UpdatesPerMinute int `yaml:"updates_per_minute"`
 }
 
 // Origin is where a Slack job's messages go.
@@ -64,6 +68,9 @@ type Adapter struct {
 	log    *zap.Logger
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
+
+	budgetMu sync.Mutex
+	budget   map[string]*bucket // team → progress update budget
 	// Verify is the request verifier; tests may swap the clock through it.
 	now func() time.Time
 }
@@ -79,6 +86,9 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	if cfg.EditInterval == 0 {
 		cfg.EditInterval = 1500 * time.Millisecond
 	}
+	if cfg.UpdatesPerMinute == 0 {
+		cfg.UpdatesPerMinute = 40
+	}
 	opts := []slack.Option{}
 	if cfg.AppToken != "" {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
@@ -87,7 +97,7 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 		opts = append(opts, slack.OptionAPIURL(cfg.APIBase))
 	}
 	return &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), store: svc.Scheduler().Store(), log: log,
-		api: slack.New(cfg.BotToken, opts...), now: time.Now}, nil
+		api: slack.New(cfg.BotToken, opts...), now: time.Now, budget: map[string]*bucket{}}, nil
 }
 
 // Routes are the HTTP endpoints to mount on the API server.
@@ -551,6 +561,36 @@ func (a *Adapter) click(ctx context.Context, team, channel, user, actionID strin
 	}
 }
 
+// bucket is a token bucket: UpdatesPerMinute tokens a minute, burst of a
+// tenth of a minute's worth.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+// spend takes one progress-update token of team, reporting false when the
+// workspace's budget is used up (the update is skipped; a later one or the
+// final state follows).
+func (a *Adapter) spend(team string) bool {
+	a.budgetMu.Lock()
+	defer a.budgetMu.Unlock()
+	rate := float64(a.cfg.UpdatesPerMinute) / 60
+	burst := max(float64(a.cfg.UpdatesPerMinute)/10, 1)
+	b := a.budget[team]
+	now := a.now()
+	if b == nil {
+		b = &bucket{tokens: burst, last: now}
+		a.budget[team] = b
+	}
+	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
 func bar(f float64) string {
 	n := max(0, min(int(f*20+0.5), 20))
 	return strings.Repeat("▰", n) + strings.Repeat("▱", 20-n)
@@ -579,6 +619,9 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	case scheduler.EventStarted:
 		text, actions = head+"Starting on "+ev.Backend+"…", cancelBtn
 	case scheduler.EventProgress:
+		if !a.spend(o.Team) {
+			return nil
+		}
 		text, actions = head+fmt.Sprintf("%s %d/%d", bar(ev.Fraction), ev.Step, ev.Steps), cancelBtn
 	case scheduler.EventRetrying:
 		text, actions = head+fmt.Sprintf("Retrying in %.0fs: %s", ev.AfterS, ev.Reason), cancelBtn

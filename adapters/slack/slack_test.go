@@ -189,6 +189,14 @@ type bundle struct {
 func setup(t *testing.T, step time.Duration) *bundle { return setupMode(t, step, "") }
 
 func setupMode(t *testing.T, step time.Duration, appToken string) *bundle {
+	return setupWith(t, step, easelslack.Config{AppToken: appToken})
+}
+
+func setupBudget(t *testing.T, perMinute int) *bundle {
+	return setupWith(t, 5*time.Millisecond, easelslack.Config{UpdatesPerMinute: perMinute})
+}
+
+func setupWith(t *testing.T, step time.Duration, extra easelslack.Config) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	t.Cleanup(cancel)
@@ -207,8 +215,8 @@ func setupMode(t *testing.T, step time.Duration, appToken string) *bundle {
 	w, err := worker.New(worker.Config{Name: "w"}, sched, []worker.Backend{{Name: "gpu0", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
 	fake := newFakeSlack(t)
-	bot, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, AppToken: appToken,
-		APIBase: fake.srv.GetAPIURL(), EditInterval: 20 * time.Millisecond}, svc, zap.NewNop())
+	bot, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, AppToken: extra.AppToken,
+		APIBase: fake.srv.GetAPIURL(), EditInterval: 20 * time.Millisecond, UpdatesPerMinute: extra.UpdatesPerMinute}, svc, zap.NewNop())
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	for p, h := range bot.Routes() {
@@ -445,4 +453,31 @@ func TestSocketMode(t *testing.T) {
 		return n == 2
 	})
 	require.Len(t, calls(cs, "chat.postMessage"), 2, "the redelivered mention made no second job")
+}
+
+// TestWorkspaceBudget: progress updates of many jobs in one workspace share
+// its chat.update budget, while every final state still arrives.
+func TestWorkspaceBudget(t *testing.T) {
+	t.Parallel()
+	b := setupBudget(t, 2)
+	for i := range 3 {
+		body, _ := mentionEvent("U"+strconv.Itoa(i), "a fox --steps 20")
+		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	}
+	cs := b.fake.waitFor(t, "three finals", func(cs []slackCall) bool {
+		n := 0
+		for _, c := range calls(cs, "chat.update") {
+			if strings.Contains(c.Form.Get("blocks"), "easel:reroll:") {
+				n++
+			}
+		}
+		return n == 3
+	})
+	progress := 0
+	for _, c := range calls(cs, "chat.update") {
+		if strings.Contains(c.Form.Get("text"), "/20") {
+			progress++
+		}
+	}
+	require.LessOrEqual(t, progress, 2, "the burst of a 2-per-minute budget (at least 1) bounds progress updates")
 }
