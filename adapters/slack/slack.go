@@ -346,11 +346,24 @@ func (a *Adapter) say(ctx context.Context, channel, thread, text string, blocks 
 	return ts
 }
 
+// tell answers one user only (an ephemeral message, in the thread when there
+// is one): errors, help and personal information.
+func (a *Adapter) tell(ctx context.Context, channel, thread, user, text string) {
+	opts := []slack.MsgOption{slack.MsgOptionText(text, false)}
+	if thread != "" {
+		opts = append(opts, slack.MsgOptionTS(thread))
+	}
+	if _, err := a.api.PostEphemeralContext(ctx, channel, user, opts...); err != nil {
+		a.log.Warn("slack: ephemeral", zap.Error(err))
+	}
+}
+
 // text handles a mention or slash command: a prompt with flags, or one of
 // queue, cancel, usage, help, admin.
 func (a *Adapter) text(team, channel, thread, user, text string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	say := func(ctx context.Context, channel, thread, text string) { a.tell(ctx, channel, thread, user, text) }
 	fields := strings.Fields(text)
 	word := ""
 	if len(fields) > 0 {
@@ -359,12 +372,12 @@ func (a *Adapter) text(team, channel, thread, user, text string) {
 	c := a.caller(ctx, team, user, word == "admin" || word == "cancel")
 	switch word {
 	case "help", "--help":
-		a.say(ctx, channel, thread, commands.FlagHelp)
+		say(ctx, channel, thread, commands.FlagHelp)
 		return
 	case "queue":
 		entries, err := a.svc.Queue(ctx, c)
 		if err != nil {
-			a.say(ctx, channel, thread, userError(err))
+			say(ctx, channel, thread, userError(err))
 			return
 		}
 		var b strings.Builder
@@ -378,12 +391,12 @@ func (a *Adapter) text(team, channel, thread, user, text string) {
 		if b.Len() == 0 {
 			b.WriteString("You have no jobs in line.")
 		}
-		a.say(ctx, channel, thread, b.String())
+		say(ctx, channel, thread, b.String())
 		return
 	case "cancel":
 		entries, err := a.svc.Queue(ctx, commands.Caller{Tenant: c.Tenant, User: user})
 		if err != nil || len(entries) == 0 {
-			a.say(ctx, channel, thread, "You have no jobs to cancel.")
+			say(ctx, channel, thread, "You have no jobs to cancel.")
 			return
 		}
 		id := entries[len(entries)-1].Job.ID
@@ -391,34 +404,34 @@ func (a *Adapter) text(team, channel, thread, user, text string) {
 			id = fields[1]
 		}
 		if _, err := a.svc.Cancel(ctx, c, id); err != nil {
-			a.say(ctx, channel, thread, userError(err))
+			say(ctx, channel, thread, userError(err))
 			return
 		}
-		a.say(ctx, channel, thread, "Canceled `"+id+"`.")
+		say(ctx, channel, thread, "Canceled `"+id+"`.")
 		return
 	case "usage":
 		u, err := a.svc.Usage(ctx, c)
 		if err != nil {
-			a.say(ctx, channel, thread, userError(err))
+			say(ctx, channel, thread, userError(err))
 			return
 		}
 		limit := "no daily limit"
 		if u.UserLimit > 0 {
 			limit = fmt.Sprintf("%d left of %d; resets in %s", max(u.UserLimit-u.UserImages, 0), u.UserLimit, u.ResetsIn.Round(time.Minute))
 		}
-		a.say(ctx, channel, thread, fmt.Sprintf("You made %d images today (%s).", u.UserImages, limit))
+		say(ctx, channel, thread, fmt.Sprintf("You made %d images today (%s).", u.UserImages, limit))
 		return
 	case "admin":
-		a.say(ctx, channel, thread, a.admin(ctx, c, fields[1:]))
+		say(ctx, channel, thread, a.admin(ctx, c, fields[1:]))
 		return
 	}
 	im, help, err := commands.ParseFlags(text)
 	if help {
-		a.say(ctx, channel, thread, commands.FlagHelp)
+		say(ctx, channel, thread, commands.FlagHelp)
 		return
 	}
 	if err != nil {
-		a.say(ctx, channel, thread, userError(err))
+		say(ctx, channel, thread, userError(err))
 		return
 	}
 	a.submit(ctx, c, channel, thread, user, im)

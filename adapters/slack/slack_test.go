@@ -98,7 +98,9 @@ func newFakeSlack(t *testing.T) *fakeSlack {
 		})
 		c.Handle("/files.getUploadURLExternal", func(w http.ResponseWriter, r *http.Request) {
 			form := record("files.getUploadURLExternal", r)
+			f.mu.Lock()
 			id := "F" + strconv.Itoa(len(f.calls))
+			f.mu.Unlock()
 			ok(w, map[string]any{"upload_url": f.srv.GetAPIURL() + "upload/" + id + "?name=" + url.QueryEscape(form.Get("filename")), "file_id": id})
 		})
 		c.Handle("/upload/", func(w http.ResponseWriter, r *http.Request) {
@@ -326,7 +328,14 @@ func TestMentionProgressUploadAndButtons(t *testing.T) {
 		return b.post(t, "/slack/interactivity", "application/x-www-form-urlencoded", "payload="+url.QueryEscape(string(payload)), nil)
 	}
 	require.Equal(t, 200, click("U2", "easel:reroll:"+jobID))
-	b.fake.waitFor(t, "refusal", func(cs []slackCall) bool { return len(calls(cs, "chat.postEphemeral")) == 1 })
+	b.fake.waitFor(t, "refusal", func(cs []slackCall) bool {
+		for _, c := range calls(cs, "chat.postEphemeral") {
+			if strings.Contains(c.Form.Get("text"), "Only the person who asked") {
+				return true
+			}
+		}
+		return false
+	})
 	require.Equal(t, 200, click("U1", "easel:reroll:"+jobID))
 	b.fake.waitFor(t, "reroll final", func(cs []slackCall) bool {
 		n := 0
@@ -388,16 +397,19 @@ func TestAdminCommands(t *testing.T) {
 	b := setup(t, 0)
 	body, _ := mentionEvent("U7", "admin set max_steps 30")
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	cs := b.fake.waitFor(t, "refusal", func(cs []slackCall) bool { return len(calls(cs, "chat.postMessage")) == 1 })
-	require.Contains(t, calls(cs, "chat.postMessage")[0].Form.Get("text"), "Only workspace admins")
+	cs := b.fake.waitFor(t, "refusal", func(cs []slackCall) bool { return len(calls(cs, "chat.postEphemeral")) == 1 })
+	refusal := calls(cs, "chat.postEphemeral")[0]
+	require.Contains(t, refusal.Form.Get("text"), "Only workspace admins")
+	require.Equal(t, "U7", refusal.Form.Get("user"), "only the asker sees it")
+	require.NotEmpty(t, refusal.Form.Get("thread_ts"))
 	body, _ = mentionEvent("UADMIN1", "admin set max_steps 30")
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	cs = b.fake.waitFor(t, "applied", func(cs []slackCall) bool { return len(calls(cs, "chat.postMessage")) == 2 })
-	require.Contains(t, calls(cs, "chat.postMessage")[1].Form.Get("text"), "Set `max_steps` to `30`")
+	cs = b.fake.waitFor(t, "applied", func(cs []slackCall) bool { return len(calls(cs, "chat.postEphemeral")) == 2 })
+	require.Contains(t, calls(cs, "chat.postEphemeral")[1].Form.Get("text"), "Set `max_steps` to `30`")
 	body, _ = mentionEvent("U7", "a fox --steps 40")
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	b.fake.waitFor(t, "validation", func(cs []slackCall) bool {
-		for _, c := range append(calls(cs, "chat.update"), calls(cs, "chat.postMessage")...) {
+		for _, c := range append(calls(cs, "chat.update"), calls(cs, "chat.postEphemeral")...) {
 			if strings.Contains(c.Form.Get("text"), "steps: must be between 1 and 30 (got 40)") {
 				return true
 			}
@@ -480,4 +492,21 @@ func TestWorkspaceBudget(t *testing.T) {
 		}
 	}
 	require.LessOrEqual(t, progress, 2, "the burst of a 2-per-minute budget (at least 1) bounds progress updates")
+}
+
+func TestHelpAndBadFlagsAreEphemeral(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	body, _ := mentionEvent("U3", "a fox --ar 2:1")
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	body, _ = mentionEvent("U3", "--help")
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	cs := b.fake.waitFor(t, "answers", func(cs []slackCall) bool { return len(calls(cs, "chat.postEphemeral")) == 2 })
+	var texts []string
+	for _, c := range calls(cs, "chat.postEphemeral") {
+		texts = append(texts, c.Form.Get("text"))
+	}
+	require.Contains(t, strings.Join(texts, "\n"), "--ar: must be one of 1:1, 3:4, 4:3, 9:16, 16:9")
+	require.Contains(t, strings.Join(texts, "\n"), "--steps")
+	require.Empty(t, calls(cs, "chat.postMessage"), "nothing public, nothing queued")
 }
