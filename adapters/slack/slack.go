@@ -89,7 +89,7 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	if cfg.UpdatesPerMinute == 0 {
 		cfg.UpdatesPerMinute = 40
 	}
-	opts := []slack.Option{}
+	opts := []slack.Option{slack.OptionHTTPClient(&http.Client{Timeout: 30 * time.Second})}
 	if cfg.AppToken != "" {
 		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
 	}
