@@ -308,14 +308,7 @@ func embeddedFake(lc fx.Lifecycle, cfg *Config, log *zap.Logger) (sdclient.Backe
 	if err != nil {
 		return nil, fmt.Errorf("embedded fakesd: %w", err)
 	}
-	fcfg := cfg.FakeSD
-	if fcfg.StepDuration == 0 {
-		fcfg.StepDuration = 50 * time.Millisecond
-	}
-	if fcfg.PreviewEvery == 0 {
-		fcfg.PreviewEvery = 5
-	}
-	fake := fakesd.New(fcfg)
+	fake := fakesd.New(cfg.FakeSD)
 	srv := &http.Server{Handler: fake.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	base := "http://" + ln.Addr().String()
 	lc.Append(fx.Hook{

@@ -52,9 +52,9 @@ type Config struct {
 	// one job at a time each. `easel serve` with none runs an embedded fake
 	// backend (see fakesd); `easel worker` needs at least one.
 	Backends []BackendConfig `yaml:"backends"`
-	// FakeSD configures the embedded fake backend of the demo; in it
-	// step_duration defaults to 50ms (set 1ns for instant jobs) and
-	// preview_every to 5.
+	// FakeSD configures the embedded fake backend of the demo (step_duration
+	// 50ms and a preview every 5 steps by default; instant: true for
+	// zero-time jobs).
 	FakeSD fakesd.Config `yaml:"fakesd"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`

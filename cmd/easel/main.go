@@ -150,12 +150,12 @@ func runFakeSD(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("fakesd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:7860", "listen address")
-	step := fs.Duration("step", 50*time.Millisecond, "time per sampling step")
+	step := fs.Duration("step", 50*time.Millisecond, "time per sampling step (0: instant)")
 	previewEvery := fs.Int("preview-every", 5, "a preview image every N steps (0: none)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := fakesd.Config{StepDuration: *step, PreviewEvery: *previewEvery}
+	cfg := fakesd.Config{StepDuration: *step, PreviewEvery: *previewEvery, Instant: *step == 0, NoPreviews: *previewEvery == 0}
 	if err := fakesd.Run(ctx, *addr, cfg, func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }); err != nil {
 		fmt.Fprintln(stderr, "easel fakesd:", err)
 		return 1

@@ -1,0 +1,284 @@
+package fakesd
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config shapes a fake server. The zero Config is the demo server: 50ms per
+// step, a preview every 5 steps, two models, four samplers, no auth.
+type Config struct {
+	// StepDuration is the time one sampling step takes. Zero means the
+	// default, 50ms; for steps that take no time at all set Instant.
+	StepDuration time.Duration `yaml:"step_duration"`
+	// Instant makes sampling take no time, whatever StepDuration says; tests
+	// and benchmarks use it. Default false.
+	Instant bool `yaml:"instant"`
+	// PreviewEvery keeps a preview (progress' current_image) every N
+	// sampling steps. Zero means the default, 5; for no previews at all set
+	// NoPreviews.
+	PreviewEvery int `yaml:"preview_every"`
+	// NoPreviews turns previews off: current_image stays null. Default false.
+	NoPreviews bool `yaml:"no_previews"`
+	// Username and Password, when Username is set, protect every /sdapi route
+	// with HTTP basic auth, like A1111's --api-auth; missing or wrong
+	// credentials get 401. Default "": open.
+	Username string `yaml:"username"`
+	// Password goes with Username. Default "".
+	Password string `yaml:"-"`
+	// Models are the checkpoints' short names (A1111's model_name); the
+	// first is loaded at start. Default "fake-v1-5", "fake-xl".
+	Models []string `yaml:"models"`
+	// Samplers are the sampler names txt2img accepts; the first is used when
+	// a request names none. Default "Euler a", "Euler", "DPM++ 2M Karras",
+	// "DDIM".
+	Samplers []string `yaml:"samplers"`
+	// MaxSize is the largest width or height txt2img accepts, in pixels.
+	// Default 2048.
+	MaxSize int `yaml:"max_size"`
+}
+
+// Defaults filled in by New.
+const (
+	DefaultStepDuration = 50 * time.Millisecond
+	DefaultPreviewEvery = 5
+	DefaultMaxSize      = 2048
+)
+
+// withDefaults returns cfg with its zero fields filled. Negative numbers are
+// treated as unset: New has no error to report them with.
+func (cfg Config) withDefaults() Config {
+	if cfg.StepDuration <= 0 {
+		cfg.StepDuration = DefaultStepDuration
+	}
+	if cfg.Instant {
+		cfg.StepDuration = 0
+	}
+	if cfg.PreviewEvery <= 0 {
+		cfg.PreviewEvery = DefaultPreviewEvery
+	}
+	if cfg.NoPreviews {
+		cfg.PreviewEvery = 0
+	}
+	if len(cfg.Models) == 0 {
+		cfg.Models = []string{"fake-v1-5", "fake-xl"}
+	}
+	if len(cfg.Samplers) == 0 {
+		cfg.Samplers = []string{"Euler a", "Euler", "DPM++ 2M Karras", "DDIM"}
+	}
+	if cfg.MaxSize <= 0 {
+		cfg.MaxSize = DefaultMaxSize
+	}
+	return cfg
+}
+
+// Server is one fake A1111 server. Its methods are safe for concurrent use.
+type Server struct {
+	cfg Config
+	// queue is A1111's queue_lock: one job (txt2img or extras) at a time.
+	// A channel rather than a mutex so a waiting request can give up.
+	queue chan struct{}
+
+	mu    sync.Mutex
+	state jobState // what progress reports
+	model string   // the loaded checkpoint's short name
+	opts  map[string]any
+	// Test controls and observations.
+	failN, failStatus int
+	down              bool
+	interrupts        int
+	generations       int
+	started           chan struct{} // closed and replaced when a job starts
+	last              Txt2ImgRequest
+}
+
+// New returns a server for cfg, its defaults filled. Serve its Handler, or
+// use Run.
+func New(cfg Config) *Server {
+	cfg = cfg.withDefaults()
+	return &Server{
+		cfg:     cfg,
+		queue:   make(chan struct{}, 1),
+		model:   cfg.Models[0],
+		opts:    map[string]any{},
+		started: make(chan struct{}),
+	}
+}
+
+// Config returns the server's configuration with defaults filled.
+func (s *Server) Config() Config { return s.cfg }
+
+// Handler serves the API. Unknown routes get FastAPI's 404 {"detail": "Not
+// Found"}.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /sdapi/v1/txt2img", s.txt2img)
+	mux.HandleFunc("GET /sdapi/v1/progress", s.progress)
+	mux.HandleFunc("POST /sdapi/v1/interrupt", s.interrupt)
+	mux.HandleFunc("POST /sdapi/v1/extra-single-image", s.extraSingleImage)
+	mux.HandleFunc("GET /sdapi/v1/sd-models", s.sdModels)
+	mux.HandleFunc("GET /sdapi/v1/samplers", s.samplers)
+	mux.HandleFunc("GET /sdapi/v1/options", s.getOptions)
+	mux.HandleFunc("POST /sdapi/v1/options", s.setOptions)
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusNotFound, map[string]any{"detail": "Not Found"})
+	})
+	return s.downOr(s.authOr(mux))
+}
+
+// downOr drops the connection while the server is down: the client sees a
+// reset, as when the process died. Where the connection cannot be taken
+// over (HTTP/2), it answers 503 instead.
+func (s *Server) downOr(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		down := s.down
+		s.mu.Unlock()
+		if !down {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return
+			}
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"detail": "Service Unavailable"})
+	})
+}
+
+// authOr checks basic auth on /sdapi routes when a Username is configured,
+// answering like A1111's HTTPBasic dependency.
+func (s *Server) authOr(next http.Handler) http.Handler {
+	if s.cfg.Username == "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/sdapi/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		user, pass, ok := r.BasicAuth()
+		switch {
+		case !ok:
+			w.Header().Set("WWW-Authenticate", "Basic")
+			writeHTTPException(w, http.StatusUnauthorized, "Not authenticated")
+		case subtle.ConstantTimeCompare([]byte(user), []byte(s.cfg.Username)) != 1 ||
+			subtle.ConstantTimeCompare([]byte(pass), []byte(s.cfg.Password)) != 1:
+			w.Header().Set("WWW-Authenticate", "Basic")
+			writeHTTPException(w, http.StatusUnauthorized, "Incorrect username or password")
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// FailNext makes the next n txt2img calls that pass validation answer the
+// given HTTP status without running: 500 in the shape of an unhandled
+// exception ({"error": "RuntimeError", ...}), any other status in the shape
+// of an HTTPException. It replaces an earlier FailNext that has calls left.
+func (s *Server) FailNext(n, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failN, s.failStatus = n, status
+}
+
+// SetDown makes every request, from the next one on, have its connection
+// closed without an answer (as if the process had died) until SetDown(false).
+// A job already running carries on.
+func (s *Server) SetDown(down bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.down = down
+}
+
+// Interrupts counts POST /sdapi/v1/interrupt requests answered, whether or
+// not a job was running.
+func (s *Server) Interrupts() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.interrupts
+}
+
+// Generations counts txt2img jobs that started (took the queue lock).
+func (s *Server) Generations() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.generations
+}
+
+// LastRequest returns the last txt2img request that started, as decoded,
+// with the server's defaults filled in.
+func (s *Server) LastRequest() Txt2ImgRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// WaitStarted blocks until at least n txt2img jobs have started since New,
+// the latest of them holding the queue lock, or until ctx ends.
+func (s *Server) WaitStarted(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		got, ch := s.generations, s.started
+		s.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("fakesd: waiting for %d started jobs, saw %d: %w", n, got, ctx.Err())
+		}
+	}
+}
+
+// Run serves a new server for cfg on addr until ctx ends, then shuts it down,
+// stopping running jobs at their next step. logf, if not nil, gets one line
+// when the server listens. It backs `easel fakesd`.
+func Run(ctx context.Context, addr string, cfg Config, logf func(format string, args ...any)) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("fakesd: %w", err)
+	}
+	s := New(cfg)
+	// Jobs watch their request's context, which derives from this one, so
+	// canceling it on shutdown frees the connections Shutdown waits for.
+	base, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopJobs()
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return base },
+	}
+	if logf != nil {
+		logf("fake Stable Diffusion (A1111 API) on http://%s, %s per step, a preview every %d steps",
+			ln.Addr(), s.cfg.StepDuration, s.cfg.PreviewEvery)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return fmt.Errorf("fakesd: %w", err)
+	case <-ctx.Done():
+	}
+	stopJobs()
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("fakesd: shutdown: %w", err)
+	}
+	return nil
+}
