@@ -79,6 +79,9 @@ type Job struct {
 	Step     int
 	Steps    int
 	Fraction float64
+	// Preview names the latest preview image of the running attempt ("" when
+	// none yet), for renderers whose progress event carried none.
+	Preview string
 	// Images is the number of result images (succeeded only); ImageAttempt is
 	// the attempt whose blobs hold them.
 	Images       int

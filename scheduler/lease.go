@@ -117,7 +117,7 @@ func (l *Lease) Progress(ctx context.Context, step, steps int, fraction float64,
 		}
 	}
 	n, err := l.s.run(ctx, progressScript, l.JobID, strconv.Itoa(l.Attempt), strconv.Itoa(step),
-		strconv.Itoa(steps), strconv.FormatFloat(fraction, 'f', 4, 64), eventBody(ev)).AsInt64()
+		strconv.Itoa(steps), strconv.FormatFloat(fraction, 'f', 4, 64), eventBody(ev), ev.Preview).AsInt64()
 	if err != nil {
 		return fmt.Errorf("progress: %w", err)
 	}

@@ -298,6 +298,7 @@ func parseJob(m map[string]string) *Job {
 		Step:           atoi("step"),
 		Steps:          atoi("steps"),
 		Fraction:       atof("fraction"),
+		Preview:        m["preview"],
 		Images:         atoi("images"),
 		ImageAttempt:   atoi("image_attempt"),
 		Info:           unq("info"),

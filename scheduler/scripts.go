@@ -412,13 +412,15 @@ return 1
 `)
 
 // progressScript records progress of a running attempt and emits it.
-// ARGV[6] id, [7] attempt, [8] step, [9] steps, [10] fraction, [11] event body.
+// ARGV[6] id, [7] attempt, [8] step, [9] steps, [10] fraction, [11] event
+// body, [12] preview name or "" (kept on the record as the latest preview).
 // Returns 1, or 0 when stale.
 var progressScript = script(`
 local id = ARGV[6]
 local jk = jkey(id)
 if redis.call('HGET', jk, 'status') ~= 'running' or num(redis.call('HGET', jk, 'attempt')) ~= tonumber(ARGV[7]) then return 0 end
 redis.call('HSET', jk, 'step', ARGV[8], 'steps', ARGV[9], 'fraction', ARGV[10])
+if ARGV[12] ~= '' then redis.call('HSET', jk, 'preview', ARGV[12]) end
 emit(id, redis.call('HGET', jk, 'tenant'), 'progress', ARGV[11])
 return 1
 `)

@@ -638,8 +638,14 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		if ev.ETASec > 0 {
 			content += fmt.Sprintf(" · ~%ds left", int(ev.ETASec+0.5))
 		}
-		if ev.Preview != "" {
-			if p, err := a.sched.Preview(ctx, job.ID, ev.Preview); err == nil {
+		// Coalescing may have dropped the event that carried the latest
+		// preview; the record keeps its name.
+		name := ev.Preview
+		if name == "" {
+			name = job.Preview
+		}
+		if name != "" {
+			if p, err := a.sched.Preview(ctx, job.ID, name); err == nil {
 				files = append(files, a.file("preview", p))
 			}
 		}
