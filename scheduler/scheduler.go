@@ -9,6 +9,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -376,16 +377,9 @@ func (s *Scheduler) Active(ctx context.Context, tenant string) ([]*Job, error) {
 			jobs = append(jobs, j)
 		}
 	}
-	sortJobs(jobs)
+	// Ids start with the creation time: id order is age order.
+	slices.SortFunc(jobs, func(a, b *Job) int { return strings.Compare(a.ID, b.ID) })
 	return jobs, nil
-}
-
-func sortJobs(jobs []*Job) {
-	for i := 1; i < len(jobs); i++ {
-		for k := i; k > 0 && jobs[k].ID < jobs[k-1].ID; k-- {
-			jobs[k], jobs[k-1] = jobs[k-1], jobs[k]
-		}
-	}
 }
 
 // Follow calls fn with each event of job id whose Seq is above afterSeq, in

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
+	"github.com/easelbot/easel/adapters"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient"
@@ -320,7 +321,7 @@ func (a *Adapter) userError(err error) *discordgo.InteractionResponse {
 	var inv *scheduler.InvalidError
 	switch {
 	case errors.As(err, &ve):
-		return ephemeral("⚠️ " + strings.ReplaceAll(ve.Error(), "between", "between") + " on this server")
+		return ephemeral("⚠️ " + ve.Error() + " on this server")
 	case errors.As(err, &re):
 		return ephemeral("⏳ " + re.Error())
 	case errors.As(err, &inv):
@@ -470,12 +471,7 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, data discordgo.A
 	sub := data.Options[0]
 	arg := map[string]string{}
 	for _, o := range sub.Options {
-		switch o.Type {
-		case discordgo.ApplicationCommandOptionUser:
-			arg[o.Name] = fmt.Sprint(o.Value)
-		default:
-			arg[o.Name] = fmt.Sprint(o.Value)
-		}
+		arg[o.Name] = fmt.Sprint(o.Value) // a user option's value is the user id
 	}
 	var err error
 	var msg string
@@ -574,20 +570,16 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 		}
 		return message(fmt.Sprintf("**U%d** of `%s`\n%s", n+1, jobID, line))
 	case "reroll", "var":
-		var im commands.Imagine
-		if err := json.Unmarshal(job.Payload, &im); err != nil {
-			return a.userError(err)
-		}
-		random := int64(-1)
-		im.Seed = &random
+		n := -1
 		if action == "var" {
-			n, err := strconv.Atoi(parts[len(parts)-1])
-			if err != nil || n < 0 || n >= len(job.Seeds) {
+			var err error
+			if n, err = strconv.Atoi(parts[len(parts)-1]); err != nil || n < 0 {
 				return ephemeral("No such image.")
 			}
-			seed := job.Seeds[n]
-			im.Seed, im.Count = &seed, 1
-			im.VariationStrength = 0.35
+		}
+		im, err := commands.Rerun(job, n)
+		if err != nil {
+			return ephemeral("No such image.")
 		}
 		return a.submit(ctx, c, i, uid, im)
 	}
@@ -600,12 +592,6 @@ func clip(s string, n int) string {
 		return s
 	}
 	return string(r[:n]) + "…"
-}
-
-func bar(f float64) string {
-	n := int(f*20 + 0.5)
-	n = max(0, min(n, 20))
-	return strings.Repeat("▰", n) + strings.Repeat("▱", 20-n)
 }
 
 // Render implements adapters.Renderer: it edits the interaction's message,
@@ -634,7 +620,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		content = head + "Starting on " + ev.Backend + "…"
 		comps = []discordgo.MessageComponent{cancelRow}
 	case scheduler.EventProgress:
-		content = head + fmt.Sprintf("%s %d/%d", bar(ev.Fraction), ev.Step, ev.Steps)
+		content = head + fmt.Sprintf("%s %d/%d", adapters.ProgressBar(ev.Fraction), ev.Step, ev.Steps)
 		if ev.ETASec > 0 {
 			content += fmt.Sprintf(" · ~%ds left", int(ev.ETASec+0.5))
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 	"go.uber.org/zap"
 
+	"github.com/easelbot/easel/adapters"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/storage"
@@ -160,30 +161,12 @@ func (a *Adapter) socketEvent(ctx context.Context, sm *socketmode.Client, evt so
 		if !a.firstTime(ctx, id) {
 			return
 		}
-		if m, ok := ev.InnerEvent.Data.(*slackevents.AppMentionEvent); ok {
-			a.wg.Add(1)
-			go func() {
-				defer a.wg.Done()
-				thread := m.ThreadTimeStamp
-				if thread == "" {
-					thread = m.TimeStamp
-				}
-				a.text(ev.TeamID, m.Channel, thread, m.User, stripMention(m.Text))
-			}()
-		}
+		a.mention(ev)
 	case socketmode.EventTypeInteractive:
 		_ = sm.Ack(*evt.Request)
-		cb, ok := evt.Data.(slack.InteractionCallback)
-		if !ok || cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
-			return
+		if cb, ok := evt.Data.(slack.InteractionCallback); ok {
+			a.interaction(cb)
 		}
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			a.click(cctx, cb.Team.ID, cb.Channel.ID, cb.User.ID, cb.ActionCallback.BlockActions[0].ActionID)
-		}()
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := evt.Data.(slack.SlashCommand)
 		_ = sm.Ack(*evt.Request, map[string]string{"response_type": "ephemeral", "text": "On it…"})
@@ -280,17 +263,7 @@ func (a *Adapter) events(w http.ResponseWriter, r *http.Request) {
 		if !a.firstTime(r.Context(), outer.EventID) {
 			return
 		}
-		if m, ok := ev.InnerEvent.Data.(*slackevents.AppMentionEvent); ok {
-			a.wg.Add(1)
-			go func() {
-				defer a.wg.Done()
-				thread := m.ThreadTimeStamp
-				if thread == "" {
-					thread = m.TimeStamp
-				}
-				a.text(ev.TeamID, m.Channel, thread, m.User, stripMention(m.Text))
-			}()
-		}
+		a.mention(ev)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -515,16 +488,40 @@ func (a *Adapter) interactivity(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+	a.interaction(cb)
+}
+
+// mention handles an app mention (from either mode) off the caller's
+// goroutine; the reply goes into the mention's thread.
+func (a *Adapter) mention(ev slackevents.EventsAPIEvent) {
+	m, ok := ev.InnerEvent.Data.(*slackevents.AppMentionEvent)
+	if !ok {
+		return
+	}
+	thread := m.ThreadTimeStamp
+	if thread == "" {
+		thread = m.TimeStamp
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.text(ev.TeamID, m.Channel, thread, m.User, stripMention(m.Text))
+	}()
+}
+
+// interaction handles a button click (from either mode) off the caller's
+// goroutine.
+func (a *Adapter) interaction(cb slack.InteractionCallback) {
 	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
 		return
 	}
-	act := cb.ActionCallback.BlockActions[0]
+	actionID := cb.ActionCallback.BlockActions[0].ActionID
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		a.click(ctx, cb.Team.ID, cb.Channel.ID, cb.User.ID, act.ActionID)
+		a.click(ctx, cb.Team.ID, cb.Channel.ID, cb.User.ID, actionID)
 	}()
 }
 
@@ -550,16 +547,21 @@ func (a *Adapter) click(ctx context.Context, team, channel, user, actionID strin
 			a.log.Warn("slack: cancel", zap.Error(err))
 		}
 	case "reroll", "var":
-		var im commands.Imagine
-		_ = json.Unmarshal(job.Payload, &im)
-		random := int64(-1)
-		im.Seed = &random
-		if parts[1] == "var" && len(parts) == 4 {
-			n, _ := strconv.Atoi(parts[3])
-			if n >= 0 && n < len(job.Seeds) {
-				seed := job.Seeds[n]
-				im.Seed, im.Count, im.VariationStrength = &seed, 1, 0.35
+		n := -1
+		if parts[1] == "var" {
+			var err error
+			if len(parts) != 4 {
+				return
 			}
+			if n, err = strconv.Atoi(parts[3]); err != nil || n < 0 {
+				a.tell(ctx, channel, o.ThreadTS, user, "No such image.")
+				return
+			}
+		}
+		im, err := commands.Rerun(job, n)
+		if err != nil {
+			a.tell(ctx, channel, o.ThreadTS, user, userError(err))
+			return
 		}
 		a.submit(ctx, c, channel, o.ThreadTS, user, im)
 	case "up":
@@ -604,11 +606,6 @@ func (a *Adapter) spend(team string) bool {
 	return true
 }
 
-func bar(f float64) string {
-	n := max(0, min(int(f*20+0.5), 20))
-	return strings.Repeat("▰", n) + strings.Repeat("▱", 20-n)
-}
-
 func button(label, actionID string) *slack.ButtonBlockElement {
 	return slack.NewButtonBlockElement(actionID, actionID, slack.NewTextBlockObject(slack.PlainTextType, label, false, false))
 }
@@ -635,7 +632,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		if !a.spend(o.Team) {
 			return nil
 		}
-		text, actions = head+fmt.Sprintf("%s %d/%d", bar(ev.Fraction), ev.Step, ev.Steps), cancelBtn
+		text, actions = head+fmt.Sprintf("%s %d/%d", adapters.ProgressBar(ev.Fraction), ev.Step, ev.Steps), cancelBtn
 	case scheduler.EventRetrying:
 		text, actions = head+fmt.Sprintf("Retrying in %.0fs: %s", ev.AfterS, ev.Reason), cancelBtn
 	case scheduler.EventFailed:

@@ -1,0 +1,32 @@
+package commands
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/easelbot/easel/scheduler"
+)
+
+// variationStrength is how far a variation strays from its source image.
+const variationStrength = 0.35
+
+// Rerun builds the request behind a Reroll (image < 0: the same request with
+// a random seed) or a variation of one of the job's images (image n,
+// 0-based: that image's seed, one image, a variation strength).
+func Rerun(job *scheduler.Job, image int) (Imagine, error) {
+	var im Imagine
+	if err := json.Unmarshal(job.Payload, &im); err != nil {
+		return im, fmt.Errorf("rerun %s: %w", job.ID, err)
+	}
+	random := int64(-1)
+	im.Seed = &random
+	if image < 0 {
+		return im, nil
+	}
+	if image >= len(job.Seeds) {
+		return im, invalid("image", "must be one of the job's %d images (got %d)", len(job.Seeds), image+1)
+	}
+	seed := job.Seeds[image]
+	im.Seed, im.Count, im.VariationStrength = &seed, 1, variationStrength
+	return im, nil
+}
