@@ -301,16 +301,10 @@ func (Noop) Upscale(_ context.Context, req sdclient.UpscaleRequest) (*sdclient.R
 	return &sdclient.Result{Images: []sdclient.Image{{Data: req.Image, Format: sdclient.SniffFormat(req.Image)}}, Seeds: []int64{0}}, nil
 }
 
-// Interrupt does nothing.
-func (Noop) Interrupt(context.Context) error { return nil }
-
-// Models lists one model.
-func (Noop) Models(context.Context) ([]sdclient.Model, error) {
-	return []sdclient.Model{{Name: "noop", Title: "noop"}}, nil
+// Catalog offers one model and one sampler.
+func (Noop) Catalog(context.Context) (*sdclient.Catalog, error) {
+	return &sdclient.Catalog{Models: []sdclient.Model{{Name: "noop", Title: "noop"}}, Loaded: "noop", Samplers: []string{"Euler a"}}, nil
 }
-
-// Samplers lists one sampler.
-func (Noop) Samplers(context.Context) ([]string, error) { return []string{"Euler a"}, nil }
 
 // Health is always fine.
 func (Noop) Health(context.Context) error { return nil }

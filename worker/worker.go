@@ -188,8 +188,12 @@ func (w *Worker) listenCancels(ctx context.Context, ready chan struct{}) {
 // Advertised is what a worker publishes about a backend so that chat
 // adapters can offer its real models and samplers.
 type Advertised struct {
-	Models   []string `json:"models"`
-	Samplers []string `json:"samplers"`
+	Models     []string `json:"models"`
+	Loaded     string   `json:"loaded,omitempty"`
+	Samplers   []string `json:"samplers"`
+	Schedulers []string `json:"schedulers,omitempty"`
+	LoRAs      []string `json:"loras,omitempty"`
+	Upscalers  []string `json:"upscalers,omitempty"`
 }
 
 // advertise publishes each backend's models and samplers now and every 5
@@ -202,12 +206,13 @@ func (w *Worker) advertise(ctx context.Context) {
 		for _, b := range w.backends {
 			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			var ad Advertised
-			models, err := b.Backend.Models(actx)
+			cat, err := b.Backend.Catalog(actx)
 			if err == nil {
-				for _, m := range models {
+				for _, m := range cat.Models {
 					ad.Models = append(ad.Models, m.Name)
 				}
-				ad.Samplers, err = b.Backend.Samplers(actx)
+				ad.Loaded, ad.Samplers, ad.Schedulers = cat.Loaded, cat.Samplers, cat.Schedulers
+				ad.LoRAs, ad.Upscalers = cat.LoRAs, cat.Upscalers
 			}
 			if err == nil {
 				raw, _ := json.Marshal(ad)
@@ -461,7 +466,12 @@ func (w *Worker) progressFunc(ctx context.Context, lease *scheduler.Lease, cance
 // and whether the backend should stay in rotation.
 func classify(err error) (code string, retryable, healthy bool) {
 	var he *sdclient.HTTPError
+	var pe *sdclient.PermanentError
 	switch {
+	case errors.As(err, &pe):
+		return "backend_rejected", false, true
+	case errors.Is(err, sdclient.ErrStalled):
+		return "backend_stalled", true, true
 	case errors.Is(err, sdclient.ErrUnavailable):
 		return "backend_unavailable", true, false
 	case errors.As(err, &he) && he.Status >= 500:

@@ -60,3 +60,23 @@ func (c *Client) Options(ctx context.Context) (map[string]any, error) {
 	}
 	return out, nil
 }
+
+// Catalog lists the server's models and samplers and its loaded checkpoint
+// (options.sd_model_checkpoint).
+func (c *Client) Catalog(ctx context.Context) (*sdclient.Catalog, error) {
+	models, err := c.Models(ctx)
+	if err != nil {
+		return nil, err
+	}
+	samplers, err := c.Samplers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cat := &sdclient.Catalog{Models: models, Samplers: samplers}
+	if opts, err := c.Options(ctx); err == nil {
+		if s, ok := opts["sd_model_checkpoint"].(string); ok {
+			cat.Loaded = s
+		}
+	}
+	return cat, nil
+}
