@@ -2,20 +2,37 @@
 # The test command from the README: gofmt, vet, staticcheck, race tests
 # against a real redis-server (tests start their own on free loopback
 # ports), and the scheduler suite once more on the embedded Redis.
+# redis-server is installed when missing (apt-get, dnf or brew; through
+# sudo when not root); staticcheck is a tool of go.mod (`go tool
+# staticcheck`), built once and cached with the modules.
 set -euo pipefail
 cd "$(dirname "$0")"
-export PATH="$PATH:$(go env GOPATH)/bin"
+
+install_redis() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
+  echo "redis-server not found: installing it" >&2
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  elif command -v dnf >/dev/null 2>&1; then
+    $sudo dnf install -y -q redis
+  elif command -v brew >/dev/null 2>&1; then
+    brew install redis
+  fi
+}
+
 if ! command -v redis-server >/dev/null 2>&1; then
-  echo "redis-server is needed on PATH (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)" >&2
+  install_redis || true
+fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-server is needed on PATH and could not be installed; install it by hand (Debian/Ubuntu: apt-get install redis-server; Fedora: dnf install redis; macOS: brew install redis)" >&2
   exit 1
 fi
+
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
 go vet ./...
-if command -v staticcheck >/dev/null 2>&1; then
-  staticcheck ./...
-else
-  go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
-fi
+go tool staticcheck ./...
 go test -race -count=1 -timeout 10m ./...
 EASEL_TEST_REDIS=embedded go test -count=1 -timeout 5m ./scheduler/
