@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 )
 
@@ -38,29 +37,6 @@ type Admission struct {
 	Relax bool
 	// Blocked refuses the submit (a blocked user or suspended tenant).
 	Blocked bool
-}
-
-func (a *Admission) args() []string {
-	if a == nil {
-		a = &Admission{}
-	}
-	w, uw := a.TenantWeight, a.UserWeight
-	if w <= 0 {
-		w = 1
-	}
-	if uw <= 0 {
-		uw = 1
-	}
-	overflow := "reject"
-	if a.Relax {
-		overflow = "relax"
-	}
-	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-	return []string{f(w), f(uw), strconv.Itoa(a.MaxRunning),
-		f(a.UserRate.PerMinute), strconv.Itoa(a.UserRate.Burst),
-		f(a.TenantRate.PerMinute), strconv.Itoa(a.TenantRate.Burst),
-		strconv.Itoa(a.UserDailyImages), strconv.Itoa(a.TenantDailyImages),
-		strconv.Itoa(a.MaxPendingPerUser), overflow}
 }
 
 // Refusal reasons.

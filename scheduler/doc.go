@@ -4,9 +4,15 @@
 //
 // # Overview
 //
-// Every state change is one Lua script (scripts.go) that also appends the
-// job's event to its own stream and to the shared events stream, so the record
-// and its events never disagree. Jobs wait in per-user lists; users of a tenant
+// Every state change is one Lua script (lua/*.lua, each headed by its KEYS,
+// ARGV and reply; arguments built from one struct per script in scripts.go)
+// that also appends the job's event to its own stream and to the shared
+// events stream, so the record and its events never disagree. The scripts
+// are one Redis Functions library, named by a hash of their text, where the
+// server has FUNCTION (FCALL), and EVALSHA scripts otherwise (the embedded
+// Redis). Every key shares the shard's hash tag and the first key names the
+// shard, so each call runs on one Redis Cluster slot. "Now" is Redis's own
+// clock (TIME) unless a test injects one. Jobs wait in per-user lists; users of a tenant
 // and tenants themselves are ordered in sorted sets by virtual time (weighted
 // fair queueing with start tags, FIFO among equal tags), so each dispatch costs
 // O(log T) in the number T of tenants with pending work.

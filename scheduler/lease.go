@@ -29,7 +29,7 @@ type Lease struct {
 // Offer tells the scheduler n more worker slots are free and dispatches
 // waiting jobs onto the work stream for them. Returns how many were dispatched.
 func (s *Scheduler) Offer(ctx context.Context, n int) (int, error) {
-	d, err := s.run(ctx, offerScript, strconv.Itoa(n)).AsInt64()
+	d, err := s.exec(ctx, slotsCall{N: n}).AsInt64()
 	if err != nil {
 		return 0, fmt.Errorf("offer: %w", err)
 	}
@@ -38,7 +38,7 @@ func (s *Scheduler) Offer(ctx context.Context, n int) (int, error) {
 
 // Withdraw takes back up to n offered slots that were not used.
 func (s *Scheduler) Withdraw(ctx context.Context, n int) error {
-	if err := s.run(ctx, withdrawScript, strconv.Itoa(n)).Error(); err != nil {
+	if err := s.exec(ctx, slotsCall{Withdraw: true, N: n}).Error(); err != nil {
 		return fmt.Errorf("withdraw: %w", err)
 	}
 	return nil
@@ -71,7 +71,7 @@ func (s *Scheduler) Next(ctx context.Context, consumer string, block time.Durati
 // Start marks the attempt running on backend and loads the job's payload.
 func (l *Lease) Start(ctx context.Context, backend string) error {
 	name, _ := json.Marshal(backend)
-	res, err := l.s.run(ctx, startScript, l.JobID, strconv.Itoa(l.Attempt), string(name), backend).ToArray()
+	res, err := l.s.exec(ctx, startCall{ID: l.JobID, Attempt: l.Attempt, Backend: backend, BackendJSON: string(name)}).ToArray()
 	if err != nil {
 		return fmt.Errorf("start: %w", err)
 	}
@@ -95,7 +95,7 @@ func (l *Lease) Start(ctx context.Context, backend string) error {
 
 // Renew extends the lease; workers call it every Lease/3.
 func (l *Lease) Renew(ctx context.Context) error {
-	n, err := l.s.run(ctx, renewScript, l.JobID, strconv.Itoa(l.Attempt), l.Consumer).AsInt64()
+	n, err := l.s.exec(ctx, attemptCall{Script: scriptRenew, ID: l.JobID, Attempt: l.Attempt, Consumer: l.Consumer}).AsInt64()
 	if err != nil {
 		return fmt.Errorf("renew: %w", err)
 	}
@@ -116,8 +116,8 @@ func (l *Lease) Progress(ctx context.Context, step, steps int, fraction float64,
 			return fmt.Errorf("progress: %w", err)
 		}
 	}
-	n, err := l.s.run(ctx, progressScript, l.JobID, strconv.Itoa(l.Attempt), strconv.Itoa(step),
-		strconv.Itoa(steps), strconv.FormatFloat(fraction, 'f', 4, 64), eventBody(ev), ev.Preview).AsInt64()
+	n, err := l.s.exec(ctx, progressCall{ID: l.JobID, Attempt: l.Attempt, Step: step, N: steps, Fraction: fraction,
+		EventBody: eventBody(ev), Preview: ev.Preview}).AsInt64()
 	if err != nil {
 		return fmt.Errorf("progress: %w", err)
 	}
@@ -174,12 +174,8 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 	}
 	seedsJSON, _ := json.Marshal(seeds)
 	infoJSON, _ := json.Marshal(info)
-	o := "0"
-	if offer {
-		o = "1"
-	}
-	n, err := l.s.run(ctx, succeedScript, l.JobID, strconv.Itoa(l.Attempt), strconv.Itoa(len(images)),
-		string(seedsJSON), string(infoJSON), o).AsInt64()
+	n, err := l.s.exec(ctx, succeedCall{ID: l.JobID, Attempt: l.Attempt, Images: len(images),
+		SeedsJSON: string(seedsJSON), InfoJSON: string(infoJSON), Offer: offer}).AsInt64()
 	if err != nil {
 		return false, fmt.Errorf("succeed: %w", err)
 	}
@@ -194,14 +190,8 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 // It reports whether the job will be retried.
 func (l *Lease) Fail(ctx context.Context, code, message string, retryable bool) (bool, error) {
 	msg, _ := json.Marshal(message)
-	r := "0"
-	if retryable {
-		r = "1"
-	}
-	c := l.s.cfg
-	res, err := l.s.run(ctx, failScript, l.JobID, strconv.Itoa(l.Attempt), r, code, string(msg),
-		strconv.FormatInt(c.RetryBackoff.Milliseconds(), 10), strconv.FormatInt(c.RetryBackoffMax.Milliseconds(), 10),
-		l.s.jitter()).ToString()
+	res, err := l.s.exec(ctx, failCall{ID: l.JobID, Attempt: l.Attempt, Retryable: retryable, Code: code,
+		MessageJSON: string(msg), Backoff: l.s.backoff()}).ToString()
 	if err != nil {
 		return false, fmt.Errorf("fail: %w", err)
 	}
@@ -217,7 +207,7 @@ func (l *Lease) Fail(ctx context.Context, code, message string, retryable bool) 
 // HandBack returns the job to the front of its user's queue without using up
 // an attempt (a worker stopping gracefully).
 func (l *Lease) HandBack(ctx context.Context) error {
-	n, err := l.s.run(ctx, handBackScript, l.JobID, strconv.Itoa(l.Attempt)).AsInt64()
+	n, err := l.s.exec(ctx, attemptCall{Script: scriptHandBack, ID: l.JobID, Attempt: l.Attempt}).AsInt64()
 	if err != nil {
 		return fmt.Errorf("hand back: %w", err)
 	}

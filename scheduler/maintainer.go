@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -95,7 +94,7 @@ func (m *Maintainer) loop(ctx context.Context) {
 // Promote moves due retries back into their queues and dispatches. It
 // returns the due time (unix ms) of the next delayed job, or -1.
 func (m *Maintainer) Promote(ctx context.Context) (int64, error) {
-	due, err := m.s.run(ctx, promoteScript, "1000").AsInt64()
+	due, err := m.s.exec(ctx, promoteCall{Max: 1000}).AsInt64()
 	if err != nil {
 		return 0, fmt.Errorf("promote: %w", err)
 	}
@@ -103,19 +102,30 @@ func (m *Maintainer) Promote(ctx context.Context) (int64, error) {
 }
 
 // Reclaim retries (or fails) jobs whose worker stopped renewing its lease.
+// It follows XAUTOCLAIM's cursor through the whole pending list, so every
+// expired lease is found however many entries are in flight.
 func (m *Maintainer) Reclaim(ctx context.Context) (int, error) {
 	msg, _ := json.Marshal("the worker running this job stopped responding (lease expired)")
-	c := m.s.cfg
 	total := 0
+	cursor := "0-0"
 	for {
-		n, err := m.s.run(ctx, reclaimScript, strconv.FormatInt(c.Lease.Milliseconds(), 10), m.consumer, "100",
-			string(msg), strconv.FormatInt(c.RetryBackoff.Milliseconds(), 10),
-			strconv.FormatInt(c.RetryBackoffMax.Milliseconds(), 10), m.s.jitter()).AsInt64()
+		res, err := m.s.exec(ctx, reclaimCall{Lease: m.s.cfg.Lease, Consumer: m.consumer, Page: 100,
+			MessageJSON: string(msg), Backoff: m.s.backoff(), Cursor: cursor}).ToArray()
+		if err != nil {
+			return total, fmt.Errorf("reclaim: %w", err)
+		}
+		if len(res) != 2 {
+			return total, fmt.Errorf("reclaim: reply of %d elements", len(res))
+		}
+		n, err := res[0].AsInt64()
 		if err != nil {
 			return total, fmt.Errorf("reclaim: %w", err)
 		}
 		total += int(n)
-		if n < 100 {
+		if cursor, err = res[1].ToString(); err != nil {
+			return total, fmt.Errorf("reclaim: cursor: %w", err)
+		}
+		if cursor == "0-0" {
 			if total > 0 {
 				m.log.Warn("reclaimed jobs whose lease expired", zap.Int("jobs", total))
 			}

@@ -430,42 +430,63 @@ type Usage struct {
 // UsageToday returns images admitted today for the tenant and for user
 // (user "" skips it).
 func (ps *Policies) UsageToday(ctx context.Context, tenant, user string) (tenantImages, userImages int, err error) {
-	keys := []string{ps.s.keys.Quota(ps.day(), tenant, "")}
+	c := ps.s.client
+	cmds := rueidis.Commands{c.B().Hmget().Key(ps.s.keys.Quota(tenant, "")).Field("d", "n").Build()}
 	if user != "" {
-		keys = append(keys, ps.s.keys.Quota(ps.day(), tenant, user))
+		cmds = append(cmds, c.B().Hmget().Key(ps.s.keys.Quota(tenant, user)).Field("d", "n").Build())
 	}
-	vals, err := ps.s.client.Do(ctx, ps.s.client.B().Mget().Key(keys...).Build()).AsStrSlice()
+	var counts [2]int
+	for i, r := range c.DoMulti(ctx, cmds...) {
+		if counts[i], err = ps.quotaToday(r); err != nil {
+			return 0, 0, fmt.Errorf("usage: %w", err)
+		}
+	}
+	return counts[0], counts[1], nil
+}
+
+// quotaToday reads a quota hash's {d, n} reply: n when d is today, else 0.
+func (ps *Policies) quotaToday(r rueidis.RedisResult) (int, error) {
+	v, err := r.ToArray()
 	if err != nil {
-		return 0, 0, fmt.Errorf("usage: %w", err)
+		return 0, err
 	}
-	tenantImages, _ = strconv.Atoi(vals[0])
-	if len(vals) > 1 {
-		userImages, _ = strconv.Atoi(vals[1])
+	if len(v) != 2 {
+		return 0, nil
 	}
-	return tenantImages, userImages, nil
+	d, _ := v[0].ToString()
+	n, _ := v[1].ToString()
+	if d != strconv.FormatInt(ps.day(), 10) {
+		return 0, nil
+	}
+	images, _ := strconv.Atoi(n)
+	return images, nil
 }
 
 // TopUsers returns the tenant's users by images today, most first, at most n.
-// It scans the day's counters of the tenant (SCAN on the tenant's own key
-// pattern); meant for admin reports, not the job path.
+// It scans the tenant's user counters (SCAN on the tenant's own key pattern);
+// meant for admin reports, not the job path.
 func (ps *Policies) TopUsers(ctx context.Context, tenant string, n int) ([]Usage, error) {
-	prefix := ps.s.keys.Quota(ps.day(), tenant, "") + ":u:"
+	prefix := ps.s.keys.Quota(tenant, "") + ":u:"
+	c := ps.s.client
 	var out []Usage
 	var cursor uint64
 	for {
-		e, err := ps.s.client.Do(ctx, ps.s.client.B().Scan().Cursor(cursor).Match(escapeGlob(prefix)+"*").Count(1000).Build()).AsScanEntry()
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(escapeGlob(prefix)+"*").Count(1000).Build()).AsScanEntry()
 		if err != nil {
 			return nil, fmt.Errorf("top users: %w", err)
 		}
 		if len(e.Elements) > 0 {
-			vals, err := ps.s.client.Do(ctx, ps.s.client.B().Mget().Key(e.Elements...).Build()).AsStrSlice()
-			if err != nil && !rueidis.IsRedisNil(err) {
-				return nil, fmt.Errorf("top users: %w", err)
+			cmds := make(rueidis.Commands, 0, len(e.Elements))
+			for _, k := range e.Elements {
+				cmds = append(cmds, c.B().Hmget().Key(k).Field("d", "n").Build())
 			}
-			for i, k := range e.Elements {
-				if i < len(vals) {
-					v, _ := strconv.Atoi(vals[i])
-					out = append(out, Usage{User: strings.TrimPrefix(k, prefix), Images: v})
+			for i, r := range c.DoMulti(ctx, cmds...) {
+				v, err := ps.quotaToday(r)
+				if err != nil {
+					return nil, fmt.Errorf("top users: %w", err)
+				}
+				if v > 0 {
+					out = append(out, Usage{User: strings.TrimPrefix(e.Elements[i], prefix), Images: v})
 				}
 			}
 		}
@@ -491,7 +512,7 @@ func escapeGlob(s string) string {
 // ResetUsage clears a user's image count and rate-limit state for today.
 func (ps *Policies) ResetUsage(ctx context.Context, tenant, user string) error {
 	c := ps.s.client
-	err := c.Do(ctx, c.B().Del().Key(ps.s.keys.Quota(ps.day(), tenant, user), ps.s.keys.RateLimit(tenant, user)).Build()).Error()
+	err := c.Do(ctx, c.B().Del().Key(ps.s.keys.Quota(tenant, user), ps.s.keys.RateLimit(tenant, user)).Build()).Error()
 	if err != nil {
 		return fmt.Errorf("reset usage: %w", err)
 	}

@@ -39,7 +39,8 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// EventsMaxLen bounds the shared events stream (approximate). Default 100000.
 	EventsMaxLen int64 `yaml:"events_max_len"`
-	// Now is the clock; default time.Now. Tests inject their own.
+	// Now is the clock for tests. Default: the scripts read Redis's own clock
+	// (TIME), so every process agrees on "now"; Go code uses time.Now.
 	Now func() time.Time `yaml:"-"`
 }
 
@@ -86,6 +87,10 @@ type Scheduler struct {
 	keys   storage.Keys
 	pfx    string
 	cfg    Config
+	// clock is true when cfg.Now was injected: scripts get it instead of TIME.
+	clock  bool
+	common []string
+	runner *runner
 	log    *zap.Logger
 	// refusals counts submits turned away, by reason.
 	refusals *prometheus.CounterVec
@@ -100,10 +105,14 @@ const (
 
 // New returns a scheduler on store and creates its consumer groups.
 func New(ctx context.Context, store *storage.Store, cfg Config, log *zap.Logger) (*Scheduler, error) {
+	clock := cfg.Now != nil
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
 	s := &Scheduler{
+		clock:  clock,
+		common: commonKeys(store.Keys),
+		runner: &runner{client: store.Client},
 		store:  store,
 		client: store.Client,
 		keys:   store.Keys,
@@ -114,6 +123,9 @@ func New(ctx context.Context, store *storage.Store, cfg Config, log *zap.Logger)
 			Help: "Submits refused by admission, by reason."}, []string{"reason"}),
 		submits: prometheus.NewCounter(prometheus.CounterOpts{Name: "easel_submits_total",
 			Help: "Jobs admitted into the queue."}),
+	}
+	if err := s.runner.load(ctx); err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
 	}
 	for stream, group := range map[string]string{s.keys.Work(): WorkersGroup, s.keys.Events(): RelayGroup} {
 		err := s.client.Do(ctx, s.client.B().XgroupCreate().Key(stream).Group(group).Id("0").Mkstream().Build()).Error()
@@ -132,22 +144,6 @@ func (s *Scheduler) Store() *storage.Store { return s.store }
 
 // Ping checks that Redis answers.
 func (s *Scheduler) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
-
-// args builds the common script ARGV followed by extra.
-func (s *Scheduler) args(extra ...string) []string {
-	now := s.cfg.Now()
-	a := make([]string, 0, 5+len(extra))
-	a = append(a, s.pfx,
-		strconv.FormatInt(now.UnixMilli(), 10),
-		now.UTC().Format(time.RFC3339Nano),
-		strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10),
-		strconv.FormatInt(s.cfg.EventsMaxLen, 10))
-	return append(a, extra...)
-}
-
-func (s *Scheduler) run(ctx context.Context, l *rueidis.Lua, extra ...string) rueidis.RedisResult {
-	return l.Exec(ctx, s.client, nil, s.args(extra...))
-}
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,128}$`)
 
@@ -185,11 +181,13 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 	if cost == 0 {
 		cost = 1
 	}
-	id := NewID(s.cfg.Now())
-	args := append([]string{id, r.Tenant, r.User, encodeRequest(r.Payload, origin), "",
-		strconv.FormatFloat(cost, 'g', -1, 64), strconv.Itoa(r.Images), strconv.Itoa(s.cfg.MaxAttempts),
-		r.IdempotencyKey, strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10)}, r.Admission.args()...)
-	res, err := s.run(ctx, submitScript, args...).ToArray()
+	call := submitCall{ID: NewID(s.cfg.Now()), Tenant: r.Tenant, User: r.User,
+		Request: encodeRequest(r.Payload, origin), Cost: cost, Images: r.Images, MaxAttempts: s.cfg.MaxAttempts,
+		IdempotencyKey: r.IdempotencyKey, IdempotencyTTL: s.cfg.Retention}
+	if r.Admission != nil {
+		call.Admission = *r.Admission
+	}
+	res, err := s.exec(ctx, call).ToArray()
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("submit: %w", err)
 	}
@@ -244,7 +242,7 @@ func (s *Scheduler) getMany(ctx context.Context, ids []string) ([]*Job, error) {
 	cmds := make(rueidis.Commands, 0, 2*len(ids))
 	for _, id := range ids {
 		cmds = append(cmds, s.client.B().Hgetall().Key(s.keys.Job(id)).Build(),
-			s.client.B().Get().Key(s.keys.Job(id)+":req").Build())
+			s.client.B().Get().Key(s.keys.JobRequest(id)).Build())
 	}
 	res := s.client.DoMulti(ctx, cmds...)
 	jobs := make([]*Job, len(ids))
@@ -317,7 +315,7 @@ func parseJob(m map[string]string) *Job {
 // Position is the estimated place in line of a queued job (1 = next), or 0
 // when it is not waiting.
 func (s *Scheduler) Position(ctx context.Context, id string) (int, error) {
-	n, err := s.run(ctx, positionScript, id).AsInt64()
+	n, err := s.exec(ctx, positionCall{ID: id}).AsInt64()
 	if err != nil {
 		return 0, fmt.Errorf("position: %w", err)
 	}
@@ -348,7 +346,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id, by string) (Status, error) {
 		return "", ErrNotFound
 	}
 	byJSON, _ := json.Marshal(by)
-	st, err := s.run(ctx, cancelScript, id, string(byJSON), s.keys.CancelChannel()).ToString()
+	st, err := s.exec(ctx, cancelCall{ID: id, ByJSON: string(byJSON), Channel: s.keys.CancelChannel()}).ToString()
 	if err != nil {
 		return "", fmt.Errorf("cancel: %w", err)
 	}
@@ -363,7 +361,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id, by string) (Status, error) {
 
 // Active lists a tenant's queued, dispatched and running jobs, oldest first.
 func (s *Scheduler) Active(ctx context.Context, tenant string) ([]*Job, error) {
-	ids, err := s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.Tenant(tenant)+":active").Build()).AsStrSlice()
+	ids, err := s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.TenantActive(tenant)).Build()).AsStrSlice()
 	if err != nil {
 		return nil, fmt.Errorf("active: %w", err)
 	}
@@ -411,7 +409,13 @@ func (s *Scheduler) Follow(ctx context.Context, id string, afterSeq int64, fn fu
 				return err
 			}
 			if j.Status.Terminal() {
-				n, _ := s.client.Do(ctx, s.client.B().Exists().Key(key).Build()).AsInt64()
+				n, err := s.client.Do(ctx, s.client.B().Exists().Key(key).Build()).AsInt64()
+				if err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					return fmt.Errorf("follow: %w", err)
+				}
 				if n == 0 {
 					return nil
 				}
@@ -473,6 +477,7 @@ func (s *Scheduler) Preview(ctx context.Context, jobID, name string) ([]byte, er
 	return s.store.GetBlob(ctx, s.keys.Blob(jobID, attempt, "p"+rest))
 }
 
-func (s *Scheduler) jitter() string {
-	return strconv.FormatFloat(0.8+0.4*mrand.Float64(), 'f', 3, 64)
+// backoff is the retry schedule with a fresh jitter.
+func (s *Scheduler) backoff() backoff {
+	return backoff{Base: s.cfg.RetryBackoff, Max: s.cfg.RetryBackoffMax, Jitter: 0.8 + 0.4*mrand.Float64()}
 }

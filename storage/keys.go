@@ -23,6 +23,14 @@ func (k Keys) Job(id string) string { return k.s() + "job:" + id }
 // JobPrefix is the prefix of Job keys; scripts append the id.
 func (k Keys) JobPrefix() string { return k.s() + "job:" }
 
+// JobRequest is a job's request and origin (a string of its own, so the
+// record stays in Redis's compact hash encoding).
+func (k Keys) JobRequest(id string) string { return k.s() + "job:" + id + ":req" }
+
+// ShardPrefix is the prefix of every key of the scheduler shard, hash tag
+// included ("easel:{s}:").
+func (k Keys) ShardPrefix() string { return k.s() }
+
 // JobEvents is one job's event stream (kept in the scheduler slot so the
 // state change and its event are written by one script).
 func (k Keys) JobEvents(id string) string { return k.s() + "job:" + id + ":ev" }
@@ -40,6 +48,12 @@ func (k Keys) UserQueue(tenant, user string) string {
 
 // TenantUsers is the zset of users of a tenant with pending work.
 func (k Keys) TenantUsers(tenant string) string { return k.s() + "t:" + tenant + ":users" }
+
+// TenantActive is the set of a tenant's queued, dispatched and running jobs.
+func (k Keys) TenantActive(tenant string) string { return k.s() + "t:" + tenant + ":active" }
+
+// Relax is the zset of relax lanes (over-quota work), by virtual time.
+func (k Keys) Relax() string { return k.s() + "relax" }
 
 // Ready is the zset of tenants with dispatchable work, by virtual time.
 func (k Keys) Ready() string { return k.s() + "ready" }
@@ -87,10 +101,10 @@ func (k Keys) Policy(tenant, user string) string {
 	return k.s() + "t:" + tenant + ":policy:u:" + user
 }
 
-// Quota counts images admitted on a UTC day (days since the epoch) for a
-// tenant, or for one of its users when user is set.
-func (k Keys) Quota(day int64, tenant, user string) string {
-	key := k.s() + "q:" + strconv.FormatInt(day, 10) + ":" + tenant
+// Quota counts images admitted today for a tenant, or for one of its users
+// when user is set: a hash {d: UTC day (days since the epoch), n: images}.
+func (k Keys) Quota(tenant, user string) string {
+	key := k.s() + "q:" + tenant
 	if user != "" {
 		key += ":u:" + user
 	}

@@ -1,0 +1,17 @@
+-- promote: move due retries back to the front of their users' queues and
+-- dispatch.
+-- KEYS: the common ones only.
+-- ARGV[5] most jobs to move.
+-- Reply: the due time in ms of the next delayed job, or -1.
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[5]))
+for _, id in ipairs(due) do
+  redis.call('ZREM', DELAYED, id)
+  local jk = jkey(id)
+  if redis.call('HGET', jk, 'status') == 'queued' then
+    enqueue(lane_of(jk), redis.call('HGET', jk, 'user'), id, true)
+  end
+end
+dispatch()
+local nxt = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+if #nxt == 0 then return -1 end
+return tonumber(nxt[2])

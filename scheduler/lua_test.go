@@ -1,0 +1,277 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/internal/redistest"
+)
+
+// The contract tests call each script directly through its call struct and
+// check its reply and the keys it promises to write, against real Redis (or
+// the embedded one with EASEL_TEST_REDIS=embedded, through EVALSHA).
+
+func contractSetup(t *testing.T, cfg Config) (*Scheduler, context.Context) {
+	t.Helper()
+	s, err := New(context.Background(), redistest.Store(t), cfg, zap.NewNop())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return s, ctx
+}
+
+func TestScriptsLoadAsFunctionsOnRealRedis(t *testing.T) {
+	t.Parallel()
+	s, ctx := contractSetup(t, Config{})
+	if os.Getenv("EASEL_TEST_REDIS") == "embedded" {
+		require.False(t, s.runner.functions.Load(), "the embedded Redis has no FUNCTION: EVALSHA")
+		return
+	}
+	require.True(t, s.runner.functions.Load())
+	libs, err := s.client.Do(ctx, s.client.B().FunctionList().Libraryname(library.name).Build()).ToArray()
+	require.NoError(t, err)
+	require.Len(t, libs, 1)
+	// Every script file is a function of the library, and each is headed by
+	// its KEYS, ARGV and reply.
+	for _, n := range scriptNames {
+		require.Contains(t, library.code, "'"+library.name+"_"+n+"'")
+		b, err := luaFS.ReadFile("lua/" + n + ".lua")
+		require.NoError(t, err)
+		head := string(b)[:strings.Index(string(b), "\nlocal ")+1]
+		if !strings.Contains(string(b), "\nlocal ") {
+			head = string(b)
+		}
+		require.Contains(t, head, "KEYS", n)
+		require.Contains(t, head, "ARGV", n)
+		require.Contains(t, head, "Reply", n)
+	}
+}
+
+func TestScriptTimeIsRedisTimeUnlessInjected(t *testing.T) {
+	t.Parallel()
+	s, ctx := contractSetup(t, Config{})
+	id := submitForContract(t, s, ctx, "api:clock", "u")
+	j, err := s.Get(ctx, id)
+	require.NoError(t, err)
+	require.WithinDuration(t, time.Now(), j.CreatedAt, time.Minute, "TIME of the server on this machine")
+
+	fixed := time.Date(2001, 2, 28, 23, 59, 58, 123e6, time.UTC)
+	s2, ctx2 := contractSetup(t, Config{Now: func() time.Time { return fixed }})
+	id = submitForContract(t, s2, ctx2, "api:clock", "u")
+	j, err = s2.Get(ctx2, id)
+	require.NoError(t, err)
+	require.Equal(t, fixed, j.CreatedAt)
+	// Event times are rendered by the script itself (RFC 3339, UTC).
+	_, err = s2.Offer(ctx2, 1)
+	require.NoError(t, err)
+	l, err := s2.Next(ctx2, "w", time.Second)
+	require.NoError(t, err)
+	require.NoError(t, l.Start(ctx2, "b"))
+	var got []Event
+	ctx3, cancel := context.WithCancel(ctx2)
+	defer cancel()
+	_ = s2.Follow(ctx3, id, 1, func(e Event) error { got = append(got, e); cancel(); return nil })
+	require.Len(t, got, 1)
+	require.Equal(t, fixed, got[0].Time)
+}
+
+func TestLuaISOMatchesGo(t *testing.T) {
+	t.Parallel()
+	s, ctx := contractSetup(t, Config{})
+	// Through the progress script's event: the time member comes from iso().
+	for _, at := range []time.Time{
+		time.Date(1970, 1, 2, 3, 4, 5, 1e6, time.UTC),
+		time.Date(2000, 2, 29, 12, 30, 45, 7e6, time.UTC),
+		time.Date(2024, 12, 31, 23, 59, 59, 999e6, time.UTC),
+		time.Date(2100, 3, 1, 0, 0, 0, 0, time.UTC),
+	} {
+		s.clock, s.cfg.Now = true, func() time.Time { return at }
+		id := submitForContract(t, s, ctx, "api:iso", "u")
+		j, err := s.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, at, j.CreatedAt)
+		raw, err := s.client.Do(ctx, s.client.B().Xrevrange().Key(s.keys.Events()).End("+").Start("-").Count(1).Build()).AsXRange()
+		require.NoError(t, err)
+		ev, err := DecodeEvent(raw[0].FieldValues["e"])
+		require.NoError(t, err)
+		require.Equal(t, at, ev.Time, at.String())
+	}
+}
+
+func submitForContract(t *testing.T, s *Scheduler, ctx context.Context, tenant, user string) string {
+	t.Helper()
+	r, err := s.Submit(ctx, SubmitRequest{Tenant: tenant, User: user, Payload: json.RawMessage(`{"p":1}`), Origin: json.RawMessage(`{"o":1}`)})
+	require.NoError(t, err)
+	return r.ID
+}
+
+func TestScriptContracts(t *testing.T) {
+	t.Parallel()
+	s, ctx := contractSetup(t, Config{})
+	k := s.keys
+
+	// submit: {id, position, duplicate, lane}; the record, its request, the
+	// active set and the quota counters are written.
+	call := submitCall{ID: "job1", Tenant: "api:c", User: "u", Request: encodeRequest(json.RawMessage(`{"p":1}`), json.RawMessage(`null`)),
+		Cost: 2, Images: 3, MaxAttempts: 2, IdempotencyKey: "idem", IdempotencyTTL: time.Hour}
+	res, err := s.exec(ctx, call).ToArray()
+	require.NoError(t, err)
+	require.Equal(t, []any{"job1", int64(1), int64(0), "api:c"}, values(t, res))
+	st, err := s.client.Do(ctx, s.client.B().Hget().Key(k.Job("job1")).Field("status").Build()).ToString()
+	require.NoError(t, err)
+	require.Equal(t, "queued", st)
+	ismem, err := s.client.Do(ctx, s.client.B().Sismember().Key(k.TenantActive("api:c")).Member("job1").Build()).AsBool()
+	require.NoError(t, err)
+	require.True(t, ismem)
+	used, err := s.client.Do(ctx, s.client.B().Hget().Key(k.Quota("api:c", "u")).Field("n").Build()).ToString()
+	require.NoError(t, err)
+	require.Equal(t, "3", used)
+	// The same idempotency key answers the first job as a duplicate.
+	call.ID = "job2"
+	res, err = s.exec(ctx, call).ToArray()
+	require.NoError(t, err)
+	require.Equal(t, []any{"job1", int64(0), int64(1), ""}, values(t, res))
+	// A refusal: {"", 0, 0, reason, retry after, limit}.
+	call.ID, call.IdempotencyKey, call.Admission = "job3", "", Admission{UserDailyImages: 4}
+	res, err = s.exec(ctx, call).ToArray()
+	require.NoError(t, err)
+	v := values(t, res)
+	require.Equal(t, "", v[0])
+	require.Equal(t, "user_quota", v[3])
+	require.Greater(t, v[4].(int64), int64(0))
+	require.Equal(t, "4", v[5])
+
+	// position: 1 for the head of the only lane.
+	n, err := s.exec(ctx, positionCall{ID: "job1"}).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+
+	// offer: the number dispatched; withdraw: the credits taken back.
+	n, err = s.exec(ctx, slotsCall{N: 2}).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	n, err = s.exec(ctx, slotsCall{Withdraw: true, N: 5}).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n, "one credit was left")
+
+	// start: {1, request, created ms, dispatched ms}, then {0, status}.
+	res, err = s.exec(ctx, startCall{ID: "job1", Attempt: 1, Backend: "b", BackendJSON: `"b"`}).ToArray()
+	require.NoError(t, err)
+	v = values(t, res)
+	require.Equal(t, int64(1), v[0])
+	require.Equal(t, call.Request, v[1])
+	require.Greater(t, v[2].(int64), int64(0))
+	require.GreaterOrEqual(t, v[3].(int64), v[2].(int64))
+	res, err = s.exec(ctx, startCall{ID: "job1", Attempt: 1, Backend: "b", BackendJSON: `"b"`}).ToArray()
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(0), "running"}, values(t, res))
+
+	// check and progress: 1 for the live attempt, 0 for another.
+	for _, c := range []struct {
+		call scriptCall
+		want int64
+	}{
+		{attemptCall{Script: scriptCheck, ID: "job1", Attempt: 1}, 1},
+		{attemptCall{Script: scriptCheck, ID: "job1", Attempt: 2}, 0},
+		{progressCall{ID: "job1", Attempt: 1, Step: 1, N: 2, Fraction: .5, EventBody: `,"step":1`}, 1},
+		{progressCall{ID: "job1", Attempt: 9, Step: 1, N: 2, Fraction: .5, EventBody: `,"step":1`}, 0},
+	} {
+		n, err := s.exec(ctx, c.call).AsInt64()
+		require.NoError(t, err)
+		require.Equal(t, c.want, n, "%#v", c.call)
+	}
+
+	// renew: 1 while the work entry is the consumer's, 0 once stale.
+	l, err := s.Next(ctx, "w", 0)
+	require.NoError(t, err)
+	require.NotNil(t, l)
+	n, err = s.exec(ctx, attemptCall{Script: scriptRenew, ID: "job1", Attempt: 1, Consumer: "w"}).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+
+	// fail: "retry" while attempts remain, then "stale" for the old attempt.
+	r, err := s.exec(ctx, failCall{ID: "job1", Attempt: 1, Retryable: true, Code: "x", MessageJSON: `"m"`,
+		Backoff: backoff{Base: time.Millisecond, Max: time.Millisecond, Jitter: 1}}).ToString()
+	require.NoError(t, err)
+	require.Equal(t, "retry", r)
+	r, err = s.exec(ctx, failCall{ID: "job1", Attempt: 1, Code: "x", MessageJSON: `"m"`, Backoff: backoff{Jitter: 1}}).ToString()
+	require.NoError(t, err)
+	require.Equal(t, "stale", r)
+	n, err = s.exec(ctx, attemptCall{Script: scriptRenew, ID: "job1", Attempt: 1, Consumer: "w"}).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(0), n)
+
+	// promote: the due time of the next delayed job, -1 when none.
+	require.Eventually(t, func() bool {
+		n, err := s.exec(ctx, promoteCall{Max: 10}).AsInt64()
+		require.NoError(t, err)
+		return n == -1
+	}, 5*time.Second, time.Millisecond)
+
+	// succeed with offer: the attempt ends and the slot is offered again.
+	_, err = s.exec(ctx, slotsCall{N: 1}).AsInt64()
+	require.NoError(t, err)
+	_, err = s.exec(ctx, startCall{ID: "job1", Attempt: 2, Backend: "b", BackendJSON: `"b"`}).ToArray()
+	require.NoError(t, err)
+	n, err = s.exec(ctx, succeedCall{ID: "job1", Attempt: 2, Images: 1, SeedsJSON: "[1]", InfoJSON: `""`, Offer: true}).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	credits, err := s.client.Do(ctx, s.client.B().Hget().Key(k.Global()).Field("credits").Build()).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), credits)
+	n, err = s.exec(ctx, succeedCall{ID: "job1", Attempt: 2, SeedsJSON: "[]", InfoJSON: `""`}).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(0), n)
+
+	// handback: 1 for a live attempt (back at the front), 0 when stale.
+	id := submitForContract(t, s, ctx, "api:c", "u")
+	j, err := s.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, StatusDispatched, j.Status, "the free credit took it")
+	n, err = s.exec(ctx, attemptCall{Script: scriptHandBack, ID: id, Attempt: 1}).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	n, err = s.exec(ctx, attemptCall{Script: scriptHandBack, ID: id, Attempt: 1}).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(0), n)
+
+	// cancel: the previous status, then the final one, or "missing".
+	for _, want := range []string{"queued", "canceled"} {
+		r, err = s.exec(ctx, cancelCall{ID: id, ByJSON: `"u"`, Channel: k.CancelChannel()}).ToString()
+		require.NoError(t, err)
+		require.Equal(t, want, r)
+	}
+	r, err = s.exec(ctx, cancelCall{ID: "nope", ByJSON: `"u"`, Channel: k.CancelChannel()}).ToString()
+	require.NoError(t, err)
+	require.Equal(t, "missing", r)
+
+	// reclaim: {reclaimed, next cursor}.
+	res, err = s.exec(ctx, reclaimCall{Lease: time.Hour, Consumer: "m", Page: 10, MessageJSON: `"m"`,
+		Backoff: backoff{Jitter: 1}, Cursor: "0-0"}).ToArray()
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(0), "0-0"}, values(t, res))
+}
+
+// values flattens a script reply of integers and strings.
+func values(t *testing.T, res []rueidis.RedisMessage) []any {
+	t.Helper()
+	out := make([]any, len(res))
+	for i, m := range res {
+		if n, err := m.AsInt64(); err == nil && m.IsInt64() {
+			out[i] = n
+			continue
+		}
+		s, err := m.ToString()
+		require.NoError(t, err)
+		out[i] = s
+	}
+	return out
+}
