@@ -7,12 +7,23 @@
 // Each API key maps to a tenant ("api:<name>"); admin keys also unlock
 // /v1/admin. With no keys configured the API answers only to loopback
 // clients, as tenant api:local with admin rights (the zero-setup demo);
-// requests carrying proxy headers (Forwarded, X-Forwarded-For, X-Real-Ip)
-// are refused then, since a local reverse proxy would make every client
-// look local. A key acts for every user of its tenant: the body's "user"
+// requests carrying any proxy header (Forwarded, X-Forwarded-*, X-Real-Ip,
+// X-Client-IP, True-Client-IP, CF-Connecting-IP, Via), even empty, are
+// refused then, since a local reverse proxy would make every client look
+// local. A key acts for every user of its tenant: the body's "user"
 // labels whom a job is for (fairness, quotas), and the key holder may read,
 // list and cancel all its tenant's jobs.
 // Request bodies are decoded strictly: unknown fields, bad JSON, invalid
 // UTF-8, trailing data and oversize bodies are refused with a 400/413 that
 // names the field and the limit, and nothing is enqueued.
+//
+// # Limits
+//
+// The http.Server bounds headers, whole requests, writes and idle
+// connections; event streams clear their read deadline and bound each
+// event's write instead. Requests in progress and open streams are
+// counted per API key and per client address (limits.go), 429 with
+// Retry-After beyond. Every ordinary request's Redis calls share a
+// deadline (Config.RedisTimeout); a deadline or connection error answers
+// 503 unavailable, never 500.
 package httpapi

@@ -19,7 +19,14 @@ import (
 // an idle stream. When the server stops, the stream ends early and the
 // client's EventSource resumes from its Last-Event-ID.
 func (s *Server) events(w http.ResponseWriter, r *http.Request, c commands.Caller) {
-	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
+	// A stream is exempt from the server's read deadline (it has no body,
+	// and the deadline would end it) and from its whole-response write
+	// deadline: each event written gets WriteTimeout instead.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	lookup, cancel := context.WithTimeout(r.Context(), s.cfg.RedisTimeout)
+	j, err := s.svc.Job(lookup, c, r.PathValue("id"))
+	cancel()
 	if err != nil {
 		s.writeErr(w, err)
 		return
@@ -31,16 +38,21 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c commands.Calle
 			return
 		}
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "internal", "streaming unsupported", "")
-		return
-	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
+	// send writes and flushes one piece of the stream within WriteTimeout.
+	send := func(format string, args ...any) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
 	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
+	if err := send(""); err != nil {
+		return
+	}
 
 	// The stream ends with the request or when the server stops; the
 	// follower goroutine is waited for either way.
@@ -70,17 +82,18 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c commands.Calle
 			if !ok {
 				if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
 					data, _ := json.Marshal(map[string]string{"message": err.Error()})
-					fmt.Fprintf(w, "event: error\ndata: %s\n\n", data)
-					flusher.Flush()
+					_ = send("event: error\ndata: %s\n\n", data)
 				}
 				return
 			}
 			data, _ := json.Marshal(e)
-			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, data)
-			flusher.Flush()
+			if send("id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, data) != nil {
+				return
+			}
 		case <-keepAlive.C:
-			fmt.Fprint(w, ": keep-alive\n\n")
-			flusher.Flush()
+			if send(": keep-alive\n\n") != nil {
+				return
+			}
 		case <-ctx.Done():
 			return
 		}

@@ -11,8 +11,8 @@ var playgroundHTML []byte
 // playground serves the demo page: prompt box, live progress over SSE,
 // previews and the final images. It uses only the public API.
 func (s *Server) playground(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.caller(r); !ok && len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
-		writeError(w, http.StatusForbidden, "forbidden", "this Easel answers only on loopback", "")
+	if _, _, ok := s.caller(r); !ok && len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
+		s.refuse(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

@@ -47,6 +47,37 @@ type Config struct {
 	WebhookMaxAttempts int `yaml:"webhook_max_attempts"`
 	// WebhookBackoff is the first retry delay; it doubles up to 5m. Default 1s.
 	WebhookBackoff time.Duration `yaml:"webhook_backoff"`
+	// HeaderTimeout is how long a client may take to send a request's
+	// headers. Default 10s.
+	HeaderTimeout time.Duration `yaml:"header_timeout"`
+	// BodyTimeout is how long a client may take to send a whole request,
+	// headers and body; a slower client is cut off (408 when it can still
+	// be told). Event streams are exempt once they start. Default 15s.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// WriteTimeout is how long writing a response may take; on an event
+	// stream it bounds each event written, so a client that stops reading
+	// is cut off. Default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout is how long a kept-alive connection may wait for its next
+	// request. Default 60s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// RedisTimeout is the longest a request waits on Redis: beyond it, or
+	// when Redis refuses connections, the API answers 503 unavailable with
+	// Retry-After. Default 2s.
+	RedisTimeout time.Duration `yaml:"redis_timeout"`
+	// MaxInFlightPerKey caps the requests one API key (in open mode: the
+	// local tenant) has in progress at once, event streams aside; beyond
+	// it the API answers 429 with Retry-After. Default 64.
+	MaxInFlightPerKey int `yaml:"max_in_flight_per_key"`
+	// MaxInFlightPerAddr caps the requests one client IP address has in
+	// progress at once, event streams aside (429 beyond). Default 64.
+	MaxInFlightPerAddr int `yaml:"max_in_flight_per_addr"`
+	// MaxStreamsPerKey caps the event streams one API key holds open at
+	// once (429 beyond). Default 1000.
+	MaxStreamsPerKey int `yaml:"max_streams_per_key"`
+	// MaxStreamsPerAddr caps the event streams one client IP address holds
+	// open at once (429 beyond). Default 1000.
+	MaxStreamsPerAddr int `yaml:"max_streams_per_addr"`
 }
 
 func (c *Config) fill() error {
@@ -61,6 +92,35 @@ func (c *Config) fill() error {
 	}
 	if c.WebhookBackoff == 0 {
 		c.WebhookBackoff = time.Second
+	}
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&c.HeaderTimeout, 10 * time.Second}, {&c.BodyTimeout, 15 * time.Second}, {&c.WriteTimeout, 30 * time.Second},
+		{&c.IdleTimeout, 60 * time.Second}, {&c.RedisTimeout, 2 * time.Second}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, n := range []struct {
+		v   *int
+		def int
+	}{{&c.MaxInFlightPerKey, 64}, {&c.MaxInFlightPerAddr, 64}, {&c.MaxStreamsPerKey, 1000}, {&c.MaxStreamsPerAddr, 1000}} {
+		if *n.v == 0 {
+			*n.v = n.def
+		}
+	}
+	switch {
+	case c.HeaderTimeout < 0 || c.BodyTimeout < c.HeaderTimeout:
+		return fmt.Errorf("http.body_timeout: must be positive and at least http.header_timeout (got %s, header %s)", c.BodyTimeout, c.HeaderTimeout)
+	case c.WriteTimeout < 0:
+		return fmt.Errorf("http.write_timeout: must be positive (got %s)", c.WriteTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("http.idle_timeout: must be positive (got %s)", c.IdleTimeout)
+	case c.RedisTimeout < 10*time.Millisecond:
+		return fmt.Errorf("http.redis_timeout: must be at least 10ms (got %s)", c.RedisTimeout)
+	case c.MaxInFlightPerKey < 0, c.MaxInFlightPerAddr < 0, c.MaxStreamsPerKey < 0, c.MaxStreamsPerAddr < 0:
+		return errors.New("http.max_in_flight_per_key, max_in_flight_per_addr, max_streams_per_key, max_streams_per_addr: must be positive")
 	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("http.addr: must be host:port (got %q)", c.Addr)
@@ -109,6 +169,9 @@ type Server struct {
 	// Last-Event-ID on the next process.
 	streams    context.Context
 	endStreams context.CancelFunc
+	// inFlight and streamsLim count requests and event streams per key and
+	// per client address.
+	inFlight, streamsLim limit
 }
 
 // Option adds to a Server.
@@ -140,6 +203,12 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger, opts ...Option) (*S
 	}
 	s := &Server{cfg: cfg, svc: svc, sched: svc.Scheduler(), log: log, mux: http.NewServeMux()}
 	s.streams, s.endStreams = context.WithCancel(context.Background())
+	s.inFlight = limit{count: newCounter(), perKey: cfg.MaxInFlightPerKey, perAddr: cfg.MaxInFlightPerAddr,
+		keyField: "http.max_in_flight_per_key", adField: "http.max_in_flight_per_addr",
+		code: "too_many_requests", what: "requests", retryAfter: 1}
+	s.streamsLim = limit{count: newCounter(), perKey: cfg.MaxStreamsPerKey, perAddr: cfg.MaxStreamsPerAddr,
+		keyField: "http.max_streams_per_key", adField: "http.max_streams_per_addr",
+		code: "too_many_streams", what: "event streams", retryAfter: 5}
 	for _, o := range opts {
 		o(s)
 	}
@@ -153,7 +222,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/jobs", s.auth(s.postJob))
 	m.HandleFunc("GET /v1/jobs/{id}", s.auth(s.getJob))
 	m.HandleFunc("DELETE /v1/jobs/{id}", s.auth(s.deleteJob))
-	m.HandleFunc("GET /v1/jobs/{id}/events", s.auth(s.events))
+	m.HandleFunc("GET /v1/jobs/{id}/events", s.authStream(s.events))
 	m.HandleFunc("GET /v1/jobs/{id}/images/{n}", s.auth(s.image))
 	m.HandleFunc("GET /v1/jobs/{id}/previews/{name}", s.auth(s.preview))
 	m.HandleFunc("GET /v1/queue", s.auth(s.queue))
@@ -188,7 +257,9 @@ func (s *Server) Start(context.Context) error {
 		return fmt.Errorf("http: listen %s: %w", s.cfg.Addr, err)
 	}
 	s.ln = ln
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.log)}
+	s.srv = &http.Server{Handler: s.mux, ErrorLog: zap.NewStdLog(s.log),
+		ReadHeaderTimeout: s.cfg.HeaderTimeout, ReadTimeout: s.cfg.BodyTimeout,
+		WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout}
 	s.srv.RegisterOnShutdown(s.endStreams)
 	s.serveErr = make(chan error, 1)
 	go func() { s.serveErr <- s.srv.Serve(ln) }()
@@ -223,65 +294,69 @@ func (s *Server) Addr() string {
 	return s.ln.Addr().String()
 }
 
-// auth resolves the caller from the bearer key (or loopback in open mode).
-func (s *Server) auth(h func(http.ResponseWriter, *http.Request, commands.Caller)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		c, ok := s.caller(r)
-		if !ok {
-			if len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
-				writeError(w, http.StatusForbidden, "forbidden", "this Easel has no API keys configured and answers only to loopback clients, not through a proxy (set http.keys)", "")
-				return
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="easel"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)", "")
+// refuse answers a request without a valid caller.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request) {
+	if len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
+		if h := proxyHeader(r.Header); h != "" {
+			writeError(w, http.StatusForbidden, "forbidden", "this Easel has no API keys configured and refuses proxied requests (this one has a "+
+				h+" header): a proxy would make every client look local; configure keys (http.keys, EASEL_HTTP_KEYS) to serve through a proxy", "")
 			return
 		}
-		h(w, r, c)
+		writeError(w, http.StatusForbidden, "forbidden", "this Easel has no API keys configured and answers only to loopback clients; configure keys (http.keys, EASEL_HTTP_KEYS) to serve others", "")
+		return
 	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="easel"`)
+	writeError(w, http.StatusUnauthorized, "unauthorized", "a valid API key is required (Authorization: Bearer <key>)", "")
 }
 
 // proxyHeaders mark a request relayed by a proxy: on loopback it may still
-// come from anywhere.
-var proxyHeaders = []string{"Forwarded", "X-Forwarded-For", "X-Real-Ip"}
+// come from anywhere. Their presence counts, even empty.
+var proxyHeaders = []string{"Forwarded", "X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "Via"}
 
-func (s *Server) caller(r *http.Request) (commands.Caller, bool) {
+// proxyHeader names a proxy header of h, or "" when there is none.
+func proxyHeader(h http.Header) string {
+	for _, p := range proxyHeaders {
+		if _, ok := h[p]; ok {
+			return p
+		}
+	}
+	for k := range h {
+		if strings.HasPrefix(k, "X-Forwarded-") {
+			return k
+		}
+	}
+	return ""
+}
+
+// caller resolves the caller from the bearer key (or loopback in open
+// mode), with the key its limits are counted under.
+func (s *Server) caller(r *http.Request) (commands.Caller, string, bool) {
 	if len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
 		host, _, err := net.SplitHostPort(r.RemoteAddr)
 		ip := net.ParseIP(host)
-		if err != nil || ip == nil || !ip.IsLoopback() {
-			return commands.Caller{}, false
+		if err != nil || ip == nil || !ip.IsLoopback() || proxyHeader(r.Header) != "" {
+			return commands.Caller{}, "", false
 		}
-		for _, h := range proxyHeaders {
-			if r.Header.Get(h) != "" {
-				return commands.Caller{}, false
-			}
-		}
-		return commands.Caller{Tenant: "api:local", User: "api", Admin: true}, true
+		return commands.Caller{Tenant: "api:local", User: "api", Admin: true}, "local", true
 	}
 	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || key == "" {
-		return commands.Caller{}, false
+		return commands.Caller{}, "", false
 	}
 	for admin, m := range map[bool]map[string]string{false: s.cfg.Keys, true: s.cfg.AdminKeys} {
 		for k, t := range m {
 			if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
-				return commands.Caller{Tenant: tenantOf(t), User: "api", Admin: admin}, true
+				return commands.Caller{Tenant: tenantOf(t), User: "api", Admin: admin}, k, true
 			}
 		}
 	}
-	return commands.Caller{}, false
+	return commands.Caller{}, "", false
 }
 
 func (s *Server) postJob(w http.ResponseWriter, r *http.Request, c commands.Caller) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := io.ReadAll(r.Body) // read in full and bounded by auth
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
-				fmt.Sprintf("body: must be at most %d bytes", s.cfg.MaxBodyBytes), "body")
-			return
-		}
-		writeError(w, http.StatusBadRequest, "invalid_request", "body: could not be read", "body")
+		s.bodyError(w, err)
 		return
 	}
 	req, err := DecodeJobRequest(body)
@@ -531,7 +606,7 @@ func (s *Server) patchPolicy(w http.ResponseWriter, r *http.Request, c commands.
 		Value string `json:"value"`
 		User  string `json:"user"`
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	raw, err := io.ReadAll(r.Body) // read in full and bounded by auth
 	if err == nil {
 		dec := json.NewDecoder(strings.NewReader(string(raw)))
 		dec.DisallowUnknownFields()
@@ -616,11 +691,20 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusForbidden, "forbidden", err.Error(), "")
 	case errors.Is(err, commands.ErrFinished):
 		writeError(w, http.StatusConflict, "finished", "the job already finished", "")
+	case unavailable(err):
+		s.log.Warn("http api: redis unavailable", zap.Error(err))
+		w.Header().Set("Retry-After", strconv.Itoa(unavailableRetry))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{
+			"code": "unavailable", "message": "the queue store (Redis) is not answering; retry shortly",
+			"retry_after_s": unavailableRetry}})
 	default:
 		s.log.Error("http api", zap.Error(err))
 		writeError(w, http.StatusInternalServerError, "internal", "internal error; see the server log", "")
 	}
 }
+
+// unavailableRetry is the Retry-After, in seconds, of a 503 unavailable.
+const unavailableRetry = 2
 
 func writeError(w http.ResponseWriter, status int, code, msg, field string) {
 	e := map[string]string{"code": code, "message": msg}

@@ -73,3 +73,60 @@ func Store(t testing.TB) *storage.Store {
 	t.Cleanup(s.Close)
 	return s
 }
+
+// Server is a redis-server of one test's own, which the test may stop and
+// start again (on the same port, keeping its data: appendonly with fsync
+// on every write), for outage tests.
+type Server struct {
+	t   testing.TB
+	mu  sync.Mutex
+	srv *redisproc.Server
+	// URL stays the same across restarts.
+	URL string
+}
+
+// NewServer starts a private redis-server, killed when the test ends.
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	srv, err := redisproc.StartServer(t.TempDir(), durable)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	s := &Server{t: t, srv: srv, URL: srv.URL}
+	t.Cleanup(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.srv != nil {
+			s.srv.Kill()
+		}
+	})
+	return s
+}
+
+var durable = []string{"--appendonly", "yes", "--appendfsync", "always"}
+
+// Stop kills the server (SIGKILL: an outage, not a shutdown).
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		s.srv.Kill()
+	}
+}
+
+// Start starts the stopped server again with its data.
+func (s *Server) Start() {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	srv, err := s.srv.Restart(durable)
+	if err != nil {
+		s.t.Fatalf("redistest: restart: %v", err)
+	}
+	s.srv = srv
+}
+
+// Config returns a storage config on this server with a fresh key prefix.
+func (s *Server) Config() storage.Config {
+	return storage.Config{URL: s.URL, Prefix: fmt.Sprintf("t%d-%d", os.Getpid(), counter.Add(1))}
+}

@@ -1,0 +1,161 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/redis/rueidis"
+
+	"github.com/easelbot/easel/commands"
+)
+
+// counter counts what each key and client address holds at once.
+type counter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func newCounter() *counter { return &counter{n: map[string]int{}} }
+
+// acquire takes one of max for k, reporting false when all are taken.
+func (c *counter) acquire(k string, max int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[k] >= max {
+		return false
+	}
+	c.n[k]++
+	return true
+}
+
+func (c *counter) release(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n[k]--; c.n[k] <= 0 {
+		delete(c.n, k)
+	}
+}
+
+// handler is an API endpoint, given the authenticated caller.
+type handler func(http.ResponseWriter, *http.Request, commands.Caller)
+
+// limit describes one kind of thing counted per key and per address.
+type limit struct {
+	count             *counter
+	perKey, perAddr   int
+	keyField, adField string
+	code, what        string
+	retryAfter        int
+}
+
+// auth guards an ordinary endpoint: the address's and key's in-flight
+// limits, authentication, the body read in full (bounded in size and, by
+// the server, in time), then the handler with a context that bounds its
+// Redis calls to Config.RedisTimeout.
+func (s *Server) auth(h handler) http.HandlerFunc { return s.guard(h, &s.inFlight) }
+
+// authStream guards an event stream: the streams limits, authentication,
+// no time bound (the stream lasts as long as the job).
+func (s *Server) authStream(h handler) http.HandlerFunc { return s.guard(h, &s.streamsLim) }
+
+func (s *Server) guard(h handler, lim *limit) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		addr := "a:" + clientAddr(r)
+		if !lim.count.acquire(addr, lim.perAddr) {
+			tooMany(w, lim, lim.perAddr, "this address", lim.adField)
+			return
+		}
+		defer lim.count.release(addr)
+		c, key, ok := s.caller(r)
+		if !ok {
+			s.refuse(w, r)
+			return
+		}
+		key = "k:" + key
+		if !lim.count.acquire(key, lim.perKey) {
+			tooMany(w, lim, lim.perKey, "this API key", lim.keyField)
+			return
+		}
+		defer lim.count.release(key)
+		if lim == &s.streamsLim {
+			h(w, r, c)
+			return
+		}
+		if r.Body != nil && r.Body != http.NoBody {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+			if err != nil {
+				s.bodyError(w, err)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RedisTimeout)
+		defer cancel()
+		h(w, r.WithContext(ctx), c)
+	}
+}
+
+func (s *Server) bodyError(w http.ResponseWriter, err error) {
+	var mbe *http.MaxBytesError
+	var ne net.Error
+	switch {
+	case errors.As(err, &mbe):
+		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
+			fmt.Sprintf("body: must be at most %d bytes (http.max_body_bytes)", s.cfg.MaxBodyBytes), "body")
+	case errors.As(err, &ne) && ne.Timeout():
+		w.Header().Set("Connection", "close")
+		writeError(w, http.StatusRequestTimeout, "request_timeout",
+			fmt.Sprintf("body: not received within %s (http.body_timeout)", s.cfg.BodyTimeout), "body")
+	default:
+		writeError(w, http.StatusBadRequest, "invalid_request", "body: could not be read", "body")
+	}
+}
+
+func tooMany(w http.ResponseWriter, lim *limit, max int, who, field string) {
+	w.Header().Set("Retry-After", strconv.Itoa(lim.retryAfter))
+	writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": map[string]any{
+		"code":          lim.code,
+		"message":       fmt.Sprintf("%s already has %d %s open, the most allowed (%s); retry later", who, max, lim.what, field),
+		"retry_after_s": lim.retryAfter,
+	}})
+}
+
+// clientAddr is the IP the connection comes from; proxy headers are not
+// trusted (behind a reverse proxy every client shares its address).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// unavailable reports whether err means Redis did not answer in time or
+// could not be reached, which the API answers with 503 rather than 500.
+func unavailable(err error) bool {
+	var ne net.Error
+	var re *rueidis.RedisError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rueidis.ErrClosing),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return true
+	case errors.As(err, &ne):
+		return true
+	case errors.As(err, &re):
+		// A restarting or failing-over server.
+		msg := re.Error()
+		return re.IsLoading() || re.IsTryAgain() || re.IsClusterDown() ||
+			strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "READONLY")
+	}
+	return false
+}

@@ -1,0 +1,282 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/adapters/httpapi"
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/storage"
+)
+
+// started runs the API on its own listener (the http.Server with its
+// timeouts, not just the handler) and returns its base URL.
+func (b *bundle) started(t *testing.T) string {
+	t.Helper()
+	require.NoError(t, b.api.Start(b.ctx))
+	return "http://" + b.api.Addr()
+}
+
+// A client that sends its body one byte at a time is cut off at
+// BodyTimeout, long before its body would be complete.
+func TestSlowBodyCutOff(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{cfg: httpapi.Config{Addr: "127.0.0.1:0", HeaderTimeout: 100 * time.Millisecond, BodyTimeout: 300 * time.Millisecond}})
+	base := b.started(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	const size = 1000 // at 1 byte per 20 ms: 20 s to send
+	_, err = fmt.Fprintf(conn, "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", size)
+	require.NoError(t, err)
+	status := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		status <- line
+	}()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for sent := 0; ; sent++ {
+		require.Less(t, sent, size, "the whole slow body was accepted")
+		select {
+		case line := <-status:
+			require.Contains(t, line, "408", "cut off with 408 Request Timeout")
+			active, err := b.sched.Active(b.ctx, "api:local")
+			require.NoError(t, err)
+			require.Empty(t, active, "nothing enqueued")
+			return
+		case <-tick.C:
+			if _, err := conn.Write([]byte(" ")); err != nil {
+				line := <-status
+				require.True(t, line == "" || strings.Contains(line, "408"), line)
+				return
+			}
+		}
+	}
+}
+
+// An event stream outlives the server's body and write timeouts: it is
+// exempt once it starts, each event bounded on its own.
+func TestStreamOutlivesServerTimeouts(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{cfg: httpapi.Config{Addr: "127.0.0.1:0", HeaderTimeout: 50 * time.Millisecond,
+		BodyTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond}})
+	base := b.started(t)
+	// Submit and cancel through the plain handler (no timeouts), stream
+	// through the server with them.
+	resp, m := b.do(t, "POST", "/v1/jobs", "", `{"prompt":"x"}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	id := m["id"].(string)
+	req, _ := http.NewRequestWithContext(b.ctx, "GET", base+"/v1/jobs/"+id+"/events", nil)
+	stream, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer stream.Body.Close()
+	sc := bufio.NewScanner(stream.Body)
+	require.True(t, sc.Scan())
+	require.Equal(t, "id: 1", sc.Text())
+	// Let every server deadline pass several times over, then end the job.
+	<-time.After(500 * time.Millisecond)
+	resp, _ = b.do(t, "DELETE", "/v1/jobs/"+id, "", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	var last string
+	for sc.Scan() {
+		if ev, ok := strings.CutPrefix(sc.Text(), "event: "); ok {
+			last = ev
+		}
+	}
+	require.Equal(t, "canceled", last, "the stream lived to see the end")
+}
+
+func TestStreamAndInFlightLimits(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{cfg: httpapi.Config{Keys: map[string]string{keyA: "a", keyB: "b"},
+		MaxStreamsPerKey: 2, MaxStreamsPerAddr: 3, MaxInFlightPerAddr: 1}})
+	resp, m := b.do(t, "POST", "/v1/jobs", keyA, `{"prompt":"x"}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	path := "/v1/jobs/" + m["id"].(string) + "/events"
+	open := func(key string) (*http.Response, func()) {
+		ctx, cancel := context.WithCancel(b.ctx)
+		req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		return resp, func() { cancel(); resp.Body.Close() }
+	}
+	_, close1 := open(keyA)
+	_, close2 := open(keyA)
+	defer close2()
+	third, close3 := open(keyA)
+	require.Equal(t, http.StatusTooManyRequests, third.StatusCode, "a third stream for the key")
+	require.Equal(t, "5", third.Header.Get("Retry-After"))
+	var e map[string]map[string]any
+	require.NoError(t, json.NewDecoder(third.Body).Decode(&e))
+	require.Equal(t, "too_many_streams", e["error"]["code"])
+	require.Contains(t, e["error"]["message"], "http.max_streams_per_key")
+	close3()
+	// Key b has streams to spare but the address has one left (3 in all).
+	other, closeOther := open(keyB)
+	defer closeOther()
+	require.Equal(t, http.StatusNotFound, other.StatusCode, "key b's own stream limit passed; the job is a's")
+	close1()
+	// A slot freed: the key may open a stream again (release is async to
+	// the client's close, so wait on the server's answer).
+	require.Eventually(t, func() bool {
+		resp, closeIt := open(keyA)
+		defer closeIt()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond)
+
+	// In-flight: a request whose body is still coming holds the address's
+	// only slot.
+	pr, pw := io.Pipe()
+	slow, _ := http.NewRequestWithContext(b.ctx, "POST", b.srv.URL+"/v1/jobs", pr)
+	slow.Header.Set("Authorization", "Bearer "+keyA)
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(slow)
+		if err != nil {
+			done <- nil
+			return
+		}
+		done <- resp
+	}()
+	_, err := pw.Write([]byte(`{"prompt":`))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		resp, m := b.do(t, "GET", "/v1/usage", keyB, nil)
+		if resp.StatusCode != http.StatusTooManyRequests {
+			return false
+		}
+		require.Equal(t, "1", resp.Header.Get("Retry-After"))
+		require.Equal(t, "too_many_requests", m["error"].(map[string]any)["code"])
+		require.Contains(t, m["error"].(map[string]any)["message"], "http.max_in_flight_per_addr")
+		return true
+	}, 10*time.Second, 20*time.Millisecond)
+	_, err = pw.Write([]byte(`"y"}`))
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	r := <-done
+	require.NotNil(t, r)
+	r.Body.Close()
+	require.Equal(t, http.StatusAccepted, r.StatusCode)
+	resp, _ = b.do(t, "GET", "/v1/usage", keyB, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the slot is free again")
+}
+
+// Open mode refuses any proxy header, even empty, and says to configure
+// keys.
+func TestOpenModeRefusesEveryProxyHeader(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{})
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+		"X-Forwarded-Server", "X-Real-Ip", "X-Client-IP", "True-Client-IP", "CF-Connecting-IP", "Via"} {
+		for _, v := range []string{"", "203.0.113.9"} {
+			t.Run(h+"="+v, func(t *testing.T) {
+				req := httptest.NewRequest("POST", "/v1/jobs", strings.NewReader(`{"prompt":"x"}`))
+				req.RemoteAddr = "127.0.0.1:5000"
+				req.Header[http.CanonicalHeaderKey(h)] = []string{v}
+				rec := httptest.NewRecorder()
+				b.api.Handler().ServeHTTP(rec, req)
+				require.Equal(t, http.StatusForbidden, rec.Code, rec.Body.String())
+				require.Contains(t, rec.Body.String(), "configure keys")
+				require.Contains(t, rec.Body.String(), http.CanonicalHeaderKey(h))
+			})
+		}
+	}
+	active, err := b.sched.Active(b.ctx, "api:local")
+	require.NoError(t, err)
+	require.Empty(t, active)
+}
+
+// With Redis down every request answers 503 unavailable with Retry-After
+// within RedisTimeout (plus slack), never 500 and never hanging; once it
+// is back, submits succeed and the jobs from before are all there.
+func TestRedisOutageAnswers503(t *testing.T) {
+	t.Parallel()
+	rs := redistest.NewServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	store, err := storage.Open(ctx, rs.Config(), zap.NewNop())
+	require.NoError(t, err)
+	defer store.Close()
+	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	require.NoError(t, err)
+	pol, err := scheduler.NewPolicies(sched, scheduler.PolicyConfig{})
+	require.NoError(t, err)
+	svc, err := commands.New(sched, pol, commands.Limits{}, zap.NewNop())
+	require.NoError(t, err)
+	const budget = 300 * time.Millisecond
+	api, err := httpapi.New(httpapi.Config{RedisTimeout: budget}, svc, zap.NewNop())
+	require.NoError(t, err)
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = api.Stop(c)
+	}()
+	b := &bundle{ctx: ctx, sched: sched, api: api, srv: srv}
+
+	var before []string
+	for i := 0; i < 3; i++ {
+		resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": fmt.Sprint("before ", i)})
+		require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+		before = append(before, m["id"].(string))
+	}
+
+	rs.Stop()
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/jobs", `{"prompt":"during"}`},
+		{"GET", "/v1/jobs/" + before[0], ""},
+		{"GET", "/v1/jobs/" + before[0] + "/events", ""},
+		{"DELETE", "/v1/jobs/" + before[1], ""},
+		{"GET", "/v1/queue", ""},
+		{"GET", "/v1/usage", ""},
+		{"GET", "/v1/admin/policy", ""},
+		{"GET", "/v1/jobs/" + before[0] + "/images/0", ""},
+	} {
+		for range 2 { // the first call finds a broken connection, the next a refused one
+			start := time.Now()
+			var body any
+			if c.body != "" {
+				body = c.body
+			}
+			resp, m := b.do(t, c.method, c.path, "", body)
+			took := time.Since(start)
+			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s %s: %v", c.method, c.path, m)
+			require.Equal(t, "unavailable", m["error"].(map[string]any)["code"])
+			require.NotEmpty(t, resp.Header.Get("Retry-After"))
+			// Generous slack over the budget for a loaded machine; an
+			// unbounded wait would run into the test's minute.
+			require.Less(t, took, budget+5*time.Second, "%s %s", c.method, c.path)
+		}
+	}
+
+	rs.Start()
+	require.Eventually(t, func() bool {
+		resp, _ := b.do(t, "POST", "/v1/jobs", "", `{"prompt":"after"}`)
+		return resp.StatusCode == http.StatusAccepted
+	}, 20*time.Second, 50*time.Millisecond, "submits succeed once Redis is back")
+	for _, id := range before {
+		resp, m := b.do(t, "GET", "/v1/jobs/"+id, "", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode, m)
+		require.Equal(t, "queued", m["status"], "nothing lost")
+	}
+	active, err := sched.Active(ctx, "api:local")
+	require.NoError(t, err)
+	require.Len(t, active, len(before)+1)
+}
