@@ -268,7 +268,7 @@ func startWorker(lc fx.Lifecycle, cfg *Config, role Role, s *scheduler.Scheduler
 		if err != nil {
 			return &ConfigError{"backends." + bc.Name, err.Error()}
 		}
-		c, err := a1111.New(a1111.Config{BaseURL: bc.URL, Username: bc.Username, Password: pw})
+		c, err := a1111.New(a1111.Config{BaseURL: bc.URL, Username: bc.Username, Password: pw, Timeouts: bc.Timeouts})
 		if err != nil {
 			return &ConfigError{"backends." + bc.Name, err.Error()}
 		}
@@ -317,7 +317,10 @@ func embeddedFake(lc fx.Lifecycle, cfg *Config, log *zap.Logger) (sdclient.Backe
 			log.Info("no backends configured: running the embedded fake Stable Diffusion backend", zap.String("url", base))
 			return nil
 		},
-		OnStop: srv.Shutdown,
+		OnStop: func(ctx context.Context) error {
+			fake.Close() // running jobs stop; their requests then end
+			return srv.Shutdown(ctx)
+		},
 	})
 	return a1111.New(a1111.Config{BaseURL: base})
 }

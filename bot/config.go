@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/easelbot/easel/adapters/slack"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
 	"github.com/easelbot/easel/sdclient/fakesd"
 	"github.com/easelbot/easel/storage"
 	"github.com/easelbot/easel/worker"
@@ -78,6 +80,11 @@ type BackendConfig struct {
 	// PasswordFile is a file holding the basic-auth password (e.g. a Docker
 	// secret); surrounding white space is trimmed. Default none.
 	PasswordFile string `yaml:"password_file"`
+	// Timeouts bound each phase of a job on this backend (connect 10s,
+	// queue 10m, model_load 5m, stall 60s by default); a phase that runs
+	// out abandons the attempt, interrupts only Easel's own task and
+	// retries the job, preferably elsewhere.
+	Timeouts sdclient.Timeouts `yaml:"timeouts"`
 }
 
 // LogConfig configures the zap logger.
@@ -167,6 +174,14 @@ func (c *Config) validate(lookup func(string) (string, bool)) error {
 		u, err := url.Parse(b.URL)
 		if b.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return &ConfigError{field + ".url", fmt.Sprintf("must be an http:// or https:// URL (got %q)", b.URL)}
+		}
+		for _, t := range []struct {
+			name string
+			d    time.Duration
+		}{{"connect", b.Timeouts.Connect}, {"queue", b.Timeouts.Queue}, {"model_load", b.Timeouts.ModelLoad}, {"stall", b.Timeouts.Stall}} {
+			if t.d < 0 {
+				return &ConfigError{field + ".timeouts." + t.name, fmt.Sprintf("must not be negative (got %s)", t.d)}
+			}
 		}
 		if b.PasswordEnv != "" {
 			if _, ok := lookup(b.PasswordEnv); !ok {

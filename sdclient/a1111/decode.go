@@ -21,26 +21,30 @@ type txt2imgAnswer struct {
 
 // generationInfo is the part of the info document Easel reads.
 type generationInfo struct {
-	Seed     *int64  `json:"seed"`
-	AllSeeds []int64 `json:"all_seeds"`
+	Seed        *int64  `json:"seed"`
+	AllSeeds    []int64 `json:"all_seeds"`
+	Subseed     *int64  `json:"subseed"`
+	AllSubseeds []int64 `json:"all_subseeds"`
 	// IndexOfFirstImage is 1 when a grid of the batch comes first.
 	IndexOfFirstImage int `json:"index_of_first_image"`
 }
 
-// decodeTxt2Img turns a txt2img answer into a result of at most want images
-// (all when want <= 0). Images after the batch (ControlNet maps and other
-// script output) and a leading grid are dropped. Seeds come from all_seeds,
-// else count up from seed, else from reqSeed, else are -1 (unknown).
-func decodeTxt2Img(raw []byte, want int, reqSeed int64) (*sdclient.Result, error) {
+// decodeGeneration turns a txt2img or img2img answer into a result of at
+// most want images (all when want <= 0). Images after the batch (ControlNet
+// maps and other script output, Forge's extras) and a leading grid are
+// dropped. Seeds come from all_seeds, else count up from seed, else from
+// reqSeed, else are -1 (unknown). With variation, Subseeds come from
+// all_subseeds (else count up from subseed): a variation's images share
+// the base seed and differ by subseed (processing.py), so both are needed
+// to reproduce one. An image in a format Easel cannot use (SD.Next's jxl,
+// tiff, jp2) is an *sdclient.PermanentError naming the setting to change.
+func decodeGeneration(raw []byte, want int, reqSeed int64, variation bool) (*sdclient.Result, error) {
 	var a txt2imgAnswer
 	if err := json.Unmarshal(raw, &a); err != nil {
 		return nil, fmt.Errorf("answer is not TextToImageResponse JSON: %w", err)
 	}
 	info := infoText(a.Info)
-	var gi generationInfo
-	if info != "" {
-		_ = json.Unmarshal([]byte(info), &gi) // info is a bonus; images are what matter
-	}
+	gi := parseInfo(info)
 	images := a.Images
 	if gi.IndexOfFirstImage > 0 && gi.IndexOfFirstImage < len(images) {
 		images = images[gi.IndexOfFirstImage:]
@@ -56,6 +60,9 @@ func decodeTxt2Img(raw []byte, want int, reqSeed int64) (*sdclient.Result, error
 		base = *gi.Seed
 	}
 	res := &sdclient.Result{Info: info, Images: make([]sdclient.Image, len(images)), Seeds: make([]int64, len(images))}
+	if variation {
+		res.Subseeds = make([]int64, len(images))
+	}
 	for i, s := range images {
 		img, err := decodeImage(s)
 		if err != nil {
@@ -65,13 +72,35 @@ func decodeTxt2Img(raw []byte, want int, reqSeed int64) (*sdclient.Result, error
 		switch {
 		case i < len(gi.AllSeeds):
 			res.Seeds[i] = gi.AllSeeds[i]
+		case variation && base >= 0:
+			res.Seeds[i] = base
 		case base >= 0:
 			res.Seeds[i] = base + int64(i)
 		default:
 			res.Seeds[i] = -1
 		}
+		if variation {
+			switch {
+			case i < len(gi.AllSubseeds):
+				res.Subseeds[i] = gi.AllSubseeds[i]
+			case gi.Subseed != nil && *gi.Subseed >= 0:
+				res.Subseeds[i] = *gi.Subseed + int64(i)
+			default:
+				res.Subseeds[i] = -1
+			}
+		}
 	}
 	return res, nil
+}
+
+// parseInfo reads the info document; a malformed one reads as empty (the
+// images are what matter).
+func parseInfo(info string) generationInfo {
+	var gi generationInfo
+	if info != "" {
+		_ = json.Unmarshal([]byte(info), &gi)
+	}
+	return gi
 }
 
 // infoText returns the info document as text, whether it came as a JSON
@@ -88,7 +117,9 @@ func infoText(v json.RawMessage) string {
 }
 
 // decodeImage decodes one base64 image, tolerating a "data:image/...;base64,"
-// prefix and missing padding, and checks it is PNG, JPEG or WebP.
+// prefix and missing padding, and checks it is PNG, JPEG or WebP. Another
+// image format is an *sdclient.PermanentError naming the server setting to
+// change.
 func decodeImage(s string) (sdclient.Image, error) {
 	if rest, ok := strings.CutPrefix(s, "data:"); ok {
 		if _, data, ok := strings.Cut(rest, ";base64,"); ok {
@@ -104,54 +135,106 @@ func decodeImage(s string) (sdclient.Image, error) {
 	}
 	f := sdclient.SniffFormat(b)
 	if f == "" {
+		if name := otherFormat(b); name != "" {
+			return sdclient.Image{}, &sdclient.PermanentError{Reason: fmt.Sprintf(
+				"the backend sends %s images, which Easel cannot use: set its image file format to png "+
+					"(SD.Next and A1111 setting samples_format; Settings → Saving images)", name)}
+		}
 		return sdclient.Image{}, errors.New("not a PNG, JPEG or WebP image")
 	}
 	return sdclient.Image{Data: b, Format: f}, nil
 }
 
-// progressAnswer is A1111's ProgressResponse. State numbers are read as
-// float64 so a fork that sends 3.0 for 3 still parses.
-type progressAnswer struct {
-	Progress    float64 `json:"progress"`
-	ETARelative float64 `json:"eta_relative"`
-	State       struct {
-		Skipped       bool    `json:"skipped"`
-		Interrupted   bool    `json:"interrupted"`
-		Job           string  `json:"job"`
-		JobCount      float64 `json:"job_count"`
-		JobNo         float64 `json:"job_no"`
-		SamplingStep  float64 `json:"sampling_step"`
-		SamplingSteps float64 `json:"sampling_steps"`
-	} `json:"state"`
-	// CurrentImage is the latest live preview in base64, or null.
-	CurrentImage *string `json:"current_image"`
-	TextInfo     *string `json:"textinfo"`
+// otherFormat names image formats a server can be set to answer in that
+// Easel does not handle; "" when b is none of them.
+func otherFormat(b []byte) string {
+	has := func(prefix string) bool { return len(b) >= len(prefix) && string(b[:len(prefix)]) == prefix }
+	switch {
+	case has("\xff\x0a"), has("\x00\x00\x00\x0cJXL \r\n\x87\n"):
+		return "JPEG XL"
+	case has("II*\x00"), has("MM\x00*"):
+		return "TIFF"
+	case has("\x00\x00\x00\x0cjP  \r\n\x87\n"), has("\xff\x4f\xff\x51"):
+		return "JPEG 2000"
+	case has("GIF87a"), has("GIF89a"):
+		return "GIF"
+	case has("BM"):
+		return "BMP"
+	case len(b) >= 12 && string(b[4:8]) == "ftyp" && (string(b[8:12]) == "avif" || string(b[8:12]) == "avis"):
+		return "AVIF"
+	}
+	return ""
 }
 
-// progressPoint is what decides whether a poll is news: the ETA moves on
-// every poll and is left out.
-type progressPoint struct {
-	jobNo, jobCount, step, steps int
+// internalProgress is modules/progress.py's ProgressResponse. Progress,
+// ETA and the preview are only there while the task is active; absent
+// numbers read as 0.
+type internalProgress struct {
+	Active    bool `json:"active"`
+	Queued    bool `json:"queued"`
+	Completed bool `json:"completed"`
+	// Progress is 0..1 (0 while the model loads: job_count -1).
+	Progress float64 `json:"-"`
+	// ETA is in seconds.
+	ETA float64 `json:"-"`
+	// LivePreview is a data: URL, or "" when unchanged since the
+	// id_live_preview we sent (or off).
+	LivePreview   string `json:"-"`
+	IDLivePreview int    `json:"-"`
+	TextInfo      string `json:"-"`
 }
 
-// readProgress maps a progress answer to a report. ok is false while the
-// server is idle (job_count 0) or still loading (job_count -1, when the
-// sampling fields are left over from the previous job); the preview is left
-// for the caller, which decodes it only when it changed.
-func readProgress(a progressAnswer) (p sdclient.Progress, at progressPoint, ok bool) {
-	at = progressPoint{
-		jobNo: toInt(a.State.JobNo), jobCount: toInt(a.State.JobCount),
-		step: toInt(a.State.SamplingStep), steps: toInt(a.State.SamplingSteps),
+// parseInternalProgress reads a /internal/progress answer. Fields may be
+// null or missing; numbers are clamped (progress to 0..1).
+func parseInternalProgress(raw []byte) (internalProgress, error) {
+	var a struct {
+		Active        *bool    `json:"active"`
+		Queued        bool     `json:"queued"`
+		Completed     bool     `json:"completed"`
+		Progress      *float64 `json:"progress"`
+		ETA           *float64 `json:"eta"`
+		LivePreview   *string  `json:"live_preview"`
+		IDLivePreview *float64 `json:"id_live_preview"`
+		TextInfo      *string  `json:"textinfo"`
 	}
-	if at.jobCount <= 0 || at.steps <= 0 {
-		return sdclient.Progress{}, at, false
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return internalProgress{}, fmt.Errorf("answer is not ProgressResponse JSON: %w", err)
 	}
-	return sdclient.Progress{
-		Step:     min(max(at.step, 0), at.steps),
-		Steps:    at.steps,
-		Fraction: clamp(a.Progress, 0, 1),
-		ETA:      time.Duration(clamp(a.ETARelative, 0, (24*time.Hour).Seconds()) * float64(time.Second)),
-	}, at, true
+	if a.Active == nil {
+		return internalProgress{}, errors.New("answer is not ProgressResponse JSON: no active field")
+	}
+	p := internalProgress{Active: *a.Active, Queued: a.Queued, Completed: a.Completed, IDLivePreview: -1}
+	if a.Progress != nil {
+		p.Progress = clamp(*a.Progress, 0, 1)
+	}
+	if a.ETA != nil {
+		p.ETA = clamp(*a.ETA, 0, (24 * time.Hour).Seconds())
+	}
+	if a.LivePreview != nil && strings.HasPrefix(*a.LivePreview, "data:") {
+		p.LivePreview = *a.LivePreview
+	}
+	if a.IDLivePreview != nil {
+		p.IDLivePreview = toInt(*a.IDLivePreview)
+	}
+	if a.TextInfo != nil {
+		p.TextInfo = *a.TextInfo
+	}
+	return p, nil
+}
+
+// parseServerIdle reads the server-wide GET /sdapi/v1/progress answer
+// (ProgressResponse) for one thing: whether the server runs nothing
+// (state.job_count 0). ok is false when the answer cannot say.
+func parseServerIdle(raw []byte) (idle, ok bool) {
+	var a struct {
+		State *struct {
+			JobCount *float64 `json:"job_count"`
+		} `json:"state"`
+	}
+	if json.Unmarshal(raw, &a) != nil || a.State == nil || a.State.JobCount == nil {
+		return false, false
+	}
+	return toInt(*a.State.JobCount) == 0, true
 }
 
 func toInt(f float64) int {

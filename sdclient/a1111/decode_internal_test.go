@@ -3,6 +3,7 @@ package a1111
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -38,16 +39,20 @@ func answer(t testing.TB, images []string, info any) []byte {
 	return b
 }
 
-func TestDecodeTxt2Img(t *testing.T) {
+func TestDecodeGeneration(t *testing.T) {
 	t.Parallel()
+	b64 := func(b string) string { return base64.StdEncoding.EncodeToString([]byte(b)) }
 	for _, tc := range []struct {
-		name    string
-		raw     []byte
-		want    int
-		reqSeed int64
-		formats []string
-		seeds   []int64
-		err     string
+		name      string
+		raw       []byte
+		want      int
+		reqSeed   int64
+		variation bool
+		formats   []string
+		seeds     []int64
+		subseeds  []int64
+		err       string
+		permanent bool
 	}{
 		{name: "all_seeds", raw: answer(t, []string{pngB64, jpegB64}, `{"seed":5,"all_seeds":[5,9]}`), want: 2,
 			formats: []string{"png", "jpeg"}, seeds: []int64{5, 9}},
@@ -57,6 +62,12 @@ func TestDecodeTxt2Img(t *testing.T) {
 			formats: []string{"png", "png"}, seeds: []int64{40, 41}},
 		{name: "unknown seed", raw: answer(t, []string{pngB64}, "not json"), want: 1, reqSeed: -1,
 			formats: []string{"png"}, seeds: []int64{-1}},
+		{name: "variation", raw: answer(t, []string{pngB64, pngB64}, `{"seed":5,"all_seeds":[5,5],"subseed":70,"all_subseeds":[70,71]}`),
+			want: 2, variation: true, formats: []string{"png", "png"}, seeds: []int64{5, 5}, subseeds: []int64{70, 71}},
+		{name: "variation without lists", raw: answer(t, []string{pngB64, pngB64}, `{"seed":5,"subseed":70}`),
+			want: 2, variation: true, formats: []string{"png", "png"}, seeds: []int64{5, 5}, subseeds: []int64{70, 71}},
+		{name: "variation without info", raw: answer(t, []string{pngB64}, ""), reqSeed: 3,
+			want: 1, variation: true, formats: []string{"png"}, seeds: []int64{3}, subseeds: []int64{-1}},
 		{name: "grid first", raw: answer(t, []string{jpegB64, pngB64, pngB64}, `{"all_seeds":[1,2],"index_of_first_image":1}`), want: 2,
 			formats: []string{"png", "png"}, seeds: []int64{1, 2}},
 		{name: "script output after the batch", raw: answer(t, []string{pngB64, jpegB64}, `{"all_seeds":[3]}`), want: 1,
@@ -69,15 +80,22 @@ func TestDecodeTxt2Img(t *testing.T) {
 			formats: []string{"png"}, seeds: []int64{1}},
 		{name: "no images", raw: answer(t, nil, `{}`), want: 1, err: "no images"},
 		{name: "not base64", raw: answer(t, []string{"%%%"}, `{}`), want: 1, err: "image 0: not base64"},
-		{name: "not an image", raw: answer(t, []string{base64.StdEncoding.EncodeToString([]byte("GIF89a..."))}, `{}`), want: 1,
+		{name: "not an image", raw: answer(t, []string{b64("plain text")}, `{}`), want: 1,
 			err: "image 0: not a PNG, JPEG or WebP image"},
+		{name: "jxl", raw: answer(t, []string{b64("\x00\x00\x00\x0cJXL \r\n\x87\nxx")}, `{}`), want: 1,
+			err: "JPEG XL images, which Easel cannot use: set its image file format to png", permanent: true},
+		{name: "jxl codestream", raw: answer(t, []string{b64("\xff\x0axx")}, `{}`), want: 1, err: "JPEG XL", permanent: true},
+		{name: "tiff", raw: answer(t, []string{b64("II*\x00xxxx")}, `{}`), want: 1, err: "samples_format", permanent: true},
+		{name: "jp2", raw: answer(t, []string{b64("\x00\x00\x00\x0cjP  \r\n\x87\nxx")}, `{}`), want: 1, err: "JPEG 2000", permanent: true},
 		{name: "not JSON", raw: []byte("<html>"), want: 1, err: "not TextToImageResponse JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			res, err := decodeTxt2Img(tc.raw, tc.want, tc.reqSeed)
+			res, err := decodeGeneration(tc.raw, tc.want, tc.reqSeed, tc.variation)
 			if tc.err != "" {
 				require.ErrorContains(t, err, tc.err)
+				var pe *sdclient.PermanentError
+				require.Equal(t, tc.permanent, errors.As(err, &pe))
 				return
 			}
 			require.NoError(t, err)
@@ -87,50 +105,84 @@ func TestDecodeTxt2Img(t *testing.T) {
 			}
 			require.Equal(t, tc.formats, formats)
 			require.Equal(t, tc.seeds, res.Seeds)
+			require.Equal(t, tc.subseeds, res.Subseeds)
 		})
 	}
 }
 
-func TestReadProgress(t *testing.T) {
+func TestParseInternalProgress(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		raw  string
-		want sdclient.Progress
-		ok   bool
+		want internalProgress
+		err  string
 	}{
-		{name: "idle", raw: `{"progress":0,"eta_relative":0,"state":{"job_count":0,"sampling_step":20,"sampling_steps":20},"current_image":null}`},
-		{name: "loading", raw: `{"progress":0.01,"eta_relative":3,"state":{"job_count":-1,"sampling_step":0,"sampling_steps":20}}`},
-		{name: "sampling", raw: `{"progress":0.26,"eta_relative":1.5,"state":{"job_count":1,"job_no":0,"sampling_step":5,"sampling_steps":20}}`,
-			want: sdclient.Progress{Step: 5, Steps: 20, Fraction: 0.26, ETA: 1500 * time.Millisecond}, ok: true},
-		{name: "floats and out of range", raw: `{"progress":7,"eta_relative":-2,"state":{"job_count":1.0,"sampling_step":30.0,"sampling_steps":20.0}}`,
-			want: sdclient.Progress{Step: 20, Steps: 20, Fraction: 1}, ok: true},
-		{name: "huge eta", raw: `{"progress":0.5,"eta_relative":1e300,"state":{"job_count":1,"sampling_step":1,"sampling_steps":2}}`,
-			want: sdclient.Progress{Step: 1, Steps: 2, Fraction: 0.5, ETA: 24 * time.Hour}, ok: true},
+		{name: "queued", raw: `{"active":false,"queued":true,"completed":false,"progress":null,"eta":null,"live_preview":null,"id_live_preview":-1,"textinfo":"In queue: 2/3"}`,
+			want: internalProgress{Queued: true, IDLivePreview: -1, TextInfo: "In queue: 2/3"}},
+		{name: "loading", raw: `{"active":true,"queued":false,"completed":false,"progress":0,"eta":null,"live_preview":null,"id_live_preview":-1,"textinfo":null}`,
+			want: internalProgress{Active: true, IDLivePreview: -1}},
+		{name: "sampling", raw: `{"active":true,"queued":false,"completed":false,"progress":0.25,"eta":1.5,"live_preview":"data:image/png;base64,` + pngB64 + `","id_live_preview":3}`,
+			want: internalProgress{Active: true, Progress: 0.25, ETA: 1.5, LivePreview: "data:image/png;base64," + pngB64, IDLivePreview: 3}},
+		{name: "preview as a URL is skipped", raw: `{"active":true,"progress":0.5,"live_preview":"./internal/live-preview/4","id_live_preview":4}`,
+			want: internalProgress{Active: true, Progress: 0.5, IDLivePreview: 4}},
+		{name: "out of range", raw: `{"active":true,"progress":7,"eta":-2,"id_live_preview":1e300}`,
+			want: internalProgress{Active: true, Progress: 1, IDLivePreview: 2147483647}},
+		{name: "completed", raw: `{"active":false,"queued":false,"completed":true}`, want: internalProgress{Completed: true, IDLivePreview: -1}},
+		{name: "no active field", raw: `{"detail":"Not Found"}`, err: "no active field"},
+		{name: "not JSON", raw: `<html>`, err: "not ProgressResponse JSON"},
+		{name: "wrong type", raw: `{"active":"yes"}`, err: "not ProgressResponse JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var a progressAnswer
-			require.NoError(t, json.Unmarshal([]byte(tc.raw), &a))
-			got, _, ok := readProgress(a)
-			require.Equal(t, tc.ok, ok)
+			got, err := parseInternalProgress([]byte(tc.raw))
+			if tc.err != "" {
+				require.ErrorContains(t, err, tc.err)
+				return
+			}
+			require.NoError(t, err)
 			require.Equal(t, tc.want, got)
 		})
 	}
 }
 
-func FuzzDecodeTxt2Img(f *testing.F) {
-	f.Add(answer(f, []string{pngB64, jpegB64}, `{"seed":5,"all_seeds":[5,9],"index_of_first_image":1}`), 2, int64(1))
-	f.Add([]byte(`{"images":["data:image/png;base64,`+pngB64+`"],"info":{"seed":1}}`), 1, int64(-1))
-	f.Add([]byte(`{"images":null,"info":7}`), 0, int64(0))
-	f.Fuzz(func(t *testing.T, raw []byte, want int, seed int64) {
-		res, err := decodeTxt2Img(raw, want, seed)
+func TestParseServerIdle(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		raw      string
+		idle, ok bool
+	}{
+		{`{"progress":0,"state":{"job_count":0}}`, true, true},
+		{`{"progress":0.01,"state":{"job_count":-1}}`, false, true},
+		{`{"progress":0.5,"state":{"job_count":1.0}}`, false, true},
+		{`{"progress":0.5,"state":{}}`, false, false},
+		{`{"progress":0.5}`, false, false},
+		{`nope`, false, false},
+	} {
+		idle, ok := parseServerIdle([]byte(tc.raw))
+		require.Equal(t, [2]bool{tc.idle, tc.ok}, [2]bool{idle, ok}, tc.raw)
+	}
+}
+
+func FuzzDecodeGeneration(f *testing.F) {
+	f.Add(answer(f, []string{pngB64, jpegB64}, `{"seed":5,"all_seeds":[5,9],"index_of_first_image":1}`), 2, int64(1), false)
+	f.Add(answer(f, []string{pngB64, pngB64}, `{"seed":5,"all_seeds":[5],"subseed":9,"all_subseeds":[9,10,11]}`), 2, int64(1), true)
+	f.Add([]byte(`{"images":["data:image/png;base64,`+pngB64+`"],"info":{"seed":1}}`), 1, int64(-1), false)
+	f.Add([]byte(`{"images":["AAAADEpYTCANCocK"],"info":"{\"subseed\":-1}"}`), 1, int64(-1), true)
+	f.Add([]byte(`{"images":null,"info":7}`), 0, int64(0), false)
+	f.Fuzz(func(t *testing.T, raw []byte, want int, seed int64, variation bool) {
+		res, err := decodeGeneration(raw, want, seed, variation)
 		if err != nil {
 			require.Nil(t, res)
 			return
 		}
 		require.NotEmpty(t, res.Images)
 		require.Len(t, res.Seeds, len(res.Images))
+		if variation {
+			require.Len(t, res.Subseeds, len(res.Images))
+		} else {
+			require.Nil(t, res.Subseeds)
+		}
 		if want > 0 {
 			require.LessOrEqual(t, len(res.Images), want)
 		}
@@ -141,22 +193,43 @@ func FuzzDecodeTxt2Img(f *testing.F) {
 	})
 }
 
-func FuzzReadProgress(f *testing.F) {
-	f.Add([]byte(`{"progress":0.26,"eta_relative":1.5,"state":{"job_count":1,"job_no":0,"sampling_step":5,"sampling_steps":20},"current_image":null}`))
-	f.Add([]byte(`{"progress":-1,"eta_relative":1e308,"state":{"job_count":-1,"sampling_step":-5,"sampling_steps":1e300}}`))
+func FuzzParseInfo(f *testing.F) {
+	f.Add(`{"seed":5,"all_seeds":[5,9],"subseed":3,"all_subseeds":[3,4],"index_of_first_image":1}`)
+	f.Add(`{"seed":"x","all_seeds":{}}`)
+	f.Add(`[1,2]`)
+	f.Fuzz(func(t *testing.T, info string) {
+		gi := parseInfo(info)
+		var m map[string]any
+		if json.Unmarshal([]byte(info), &m) != nil {
+			return
+		}
+		// What parses as an object reads all_seeds as given when valid.
+		if v, ok := m["all_seeds"].([]any); ok && len(gi.AllSeeds) > 0 {
+			require.Len(t, gi.AllSeeds, len(v))
+		}
+	})
+}
+
+func FuzzParseInternalProgress(f *testing.F) {
+	f.Add([]byte(`{"active":true,"queued":false,"completed":false,"progress":0.25,"eta":1.5,"live_preview":"data:image/png;base64,` + pngB64 + `","id_live_preview":3,"textinfo":null}`))
+	f.Add([]byte(`{"active":false,"queued":true,"completed":false,"progress":null,"eta":null,"live_preview":null,"id_live_preview":-1,"textinfo":"In queue: 1/2"}`))
+	f.Add([]byte(`{"active":true,"progress":-1e308,"eta":1e308,"id_live_preview":-1e308}`))
+	f.Add([]byte(`{"state":{"job_count":0}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		var a progressAnswer
-		if json.Unmarshal(raw, &a) != nil {
+		p, err := parseInternalProgress(raw)
+		if err != nil {
+			require.Equal(t, internalProgress{}, p)
 			return
 		}
-		p, _, ok := readProgress(a)
-		if !ok {
-			return
+		require.True(t, p.Progress >= 0 && p.Progress <= 1)
+		require.True(t, p.ETA >= 0 && p.ETA <= (24*time.Hour).Seconds())
+		require.True(t, p.LivePreview == "" || strings.HasPrefix(p.LivePreview, "data:"))
+		parseServerIdle(raw) // must not panic
+		// A watch fed any answer reports sane progress.
+		w := newWatch(sdclient.DefaultTimeouts, 20, true, time.Now())
+		if ev, _ := w.update(pollResult{ans: p}, time.Now()); ev != nil {
+			require.True(t, ev.Step >= 0 && ev.Step <= ev.Steps)
 		}
-		require.Positive(t, p.Steps)
-		require.True(t, p.Step >= 0 && p.Step <= p.Steps)
-		require.True(t, p.Fraction >= 0 && p.Fraction <= 1)
-		require.True(t, p.ETA >= 0 && p.ETA <= 24*time.Hour)
 	})
 }
 

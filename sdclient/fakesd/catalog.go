@@ -35,13 +35,74 @@ func (s *Server) resolveModel(name string) (string, bool) {
 	return "", false
 }
 
-func (s *Server) knownSampler(name string) bool {
-	for _, n := range s.cfg.Samplers {
-		if name == n || name == samplerAlias(n) {
-			return true
+// samplerAndScheduler is sd_samplers.get_sampler_and_scheduler (A1111
+// 1.9+): a legacy name ending in a scheduler's label or name ("DPM++ 2M
+// Karras") is split into sampler and scheduler, and an unknown sampler
+// silently becomes the first one (the default). An explicit scheduler wins
+// over one implied by the name; an unknown scheduler becomes "automatic".
+func (s *Server) samplerAndScheduler(samplerName, schedulerName string) (sampler, scheduler string) {
+	name := cmpOr(samplerName, s.cfg.Samplers[0])
+	implied := ""
+	for _, sc := range s.cfg.Schedulers {
+		for _, opt := range []string{sc.Label, sc.Name} {
+			if rest, ok := strings.CutSuffix(name, " "+opt); ok && s.sampler(rest) != "" {
+				name, implied = rest, sc.Name
+			}
 		}
 	}
-	return false
+	sampler = s.sampler(name)
+	if sampler == "" {
+		sampler = s.cfg.Samplers[0]
+	}
+	scheduler = "automatic"
+	for _, sc := range s.cfg.Schedulers {
+		if schedulerName == sc.Name || schedulerName == sc.Label {
+			return sampler, sc.Name
+		}
+		if implied == sc.Name {
+			scheduler = sc.Name
+		}
+	}
+	return sampler, scheduler
+}
+
+// sampler resolves a sampler name or alias to its name; "" if unknown.
+func (s *Server) sampler(name string) string {
+	for _, n := range s.cfg.Samplers {
+		if name == n || name == samplerAlias(n) {
+			return n
+		}
+	}
+	return ""
+}
+
+// schedulers serves GET /sdapi/v1/schedulers (api.py get_schedulers).
+func (s *Server) schedulers(w http.ResponseWriter, _ *http.Request) {
+	out := make([]map[string]any, 0, len(s.cfg.Schedulers))
+	for _, sc := range s.cfg.Schedulers {
+		out = append(out, map[string]any{"name": sc.Name, "label": sc.Label, "aliases": nil,
+			"default_rho": -1, "need_inner_model": false})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// loras serves GET /sdapi/v1/loras, the route the built-in Lora extension
+// adds (extensions-builtin/Lora/lora_script.py api_networks).
+func (s *Server) loras(w http.ResponseWriter, _ *http.Request) {
+	out := make([]map[string]any, 0, len(s.cfg.LoRAs))
+	for _, n := range s.cfg.LoRAs {
+		out = append(out, map[string]any{"name": n, "alias": n, "path": "/models/Lora/" + n + ".safetensors", "metadata": map[string]any{}})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// upscalers serves GET /sdapi/v1/upscalers (api.py get_upscalers).
+func (s *Server) upscalers(w http.ResponseWriter, _ *http.Request) {
+	out := make([]map[string]any, 0, len(s.cfg.Upscalers))
+	for _, n := range s.cfg.Upscalers {
+		out = append(out, map[string]any{"name": n, "model_name": nil, "model_path": nil, "model_url": nil, "scale": 4})
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // samplerAlias is the k-diffusion style alias A1111 lists for a sampler:

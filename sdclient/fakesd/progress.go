@@ -21,6 +21,8 @@ type jobState struct {
 	interrupted  bool
 	skipped      bool
 	currentImage []byte // the latest preview, PNG
+	// idLivePreview counts previews since begin (State.id_live_preview).
+	idLivePreview int
 }
 
 // begin starts a job, as State.begin does.
@@ -90,6 +92,8 @@ func (s *Server) interrupt(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
 	s.state.interrupted = true
 	s.interrupts++
+	close(s.interrupted)
+	s.interrupted = make(chan struct{})
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{})
 }

@@ -34,15 +34,48 @@ type Config struct {
 	// Password goes with Username. Default "".
 	Password string `yaml:"-"`
 	// Models are the checkpoints' short names (A1111's model_name); the
-	// first is loaded at start. Default "fake-v1-5", "fake-xl".
+	// first is loaded at start. Default "fake-v1-5", "fake-xl", "fake-flux".
 	Models []string `yaml:"models"`
-	// Samplers are the sampler names txt2img accepts; the first is used when
-	// a request names none. Default "Euler a", "Euler", "DPM++ 2M Karras",
-	// "DDIM".
+	// Samplers are the sampler names GET /sdapi/v1/samplers lists; the first
+	// is used when a request names none or an unknown one (A1111 falls back
+	// silently). Default "DPM++ 2M", "Euler a", "Euler", "DDIM".
 	Samplers []string `yaml:"samplers"`
+	// Schedulers are the noise schedules (A1111 1.9+ GET
+	// /sdapi/v1/schedulers) as name and label pairs. Default A1111's
+	// automatic, uniform, karras, exponential, polyexponential, sgm_uniform.
+	Schedulers []Scheduler `yaml:"schedulers"`
+	// LoRAs are the LoRA names GET /sdapi/v1/loras lists. Default
+	// "fake-detail", "fake-style".
+	LoRAs []string `yaml:"loras"`
+	// Upscalers are the upscaler names extra-single-image accepts. Default
+	// "None", "Lanczos", "Nearest", "R-ESRGAN 4x+".
+	Upscalers []string `yaml:"upscalers"`
 	// MaxSize is the largest width or height txt2img accepts, in pixels.
 	// Default 2048.
 	MaxSize int `yaml:"max_size"`
+	// LoadDuration is the time loading a checkpoint takes (a switch of
+	// model, or a restore afterwards). Zero means one step's time.
+	LoadDuration time.Duration `yaml:"load_duration"`
+	// FirstLoadDuration is the time the first load of each checkpoint takes
+	// instead of LoadDuration (real servers take minutes to read weights
+	// from disk the first time). Zero means LoadDuration.
+	FirstLoadDuration time.Duration `yaml:"first_load_duration"`
+	// SamplesFormat is the format of result images: "png" (default) or
+	// "jxl", which SD.Next can be set to and Easel cannot decode.
+	SamplesFormat string `yaml:"samples_format"`
+	// NoAPI makes the server behave as one started without --api: every
+	// /sdapi route answers 404 {"detail": "Not Found"} (the web UI's own
+	// /internal routes still answer). Default false.
+	NoAPI bool `yaml:"no_api"`
+}
+
+// Scheduler is one entry of GET /sdapi/v1/schedulers.
+type Scheduler struct {
+	// Name is what the scheduler field takes, e.g. "karras". Required.
+	Name string `yaml:"name"`
+	// Label is the display name that legacy sampler names end with, e.g.
+	// "Karras" in "DPM++ 2M Karras". Required.
+	Label string `yaml:"label"`
 }
 
 // Defaults filled in by New.
@@ -68,10 +101,31 @@ func (cfg Config) withDefaults() Config {
 		cfg.PreviewEvery = 0
 	}
 	if len(cfg.Models) == 0 {
-		cfg.Models = []string{"fake-v1-5", "fake-xl"}
+		cfg.Models = []string{"fake-v1-5", "fake-xl", "fake-flux"}
 	}
 	if len(cfg.Samplers) == 0 {
-		cfg.Samplers = []string{"Euler a", "Euler", "DPM++ 2M Karras", "DDIM"}
+		// A1111 1.9+ lists DPM++ 2M first, and uses the first as default.
+		cfg.Samplers = []string{"DPM++ 2M", "Euler a", "Euler", "DDIM"}
+	}
+	if len(cfg.Schedulers) == 0 {
+		// modules/sd_schedulers.py
+		cfg.Schedulers = []Scheduler{{"automatic", "Automatic"}, {"uniform", "Uniform"}, {"karras", "Karras"},
+			{"exponential", "Exponential"}, {"polyexponential", "Polyexponential"}, {"sgm_uniform", "SGM Uniform"}}
+	}
+	if len(cfg.LoRAs) == 0 {
+		cfg.LoRAs = []string{"fake-detail", "fake-style"}
+	}
+	if len(cfg.Upscalers) == 0 {
+		cfg.Upscalers = []string{"None", "Lanczos", "Nearest", "R-ESRGAN 4x+"}
+	}
+	if cfg.LoadDuration <= 0 {
+		cfg.LoadDuration = cfg.StepDuration
+	}
+	if cfg.FirstLoadDuration <= 0 {
+		cfg.FirstLoadDuration = cfg.LoadDuration
+	}
+	if cfg.SamplesFormat == "" {
+		cfg.SamplesFormat = "png"
 	}
 	if cfg.MaxSize <= 0 {
 		cfg.MaxSize = DefaultMaxSize
@@ -82,34 +136,68 @@ func (cfg Config) withDefaults() Config {
 // Server is one fake A1111 server. Its methods are safe for concurrent use.
 type Server struct {
 	cfg Config
-	// queue is A1111's queue_lock: one job (txt2img or extras) at a time.
-	// A channel rather than a mutex so a waiting request can give up.
+	// queue is A1111's queue_lock (modules/call_queue.py, api.py): one job
+	// (txt2img, img2img or extras) at a time, from every client, in arrival
+	// order. A channel rather than a mutex so a waiting job can be dropped
+	// when the server closes.
 	queue chan struct{}
+	// ctx ends when the server closes; jobs run under it, not under their
+	// request, because A1111 runs a job whose client went away.
+	ctx    context.Context
+	cancel context.CancelFunc
+	jobs   sync.WaitGroup
 
 	mu    sync.Mutex
 	state jobState // what progress reports
 	model string   // the loaded checkpoint's short name
 	opts  map[string]any
+	// Task bookkeeping of modules/progress.py: pending (queued) tasks, the
+	// current one and the last 16 finished ones.
+	tasks    map[string]*task
+	seq      int
+	pending  []string
+	current  string
+	finished []string
+	// interrupted is closed and replaced by every interrupt, waking a
+	// stalled job.
+	interrupted chan struct{}
+	everLoaded  map[string]bool
 	// Test controls and observations.
 	failN, failStatus int
 	down              bool
+	hang              bool
+	stallAt           int
 	interrupts        int
 	generations       int
+	loads             int
 	started           chan struct{} // closed and replaced when a job starts
 	last              Txt2ImgRequest
 }
 
 // New returns a server for cfg, its defaults filled. Serve its Handler, or
-// use Run.
+// use Run; Close stops its jobs.
 func New(cfg Config) *Server {
 	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:     cfg,
-		queue:   make(chan struct{}, 1),
-		model:   cfg.Models[0],
-		opts:    map[string]any{},
-		started: make(chan struct{}),
+		cfg:         cfg,
+		queue:       make(chan struct{}, 1),
+		ctx:         ctx,
+		cancel:      cancel,
+		model:       cfg.Models[0],
+		opts:        map[string]any{},
+		tasks:       map[string]*task{},
+		interrupted: make(chan struct{}),
+		everLoaded:  map[string]bool{cfg.Models[0]: true},
+		started:     make(chan struct{}),
 	}
+}
+
+// Close stops running jobs at their next step, drops queued ones and waits
+// for them to end. Requests still waiting get no answer. Idempotent.
+func (s *Server) Close() {
+	s.cancel()
+	s.jobs.Wait()
 }
 
 // Config returns the server's configuration with defaults filled.
@@ -120,6 +208,11 @@ func (s *Server) Config() Config { return s.cfg }
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /sdapi/v1/txt2img", s.txt2img)
+	mux.HandleFunc("POST /sdapi/v1/img2img", s.img2img)
+	mux.HandleFunc("POST /internal/progress", s.internalProgress)
+	mux.HandleFunc("GET /sdapi/v1/schedulers", s.schedulers)
+	mux.HandleFunc("GET /sdapi/v1/loras", s.loras)
+	mux.HandleFunc("GET /sdapi/v1/upscalers", s.upscalers)
 	mux.HandleFunc("GET /sdapi/v1/progress", s.progress)
 	mux.HandleFunc("POST /sdapi/v1/interrupt", s.interrupt)
 	mux.HandleFunc("POST /sdapi/v1/extra-single-image", s.extraSingleImage)
@@ -130,7 +223,23 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"detail": "Not Found"})
 	})
-	return s.downOr(s.authOr(mux))
+	return s.downOr(s.apiOr(s.authOr(mux)))
+}
+
+// apiOr answers 404 on every /sdapi route when the server runs without
+// --api: webui.py only mounts modules/api/api.py's routes with --api, while
+// modules/progress.py's /internal/progress belongs to the UI.
+func (s *Server) apiOr(next http.Handler) http.Handler {
+	if !s.cfg.NoAPI {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/sdapi/") {
+			writeJSON(w, http.StatusNotFound, map[string]any{"detail": "Not Found"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // downOr drops the connection while the server is down: the client sees a
@@ -200,6 +309,40 @@ func (s *Server) SetDown(down bool) {
 	s.down = down
 }
 
+// SetHang makes txt2img and img2img, from the next request on, read the
+// request and never answer (nor queue it) until SetHang(false), the client
+// leaves or the server closes: a server that accepts work and is stuck.
+func (s *Server) SetHang(hang bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hang = hang
+}
+
+// StallAt makes jobs that start from now on stop advancing after step
+// sampling steps (0: never): the task stays active, its progress frozen,
+// until it is interrupted (it then ends with its partial images) or the
+// server closes. A GPU driver hang looks like this.
+func (s *Server) StallAt(step int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stallAt = step
+}
+
+// Loads counts checkpoint loads since New: switches for an override, and
+// the reloads of override_settings_restore_afterwards.
+func (s *Server) Loads() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loads
+}
+
+// Loaded returns the loaded checkpoint's short name.
+func (s *Server) Loaded() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.model
+}
+
 // Interrupts counts POST /sdapi/v1/interrupt requests answered, whether or
 // not a job was running.
 func (s *Server) Interrupts() int {
@@ -250,6 +393,7 @@ func Run(ctx context.Context, addr string, cfg Config, logf func(format string, 
 		return fmt.Errorf("fakesd: %w", err)
 	}
 	s := New(cfg)
+	defer s.Close()
 	// Jobs watch their request's context, which derives from this one, so
 	// canceling it on shutdown frees the connections Shutdown waits for.
 	base, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
@@ -271,6 +415,7 @@ func Run(ctx context.Context, addr string, cfg Config, logf func(format string, 
 	case <-ctx.Done():
 	}
 	stopJobs()
+	s.cancel()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)

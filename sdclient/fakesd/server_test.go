@@ -264,8 +264,10 @@ func TestErrorShapes(t *testing.T) {
 		{name: "fail 503", prep: func(s *fakesd.Server) { s.FailNext(1, 503) }, method: "POST", path: "/sdapi/v1/txt2img",
 			body: map[string]any{"steps": 1}, status: 503, want: map[string]any{"error": "HTTPException",
 				"detail": "injected failure (fakesd FailNext)", "body": "", "errors": "503: injected failure (fakesd FailNext)"}},
-		{name: "sampler", method: "POST", path: "/sdapi/v1/txt2img", body: map[string]any{"sampler_name": "Heun"}, status: 404,
-			want: map[string]any{"error": "HTTPException", "detail": "Sampler not found", "body": "", "errors": "404: Sampler not found"}},
+		{name: "unknown upscaler", method: "POST", path: "/sdapi/v1/extra-single-image", body: map[string]any{"image": "AAAA", "upscaler_1": "nope"},
+			status: 500, want: map[string]any{"error": "AssertionError", "detail": "", "body": "", "errors": "could not find upscaler named nope"}},
+		{name: "no api", cfg: fakesd.Config{NoAPI: true}, method: "GET", path: "/sdapi/v1/sd-models", status: 404,
+			want: map[string]any{"detail": "Not Found"}},
 		{name: "unknown option model", method: "POST", path: "/sdapi/v1/options", body: map[string]any{"sd_model_checkpoint": "nope"},
 			status: 500, want: map[string]any{"error": "RuntimeError", "detail": "", "body": "", "errors": "model 'nope' not found"}},
 		{name: "no credentials", cfg: fakesd.Config{Username: "u", Password: "p"}, method: "GET", path: "/sdapi/v1/sd-models",
@@ -314,7 +316,7 @@ func TestOptionsAndModels(t *testing.T) {
 	require.Equal(t, "b.safetensors ["+second["hash"].(string)+"]", second["title"])
 
 	samplers := b.do(t, http.MethodGet, "/sdapi/v1/samplers", nil).body.([]any)
-	require.Equal(t, map[string]any{"name": "DPM++ 2M Karras", "aliases": []any{"k_dpmpp_2m_karras"}, "options": map[string]any{}}, samplers[2])
+	require.Equal(t, map[string]any{"name": "DPM++ 2M", "aliases": []any{"k_dpmpp_2m"}, "options": map[string]any{}}, samplers[0])
 
 	require.Equal(t, http.StatusOK, b.do(t, http.MethodPost, "/sdapi/v1/options",
 		map[string]any{"sd_model_checkpoint": second["title"], "jpeg_quality": 95}).status)

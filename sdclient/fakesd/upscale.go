@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -38,6 +39,12 @@ func (s *Server) extraSingleImage(w http.ResponseWriter, r *http.Request) {
 	if req.UpscalingResize < 1 || req.UpscalingResize > 4 {
 		writeValidation(w, []validationError{{Loc: []any{"body", "upscaling_resize"},
 			Msg: "ensure this value is between 1 and 4", Type: "value_error.number"}})
+		return
+	}
+	if !slices.Contains(s.cfg.Upscalers, req.Upscaler1) {
+		// scripts/postprocessing_upscale.py asserts the upscaler exists; the
+		// exception handler makes that a 500, the same for every retry.
+		writeException(w, "AssertionError", "could not find upscaler named "+req.Upscaler1)
 		return
 	}
 	src, err := decodeSource(req.Image, maxUpscaled*s.cfg.MaxSize)
