@@ -131,7 +131,7 @@ func TestScriptContracts(t *testing.T) {
 	ismem, err := s.client.Do(ctx, s.client.B().Sismember().Key(k.TenantActive("api:c")).Member("job1").Build()).AsBool()
 	require.NoError(t, err)
 	require.True(t, ismem)
-	used, err := s.client.Do(ctx, s.client.B().Hget().Key(k.Quota("api:c", "u")).Field("n").Build()).ToString()
+	used, err := s.client.Do(ctx, s.client.B().Hget().Key(k.Quota("api:c")).Field("u:u").Build()).ToString()
 	require.NoError(t, err)
 	require.Equal(t, "3", used)
 	// The same idempotency key answers the first job as a duplicate.

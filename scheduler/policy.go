@@ -430,69 +430,41 @@ type Usage struct {
 // UsageToday returns images admitted today for the tenant and for user
 // (user "" skips it).
 func (ps *Policies) UsageToday(ctx context.Context, tenant, user string) (tenantImages, userImages int, err error) {
-	c := ps.s.client
-	cmds := rueidis.Commands{c.B().Hmget().Key(ps.s.keys.Quota(tenant, "")).Field("d", "n").Build()}
+	m, err := ps.quotaToday(ctx, tenant)
+	if err != nil {
+		return 0, 0, fmt.Errorf("usage: %w", err)
+	}
+	tenantImages, _ = strconv.Atoi(m["n"])
 	if user != "" {
-		cmds = append(cmds, c.B().Hmget().Key(ps.s.keys.Quota(tenant, user)).Field("d", "n").Build())
+		userImages, _ = strconv.Atoi(m["u:"+user])
 	}
-	var counts [2]int
-	for i, r := range c.DoMulti(ctx, cmds...) {
-		if counts[i], err = ps.quotaToday(r); err != nil {
-			return 0, 0, fmt.Errorf("usage: %w", err)
-		}
-	}
-	return counts[0], counts[1], nil
+	return tenantImages, userImages, nil
 }
 
-// quotaToday reads a quota hash's {d, n} reply: n when d is today, else 0.
-func (ps *Policies) quotaToday(r rueidis.RedisResult) (int, error) {
-	v, err := r.ToArray()
+// quotaToday reads the tenant's quota hash, empty when it is of another day.
+func (ps *Policies) quotaToday(ctx context.Context, tenant string) (map[string]string, error) {
+	m, err := ps.s.client.Do(ctx, ps.s.client.B().Hgetall().Key(ps.s.keys.Quota(tenant)).Build()).AsStrMap()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	if len(v) != 2 {
-		return 0, nil
+	if m["d"] != strconv.FormatInt(ps.day(), 10) {
+		return map[string]string{}, nil
 	}
-	d, _ := v[0].ToString()
-	n, _ := v[1].ToString()
-	if d != strconv.FormatInt(ps.day(), 10) {
-		return 0, nil
-	}
-	images, _ := strconv.Atoi(n)
-	return images, nil
+	return m, nil
 }
 
 // TopUsers returns the tenant's users by images today, most first, at most n.
-// It scans the tenant's user counters (SCAN on the tenant's own key pattern);
-// meant for admin reports, not the job path.
 func (ps *Policies) TopUsers(ctx context.Context, tenant string, n int) ([]Usage, error) {
-	prefix := ps.s.keys.Quota(tenant, "") + ":u:"
-	c := ps.s.client
+	m, err := ps.quotaToday(ctx, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("top users: %w", err)
+	}
 	var out []Usage
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(escapeGlob(prefix)+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			return nil, fmt.Errorf("top users: %w", err)
-		}
-		if len(e.Elements) > 0 {
-			cmds := make(rueidis.Commands, 0, len(e.Elements))
-			for _, k := range e.Elements {
-				cmds = append(cmds, c.B().Hmget().Key(k).Field("d", "n").Build())
+	for f, v := range m {
+		if u, ok := strings.CutPrefix(f, "u:"); ok {
+			if images, _ := strconv.Atoi(v); images > 0 {
+				out = append(out, Usage{User: u, Images: images})
 			}
-			for i, r := range c.DoMulti(ctx, cmds...) {
-				v, err := ps.quotaToday(r)
-				if err != nil {
-					return nil, fmt.Errorf("top users: %w", err)
-				}
-				if v > 0 {
-					out = append(out, Usage{User: strings.TrimPrefix(e.Elements[i], prefix), Images: v})
-				}
-			}
-		}
-		cursor = e.Cursor
-		if cursor == 0 {
-			break
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -504,17 +476,15 @@ func (ps *Policies) TopUsers(ctx context.Context, tenant string, n int) ([]Usage
 	return out, nil
 }
 
-func escapeGlob(s string) string {
-	r := strings.NewReplacer(`*`, `\*`, `?`, `\?`, `[`, `\[`, `]`, `\]`, `\`, `\\`)
-	return r.Replace(s)
-}
-
 // ResetUsage clears a user's image count and rate-limit state for today.
 func (ps *Policies) ResetUsage(ctx context.Context, tenant, user string) error {
 	c := ps.s.client
-	err := c.Do(ctx, c.B().Del().Key(ps.s.keys.Quota(tenant, user), ps.s.keys.RateLimit(tenant, user)).Build()).Error()
-	if err != nil {
-		return fmt.Errorf("reset usage: %w", err)
+	for _, r := range c.DoMulti(ctx,
+		c.B().Hdel().Key(ps.s.keys.Quota(tenant)).Field("u:"+user).Build(),
+		c.B().Del().Key(ps.s.keys.RateLimit(tenant, user)).Build()) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("reset usage: %w", err)
+		}
 	}
 	return nil
 }

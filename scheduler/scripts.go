@@ -71,7 +71,7 @@ func (submitCall) script() string { return scriptSubmit }
 
 func (c submitCall) keys(k storage.Keys) []string {
 	return []string{k.Job(c.ID), k.JobRequest(c.ID), k.Idempotency(c.Tenant, c.IdempotencyKey),
-		k.RateLimit(c.Tenant, c.User), k.RateLimit(c.Tenant, ""), k.Quota(c.Tenant, ""), k.Quota(c.Tenant, c.User),
+		k.RateLimit(c.Tenant, c.User), k.RateLimit(c.Tenant, ""), k.Quota(c.Tenant),
 		k.Tenant(c.Tenant), k.TenantActive(c.Tenant)}
 }
 

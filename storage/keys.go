@@ -101,15 +101,10 @@ func (k Keys) Policy(tenant, user string) string {
 	return k.s() + "t:" + tenant + ":policy:u:" + user
 }
 
-// Quota counts images admitted today for a tenant, or for one of its users
-// when user is set: a hash {d: UTC day (days since the epoch), n: images}.
-func (k Keys) Quota(tenant, user string) string {
-	key := k.s() + "q:" + tenant
-	if user != "" {
-		key += ":u:" + user
-	}
-	return key
-}
+// Quota counts images admitted today by a tenant and by each of its users:
+// a hash {d: UTC day (days since the epoch), n: tenant images, u:<user>:
+// user images}, started again on a new day.
+func (k Keys) Quota(tenant string) string { return k.s() + "q:" + tenant }
 
 // RateLimit holds the GCRA state of a tenant, or of one of its users.
 func (k Keys) RateLimit(tenant, user string) string {

@@ -1,6 +1,7 @@
 // Package redistest gives tests a real Redis: a redis-server started on a
 // free loopback port for the test binary (shared by its tests), with a fresh
-// key prefix per test so tests can run in parallel without flushing.
+// key prefix per test so tests can run in parallel without flushing; and a
+// real three-master Redis Cluster on loopback (ClusterStore).
 //
 // EASEL_TEST_REDIS_URL points tests at an already running server instead.
 package redistest
@@ -59,11 +60,16 @@ func Config(t testing.TB) storage.Config {
 // closes it when the test ends.
 //
 // With EASEL_TEST_REDIS=embedded the store is the embedded in-process Redis
-// instead, to check the scripts run there too.
+// instead, to check the scripts run there too; with EASEL_TEST_REDIS=cluster
+// it is the three-master test cluster (ClusterStore).
 func Store(t testing.TB) *storage.Store {
 	t.Helper()
-	cfg := storage.Config{}
-	if os.Getenv("EASEL_TEST_REDIS") != "embedded" {
+	var cfg storage.Config
+	switch os.Getenv("EASEL_TEST_REDIS") {
+	case "embedded":
+	case "cluster":
+		cfg = ClusterConfig(t)
+	default:
 		cfg = Config(t)
 	}
 	s, err := storage.Open(context.Background(), cfg, zap.NewNop())

@@ -283,24 +283,22 @@ local function release(id, t)
   end
 end
 
--- Quota counters (images admitted per UTC day) are hashes {d = day, n =
--- images} per tenant and per user: a new day starts the count again.
-local function qkeys(t, u)
-  return PFX .. 'q:' .. t, PFX .. 'q:' .. t .. ':u:' .. u
-end
-
-local function quota_used(k, day)
-  local v = redis.call('HMGET', k, 'd', 'n')
+-- Quota counters: one hash per tenant for the images admitted today,
+-- {d = UTC day, n = tenant images, u:<user> = user images}; a new day starts
+-- it again, so it holds only today's users.
+local function quota_used(k, day, field)
+  local v = redis.call('HMGET', k, 'd', field)
   if num(v[1]) ~= day then return 0 end
   return num(v[2])
 end
 
-local function quota_add(k, day, n)
+local function quota_add(k, day, u, n)
   if num(redis.call('HGET', k, 'd')) ~= day then
-    redis.call('HSET', k, 'd', day, 'n', n)
-  else
-    redis.call('HINCRBY', k, 'n', n)
+    redis.call('DEL', k)
+    redis.call('HSET', k, 'd', day)
   end
+  redis.call('HINCRBY', k, 'n', n)
+  redis.call('HINCRBY', k, 'u:' .. u, n)
   redis.call('PEXPIRE', k, 172800000)
 end
 
@@ -311,9 +309,10 @@ local function refund(jk)
   if not day or day == '' then return end
   day = tonumber(day)
   local n = num(redis.call('HGET', jk, 'images_req'))
-  local tq, uq = qkeys(redis.call('HGET', jk, 'tenant'), redis.call('HGET', jk, 'user'))
-  for _, k in ipairs({tq, uq}) do
-    if n > 0 and num(redis.call('HGET', k, 'd')) == day then redis.call('HINCRBY', k, 'n', 0 - n) end
+  local qk = PFX .. 'q:' .. redis.call('HGET', jk, 'tenant')
+  if n > 0 and num(redis.call('HGET', qk, 'd')) == day then
+    redis.call('HINCRBY', qk, 'n', 0 - n)
+    redis.call('HINCRBY', qk, 'u:' .. redis.call('HGET', jk, 'user'), 0 - n)
   end
   redis.call('HSET', jk, 'qday', '')
 end

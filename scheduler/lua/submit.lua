@@ -2,7 +2,7 @@
 -- worker slot is free.
 -- KEYS[10] job record     KEYS[11] job request   KEYS[12] idempotency key
 -- KEYS[13] user rate      KEYS[14] tenant rate   KEYS[15] tenant quota
--- KEYS[16] user quota     KEYS[17] tenant hash   KEYS[18] tenant active set
+-- KEYS[16] tenant hash    KEYS[17] tenant active set
 -- ARGV[5] id  [6] tenant  [7] user  [8] request (payload and origin)
 -- [9] cost  [10] images  [11] max attempts  [12] idempotency key or ""
 -- [13] idempotency TTL ms  [14] tenant weight  [15] user weight
@@ -15,7 +15,7 @@
 local id, t, u = ARGV[5], ARGV[6], ARGV[7]
 local images = tonumber(ARGV[10])
 local jk, rk, ik = KEYS[10], KEYS[11], KEYS[12]
-local urk, trk, tq, uq, tk = KEYS[13], KEYS[14], KEYS[15], KEYS[16], KEYS[17]
+local urk, trk, tq, tk = KEYS[13], KEYS[14], KEYS[15], KEYS[16]
 if ARGV[12] ~= '' then
   local prev = redis.call('GET', ik)
   if prev then return {prev, 0, 1, ''} end
@@ -32,8 +32,8 @@ local day = math.floor(NOW / 86400000)
 local ulimit, tlimit = tonumber(ARGV[21]), tonumber(ARGV[22])
 local lane = t
 local over = nil
-if ulimit > 0 and quota_used(uq, day) + images > ulimit then over = {'user_quota', ARGV[21]}
-elseif tlimit > 0 and quota_used(tq, day) + images > tlimit then over = {'tenant_quota', ARGV[22]} end
+if ulimit > 0 and quota_used(tq, day, 'u:' .. u) + images > ulimit then over = {'user_quota', ARGV[21]}
+elseif tlimit > 0 and quota_used(tq, day, 'n') + images > tlimit then over = {'tenant_quota', ARGV[22]} end
 if over then
   if ARGV[24] ~= 'relax' then
     return {'', 0, 0, over[1], (day + 1) * 86400000 - NOW, over[2]}
@@ -51,13 +51,12 @@ redis.call('HSET', jk, 'id', id, 'tenant', t, 'user', u, 'status', 'queued',
 if lane ~= t then
   redis.call('HSET', jk, 'lane', lane)
 else
-  quota_add(tq, day, images)
-  quota_add(uq, day, images)
+  quota_add(tq, day, u, images)
   redis.call('HSET', jk, 'qday', day)
 end
 if ARGV[12] ~= '' then redis.call('SET', ik, id, 'PX', ARGV[13]) end
 redis.call('SET', rk, ARGV[8])
-redis.call('SADD', KEYS[18], id)
+redis.call('SADD', KEYS[17], id)
 -- Weight and cap are the tenant's policy, written by policy changes; a
 -- submit only fills them in for a tenant seen for the first time, so
 -- instances with different cached policies cannot flip them back and forth.
