@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/easelbot/easel/internal/redistest"
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
 	"github.com/easelbot/easel/sdclient/a1111"
 	"github.com/easelbot/easel/sdclient/fakesd"
 	"github.com/easelbot/easel/worker"
@@ -167,4 +170,128 @@ func TestGracefulStopHandsJobBack(t *testing.T) {
 	pos, err := b.sched.Position(b.ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, 1, pos)
+}
+
+// backendOn serves a fake and returns an a1111 client of it with short
+// phase timeouts.
+func backendOn(t *testing.T, fake *fakesd.Server) *a1111.Client {
+	t.Helper()
+	srv := httptest.NewServer(fake.Handler())
+	t.Cleanup(srv.Close)
+	t.Cleanup(fake.Close)
+	client, err := a1111.New(a1111.Config{BaseURL: srv.URL, ProgressInterval: 5 * time.Millisecond,
+		Timeouts: sdclient.Timeouts{Stall: 300 * time.Millisecond}})
+	require.NoError(t, err)
+	t.Cleanup(client.Close)
+	return client
+}
+
+func startWorker(t *testing.T, ctx context.Context, sched *scheduler.Scheduler, name string, backends []worker.Backend, observe func(worker.Observation)) {
+	t.Helper()
+	w, err := worker.New(worker.Config{Name: name, HealthInterval: 10 * time.Millisecond, BlockTimeout: time.Second}, sched, backends, zap.NewNop())
+	require.NoError(t, err)
+	w.Observe(observe)
+	require.NoError(t, w.Start(ctx))
+	t.Cleanup(func() {
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		require.NoError(t, w.Stop(stop))
+	})
+}
+
+// A backend that accepts the job and never answers costs one stall
+// timeout, not a lease renewed forever: the attempt is abandoned and the
+// job is retried and succeeds on the other backend.
+func TestStalledBackendRetriedOnAnother(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	sched, err := scheduler.New(ctx, redistest.Store(t), scheduler.Config{MaxAttempts: 5, RetryBackoff: 5 * time.Millisecond,
+		RetryBackoffMax: 20 * time.Millisecond}, zap.NewNop())
+	require.NoError(t, err)
+	m := scheduler.NewMaintainer(sched, "m", zap.NewNop())
+	require.NoError(t, m.Start(ctx))
+	t.Cleanup(func() {
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		require.NoError(t, m.Stop(stop))
+	})
+	stuck := fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond})
+	stuck.SetHang(true)
+	good := fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond})
+
+	var mu sync.Mutex
+	var seen []worker.Observation
+	took := make(chan struct{}, 1)
+	observe := func(o worker.Observation) {
+		mu.Lock()
+		seen = append(seen, o)
+		mu.Unlock()
+		if o.Backend == "stuck" && o.Kind == "started" {
+			select {
+			case took <- struct{}{}:
+			default:
+			}
+		}
+	}
+	// Only the stuck backend runs at first, so the first attempt is its.
+	startWorker(t, ctx, sched, "w1", []worker.Backend{{Name: "stuck", Backend: backendOn(t, stuck)}}, observe)
+	b := &bundle{ctx: ctx, sched: sched}
+	id := b.submit(t, 4)
+	select {
+	case <-took:
+	case <-ctx.Done():
+		t.Fatal("the stuck backend never took the job")
+	}
+	startWorker(t, ctx, sched, "w2", []worker.Backend{{Name: "good", Backend: backendOn(t, good)}}, observe)
+
+	evs := b.events(t, id)
+	require.Equal(t, "succeeded", string(evs[len(evs)-1].Type), "%v", types(evs))
+	var retry *scheduler.Event
+	for i := range evs {
+		if evs[i].Type == scheduler.EventRetrying && retry == nil {
+			retry = &evs[i]
+		}
+	}
+	require.NotNil(t, retry, "%v", types(evs))
+	require.Contains(t, retry.Reason, "backend stuck failed")
+	require.Contains(t, retry.Reason, "backend stalled")
+	j, err := b.sched.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusSucceeded, j.Status)
+	require.Equal(t, 1, good.Generations(), "the retry ran on the good backend")
+	mu.Lock()
+	defer mu.Unlock()
+	for _, o := range seen {
+		require.NotEqual(t, "down", o.Kind, "a stall keeps the backend in rotation")
+	}
+}
+
+// A request the backend cannot run (an unknown model) fails without retry,
+// and the backend stays in rotation for the next job.
+func TestPermanentErrorFailsWithoutRetry(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	sched, err := scheduler.New(ctx, redistest.Store(t), scheduler.Config{MaxAttempts: 3, RetryBackoff: 5 * time.Millisecond}, zap.NewNop())
+	require.NoError(t, err)
+	fake := fakesd.New(fakesd.Config{Instant: true})
+	var downs atomic.Int32
+	startWorker(t, ctx, sched, "w", []worker.Backend{{Name: "fake", Backend: backendOn(t, fake)}}, func(o worker.Observation) {
+		if o.Kind == "down" {
+			downs.Add(1)
+		}
+	})
+	b := &bundle{ctx: ctx, sched: sched}
+	p, _ := json.Marshal(map[string]any{"prompt": "a red fox", "width": 64, "height": 64, "steps": 2, "seed": 3, "count": 1, "model": "nope"})
+	r, err := sched.Submit(ctx, scheduler.SubmitRequest{Tenant: "api:t", User: "u", Payload: p, Images: 1})
+	require.NoError(t, err)
+	evs := b.events(t, r.ID)
+	require.Equal(t, []string{"queued", "started", "failed"}, types(evs))
+	last := evs[len(evs)-1]
+	require.Equal(t, "backend_rejected", last.Code)
+	require.Contains(t, last.Message, `model: "nope" is not on this backend; valid: fake-v1-5, fake-xl, fake-flux`)
+	require.Zero(t, fake.Generations(), "nothing ran on the backend")
+
+	id := b.submit(t, 2)
+	require.Equal(t, "succeeded", types(b.events(t, id))[3])
+	require.Zero(t, downs.Load(), "the backend stayed in rotation")
 }

@@ -152,10 +152,18 @@ func runFakeSD(ctx context.Context, args []string, stderr io.Writer) int {
 	addr := fs.String("addr", "127.0.0.1:7860", "listen address")
 	step := fs.Duration("step", 50*time.Millisecond, "time per sampling step (0: instant)")
 	previewEvery := fs.Int("preview-every", 5, "a preview image every N steps (0: none)")
+	firstLoad := fs.Duration("first-load", 0, "time the first load of each model takes (0: one step)")
+	format := fs.String("format", "png", `result image format: png, or jxl (which clients cannot decode, like SD.Next set to JPEG XL)`)
+	noAPI := fs.Bool("no-api", false, "answer 404 on /sdapi, like a server started without --api")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg := fakesd.Config{StepDuration: *step, PreviewEvery: *previewEvery, Instant: *step == 0, NoPreviews: *previewEvery == 0}
+	if *format != "png" && *format != "jxl" {
+		fmt.Fprintf(stderr, "easel fakesd: -format must be png or jxl (got %q)\n", *format)
+		return 2
+	}
+	cfg := fakesd.Config{StepDuration: *step, PreviewEvery: *previewEvery, Instant: *step == 0, NoPreviews: *previewEvery == 0,
+		FirstLoadDuration: *firstLoad, SamplesFormat: *format, NoAPI: *noAPI}
 	if err := fakesd.Run(ctx, *addr, cfg, func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }); err != nil {
 		fmt.Fprintln(stderr, "easel fakesd:", err)
 		return 1

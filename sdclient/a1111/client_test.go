@@ -716,3 +716,38 @@ func BenchmarkGenerate512(b *testing.B) {
 		}
 	}
 }
+
+// A server without /internal/progress (before it existed) still runs
+// jobs, without progress; a cancel then never interrupts blindly.
+func TestServerWithoutTaskProgress(t *testing.T) {
+	t.Parallel()
+	fake := fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond})
+	t.Cleanup(fake.Close)
+	inner := fake.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/internal/progress" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"detail":"Not Found"}`))
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c := newClient(t, srv.URL, nil)
+	rec := &recorder{t: t}
+	res, err := c.Generate(context.Background(), request(1), rec.progress)
+	require.NoError(t, err)
+	require.Len(t, res.Images, 1)
+	require.Empty(t, rec.done())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req := request(2)
+	req.Steps = 40
+	out := make(chan error, 1)
+	go func() { _, err := c.Generate(ctx, req, nil); out <- err }()
+	require.NoError(t, fake.WaitStarted(context.Background(), 2))
+	cancel()
+	require.ErrorIs(t, <-out, context.Canceled)
+	require.Zero(t, fake.Interrupts(), "no per-task progress: nothing is interrupted blindly")
+}

@@ -273,3 +273,40 @@ func FuzzErrorMessage(f *testing.F) {
 		require.Equal(t, m, strings.Join(strings.Fields(m), " "), "one line, no runs of spaces")
 	})
 }
+
+func TestClassifyStatus(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name        string
+		route       string
+		status      int
+		body        string
+		unavailable bool
+		noAPI       bool
+		permanent   bool
+	}{
+		{"proxy without server", "/sdapi/v1/txt2img", 502, "<html>bad gateway</html>", true, false, false},
+		{"busy", "/sdapi/v1/txt2img", 429, "", true, false, false},
+		{"credentials", "/sdapi/v1/txt2img", 401, `{"detail":"Not authenticated"}`, true, false, false},
+		{"no --api", "/sdapi/v1/txt2img", 404, `{"detail":"Not Found"}`, true, true, false},
+		{"not found as an answer", "/sdapi/v1/img2img", 404, `{"error":"HTTPException","detail":"Init image not found","body":"","errors":"404: Init image not found"}`, false, false, true},
+		{"validation", "/sdapi/v1/txt2img", 422, `{"detail":[{"loc":["body","width"],"msg":"bad","type":"x"}]}`, false, false, true},
+		{"unknown upscaler", "/sdapi/v1/extra-single-image", 500, `{"error":"AssertionError","detail":"","body":"","errors":"could not find upscaler named x"}`, false, false, true},
+		{"bad image", "/sdapi/v1/img2img", 500, `{"error":"HTTPException","detail":"Invalid encoded image","body":"","errors":"500: Invalid encoded image"}`, false, false, true},
+		{"CUDA", "/sdapi/v1/txt2img", 500, `{"error":"RuntimeError","detail":"","body":"","errors":"CUDA error"}`, false, false, false},
+		{"out of memory", "/sdapi/v1/txt2img", 500, `{"error":"OutOfMemoryError","detail":"","body":"","errors":"CUDA out of memory"}`, false, false, false},
+		{"plain 500", "/sdapi/v1/txt2img", 500, `Internal Server Error`, false, false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := classifyStatus(tc.route, tc.status, []byte(tc.body))
+			var he *sdclient.HTTPError
+			require.ErrorAs(t, err, &he)
+			require.Equal(t, tc.status, he.Status)
+			require.Equal(t, tc.unavailable, errors.Is(err, sdclient.ErrUnavailable))
+			require.Equal(t, tc.noAPI, errors.Is(err, ErrNoAPI))
+			var pe *sdclient.PermanentError
+			require.Equal(t, tc.permanent, errors.As(err, &pe))
+		})
+	}
+}

@@ -34,6 +34,7 @@ func setup(t *testing.T, cfg fakesd.Config) *bundle {
 	fake := fakesd.New(cfg)
 	srv := httptest.NewServer(fake.Handler())
 	t.Cleanup(srv.Close)
+	t.Cleanup(fake.Close)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	t.Cleanup(tr.CloseIdleConnections)
 	return &bundle{fake: fake, url: srv.URL, hc: &http.Client{Transport: tr}}
@@ -392,4 +393,182 @@ func TestRun(t *testing.T) {
 	cancel()
 	require.NoError(t, <-errc)
 	require.Error(t, (<-job).err, "the job's connection is closed unanswered")
+}
+
+func (b *bundle) task(t *testing.T, id string, livePreview int) map[string]any {
+	t.Helper()
+	return b.do(t, http.MethodPost, "/internal/progress", map[string]any{"id_task": id, "id_live_preview": livePreview}).object(t)
+}
+
+func waitState(t *testing.T, fake *fakesd.Server, id, state string) fakesd.TaskInfo {
+	t.Helper()
+	var info fakesd.TaskInfo
+	require.Eventually(t, func() bool {
+		var ok bool
+		info, ok = fake.Task(id)
+		return ok && info.State == state
+	}, 10*time.Second, time.Millisecond, "task %s never %s", id, state)
+	return info
+}
+
+// One queue for every client; /internal/progress per task; the
+// server-wide interrupt stops what runs and a task that begins later
+// clears it; an abandoned request keeps its place and runs in full.
+func TestSharedQueueTasksAndInterrupt(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fakesd.Config{StepDuration: 5 * time.Millisecond, PreviewEvery: 1})
+	first := b.goTxt2Img(map[string]any{"width": 64, "height": 64, "steps": 1000, "force_task_id": "A"})
+	waitState(t, b.fake, "A", "active")
+	// B's client gives up while B waits; B stays queued.
+	ctx, cancel := context.WithCancel(context.Background())
+	body, _ := json.Marshal(map[string]any{"width": 64, "height": 64, "steps": 8, "force_task_id": "B"})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/sdapi/v1/txt2img", bytes.NewReader(body))
+	require.NoError(t, err)
+	abandoned := make(chan error, 1)
+	go func() {
+		resp, err := b.hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		abandoned <- err
+	}()
+	waitState(t, b.fake, "B", "queued")
+	cancel()
+	require.ErrorIs(t, <-abandoned, context.Canceled)
+
+	queued := b.task(t, "B", -1)
+	require.Equal(t, map[string]any{"active": false, "queued": true, "completed": false, "progress": nil, "eta": nil,
+		"live_preview": nil, "id_live_preview": -1.0, "textinfo": "In queue: 1/1"}, queued)
+	require.Equal(t, map[string]any{"active": false, "queued": false, "completed": false, "progress": nil, "eta": nil,
+		"live_preview": nil, "id_live_preview": -1.0, "textinfo": "Waiting..."}, b.task(t, "nobody", -1))
+	var running map[string]any
+	require.Eventually(t, func() bool {
+		running = b.task(t, "A", -1)
+		return running["live_preview"] != nil && running["progress"].(float64) > 0
+	}, 10*time.Second, time.Millisecond)
+	require.Equal(t, true, running["active"])
+	require.True(t, strings.HasPrefix(running["live_preview"].(string), "data:image/png;base64,"))
+	require.Positive(t, running["eta"])
+	again := b.task(t, "A", int(running["id_live_preview"].(float64)))
+	if again["id_live_preview"] == running["id_live_preview"] {
+		require.Nil(t, again["live_preview"], "the preview the caller has is not sent again")
+	}
+
+	b.do(t, http.MethodPost, "/sdapi/v1/interrupt", nil) // server-wide: stops A
+	images(t, (<-first).must(t))
+	require.True(t, waitState(t, b.fake, "A", "completed").Interrupted)
+	infoB := waitState(t, b.fake, "B", "completed")
+	require.False(t, infoB.Interrupted, "B began after the interrupt: begin cleared it")
+	require.Equal(t, 8, infoB.StepsDone, "the abandoned request ran in full")
+	require.Equal(t, true, b.task(t, "B", -1)["completed"])
+}
+
+func TestModelOverrideAndRestore(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fakesd.Config{Instant: true})
+	base := map[string]any{"width": 64, "height": 64, "steps": 1}
+	with := func(extra map[string]any) map[string]any {
+		m := map[string]any{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	a := b.txt2img(t, with(map[string]any{"override_settings": map[string]any{"sd_model_checkpoint": "fake-xl"}}))
+	require.Equal(t, "fake-xl", info(t, a)["sd_model_name"])
+	require.Equal(t, 2, b.fake.Loads(), "loaded, then restored afterwards (the default)")
+	require.Equal(t, "fake-v1-5", b.fake.Loaded())
+
+	a = b.txt2img(t, with(map[string]any{"override_settings": map[string]any{"sd_model_checkpoint": "fake-xl"},
+		"override_settings_restore_afterwards": false}))
+	require.Equal(t, "fake-xl", info(t, a)["sd_model_name"])
+	require.Equal(t, 3, b.fake.Loads())
+	require.Equal(t, "fake-xl", b.fake.Loaded(), "kept loaded")
+
+	a = b.txt2img(t, with(map[string]any{"override_settings": map[string]any{"sd_model_checkpoint": "no-such-model"}}))
+	require.Equal(t, "fake-xl", info(t, a)["sd_model_name"], "an unknown checkpoint is dropped: the loaded one runs")
+	require.Equal(t, 3, b.fake.Loads())
+}
+
+func TestSlowFirstLoad(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fakesd.Config{StepDuration: 5 * time.Millisecond, FirstLoadDuration: time.Hour})
+	done := b.goTxt2Img(map[string]any{"width": 64, "height": 64, "steps": 2, "force_task_id": "L",
+		"override_settings": map[string]any{"sd_model_checkpoint": "fake-flux"}})
+	waitState(t, b.fake, "L", "active")
+	_, st := b.progressState()
+	require.Equal(t, -1.0, st["job_count"], "job_count is -1 while weights load")
+	p := b.task(t, "L", -1)
+	require.Equal(t, 0.0, p["progress"])
+	require.Nil(t, p["eta"])
+	b.fake.Close() // the load never ends on its own
+	require.Equal(t, http.StatusInternalServerError, (<-done).must(t).status)
+}
+
+func TestSilentSamplerFallback(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fakesd.Config{Instant: true})
+	a := b.txt2img(t, map[string]any{"width": 64, "height": 64, "steps": 1, "sampler_name": "Heun", "force_task_id": "s1"})
+	require.Equal(t, "DPM++ 2M", info(t, a)["sampler_name"], "an unknown sampler silently runs the default")
+	b.txt2img(t, map[string]any{"width": 64, "height": 64, "steps": 1, "sampler_name": "Euler a Karras", "force_task_id": "s2"})
+	ti, _ := b.fake.Task("s2")
+	require.Equal(t, [2]string{"Euler a", "karras"}, [2]string{ti.Sampler, ti.Scheduler})
+	b.txt2img(t, map[string]any{"width": 64, "height": 64, "steps": 1, "sampler_name": "DDIM", "scheduler": "exponential", "force_task_id": "s3"})
+	ti, _ = b.fake.Task("s3")
+	require.Equal(t, [2]string{"DDIM", "exponential"}, [2]string{ti.Sampler, ti.Scheduler})
+}
+
+func TestHangStallJXLAndNoAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fakesd.Config{StepDuration: 5 * time.Millisecond})
+	b.fake.SetHang(true)
+	hc := &http.Client{Timeout: 100 * time.Millisecond, Transport: b.hc.Transport}
+	_, err := hc.Post(b.url+"/sdapi/v1/txt2img", "application/json", strings.NewReader(`{"steps":2}`))
+	require.Error(t, err, "accepted, never answered")
+	require.Empty(t, b.fake.Tasks())
+	b.fake.SetHang(false)
+
+	b.fake.StallAt(2)
+	done := b.goTxt2Img(map[string]any{"width": 64, "height": 64, "steps": 10, "force_task_id": "S"})
+	require.Eventually(t, func() bool { ti, _ := b.fake.Task("S"); return ti.StepsDone == 2 }, 10*time.Second, time.Millisecond)
+	frozen := b.task(t, "S", -1)["progress"]
+	require.Equal(t, 0.2, frozen)
+	b.do(t, http.MethodPost, "/sdapi/v1/interrupt", nil)
+	images(t, (<-done).must(t))
+	require.True(t, waitState(t, b.fake, "S", "completed").Interrupted)
+
+	jxl := setup(t, fakesd.Config{Instant: true, SamplesFormat: "jxl"})
+	a := jxl.txt2img(t, map[string]any{"width": 64, "height": 64, "steps": 1})
+	raw, err := base64.StdEncoding.DecodeString(a.object(t)["images"].([]any)[0].(string))
+	require.NoError(t, err)
+	require.True(t, bytes.HasPrefix(raw, []byte("\x00\x00\x00\x0cJXL \r\n\x87\n")))
+
+	noAPI := setup(t, fakesd.Config{Instant: true, NoAPI: true})
+	require.Equal(t, http.StatusNotFound, noAPI.do(t, http.MethodPost, "/sdapi/v1/txt2img", map[string]any{}).status)
+	require.Equal(t, http.StatusOK, noAPI.do(t, http.MethodPost, "/internal/progress", map[string]any{"id_task": "x"}).status,
+		"the UI's own routes answer without --api")
+}
+
+func TestImg2ImgAndCatalogs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fakesd.Config{Instant: true})
+	src := b.txt2img(t, map[string]any{"width": 64, "height": 64, "steps": 4})
+	init := src.object(t)["images"].([]any)[0]
+	a := b.do(t, http.MethodPost, "/sdapi/v1/img2img", map[string]any{"width": 64, "height": 64, "steps": 10,
+		"init_images": []any{init}, "denoising_strength": 0.3, "force_task_id": "i"})
+	require.Len(t, images(t, a), 1)
+	ti, _ := b.fake.Task("i")
+	require.Equal(t, 3, ti.StepsDone)
+	require.Equal(t, http.StatusNotFound, b.do(t, http.MethodPost, "/sdapi/v1/img2img", map[string]any{"steps": 1}).status)
+
+	sch := b.do(t, http.MethodGet, "/sdapi/v1/schedulers", nil).body.([]any)
+	require.Equal(t, "karras", sch[2].(map[string]any)["name"])
+	require.Equal(t, "Karras", sch[2].(map[string]any)["label"])
+	loras := b.do(t, http.MethodGet, "/sdapi/v1/loras", nil).body.([]any)
+	require.Equal(t, "fake-detail", loras[0].(map[string]any)["name"])
+	ups := b.do(t, http.MethodGet, "/sdapi/v1/upscalers", nil).body.([]any)
+	require.Len(t, ups, 4)
 }
