@@ -74,6 +74,8 @@ type App struct {
 type Options struct {
 	// Lookup reads the environment; default os.LookupEnv.
 	Lookup func(string) (string, bool)
+	// check builds for Check: the in-process Redis, nothing started.
+	check bool
 }
 
 // New builds the fx application of role from cfg.
@@ -136,7 +138,7 @@ func (a *App) Start(ctx context.Context) error { return unwrapFx(a.app.Start(ctx
 // Stop stops every component within ctx's deadline (the grace period).
 func (a *App) Stop(ctx context.Context) error { return a.app.Stop(ctx) }
 
-func newStore(lc fx.Lifecycle, cfg *Config, log *zap.Logger) (*storage.Store, error) {
+func newStore(lc fx.Lifecycle, cfg *Config, log *zap.Logger, opts Options) (*storage.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	s, err := storage.Open(ctx, cfg.Redis, log)

@@ -1,13 +1,12 @@
 package bot
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net/url"
 	"os"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -95,34 +94,56 @@ type LogConfig struct {
 	Format string `yaml:"format"`
 }
 
-// ConfigError is an invalid configuration, naming the field.
+// ConfigError is an invalid configuration, naming the field (its yaml
+// path, e.g. backends[0].url); Error adds the EASEL_ variable that sets it.
 type ConfigError struct {
 	Field   string
 	Message string
 }
 
-func (e *ConfigError) Error() string { return fmt.Sprintf("config: %s: %s", e.Field, e.Message) }
+func (e *ConfigError) Error() string {
+	if env := EnvFor(e.Field); env != "" && !strings.Contains(e.Message, env) {
+		return fmt.Sprintf("config: %s (%s): %s", e.Field, env, e.Message)
+	}
+	return fmt.Sprintf("config: %s: %s", e.Field, e.Message)
+}
 
 // LoadConfig reads path (when explicit is false a missing file is fine),
 // applies environment overrides through lookup (os.LookupEnv) and validates.
+// A failure lists every problem found (ConfigErrors), each naming its field,
+// its EASEL_ variable and, in the file, its line.
 func LoadConfig(path string, explicit bool, lookup func(string) (string, bool)) (*Config, error) {
 	cfg := &Config{}
+	p := &problems{}
 	raw, err := os.ReadFile(path)
 	switch {
 	case err == nil:
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		dec.KnownFields(true)
-		if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("config %s: %w", path, err)
+		var doc yaml.Node
+		if err := yaml.Unmarshal(raw, &doc); err != nil {
+			return nil, fmt.Errorf("config %s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 		}
+		decodeNode(&doc, reflect.ValueOf(cfg).Elem(), "", source{file: path}, p)
 	case errors.Is(err, fs.ErrNotExist) && !explicit:
 	default:
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	if err := applyEnv(cfg, lookup); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
+	applyEnv(cfg, lookup, p)
+	// Values are checked even after a decoding problem, so every problem is
+	// listed at once; a field already reported is not reported twice.
 	if err := cfg.validate(lookup); err != nil {
+		seen := map[string]bool{}
+		for _, ce := range p.list {
+			seen[ce.Field] = true
+		}
+		var more ConfigErrors
+		errors.As(err, &more)
+		for _, ce := range more {
+			if !seen[ce.Field] {
+				p.list = append(p.list, ce)
+			}
+		}
+	}
+	if err := p.err(); err != nil {
 		return nil, err
 	}
 	return cfg, nil
@@ -130,25 +151,27 @@ func LoadConfig(path string, explicit bool, lookup func(string) (string, bool)) 
 
 var backendName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// validate fills defaults and checks values; it reports every problem.
 func (c *Config) validate(lookup func(string) (string, bool)) error {
+	p := &problems{}
 	switch c.Log.Level {
 	case "":
 		c.Log.Level = "info"
 	case "debug", "info", "warn", "error":
 	default:
-		return &ConfigError{"log.level", fmt.Sprintf("must be debug, info, warn or error (got %q)", c.Log.Level)}
+		p.add("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)
 	}
 	switch c.Log.Format {
 	case "":
 		c.Log.Format = "console"
 	case "console", "json":
 	default:
-		return &ConfigError{"log.format", fmt.Sprintf("must be console or json (got %q)", c.Log.Format)}
+		p.add("log.format", "must be console or json (got %q)", c.Log.Format)
 	}
 	if c.Redis.URL != "" {
 		u, err := url.Parse(c.Redis.URL)
 		if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
-			return &ConfigError{"redis.url", "must be a redis://, rediss:// or unix:// URL"}
+			p.add("redis.url", "must be a redis://, rediss:// or unix:// URL (got %s)", storage.RedactURL(c.Redis.URL))
 		}
 	}
 	names := map[string]bool{}
@@ -159,21 +182,21 @@ func (c *Config) validate(lookup func(string) (string, bool)) error {
 			b.Kind = "a1111"
 		}
 		if b.Kind != "a1111" && b.Kind != "fakesd" {
-			return &ConfigError{field + ".kind", fmt.Sprintf("must be a1111 or fakesd (got %q)", b.Kind)}
+			p.add(field+".kind", "must be a1111 or fakesd (got %q)", b.Kind)
 		}
 		if b.Name == "" {
 			b.Name = fmt.Sprintf("%s-%d", b.Kind, i)
 		}
 		if !backendName.MatchString(b.Name) {
-			return &ConfigError{field + ".name", "must be 1-64 letters, digits, - or _"}
+			p.add(field+".name", "must be 1-64 letters, digits, - or _ (got %q)", b.Name)
 		}
 		if names[b.Name] {
-			return &ConfigError{field + ".name", fmt.Sprintf("%q is used twice", b.Name)}
+			p.add(field+".name", "%q is used twice", b.Name)
 		}
 		names[b.Name] = true
 		u, err := url.Parse(b.URL)
 		if b.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return &ConfigError{field + ".url", fmt.Sprintf("must be an http:// or https:// URL (got %q)", b.URL)}
+			p.add(field+".url", "must be an http:// or https:// URL (got %q)", b.URL)
 		}
 		for _, t := range []struct {
 			name string
@@ -185,16 +208,16 @@ func (c *Config) validate(lookup func(string) (string, bool)) error {
 		}
 		if b.PasswordEnv != "" {
 			if _, ok := lookup(b.PasswordEnv); !ok {
-				return &ConfigError{field + ".password_env", fmt.Sprintf("environment variable %s is not set", b.PasswordEnv)}
+				p.add(field+".password_env", "environment variable %s is not set", b.PasswordEnv)
 			}
 		}
 		if b.PasswordFile != "" {
 			if _, err := os.Stat(b.PasswordFile); err != nil {
-				return &ConfigError{field + ".password_file", err.Error()}
+				p.add(field+".password_file", "%s", err.Error())
 			}
 		}
 	}
-	return nil
+	return p.err()
 }
 
 // password reads a backend's basic-auth password from its env or file.

@@ -14,14 +14,15 @@ import (
 // variables named EASEL_<PATH> where PATH is the field's yaml path in upper
 // case joined by "_" (scheduler.max_attempts → EASEL_SCHEDULER_MAX_ATTEMPTS).
 // Scalars parse by type (durations as "30s"); lists and maps parse as YAML
-// ("[{name: gpu, url: ...}]"). lookup is os.LookupEnv in production.
-func applyEnv(v any, lookup func(string) (string, bool)) error {
-	return walkEnv(reflect.ValueOf(v).Elem(), "EASEL", "", lookup)
+// ("[{name: gpu, url: ...}]"). lookup is os.LookupEnv in production. Every
+// problem is added to p.
+func applyEnv(v any, lookup func(string) (string, bool), p *problems) {
+	walkEnv(reflect.ValueOf(v).Elem(), "EASEL", "", lookup, p)
 }
 
 var durationType = reflect.TypeOf(time.Duration(0))
 
-func walkEnv(v reflect.Value, env, path string, lookup func(string) (string, bool)) error {
+func walkEnv(v reflect.Value, env, path string, lookup func(string) (string, bool), p *problems) {
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
@@ -33,15 +34,10 @@ func walkEnv(v reflect.Value, env, path string, lookup func(string) (string, boo
 			name = strings.ToLower(f.Name)
 		}
 		fenv := env + "_" + strings.ToUpper(name)
-		fpath := name
-		if path != "" {
-			fpath = path + "." + name
-		}
+		fpath := joinPath(path, name)
 		fv := v.Field(i)
 		if fv.Kind() == reflect.Struct && fv.Type() != durationType {
-			if err := walkEnv(fv, fenv, fpath, lookup); err != nil {
-				return err
-			}
+			walkEnv(fv, fenv, fpath, lookup, p)
 			continue
 		}
 		raw, ok := lookup(fenv)
@@ -49,17 +45,28 @@ func walkEnv(v reflect.Value, env, path string, lookup func(string) (string, boo
 			continue
 		}
 		if err := setFromString(fv, raw); err != nil {
-			return fmt.Errorf("%s (from %s): %w", fpath, fenv, err)
+			p.add(fpath, "%s (from %s)", err.Error(), fenv)
+			continue
+		}
+		if k := fv.Kind(); k == reflect.Slice || k == reflect.Map || k == reflect.Pointer {
+			var n yaml.Node
+			if err := yaml.Unmarshal([]byte(raw), &n); err != nil {
+				p.add(fpath, "not valid YAML: %s (from %s)", strings.TrimPrefix(err.Error(), "yaml: "), fenv)
+				continue
+			}
+			fv.Set(reflect.Zero(fv.Type()))
+			decodeNode(&n, fv, fpath, source{env: fenv}, p)
 		}
 	}
-	return nil
 }
 
+// setFromString sets a scalar field from its environment value; lists,
+// maps and pointers are left to decodeNode.
 func setFromString(fv reflect.Value, raw string) error {
 	if fv.Type() == durationType {
-		d, err := time.ParseDuration(raw)
+		d, err := parseDuration(raw)
 		if err != nil {
-			return fmt.Errorf("not a duration like 30s or 1m30s: %q", raw)
+			return err
 		}
 		fv.SetInt(int64(d))
 		return nil
@@ -70,27 +77,22 @@ func setFromString(fv reflect.Value, raw string) error {
 	case reflect.Bool:
 		b, err := strconv.ParseBool(raw)
 		if err != nil {
-			return fmt.Errorf("not true or false: %q", raw)
+			return fmt.Errorf("must be true or false, got %q", raw)
 		}
 		fv.SetBool(b)
 	case reflect.Int, reflect.Int64, reflect.Int32:
 		n, err := strconv.ParseInt(raw, 10, 64)
 		if err != nil {
-			return fmt.Errorf("not a whole number: %q", raw)
+			return fmt.Errorf("must be a whole number, got %q", raw)
 		}
 		fv.SetInt(n)
 	case reflect.Float64:
 		n, err := strconv.ParseFloat(raw, 64)
 		if err != nil {
-			return fmt.Errorf("not a number: %q", raw)
+			return fmt.Errorf("must be a number, got %q", raw)
 		}
 		fv.SetFloat(n)
 	case reflect.Slice, reflect.Map, reflect.Pointer:
-		p := reflect.New(fv.Type())
-		if err := yaml.Unmarshal([]byte(raw), p.Interface()); err != nil {
-			return fmt.Errorf("not valid YAML for a %s: %w", fv.Type(), err)
-		}
-		fv.Set(p.Elem())
 	default:
 		return fmt.Errorf("cannot be set from the environment")
 	}

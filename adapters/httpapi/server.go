@@ -78,6 +78,13 @@ type Config struct {
 	// MaxStreamsPerAddr caps the event streams one client IP address holds
 	// open at once (429 beyond). Default 1000.
 	MaxStreamsPerAddr int `yaml:"max_streams_per_addr"`
+	// TrustedNetworks are CIDR ranges (e.g. the Docker bridge,
+	// 172.16.0.0/12) whose clients are served like loopback ones when no
+	// keys are configured (open mode), so a browser on the host reaches a
+	// container's playground. Proxied requests are still refused. Ignored
+	// once keys are set. Default none (loopback only).
+	TrustedNetworks []string `yaml:"trusted_networks"`
+	trusted         []*net.IPNet
 }
 
 func (c *Config) fill() error {
@@ -125,6 +132,14 @@ func (c *Config) fill() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("http.addr: must be host:port (got %q)", c.Addr)
 	}
+	c.trusted = nil
+	for _, cidr := range c.TrustedNetworks {
+		_, n, err := net.ParseCIDR(strings.TrimSpace(cidr))
+		if err != nil {
+			return fmt.Errorf("http.trusted_networks: %q is not a CIDR range such as 172.16.0.0/12", cidr)
+		}
+		c.trusted = append(c.trusted, n)
+	}
 	if c.MaxBodyBytes < 1024 {
 		return fmt.Errorf("http.max_body_bytes: must be at least 1024 (got %d)", c.MaxBodyBytes)
 	}
@@ -139,6 +154,15 @@ func (c *Config) fill() error {
 		}
 	}
 	return nil
+}
+
+func (c *Config) isTrusted(ip net.IP) bool {
+	for _, n := range c.trusted {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 var tenantName = regexp.MustCompile(`^api:[A-Za-z0-9_.-]{1,64}$`)
@@ -334,7 +358,7 @@ func (s *Server) caller(r *http.Request) (commands.Caller, string, bool) {
 	if len(s.cfg.Keys) == 0 && len(s.cfg.AdminKeys) == 0 {
 		host, _, err := net.SplitHostPort(r.RemoteAddr)
 		ip := net.ParseIP(host)
-		if err != nil || ip == nil || !ip.IsLoopback() || proxyHeader(r.Header) != "" {
+		if err != nil || ip == nil || !(ip.IsLoopback() || s.cfg.isTrusted(ip)) || proxyHeader(r.Header) != "" {
 			return commands.Caller{}, "", false
 		}
 		return commands.Caller{Tenant: "api:local", User: "api", Admin: true}, "local", true

@@ -453,6 +453,32 @@ func TestOpenModeAnswersLoopbackOnly(t *testing.T) {
 	require.Len(t, active, 2, "only the loopback requests enqueued")
 }
 
+// TestOpenModeTrustedNetworks: http.trusted_networks (the Docker bridge in
+// compose) is served like loopback in open mode, proxied requests still
+// refused. (bot's TestCheck covers a range that is not CIDR.)
+func TestOpenModeTrustedNetworks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{cfg: httpapi.Config{TrustedNetworks: []string{"172.16.0.0/12"}}})
+	for _, c := range []struct {
+		remote, hdr string
+		status      int
+	}{
+		{"172.18.0.1:5000", "", http.StatusAccepted},
+		{"127.0.0.1:5000", "", http.StatusAccepted},
+		{"192.168.1.5:5000", "", http.StatusForbidden},
+		{"172.18.0.1:5000", "X-Forwarded-For", http.StatusForbidden},
+	} {
+		req := httptest.NewRequest("POST", "/v1/jobs", strings.NewReader(`{"prompt":"x"}`))
+		req.RemoteAddr = c.remote
+		if c.hdr != "" {
+			req.Header.Set(c.hdr, "203.0.113.9")
+		}
+		rec := httptest.NewRecorder()
+		b.api.Handler().ServeHTTP(rec, req)
+		require.Equal(t, c.status, rec.Code, "%s %s: %s", c.remote, c.hdr, rec.Body.String())
+	}
+}
+
 // Stop must not wait for jobs that have not ended: it ends the event
 // streams (clients resume elsewhere with Last-Event-ID) and drops the
 // webhook followers, so it returns without hitting its deadline.

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -18,7 +22,11 @@ type composeFile struct {
 		Image       string            `yaml:"image"`
 		Command     []string          `yaml:"command"`
 		Environment map[string]string `yaml:"environment"`
-		Ports       []string          `yaml:"ports"`
+		Ports       []any             `yaml:"ports"`
+		Scale       int               `yaml:"scale"`
+		Deploy      struct {
+			Replicas int `yaml:"replicas"`
+		} `yaml:"deploy"`
 		Healthcheck struct {
 			Test []string `yaml:"test"`
 		} `yaml:"healthcheck"`
@@ -75,7 +83,7 @@ func TestComposeFiles(t *testing.T) {
 		if addr, ok := svc.Environment["EASEL_HTTP_ADDR"]; ok {
 			_, port, _ := strings.Cut(addr, ":")
 			for _, p := range svc.Ports {
-				require.True(t, strings.HasSuffix(p, ":"+port), "service %s publishes %s but listens on %s", name, p, addr)
+				require.True(t, strings.HasSuffix(fmt.Sprint(p), ":"+port), "service %s publishes %s but listens on %s", name, p, addr)
 			}
 		}
 		if len(svc.Healthcheck.Test) > 2 && svc.Healthcheck.Test[1] == "easel" {
@@ -83,15 +91,108 @@ func TestComposeFiles(t *testing.T) {
 			require.NotContains(t, string(out), "unknown command", "%s: %v", name, err)
 		}
 	}
+	// Every .env.example variable is read by Easel or by the compose file.
+	for name := range secrets {
+		require.True(t, known[name] || slices.Contains(bot.OtherEnv, name) || !strings.HasPrefix(name, "EASEL_"),
+			".env.example sets %s, which neither Easel nor bot.OtherEnv knows", name)
+	}
+}
+
+// renderCompose renders docker-compose.yml (and more files) with
+// `docker-compose config`, with only envFile's values (not a developer's
+// .env) and the given profiles.
+func renderCompose(t *testing.T, envFile string, more []string, profiles ...string) (composeFile, error) {
+	t.Helper()
+	args := []string{"-f", "docker-compose.yml"}
+	for _, f := range more {
+		args = append(args, "-f", f)
+	}
+	args = append(args, "--env-file", envFile)
+	for _, p := range profiles {
+		args = append(args, "--profile", p)
+	}
+	cmd := exec.Command("docker-compose", append(args, "config")...)
+	cmd.Dir = "../.."
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	out, err := cmd.Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return composeFile{}, fmt.Errorf("%w: %s", err, ee.Stderr)
+		}
+		return composeFile{}, err
+	}
+	var cf composeFile
+	require.NoError(t, yaml.Unmarshal(out, &cf), "%s", out)
+	return cf, nil
+}
+
+// TestComposeServicesLoad renders docker-compose.yml with docker-compose
+// (with and without the demo and gpu profiles and the published-Redis
+// override) and runs `easel config check` on each Easel service's rendered
+// command and environment, as the container would: every service's
+// configuration must load, with no unknown variable. No two worker
+// services may serve the same backend.
+func TestComposeServicesLoad(t *testing.T) {
+	t.Parallel()
 	if _, err := exec.LookPath("docker-compose"); err != nil {
 		require.Empty(t, os.Getenv("CI"), "docker-compose is not installed; .ci/run installs it")
-		t.Log("docker-compose not installed: skipping `docker-compose config` (.ci/run installs it)")
-		return
+		t.Skip("docker-compose not installed (.ci/run installs it)")
 	}
-	for _, args := range [][]string{{"config", "-q"}, {"--profile", "demo", "config", "-q"}} {
-		cmd := exec.Command("docker-compose", append([]string{"-f", "docker-compose.yml", "--env-file", ".env.example"}, args...)...)
-		cmd.Dir = "../.."
-		out, err := cmd.CombinedOutput()
-		require.NoError(t, err, "docker-compose %v: %s", args, out)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.env")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	withPW := filepath.Join(dir, "pw.env")
+	require.NoError(t, os.WriteFile(withPW, []byte("EASEL_REDIS_PASSWORD=0123456789abcdef\nEASEL_SD_USERNAME=me\nEASEL_SD_PASSWORD=pw\n"), 0o600))
+
+	// Publishing Redis without a password is refused, naming the variable.
+	_, err := renderCompose(t, empty, []string{"deploy/compose.redis-port.yml"})
+	require.ErrorContains(t, err, "EASEL_REDIS_PASSWORD")
+
+	for _, c := range []struct {
+		name     string
+		env      string
+		more     []string
+		profiles []string
+	}{
+		{"no profile", empty, nil, nil},
+		{"gpu", empty, nil, []string{"gpu"}},
+		{"demo", empty, nil, []string{"demo"}},
+		{"password, redis port, every profile", withPW, []string{"deploy/compose.redis-port.yml"}, []string{"gpu", "demo"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cf, err := renderCompose(t, c.env, c.more, c.profiles...)
+			require.NoError(t, err)
+			require.Contains(t, cf.Services, "easel")
+			backends := map[string]string{}
+			for name, svc := range cf.Services {
+				if !strings.HasPrefix(svc.Image, "easel") || (svc.Command[0] != "serve" && svc.Command[0] != "worker") {
+					continue
+				}
+				cmd := exec.Command(easelBin, append([]string{"config", "check"}, svc.Command...)...)
+				cmd.Dir = t.TempDir()
+				cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+				for k, v := range svc.Environment {
+					cmd.Env = append(cmd.Env, k+"="+v)
+				}
+				out, err := cmd.CombinedOutput()
+				require.NoError(t, err, "service %s: easel config check %v:\n%s", name, svc.Command, out)
+				require.NotContains(t, string(out), "warning", "service %s", name)
+				var list []struct {
+					Name string `yaml:"name"`
+				}
+				require.NoError(t, yaml.Unmarshal([]byte(svc.Environment["EASEL_BACKENDS"]), &list), name)
+				for _, b := range list {
+					require.Empty(t, backends[b.Name], "services %s and %s both run backend %s", backends[b.Name], name, b.Name)
+					backends[b.Name] = name
+				}
+				require.LessOrEqual(t, svc.Scale, 1, "service %s", name)
+				require.LessOrEqual(t, svc.Deploy.Replicas, 1, "service %s", name)
+			}
+			if strings.Contains(c.name, "redis port") {
+				require.NotEmpty(t, cf.Services["redis"].Ports)
+				require.Contains(t, cf.Services["easel"].Environment["EASEL_REDIS_URL"], ":0123456789abcdef@")
+			}
+		})
 	}
 }

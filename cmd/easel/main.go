@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,18 +22,46 @@ import (
 	"github.com/easelbot/easel/sdclient/fakesd"
 )
 
-const usage = `usage: easel <command> [flags]
+// command is one subcommand of easel.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
 
-commands:
-  serve     HTTP API, playground, scheduler, and workers for configured backends (default)
-  worker    workers only, for the configured backends
-  imagine   submit a prompt to a running Easel and save the images
-  fakesd    run the fake AUTOMATIC1111-compatible backend
-  bench     run the benchmark suite
-  health    exit 0 when the local /healthz answers (container health checks)
+func commands() []command {
+	return []command{
+		{"serve", "HTTP API, playground, chat bots, scheduler, and workers for configured backends (the default)",
+			func(ctx context.Context, args []string, _, stderr io.Writer) int {
+				return runRole(ctx, bot.RoleServe, args, stderr)
+			}},
+		{"worker", "workers only, for the configured backends (GPU machines)",
+			func(ctx context.Context, args []string, _, stderr io.Writer) int {
+				return runRole(ctx, bot.RoleWorker, args, stderr)
+			}},
+		{"imagine", "submit a prompt to a running Easel and save the images", apiclient.RunImagine},
+		{"config", "check the configuration (config check) or print it, secrets redacted (config print)", runConfig},
+		{"health", "exit 0 when the local /healthz answers (container health checks)",
+			func(ctx context.Context, args []string, _, stderr io.Writer) int { return runHealth(ctx, args, stderr) }},
+		{"fakesd", "run the fake AUTOMATIC1111-compatible backend",
+			func(ctx context.Context, args []string, _, stderr io.Writer) int { return runFakeSD(ctx, args, stderr) }},
+		{"bench", "run the benchmark suite", bench.Run},
+		{"version", "print the version and build information",
+			func(_ context.Context, _ []string, stdout, _ io.Writer) int {
+				fmt.Fprintln(stdout, version())
+				return 0
+			}},
+		{"help", "list the commands, or show one command's flags (easel help CMD)", nil},
+	}
+}
 
-Run "easel <command> -h" for a command's flags.
-`
+func usage(w io.Writer) {
+	fmt.Fprint(w, "usage: easel <command> [flags]\n\ncommands:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s  %s\n", c.name, c.summary)
+	}
+	fmt.Fprint(w, "\nRun \"easel help <command>\" for a command's flags. Configuration: ./easel.yaml\n"+
+		"(or --config FILE), every field overridable as EASEL_<SECTION>_<FIELD>; see the README.\n")
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -40,51 +71,133 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	name := "serve"
+	if len(args) > 0 {
+		switch a := args[0]; {
+		case a == "-h" || a == "-help" || a == "--help":
+			usage(stdout)
+			return 0
+		case a == "--version" || a == "-version":
+			fmt.Fprintln(stdout, version())
+			return 0
+		case a != "" && a[0] != '-':
+			name, args = a, args[1:]
+		}
 	}
-	switch cmd {
-	case "serve":
-		return runRole(ctx, bot.RoleServe, args, stderr)
-	case "worker":
-		return runRole(ctx, bot.RoleWorker, args, stderr)
-	case "imagine":
-		return apiclient.RunImagine(ctx, args, stdout, stderr)
-	case "fakesd":
-		return runFakeSD(ctx, args, stderr)
-	case "bench":
-		return bench.Run(ctx, args, stdout, stderr)
-	case "health":
-		return runHealth(ctx, args, stderr)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return 0
+	if name == "help" {
+		if len(args) == 0 {
+			usage(stdout)
+			return 0
+		}
+		for _, c := range commands() {
+			if c.name == args[0] && c.run != nil {
+				fmt.Fprintf(stdout, "easel %s: %s\n\n", c.name, c.summary)
+				c.run(ctx, append(args[1:], "-h"), stdout, stdout)
+				return 0
+			}
+		}
+		fmt.Fprintf(stderr, "easel help: unknown command %q\n", args[0])
+		usage(stderr)
+		return 2
 	}
-	fmt.Fprintf(stderr, "easel: unknown command %q\n%s", cmd, usage)
+	for _, c := range commands() {
+		if c.name == name && c.run != nil {
+			return c.run(ctx, args, stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "easel: unknown command %q\n", name)
+	usage(stderr)
 	return 2
 }
 
-func runRole(ctx context.Context, role bot.Role, args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet(string(role), flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML config file (default ./easel.yaml when present)")
-	addr := fs.String("addr", "", "HTTP listen address, overrides http.addr (serve)")
-	grace := fs.Duration("grace", 30*time.Second, "how long a stop waits for running jobs and deliveries")
-	if err := fs.Parse(args); err != nil {
-		return 2
+// version is the module version and VCS revision from the build info.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "easel (no build information)"
 	}
-	path, explicit := *configPath, *configPath != ""
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	out := "easel " + v
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev != "" {
+		out += " " + rev[:min(12, len(rev))] + dirty
+	}
+	if at != "" {
+		out += " " + at
+	}
+	return out + " " + bi.GoVersion + " " + runtime.GOOS + "/" + runtime.GOARCH
+}
+
+// roleFlags are the flags of serve and worker (and of config, which loads
+// the configuration the same way).
+type roleFlags struct {
+	fs         *flag.FlagSet
+	configPath *string
+	addr       *string
+	grace      *time.Duration
+}
+
+func newRoleFlags(name string, stderr io.Writer) roleFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return roleFlags{
+		fs:         fs,
+		configPath: fs.String("config", "", "YAML config file (default ./easel.yaml when present)"),
+		addr:       fs.String("addr", "", "HTTP listen address, overrides http.addr (serve)"),
+		grace:      fs.Duration("grace", 30*time.Second, "how long a stop waits for running jobs and deliveries"),
+	}
+}
+
+// load reads the configuration the flags name.
+func (f roleFlags) load() (*bot.Config, error) {
+	path, explicit := *f.configPath, *f.configPath != ""
 	if !explicit {
 		path = "easel.yaml"
 	}
 	cfg, err := bot.LoadConfig(path, explicit, os.LookupEnv)
 	if err != nil {
-		fmt.Fprintln(stderr, "easel:", err)
+		return nil, err
+	}
+	if *f.addr != "" {
+		cfg.HTTP.Addr = *f.addr
+	}
+	return cfg, nil
+}
+
+// printErr writes err to w, one "easel: " line per problem.
+func printErr(w io.Writer, prefix string, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(w, prefix+line)
+	}
+}
+
+func runRole(ctx context.Context, role bot.Role, args []string, stderr io.Writer) int {
+	f := newRoleFlags(string(role), stderr)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
-	if *addr != "" {
-		cfg.HTTP.Addr = *addr
+	cfg, err := f.load()
+	if err != nil {
+		printErr(stderr, "easel: ", err)
+		return 2
 	}
 	log, err := bot.NewLogger(cfg.Log)
 	if err != nil {
@@ -92,9 +205,12 @@ func runRole(ctx context.Context, role bot.Role, args []string, stderr io.Writer
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
+	for _, w := range bot.UnknownEnv(os.Environ(), cfg) {
+		log.Warn(w)
+	}
 	app, err := bot.New(cfg, role, log, bot.Options{})
 	if err != nil {
-		fmt.Fprintln(stderr, "easel:", err)
+		printErr(stderr, "easel: ", err)
 		var ce *bot.ConfigError
 		if errors.As(err, &ce) {
 			return 2
@@ -104,17 +220,73 @@ func runRole(ctx context.Context, role bot.Role, args []string, stderr io.Writer
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := app.Start(startCtx); err != nil {
-		fmt.Fprintln(stderr, "easel:", err)
+		printErr(stderr, "easel: ", err)
 		return 1
 	}
 	<-ctx.Done()
-	log.Sugar().Infow("stopping; waiting for running jobs and deliveries", "grace", grace.String())
-	stopCtx, cancelStop := context.WithTimeout(context.Background(), *grace)
+	log.Sugar().Infow("stopping; waiting for running jobs and deliveries", "grace", f.grace.String())
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), *f.grace)
 	defer cancelStop()
 	if err := app.Stop(stopCtx); err != nil {
 		fmt.Fprintln(stderr, "easel: stop:", err)
 		return 1
 	}
+	return 0
+}
+
+const configUsage = `usage: easel config check [serve|worker] [flags]
+       easel config print [serve|worker] [flags]
+
+check loads the configuration (file and EASEL_ environment) as the role
+would, lists every problem with its field and the variable that sets it,
+and exits 1 when there is any; it connects to nothing. print writes the
+effective configuration as YAML, secrets redacted. The role defaults to
+serve; the flags are the role's (--config FILE).
+`
+
+// runConfig is `easel config check|print`.
+func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "check" && args[0] != "print") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprint(stdout, configUsage)
+			return 0
+		}
+		fmt.Fprint(stderr, configUsage)
+		return 2
+	}
+	sub, args := args[0], args[1:]
+	role := bot.RoleServe
+	if len(args) > 0 && (args[0] == "serve" || args[0] == "worker") {
+		role, args = bot.Role(args[0]), args[1:]
+	}
+	f := newRoleFlags("config "+sub, stderr)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	cfg, err := f.load()
+	if err == nil {
+		err = bot.Check(cfg, role)
+	}
+	for _, w := range bot.UnknownEnv(os.Environ(), cfg) {
+		fmt.Fprintln(stderr, "easel: warning:", w)
+	}
+	if err != nil {
+		printErr(stderr, "easel: ", err)
+		return 1
+	}
+	if sub == "print" {
+		out, err := bot.Redacted(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "easel:", err)
+			return 1
+		}
+		_, _ = stdout.Write(out)
+		return 0
+	}
+	fmt.Fprintf(stdout, "configuration OK for easel %s\n", role)
 	return 0
 }
 
