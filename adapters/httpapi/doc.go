@@ -17,6 +17,16 @@
 // UTF-8, trailing data and oversize bodies are refused with a 400/413 that
 // names the field and the limit, and nothing is enqueued.
 //
+// # Event fan-out
+//
+// Event streams and webhook followers do not read Redis each: one feed
+// per Server (fanout.go) holds the one blocking read of the shared events
+// stream and hands each event, encoded once, to its job's subscribers
+// through bounded buffers. A subscriber first reads its job's history
+// (scheduler.History), then takes live events; one that falls behind
+// its buffer, or sees a gap in the sequence, re-reads the history, so it
+// never misses an event. An idle stream costs under 32 KB (BENCHMARKS.md).
+//
 // # Limits
 //
 // The http.Server bounds headers, whole requests, writes and idle

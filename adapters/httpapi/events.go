@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/easelbot/easel/commands"
-	"github.com/easelbot/easel/scheduler"
 )
 
 // events streams a job's events as Server-Sent Events: "id: <seq>", "event:
@@ -54,48 +53,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, c commands.Calle
 		return
 	}
 
-	// The stream ends with the request or when the server stops; the
-	// follower goroutine is waited for either way.
+	// The stream ends with the request or when the server stops; it runs
+	// on the handler's goroutine, fed by the server's one event reader.
 	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
 	defer context.AfterFunc(s.streams, cancel)()
-	evs := make(chan scheduler.Event, 16)
-	errc := make(chan error, 1)
-	done := make(chan struct{})
-	defer func() { cancel(); <-done }()
-	go func() {
-		defer close(done)
-		errc <- s.sched.Follow(ctx, j.ID, after, func(e scheduler.Event) error {
-			select {
-			case evs <- e:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-		close(evs)
-	}()
-	keepAlive := time.NewTicker(15 * time.Second)
-	defer keepAlive.Stop()
-	for {
-		select {
-		case e, ok := <-evs:
-			if !ok {
-				if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
-					data, _ := json.Marshal(map[string]string{"message": err.Error()})
-					_ = send("event: error\ndata: %s\n\n", data)
-				}
-				return
-			}
-			data, _ := json.Marshal(e)
-			if send("id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, data) != nil {
-				return
-			}
-		case <-keepAlive.C:
-			if send(": keep-alive\n\n") != nil {
-				return
-			}
-		case <-ctx.Done():
-			return
-		}
+	err = s.feed.follow(ctx, j.ID, after, func(e *fedEvent) error {
+		return send("id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Type, e.JSON())
+	}, 15*time.Second, func() error { return send(": keep-alive\n\n") })
+	if err != nil && ctx.Err() == nil && !errors.Is(err, errFeedStopped) {
+		data, _ := json.Marshal(map[string]string{"message": err.Error()})
+		_ = send("event: error\ndata: %s\n\n", data)
 	}
 }

@@ -182,6 +182,7 @@ type Server struct {
 	log      *zap.Logger
 	mux      *http.ServeMux
 	hooks    *Webhooks
+	feed     *feed
 	srv      *http.Server
 	ln       net.Listener
 	metrics  http.Handler
@@ -236,7 +237,8 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger, opts ...Option) (*S
 	for _, o := range opts {
 		o(s)
 	}
-	s.hooks = newWebhooks(cfg, s.sched, log)
+	s.feed = newFeed(s.sched, log)
+	s.hooks = newWebhooks(cfg, s.sched, s.feed, log)
 	s.routes()
 	return s, nil
 }
@@ -307,6 +309,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if err := s.hooks.stop(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	s.feed.stop()
 	return errors.Join(errs...)
 }
 

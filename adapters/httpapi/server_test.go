@@ -59,14 +59,20 @@ type opts struct {
 	cfg    httpapi.Config
 	worker bool
 	policy scheduler.PolicyConfig
+	sched  scheduler.Config
+	// timeout bounds the test's context; default 30s.
+	timeout time.Duration
 }
 
-func setup(t *testing.T, o opts) *bundle {
+func setup(t testing.TB, o opts) *bundle {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if o.timeout == 0 {
+		o.timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.timeout)
 	t.Cleanup(cancel)
 	store := redistest.Store(t)
-	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	sched, err := scheduler.New(ctx, store, o.sched, zap.NewNop())
 	require.NoError(t, err)
 	pol, err := scheduler.NewPolicies(sched, o.policy)
 	require.NoError(t, err)
@@ -78,19 +84,7 @@ func setup(t *testing.T, o opts) *bundle {
 	t.Cleanup(srv.Close)
 	b := &bundle{ctx: ctx, sched: sched, api: api, srv: srv}
 	if o.worker {
-		b.fake = fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond, PreviewEvery: 2})
-		fsrv := httptest.NewServer(b.fake.Handler())
-		t.Cleanup(fsrv.Close)
-		client, err := a1111.New(a1111.Config{BaseURL: fsrv.URL, ProgressInterval: 2 * time.Millisecond})
-		require.NoError(t, err)
-		w, err := worker.New(worker.Config{Name: "t"}, sched, []worker.Backend{{Name: "fake", Backend: client}}, zap.NewNop())
-		require.NoError(t, err)
-		require.NoError(t, w.Start(ctx))
-		t.Cleanup(func() {
-			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = w.Stop(c)
-		})
+		b.startWorker(t)
 	}
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -98,6 +92,24 @@ func setup(t *testing.T, o opts) *bundle {
 		_ = api.Stop(c)
 	})
 	return b
+}
+
+// startWorker runs a worker on a fake A1111 for the bundle's scheduler.
+func (b *bundle) startWorker(t testing.TB) {
+	t.Helper()
+	b.fake = fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond, PreviewEvery: 2})
+	fsrv := httptest.NewServer(b.fake.Handler())
+	t.Cleanup(fsrv.Close)
+	client, err := a1111.New(a1111.Config{BaseURL: fsrv.URL, ProgressInterval: 2 * time.Millisecond})
+	require.NoError(t, err)
+	w, err := worker.New(worker.Config{Name: "t"}, b.sched, []worker.Backend{{Name: "fake", Backend: client}}, zap.NewNop())
+	require.NoError(t, err)
+	require.NoError(t, w.Start(b.ctx))
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.Stop(c)
+	})
 }
 
 func (b *bundle) do(t *testing.T, method, path, key string, body any, hdr ...string) (*http.Response, map[string]any) {

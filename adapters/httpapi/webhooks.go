@@ -35,6 +35,7 @@ import (
 type Webhooks struct {
 	cfg    Config
 	sched  *scheduler.Scheduler
+	feed   *feed
 	log    *zap.Logger
 	client *http.Client
 	// follow ends the followers; deliver ends deliveries under way.
@@ -47,8 +48,8 @@ type Webhooks struct {
 	now func() time.Time
 }
 
-func newWebhooks(cfg Config, sched *scheduler.Scheduler, log *zap.Logger) *Webhooks {
-	h := &Webhooks{cfg: cfg, sched: sched, log: log, now: time.Now,
+func newWebhooks(cfg Config, sched *scheduler.Scheduler, feed *feed, log *zap.Logger) *Webhooks {
+	h := &Webhooks{cfg: cfg, sched: sched, feed: feed, log: log, now: time.Now,
 		client: &http.Client{Timeout: 15 * time.Second, Transport: safeTransport(cfg.AllowPrivateCallbacks),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	h.follow, h.stopFollow = context.WithCancel(context.Background())
@@ -88,10 +89,10 @@ func (h *Webhooks) watch(id, callback string) {
 	go func() {
 		defer h.wg.Done()
 		var final scheduler.Event
-		err := h.sched.Follow(h.follow, id, 0, func(e scheduler.Event) error {
-			final = e
+		err := h.feed.follow(h.follow, id, 0, func(e *fedEvent) error {
+			final = e.Event
 			return nil
-		})
+		}, 0, nil)
 		if err != nil {
 			if h.follow.Err() != nil {
 				h.log.Warn("webhook: dropped at stop before the job ended", zap.String("job", id))

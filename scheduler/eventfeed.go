@@ -1,0 +1,86 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// ReadEvents waits up to block for entries of the shared events stream
+// (every job's events) after entry id after, and returns their events with
+// the entry id to read after next. With after "" it returns at once, with
+// no events and the stream's current end. It is the one blocking read an in-process event fan-out needs,
+// however many jobs it follows.
+func (s *Scheduler) ReadEvents(ctx context.Context, after string, block time.Duration) ([]Event, string, error) {
+	key := s.keys.Events()
+	if after == "" {
+		last, err := s.client.Do(ctx, s.client.B().Xrevrange().Key(key).End("+").Start("-").Count(1).Build()).AsXRange()
+		if err != nil {
+			return nil, "", fmt.Errorf("read events: %w", err)
+		}
+		if len(last) > 0 {
+			return nil, last[0].ID, nil
+		}
+		return nil, "0-0", nil
+	}
+	res, err := s.client.Do(ctx, s.client.B().Xread().Count(1000).Block(max(block.Milliseconds(), 1)).
+		Streams().Key(key).Id(after).Build()).AsXRead()
+	if rueidis.IsRedisNil(err) {
+		return nil, after, nil
+	}
+	if err != nil {
+		return nil, after, fmt.Errorf("read events: %w", err)
+	}
+	entries := res[key]
+	evs := make([]Event, 0, len(entries))
+	for _, e := range entries {
+		after = e.ID
+		if ev, err := DecodeEvent(e.FieldValues["e"]); err == nil {
+			evs = append(evs, ev) // a malformed entry is skipped, not fatal
+		}
+	}
+	return evs, after, nil
+}
+
+// History returns job id's events with Seq above afterSeq, oldest first
+// (the first, queued event rebuilt from the record, as Follow does), in one
+// round trip, and whether the job has ended: after it has, no more events
+// come (its terminal event is among them unless afterSeq passed it or the
+// stream expired). ErrNotFound for an unknown job.
+func (s *Scheduler) History(ctx context.Context, id string, afterSeq int64) ([]Event, bool, error) {
+	if !namePattern.MatchString(id) {
+		return nil, false, ErrNotFound
+	}
+	// The record is read first: a terminal status is written with its
+	// event in one script, so the range read after it holds that event.
+	res := s.client.DoMulti(ctx, s.client.B().Hgetall().Key(s.keys.Job(id)).Build(),
+		s.client.B().Xrange().Key(s.keys.JobEvents(id)).Start("-").End("+").Build())
+	m, err := res[0].AsStrMap()
+	if err != nil {
+		return nil, false, fmt.Errorf("history: %w", err)
+	}
+	if len(m) == 0 || m["status"] == "" {
+		return nil, false, ErrNotFound
+	}
+	entries, err := res[1].AsXRange()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return nil, false, fmt.Errorf("history: %w", err)
+	}
+	j := parseJob(m)
+	var evs []Event
+	if afterSeq < 1 {
+		evs = append(evs, Event{Type: EventQueued, JobID: j.ID, Tenant: j.Tenant, Seq: 1, Time: j.CreatedAt, Position: j.queuedPosition})
+	}
+	for _, e := range entries {
+		ev, err := DecodeEvent(e.FieldValues["e"])
+		if err != nil {
+			return nil, false, fmt.Errorf("history: %w", err)
+		}
+		if ev.Seq > afterSeq {
+			evs = append(evs, ev)
+		}
+	}
+	return evs, j.Status.Terminal(), nil
+}
