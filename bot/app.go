@@ -237,6 +237,7 @@ func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler
 	var renderers []adapters.Renderer
 	if sl != nil {
 		renderers = append(renderers, sl)
+		rd.add(sl.Ready)
 	}
 	if cfg.Discord.Token != "" {
 		d, err := discord.New(cfg.Discord, svc, log.Named("discord"))

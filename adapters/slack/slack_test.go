@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,208 +16,78 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-	"github.com/slack-go/slack/slacktest"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
 	"github.com/easelbot/easel/adapters"
 	easelslack "github.com/easelbot/easel/adapters/slack"
+	"github.com/easelbot/easel/adapters/slack/slackfake"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/internal/redistest"
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient/a1111"
 	"github.com/easelbot/easel/sdclient/fakesd"
+	"github.com/easelbot/easel/storage"
 	"github.com/easelbot/easel/worker"
 )
 
 const secret = "signing-secret-for-tests"
 
-// fakeSlack extends slacktest with the methods it lacks, recording calls.
-type fakeSlack struct {
-	srv     *slacktest.Server
-	sock    chan *websocket.Conn // Socket Mode connections
-	acks    chan string          // acknowledged envelope ids
-	mu      sync.Mutex
-	calls   []slackCall
-	notify  chan struct{}
-	ts      int
-	fail429 int
-	uploads map[string][]byte
-}
-
-type slackCall struct {
-	Method string
-	Form   url.Values
-}
-
-func newFakeSlack(t *testing.T) *fakeSlack {
-	f := &fakeSlack{notify: make(chan struct{}, 1), uploads: map[string][]byte{}, sock: make(chan *websocket.Conn, 1),
-		acks: make(chan string, 16)}
-	record := func(method string, r *http.Request) url.Values {
-		_ = r.ParseForm()
-		f.mu.Lock()
-		f.calls = append(f.calls, slackCall{Method: method, Form: r.Form})
-		f.mu.Unlock()
-		select {
-		case f.notify <- struct{}{}:
-		default:
-		}
-		return r.Form
-	}
-	ok := func(w http.ResponseWriter, v map[string]any) {
-		v["ok"] = true
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	f.srv = slacktest.NewTestServer(func(c slacktest.Customize) {
-		c.Handle("/chat.postMessage", func(w http.ResponseWriter, r *http.Request) {
-			form := record("chat.postMessage", r)
-			f.mu.Lock()
-			f.ts++
-			ts := fmt.Sprintf("1700000000.%06d", f.ts)
-			f.mu.Unlock()
-			ok(w, map[string]any{"channel": form.Get("channel"), "ts": ts})
-		})
-		c.Handle("/chat.update", func(w http.ResponseWriter, r *http.Request) {
-			form := record("chat.update", r)
-			f.mu.Lock()
-			limited := f.fail429 > 0
-			if limited {
-				f.fail429--
-			}
-			f.mu.Unlock()
-			if limited {
-				w.Header().Set("Retry-After", "1")
-				w.WriteHeader(http.StatusTooManyRequests)
-				_, _ = w.Write([]byte(`{"ok":false,"error":"ratelimited"}`))
-				return
-			}
-			ok(w, map[string]any{"channel": form.Get("channel"), "ts": form.Get("ts"), "text": form.Get("text")})
-		})
-		c.Handle("/files.getUploadURLExternal", func(w http.ResponseWriter, r *http.Request) {
-			form := record("files.getUploadURLExternal", r)
-			f.mu.Lock()
-			id := "F" + strconv.Itoa(len(f.calls))
-			f.mu.Unlock()
-			ok(w, map[string]any{"upload_url": f.srv.GetAPIURL() + "upload/" + id + "?name=" + url.QueryEscape(form.Get("filename")), "file_id": id})
-		})
-		c.Handle("/upload/", func(w http.ResponseWriter, r *http.Request) {
-			file, _, err := r.FormFile("file")
-			if err == nil {
-				b, _ := io.ReadAll(file)
-				f.mu.Lock()
-				f.uploads[strings.TrimPrefix(r.URL.Path, "/upload/")] = b
-				f.mu.Unlock()
-			}
-			record("upload", r)
-			_, _ = w.Write([]byte("OK"))
-		})
-		c.Handle("/apps.connections.open", func(w http.ResponseWriter, r *http.Request) {
-			record("apps.connections.open", r)
-			ok(w, map[string]any{"url": "ws" + strings.TrimPrefix(f.srv.GetAPIURL(), "http") + "socket"})
-		})
-		c.Handle("/socket", func(w http.ResponseWriter, r *http.Request) {
-			// socketmode sends Slack's Origin header.
-			up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-			conn, err := up.Upgrade(w, r, nil)
-			if err != nil {
-				return
-			}
-			_ = conn.WriteJSON(map[string]any{"type": "hello", "num_connections": 1,
-				"connection_info": map[string]any{"app_id": "A1"}, "debug_info": map[string]any{"host": "fake"}})
-			f.sock <- conn
-			for {
-				var m map[string]any
-				if err := conn.ReadJSON(&m); err != nil {
-					return
-				}
-				if id, ok := m["envelope_id"].(string); ok {
-					f.acks <- id
-				}
-			}
-		})
-		c.Handle("/chat.postEphemeral", func(w http.ResponseWriter, r *http.Request) {
-			record("chat.postEphemeral", r)
-			ok(w, map[string]any{"message_ts": "1700000000.999999"})
-		})
-		c.Handle("/files.completeUploadExternal", func(w http.ResponseWriter, r *http.Request) {
-			record("files.completeUploadExternal", r)
-			ok(w, map[string]any{"files": []any{}})
-		})
-		c.Handle("/users.info", func(w http.ResponseWriter, r *http.Request) {
-			form := record("users.info", r)
-			u := form.Get("user")
-			ok(w, map[string]any{"user": map[string]any{"id": u, "name": u, "is_admin": strings.HasPrefix(u, "UADMIN")}})
-		})
-	})
-	f.srv.Start()
-	t.Cleanup(f.srv.Stop)
-	return f
-}
-
-func (f *fakeSlack) waitFor(t *testing.T, what string, pred func([]slackCall) bool) []slackCall {
-	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	for {
-		f.mu.Lock()
-		calls := append([]slackCall(nil), f.calls...)
-		f.mu.Unlock()
-		if pred(calls) {
-			return calls
-		}
-		select {
-		case <-f.notify:
-		case <-deadline.C:
-			var b strings.Builder
-			for _, c := range calls {
-				fmt.Fprintf(&b, "\n  %s %v", c.Method, c.Form)
-			}
-			t.Fatalf("timed out waiting for %s; calls:%s", what, b.String())
-		}
-	}
-}
-
 type bundle struct {
 	ctx   context.Context
-	fake  *fakeSlack
+	fake  *slackfake.Server
 	app   *httptest.Server
+	bot   *easelslack.Adapter
 	sched *scheduler.Scheduler
+	svc   *commands.Service
+	store *storage.Store
 	sd    *fakesd.Server
 }
 
-func setup(t *testing.T, step time.Duration) *bundle { return setupMode(t, step, "") }
-
-func setupMode(t *testing.T, step time.Duration, appToken string) *bundle {
-	return setupWith(t, step, easelslack.Config{AppToken: appToken})
+type options struct {
+	step     time.Duration
+	appToken string
+	budget   int
+	limits   commands.Limits
+	noStart  bool
 }
 
-func setupBudget(t *testing.T, perMinute int) *bundle {
-	return setupWith(t, 5*time.Millisecond, easelslack.Config{UpdatesPerMinute: perMinute})
-}
+func setup(t *testing.T, step time.Duration) *bundle { return setupWith(t, options{step: step}) }
 
-func setupWith(t *testing.T, step time.Duration, extra easelslack.Config) *bundle {
+// setupWith runs a worker on the fake SD backend, the relay and the Slack
+// adapter against the enforcing Slack fake, in workspace T1 with public
+// channel C1 (the bot is a member) and C2 (it is not).
+func setupWith(t *testing.T, o options) *bundle {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	store := redistest.Store(t)
 	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
 	require.NoError(t, err)
 	pol, err := scheduler.NewPolicies(sched, scheduler.PolicyConfig{})
 	require.NoError(t, err)
-	svc, err := commands.New(sched, pol, commands.Limits{}, zap.NewNop())
+	svc, err := commands.New(sched, pol, o.limits, zap.NewNop())
 	require.NoError(t, err)
-	sd := fakesd.New(fakesd.Config{StepDuration: step, PreviewEvery: 2})
+	sd := fakesd.New(fakesd.Config{StepDuration: o.step, Instant: o.step == 0, PreviewEvery: 2})
 	sdSrv := httptest.NewServer(sd.Handler())
 	t.Cleanup(sdSrv.Close)
 	client, err := a1111.New(a1111.Config{BaseURL: sdSrv.URL, ProgressInterval: 5 * time.Millisecond})
 	require.NoError(t, err)
 	w, err := worker.New(worker.Config{Name: "w"}, sched, []worker.Backend{{Name: "gpu0", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
-	fake := newFakeSlack(t)
-	bot, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, AppToken: extra.AppToken,
-		APIBase: fake.srv.GetAPIURL(), EditInterval: 20 * time.Millisecond, UpdatesPerMinute: extra.UpdatesPerMinute}, svc, zap.NewNop())
+	fake := slackfake.New(slackfake.Config{})
+	t.Cleanup(fake.Close)
+	fake.AddChannel(slackfake.Channel{ID: "C1", Member: true})
+	fake.AddChannel(slackfake.Channel{ID: "C2"})
+	for _, u := range []string{"U0", "U1", "U2", "U3", "U7"} {
+		fake.AddUser(slackfake.User{ID: u, Name: strings.ToLower(u)})
+	}
+	fake.AddUser(slackfake.User{ID: "UADMIN1", Name: "boss", Admin: true})
+	t.Cleanup(func() {
+		require.Empty(t, fake.Violations(), "Slack rules broken")
+	})
+	bot, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, AppToken: o.appToken,
+		APIBase: fake.URL(), EditInterval: 20 * time.Millisecond, UpdatesPerMinute: o.budget}, svc, zap.NewNop())
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	for p, h := range bot.Routes() {
@@ -226,6 +95,10 @@ func setupWith(t *testing.T, step time.Duration, extra easelslack.Config) *bundl
 	}
 	app := httptest.NewServer(mux)
 	t.Cleanup(app.Close)
+	b := &bundle{ctx: ctx, fake: fake, app: app, bot: bot, sched: sched, svc: svc, store: store, sd: sd}
+	if o.noStart {
+		return b
+	}
 	relay := adapters.NewRelay(sched, zap.NewNop(), bot)
 	require.NoError(t, w.Start(ctx))
 	require.NoError(t, relay.Start(ctx))
@@ -237,19 +110,30 @@ func setupWith(t *testing.T, step time.Duration, extra easelslack.Config) *bundl
 		_ = relay.Stop(c)
 		_ = w.Stop(c)
 	})
-	return &bundle{ctx: ctx, fake: fake, app: app, sched: sched, sd: sd}
+	return b
+}
+
+// sign returns Slack's signature headers for body at ts.
+func sign(body string, ts time.Time) (string, string) {
+	s := strconv.FormatInt(ts.Unix(), 10)
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte("v0:" + s + ":" + body))
+	return s, "v0=" + hex.EncodeToString(mac.Sum(nil))
 }
 
 // post sends a request signed like Slack (or not, per mutate).
 func (b *bundle) post(t *testing.T, path, contentType, body string, mutate func(http.Header)) int {
 	t.Helper()
+	ts, sig := sign(body, time.Now())
+	return b.postSigned(t, path, contentType, body, ts, sig, mutate)
+}
+
+func (b *bundle) postSigned(t *testing.T, path, contentType, body, ts, sig string, mutate func(http.Header)) int {
+	t.Helper()
 	req, _ := http.NewRequestWithContext(b.ctx, "POST", b.app.URL+path, strings.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
-	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte("v0:" + ts + ":" + body))
 	req.Header.Set("X-Slack-Request-Timestamp", ts)
-	req.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+	req.Header.Set("X-Slack-Signature", sig)
 	if mutate != nil {
 		mutate(req.Header)
 	}
@@ -264,21 +148,37 @@ var eventSeq struct {
 	n  int
 }
 
-func mentionEvent(user, text string) (string, string) {
+func nextSeq() int {
 	eventSeq.mu.Lock()
+	defer eventSeq.mu.Unlock()
 	eventSeq.n++
-	n := eventSeq.n
-	eventSeq.mu.Unlock()
+	return eventSeq.n
+}
+
+// mentionEvent is an app_mention callback as Slack sends it (text escaped,
+// the bot's mention first); extra fields go into the inner event.
+func mentionEvent(user, text string, extra map[string]any) (string, string) {
+	n := nextSeq()
 	id := fmt.Sprintf("Ev%06d", n)
+	inner := map[string]any{"type": "app_mention", "user": user, "text": "<@UBOT> " + text, "channel": "C1",
+		"ts": fmt.Sprintf("1690000000.%06d", n), "event_ts": "1690000000.000001"}
+	for k, v := range extra {
+		inner[k] = v
+	}
 	raw, _ := json.Marshal(map[string]any{"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
-		"event_id": id, "event_time": time.Now().Unix(),
-		"event": map[string]any{"type": "app_mention", "user": user, "text": "<@UBOT> " + text, "channel": "C1",
-			"ts": fmt.Sprintf("1690000000.%06d", n), "event_ts": "1690000000.000001"}})
+		"event_id": id, "event_time": time.Now().Unix(), "event": inner})
 	return string(raw), id
 }
 
-func calls(cs []slackCall, method string) []slackCall {
-	var out []slackCall
+// slashBody is a form-encoded /imagine as Slack sends it.
+func slashBody(fake *slackfake.Server, channel, user, text string) string {
+	return url.Values{"token": {"x"}, "team_id": {"T1"}, "channel_id": {channel}, "user_id": {user},
+		"command": {"/imagine"}, "text": {text}, "response_url": {fake.NewResponseURL()},
+		"trigger_id": {fmt.Sprintf("trig.%d", nextSeq())}}.Encode()
+}
+
+func calls(cs []slackfake.Call, method string) []slackfake.Call {
+	var out []slackfake.Call
 	for _, c := range cs {
 		if c.Method == method {
 			out = append(out, c)
@@ -287,80 +187,112 @@ func calls(cs []slackCall, method string) []slackCall {
 	return out
 }
 
-func finalUpdate(cs []slackCall) bool {
-	for _, c := range calls(cs, "chat.update") {
+func okCalls(cs []slackfake.Call, method string) []slackfake.Call {
+	var out []slackfake.Call
+	for _, c := range calls(cs, method) {
+		if c.Error == "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func finals(cs []slackfake.Call) int {
+	n := 0
+	for _, c := range okCalls(cs, "chat.update") {
 		if strings.Contains(c.Form.Get("blocks"), "easel:reroll:") {
+			n++
+		}
+	}
+	return n
+}
+
+func finalUpdate(cs []slackfake.Call) bool { return finals(cs) >= 1 }
+
+func ephemeralWith(cs []slackfake.Call, text string) bool {
+	for _, c := range okCalls(cs, "chat.postEphemeral") {
+		if strings.Contains(c.Form.Get("text"), text) {
 			return true
 		}
 	}
 	return false
 }
 
-func TestMentionProgressUploadAndButtons(t *testing.T) {
+func TestMentionProgressPreviewUploadAndButtons(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 10*time.Millisecond)
-	body, _ := mentionEvent("U1", "a lighthouse at dusk --ar 16:9 --steps 10 --n 2")
+	body, _ := mentionEvent("U1", "a lighthouse at dusk --ar 16:9 --steps 10 --n 2", nil)
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	cs := b.fake.waitFor(t, "final update", finalUpdate)
-	post := calls(cs, "chat.postMessage")[0]
+	cs := b.fake.Wait(t, "final update", finalUpdate)
+	post := okCalls(cs, "chat.postMessage")[0]
 	require.Equal(t, "C1", post.Form.Get("channel"))
 	require.NotEmpty(t, post.Form.Get("thread_ts"), "the reply is in a thread")
-	require.GreaterOrEqual(t, len(calls(cs, "chat.update")), 2, "progress updates before the final one")
-	require.Len(t, calls(cs, "files.getUploadURLExternal"), 2)
-	done := calls(cs, "files.completeUploadExternal")
-	require.Len(t, done, 1)
-	require.Equal(t, post.Form.Get("thread_ts"), done[0].Form.Get("thread_ts"), "images go into the thread")
-	require.Equal(t, "C1", done[0].Form.Get("channel_id"))
-	b.fake.mu.Lock()
-	for _, img := range b.fake.uploads {
-		require.True(t, strings.HasPrefix(string(img), "\x89PNG"))
+	require.GreaterOrEqual(t, len(okCalls(cs, "chat.update")), 2, "progress updates before the final one")
+	previews := 0
+	for _, c := range okCalls(cs, "chat.update") {
+		if strings.Contains(c.Form.Get("blocks"), `"slack_file"`) {
+			previews++
+		}
 	}
-	b.fake.mu.Unlock()
+	require.Positive(t, previews, "a progress update shows the latest preview")
+	done := okCalls(cs, "files.completeUploadExternal")
+	var shared []slackfake.Call
+	for _, c := range done {
+		if c.Form.Get("channel_id") != "" {
+			shared = append(shared, c)
+		}
+	}
+	require.Len(t, shared, 1, "the result is shared once")
+	require.Equal(t, post.Form.Get("thread_ts"), shared[0].Form.Get("thread_ts"), "images go into the thread")
+	require.Equal(t, "C1", shared[0].Form.Get("channel_id"))
+	b.fake.Wait(t, "previews deleted", func(cs []slackfake.Call) bool {
+		return len(okCalls(cs, "files.delete")) == countPreviewUploads(cs)
+	})
+	images := 0
+	for _, f := range b.fake.Files() {
+		if f.Channel == "C1" {
+			images++
+			require.True(t, strings.HasPrefix(string(f.Bytes), "\x89PNG"))
+		} else {
+			require.True(t, f.Deleted || !f.Completed, "preview files are deleted after the final state")
+		}
+	}
+	require.Equal(t, 2, images)
 
 	// Reroll by the requester starts another job; a click by someone else is refused.
-	final := calls(cs, "chat.update")
+	final := okCalls(cs, "chat.update")
 	blocks := final[len(final)-1].Form.Get("blocks")
 	jobID := strings.Split(strings.Split(blocks, "easel:reroll:")[1], `"`)[0]
-	click := func(user, action string) int {
-		payload, _ := json.Marshal(map[string]any{"type": "block_actions", "team": map[string]any{"id": "T1"},
-			"user": map[string]any{"id": user}, "channel": map[string]any{"id": "C1"},
-			"actions": []any{map[string]any{"action_id": action, "block_id": "result", "value": action, "type": "button"}}})
-		return b.post(t, "/slack/interactivity", "application/x-www-form-urlencoded", "payload="+url.QueryEscape(string(payload)), nil)
+	require.Equal(t, 200, b.click(t, "U2", "easel:reroll:"+jobID, ""))
+	b.fake.Wait(t, "refusal", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Only the person who asked") })
+	require.Equal(t, 200, b.click(t, "U1", "easel:reroll:"+jobID, ""))
+	b.fake.Wait(t, "reroll final", func(cs []slackfake.Call) bool { return finals(cs) == 2 })
+}
+
+// click sends a signed block_actions payload.
+func (b *bundle) click(t *testing.T, user, action, trigger string) int {
+	t.Helper()
+	if trigger == "" {
+		trigger = fmt.Sprintf("trig.%d", nextSeq())
 	}
-	require.Equal(t, 200, click("U2", "easel:reroll:"+jobID))
-	b.fake.waitFor(t, "refusal", func(cs []slackCall) bool {
-		for _, c := range calls(cs, "chat.postEphemeral") {
-			if strings.Contains(c.Form.Get("text"), "Only the person who asked") {
-				return true
-			}
-		}
-		return false
-	})
-	require.Equal(t, 200, click("U1", "easel:reroll:"+jobID))
-	b.fake.waitFor(t, "reroll final", func(cs []slackCall) bool {
-		n := 0
-		for _, c := range calls(cs, "chat.update") {
-			if strings.Contains(c.Form.Get("blocks"), "easel:reroll:") {
-				n++
-			}
-		}
-		return n == 2
-	})
+	payload, _ := json.Marshal(map[string]any{"type": "block_actions", "team": map[string]any{"id": "T1"},
+		"user": map[string]any{"id": user}, "channel": map[string]any{"id": "C1"}, "trigger_id": trigger,
+		"response_url": b.fake.NewResponseURL(),
+		"actions":      []any{map[string]any{"action_id": action, "block_id": "r-1", "value": action, "type": "button"}}})
+	return b.post(t, "/slack/interactivity", "application/x-www-form-urlencoded", "payload="+url.QueryEscape(string(payload)), nil)
 }
 
 func TestSignaturesAndRetries(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	body, id := mentionEvent("U1", "a fox --steps 2")
+	body, id := mentionEvent("U1", "a fox --steps 2", nil)
 	require.Equal(t, 401, b.post(t, "/slack/events", "application/json", body, func(h http.Header) {
 		h.Set("X-Slack-Signature", "v0=deadbeef")
 	}), "forged signature")
 	require.Equal(t, 401, b.post(t, "/slack/events", "application/json", body, func(h http.Header) {
-		old := strconv.FormatInt(time.Now().Add(-6*time.Minute).Unix(), 10)
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write([]byte("v0:" + old + ":" + body))
-		h.Set("X-Slack-Request-Timestamp", old)
-		h.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+		ts, sig := sign(body, time.Now().Add(-6*time.Minute))
+		h.Set("X-Slack-Request-Timestamp", ts)
+		h.Set("X-Slack-Signature", sig)
 	}), "stale timestamp, correctly signed")
 	require.Equal(t, 401, b.post(t, "/slack/events", "application/json", body, func(h http.Header) {
 		h.Del("X-Slack-Signature")
@@ -373,42 +305,266 @@ func TestSignaturesAndRetries(t *testing.T) {
 	// The real delivery and Slack's retry of it enqueue once.
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, func(h http.Header) { h.Set("X-Slack-Retry-Num", "1") }))
-	cs := b.fake.waitFor(t, "final", finalUpdate)
-	require.Len(t, calls(cs, "chat.postMessage"), 1, "event %s handled once", id)
+	cs := b.fake.Wait(t, "final", finalUpdate)
+	require.Len(t, okCalls(cs, "chat.postMessage"), 1, "event %s handled once", id)
 
 	// URL verification answers the challenge.
 	req, _ := json.Marshal(map[string]any{"type": "url_verification", "challenge": "c123", "token": "x"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", string(req), nil))
 }
 
+// TestReplayedSlashCommandAndClickEnqueueOnce: an exact replay of a signed
+// slash command or interactivity payload inside the signature window is
+// recognised by its body digest.
+func TestReplayedSlashCommandAndClickEnqueueOnce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	body := slashBody(b.fake, "C1", "U1", "a replayed fox --steps 2")
+	ts, sig := sign(body, time.Now())
+	for range 3 {
+		require.Equal(t, 200, b.postSigned(t, "/slack/commands", "application/x-www-form-urlencoded", body, ts, sig, nil))
+	}
+	cs := b.fake.Wait(t, "final", finalUpdate)
+	require.Len(t, okCalls(cs, "chat.postMessage"), 1, "one reply, one job")
+	jobs, err := b.svc.Queue(b.ctx, commands.Caller{Tenant: "slack:T1", User: "U1"})
+	require.NoError(t, err)
+	require.Empty(t, jobs)
+
+	final := okCalls(cs, "chat.update")
+	jobID := strings.Split(strings.Split(final[len(final)-1].Form.Get("blocks"), "easel:reroll:")[1], `"`)[0]
+	payload, _ := json.Marshal(map[string]any{"type": "block_actions", "team": map[string]any{"id": "T1"},
+		"user": map[string]any{"id": "U1"}, "channel": map[string]any{"id": "C1"}, "trigger_id": "trig.click",
+		"actions": []any{map[string]any{"action_id": "easel:reroll:" + jobID, "block_id": "r", "type": "button"}}})
+	click := "payload=" + url.QueryEscape(string(payload))
+	ts, sig = sign(click, time.Now())
+	for range 2 {
+		require.Equal(t, 200, b.postSigned(t, "/slack/interactivity", "application/x-www-form-urlencoded", click, ts, sig, nil))
+	}
+	cs = b.fake.Wait(t, "reroll final", func(cs []slackfake.Call) bool { return finals(cs) == 2 })
+	require.Len(t, okCalls(cs, "chat.postMessage"), 2, "the replayed click made one job")
+}
+
+// TestFinalUpdateRefusedUploadsOnce: when Slack refuses the final update
+// for good, the images are shared exactly once and the result reaches the
+// thread as a new message; when it refuses for a while (429s), the relay's
+// retries repeat only the update.
+func TestFinalUpdateRefusedUploadsOnce(t *testing.T) {
+	t.Parallel()
+	for _, code := range []string{"msg_too_long", "invalid_blocks", "ratelimited"} {
+		t.Run(code, func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, 0)
+			isFinal := func(f url.Values) bool { return strings.Contains(f.Get("blocks"), "easel:reroll:") }
+			n := -1
+			if code == "ratelimited" {
+				n = 5 // the adapter rides out 3, the relay retries the rest
+			}
+			b.fake.FailIf("chat.update", isFinal, code, n)
+			body, _ := mentionEvent("U1", "a fox --steps 2 --n 2", nil)
+			require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+			var cs []slackfake.Call
+			if code == "ratelimited" {
+				cs = b.fake.Wait(t, "final after 429s", finalUpdate)
+			} else {
+				cs = b.fake.Wait(t, "fallback message", func(cs []slackfake.Call) bool {
+					return len(okCalls(cs, "chat.postMessage")) == 2
+				})
+				fallback := okCalls(cs, "chat.postMessage")[1]
+				require.Contains(t, fallback.Form.Get("text"), "Done")
+				require.Equal(t, okCalls(cs, "chat.postMessage")[0].Form.Get("thread_ts"), fallback.Form.Get("thread_ts"))
+			}
+			shared := 0
+			for _, c := range okCalls(cs, "files.completeUploadExternal") {
+				if c.Form.Get("channel_id") != "" {
+					shared++
+				}
+			}
+			require.Equal(t, 1, shared, "images shared once")
+			require.Len(t, calls(cs, "files.getUploadURLExternal"), 2+countPreviewUploads(cs))
+		})
+	}
+}
+
+func countPreviewUploads(cs []slackfake.Call) int {
+	n := 0
+	for _, c := range calls(cs, "files.getUploadURLExternal") {
+		if strings.Contains(c.Form.Get("filename"), "preview") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestReplyMessageDeleted: the reply was deleted before the final state
+// (message_not_found): the result goes into the thread as a new message
+// with its buttons.
+func TestReplyMessageDeleted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 30*time.Millisecond)
+	body, _ := mentionEvent("U1", "a fox --steps 6", nil)
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	b.fake.Wait(t, "reply", func(cs []slackfake.Call) bool { return len(okCalls(cs, "chat.postMessage")) == 1 })
+	var ts string
+	for _, m := range b.fake.Messages("C1") {
+		if m.Text != "" && !m.Ephemeral {
+			ts = m.TS
+		}
+	}
+	b.fake.DeleteMessage("C1", ts)
+	cs := b.fake.Wait(t, "new message with buttons", func(cs []slackfake.Call) bool {
+		for _, c := range okCalls(cs, "chat.postMessage")[1:] {
+			if strings.Contains(c.Form.Get("blocks"), "easel:reroll:") {
+				return true
+			}
+		}
+		return false
+	})
+	require.Equal(t, okCalls(cs, "chat.postMessage")[0].Form.Get("thread_ts"), okCalls(cs, "chat.postMessage")[1].Form.Get("thread_ts"))
+}
+
+// TestSlashCommandInChannelWithoutBot: /imagine in a channel the bot is not
+// in: the user is told how to invite it and the result arrives through the
+// command's response_url, images shown by file id.
+func TestSlashCommandInChannelWithoutBot(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	body := slashBody(b.fake, "C2", "U1", "a fox outside --steps 2")
+	require.Equal(t, 200, b.post(t, "/slack/commands", "application/x-www-form-urlencoded", body, nil))
+	cs := b.fake.Wait(t, "result via response_url", func(cs []slackfake.Call) bool {
+		for _, p := range b.fake.ResponsePosts() {
+			if p.Body["response_type"] == "in_channel" {
+				return true
+			}
+		}
+		return false
+	})
+	require.Empty(t, okCalls(cs, "chat.postMessage"), "the bot cannot post in C2")
+	var hint, result bool
+	for _, p := range b.fake.ResponsePosts() {
+		text, _ := p.Body["text"].(string)
+		if strings.Contains(text, "/invite") && p.Body["response_type"] == "ephemeral" {
+			hint = true
+		}
+		if p.Body["response_type"] == "in_channel" {
+			raw, _ := json.Marshal(p.Body["blocks"])
+			require.Contains(t, string(raw), `"slack_file"`)
+			require.Contains(t, text, "a fox outside")
+			result = true
+		}
+	}
+	require.True(t, hint, "the user is told how to invite the bot")
+	require.True(t, result)
+}
+
+// TestFailedPostsAreExplained: a mention whose reply cannot be posted, and
+// an upscale click whose reply cannot be posted, tell the user and enqueue
+// nothing.
+func TestFailedPostsAreExplained(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	b.fake.FailNext("chat.postMessage", "ratelimited", "ratelimited", "ratelimited", "ratelimited")
+	body, _ := mentionEvent("U1", "a fox --steps 2", nil)
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	b.fake.Wait(t, "explanation", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "nothing was queued") })
+	jobs, err := b.sched.Active(b.ctx, "slack:T1")
+	require.NoError(t, err)
+	require.Empty(t, jobs)
+
+	body, _ = mentionEvent("U1", "a fox --steps 2", nil)
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	cs := b.fake.Wait(t, "final", finalUpdate)
+	final := okCalls(cs, "chat.update")
+	jobID := strings.Split(strings.Split(final[len(final)-1].Form.Get("blocks"), "easel:reroll:")[1], `"`)[0]
+	b.fake.FailIf("chat.postMessage", func(f url.Values) bool { return strings.Contains(f.Get("text"), "Upscaling") }, "is_archived", -1)
+	require.Equal(t, 200, b.click(t, "U1", "easel:up:"+jobID+":0", ""))
+	b.fake.Wait(t, "upscale explanation", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "can't post in this channel") })
+	jobs, err = b.sched.Active(b.ctx, "slack:T1")
+	require.NoError(t, err)
+	for _, j := range jobs {
+		require.NotEqual(t, scheduler.StatusQueued, j.Status, "no upscale job without a message")
+	}
+}
+
+func TestEditedMentionsAndBotsStartNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	edited, _ := mentionEvent("U1", "a fox --steps 2", map[string]any{"edited": map[string]any{"user": "U1", "ts": "1690000001.000000"}})
+	bot, _ := mentionEvent("U2", "a robot --steps 2", map[string]any{"bot_id": "B1"})
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", bot, nil))
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", edited, nil))
+	cs := b.fake.Wait(t, "hint", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Editing a message") })
+	require.Empty(t, calls(cs, "chat.postMessage"))
+	require.Len(t, calls(cs, "chat.postEphemeral"), 1, "nothing for the bot's message")
+	jobs, err := b.sched.Active(b.ctx, "slack:T1")
+	require.NoError(t, err)
+	require.Empty(t, jobs)
+}
+
+// TestPromptUnescaped: Slack's escapes, mentions and links are undone
+// before the prompt reaches validation and the backend; the prompt shown
+// back is escaped again.
+func TestPromptUnescaped(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	body, _ := mentionEvent("U1", "salt &amp; pepper &lt;3 <@U999> by <#C9|art> <https://ex.am/ple|ex.am/ple> --steps 2", nil)
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	cs := b.fake.Wait(t, "final", finalUpdate)
+	require.Equal(t, "salt & pepper <3 by #art ex.am/ple", b.sd.LastRequest().Prompt)
+	final := okCalls(cs, "chat.update")
+	require.Contains(t, final[len(final)-1].Form.Get("text"), "salt &amp; pepper &lt;3")
+}
+
+// TestLongPromptFitsSlack: with max_prompt_length above Slack's 3 000
+// characters per section, every update still fits (the shown prompt is
+// clipped; the job gets all of it).
+func TestLongPromptFitsSlack(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, options{limits: commands.Limits{MaxPromptLength: 6000}})
+	prompt := strings.Repeat("a very long & detailed prompt ", 150)[:4400]
+	body, _ := mentionEvent("U1", strings.ReplaceAll(prompt, "&", "&amp;")+" --steps 2", nil)
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	cs := b.fake.Wait(t, "final", finalUpdate)
+	for _, c := range calls(cs, "chat.update") {
+		require.Empty(t, c.Error)
+	}
+	require.Equal(t, strings.Join(strings.Fields(prompt), " "), b.sd.LastRequest().Prompt)
+}
+
 func TestRateLimitedUpdateStillDeliversFinal(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 5*time.Millisecond)
-	b.fake.mu.Lock()
-	b.fake.fail429 = 1
-	b.fake.mu.Unlock()
-	body, _ := mentionEvent("U1", "a fox --steps 4")
+	b.fake.FailNext("chat.update", "ratelimited")
+	body, _ := mentionEvent("U1", "a fox --steps 4", nil)
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	b.fake.waitFor(t, "final after 429", finalUpdate)
+	b.fake.Wait(t, "final after 429", finalUpdate)
 }
 
-func TestAdminCommands(t *testing.T) {
+func TestAdminCommandsAndUserCache(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	body, _ := mentionEvent("U7", "admin set max_steps 30")
+	body, _ := mentionEvent("U7", "admin set max_steps 30", nil)
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	cs := b.fake.waitFor(t, "refusal", func(cs []slackCall) bool { return len(calls(cs, "chat.postEphemeral")) == 1 })
+	cs := b.fake.Wait(t, "refusal", func(cs []slackfake.Call) bool { return len(calls(cs, "chat.postEphemeral")) == 1 })
 	refusal := calls(cs, "chat.postEphemeral")[0]
 	require.Contains(t, refusal.Form.Get("text"), "Only workspace admins")
 	require.Equal(t, "U7", refusal.Form.Get("user"), "only the asker sees it")
 	require.NotEmpty(t, refusal.Form.Get("thread_ts"))
-	body, _ = mentionEvent("UADMIN1", "admin set max_steps 30")
+	for i := range 2 {
+		body, _ = mentionEvent("UADMIN1", "admin set max_steps 30", nil)
+		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+		cs = b.fake.Wait(t, "applied", func(cs []slackfake.Call) bool { return len(calls(cs, "chat.postEphemeral")) == 2+i })
+		require.Contains(t, calls(cs, "chat.postEphemeral")[1+i].Form.Get("text"), "Set `max_steps` to `30`")
+	}
+	n := 0
+	for _, c := range calls(cs, "users.info") {
+		if c.Form.Get("user") == "UADMIN1" {
+			n++
+		}
+	}
+	require.Equal(t, 1, n, "users.info answers are cached")
+	body, _ = mentionEvent("U7", "a fox --steps 40", nil)
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	cs = b.fake.waitFor(t, "applied", func(cs []slackCall) bool { return len(calls(cs, "chat.postEphemeral")) == 2 })
-	require.Contains(t, calls(cs, "chat.postEphemeral")[1].Form.Get("text"), "Set `max_steps` to `30`")
-	body, _ = mentionEvent("U7", "a fox --steps 40")
-	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	b.fake.waitFor(t, "validation", func(cs []slackCall) bool {
+	b.fake.Wait(t, "validation", func(cs []slackfake.Call) bool {
 		for _, c := range append(calls(cs, "chat.update"), calls(cs, "chat.postEphemeral")...) {
 			if strings.Contains(c.Form.Get("text"), "steps: must be between 1 and 30 (got 40)") {
 				return true
@@ -420,88 +576,113 @@ func TestAdminCommands(t *testing.T) {
 
 // TestSocketMode: with an app token the same handlers run over Socket Mode:
 // envelopes are acknowledged, a mention makes a job that finishes in the
-// thread, a redelivered event (new envelope, same event id) is ignored, and
-// /imagine works.
+// thread; Slack's disconnect mid-job reconnects and loses nothing; a
+// redelivered event (retry_attempt 1, same event id) is ignored; /imagine
+// works.
 func TestSocketMode(t *testing.T) {
 	t.Parallel()
-	b := setupMode(t, 5*time.Millisecond, "xapp-test")
-	var conn *websocket.Conn
-	select {
-	case conn = <-b.fake.sock:
-	case <-b.ctx.Done():
-		t.Fatal("no Socket Mode connection")
-	}
-	body, _ := mentionEvent("U1", "a fox over socket mode --steps 3")
-	send := func(envelope, typ string, payload json.RawMessage) {
-		b.fake.mu.Lock()
-		defer b.fake.mu.Unlock()
-		require.NoError(t, conn.WriteJSON(map[string]any{"envelope_id": envelope, "type": typ, "payload": payload,
-			"accepts_response_payload": typ == "slash_commands"}))
-	}
-	ack := func(want string) {
-		select {
-		case got := <-b.fake.acks:
-			require.Equal(t, want, got)
-		case <-b.ctx.Done():
-			t.Fatalf("envelope %s not acknowledged", want)
-		}
-	}
-	send("env-1", "events_api", json.RawMessage(body))
-	ack("env-1")
-	b.fake.waitFor(t, "final", finalUpdate)
-	send("env-2", "events_api", json.RawMessage(body)) // Slack's redelivery
-	ack("env-2")
+	b := setupWith(t, options{step: 20 * time.Millisecond, appToken: "xapp-test"})
+	b.fake.WaitConnected(t, 1)
+	waitState(t, b.bot, "ready", func(err error) bool { return err == nil })
+	body, _ := mentionEvent("U1", "a fox over socket mode --steps 8", nil)
+	ack, err := b.fake.Send("events_api", json.RawMessage(body), 0)
+	require.NoError(t, err)
+	waitClosed(t, ack, "ack")
+	b.fake.Wait(t, "reply", func(cs []slackfake.Call) bool { return len(okCalls(cs, "chat.postMessage")) == 1 })
+	b.fake.Disconnect("refresh_requested")
+	b.fake.WaitConnected(t, 2)
+	ack, err = b.fake.Send("events_api", json.RawMessage(body), 1) // Slack's redelivery
+	require.NoError(t, err)
+	waitClosed(t, ack, "redelivery ack")
+	b.fake.Wait(t, "final", finalUpdate)
 	slash, _ := json.Marshal(map[string]any{"token": "x", "team_id": "T1", "channel_id": "C1", "user_id": "U1",
-		"command": "/imagine", "text": "a second fox --steps 2"})
-	send("env-3", "slash_commands", slash)
-	ack("env-3")
-	cs := b.fake.waitFor(t, "slash final", func(cs []slackCall) bool {
-		n := 0
-		for _, c := range calls(cs, "chat.update") {
-			if strings.Contains(c.Form.Get("blocks"), "easel:reroll:") {
-				n++
-			}
-		}
-		return n == 2
-	})
-	require.Len(t, calls(cs, "chat.postMessage"), 2, "the redelivered mention made no second job")
+		"command": "/imagine", "text": "a second fox --steps 2", "trigger_id": "trig.sock", "response_url": b.fake.NewResponseURL()})
+	ack, err = b.fake.Send("slash_commands", slash, 0)
+	require.NoError(t, err)
+	waitClosed(t, ack, "slash ack")
+	cs := b.fake.Wait(t, "slash final", func(cs []slackfake.Call) bool { return finals(cs) == 2 })
+	require.Len(t, okCalls(cs, "chat.postMessage"), 2, "the redelivered mention made no second job")
 }
 
-// TestWorkspaceBudget: progress updates of many jobs in one workspace share
-// its chat.update budget, while every final state still arrives.
-func TestWorkspaceBudget(t *testing.T) {
-	t.Parallel()
-	b := setupBudget(t, 2)
-	for i := range 3 {
-		body, _ := mentionEvent("U"+strconv.Itoa(i), "a fox --steps 20")
-		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+// waitState waits until the adapter's readiness satisfies ok.
+func waitState(t *testing.T, bot *easelslack.Adapter, what string, ok func(error) bool) {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	for {
+		ch := bot.StateChanged()
+		if ok(bot.Ready(context.Background())) {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			t.Fatalf("adapter never %s: %v", what, bot.Ready(context.Background()))
+		}
 	}
-	cs := b.fake.waitFor(t, "three finals", func(cs []slackCall) bool {
-		n := 0
-		for _, c := range calls(cs, "chat.update") {
-			if strings.Contains(c.Form.Get("blocks"), "easel:reroll:") {
-				n++
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s", what)
+	}
+}
+
+// TestSocketModeInvalidAuth: a wrong app token stops Socket Mode for good
+// and /readyz says what to fix.
+func TestSocketModeInvalidAuth(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, options{appToken: "xapp-wrong"})
+	b.fake.Wait(t, "refused connection", func(cs []slackfake.Call) bool {
+		for _, c := range calls(cs, "apps.connections.open") {
+			if c.Error == "invalid_auth" {
+				return true
 			}
 		}
-		return n == 3
+		return false
 	})
-	progress := 0
-	for _, c := range calls(cs, "chat.update") {
-		if strings.Contains(c.Form.Get("text"), "/20") {
-			progress++
+	waitState(t, b.bot, "not ready", func(err error) bool { return err != nil && strings.Contains(err.Error(), "slack.app_token") })
+	require.ErrorContains(t, b.bot.Ready(b.ctx), "invalid_auth")
+}
+
+// TestWorkspaceBudgetSharedAcrossInstances: two serve instances (two
+// adapters on one Redis) rendering progress of one workspace share its
+// chat.update budget.
+func TestWorkspaceBudgetSharedAcrossInstances(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, options{budget: 2, noStart: true}) // burst 1, 2 a minute
+	other, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, APIBase: b.fake.URL(),
+		UpdatesPerMinute: 2}, b.svc, zap.NewNop())
+	require.NoError(t, err)
+	ts := b.fake.AddMessage("C1", "Submitting…")
+	origin, _ := json.Marshal(easelslack.Origin{Kind: "slack", Team: "T1", Channel: "C1", ThreadTS: ts, ReplyTS: ts, User: "U1"})
+	res, _, err := b.svc.Imagine(b.ctx, commands.Caller{Tenant: "slack:T1", User: "U1"}, origin, commands.Imagine{Prompt: "a fox", Steps: 20}, "")
+	require.NoError(t, err)
+	jobID := res.ID
+	job, err := b.sched.Get(b.ctx, jobID)
+	require.NoError(t, err)
+	for i := range 6 {
+		r := b.bot
+		if i%2 == 1 {
+			r = other
 		}
+		ev := scheduler.Event{JobID: jobID, Type: scheduler.EventProgress, Step: i + 1, Steps: 20, Fraction: float64(i+1) / 20}
+		require.NoError(t, r.Render(b.ctx, job, ev))
 	}
-	require.LessOrEqual(t, progress, 2, "the burst of a 2-per-minute budget (at least 1) bounds progress updates")
+	require.Len(t, okCalls(b.fake.Calls(), "chat.update"), 1, "one budget of burst 1 across both instances")
 }
 
 func TestHelpAndBadFlagsAreEphemeral(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	body, _ := mentionEvent("U3", "a fox --ar 2:1")
+	body, _ := mentionEvent("U3", "a fox --ar 2:1", nil)
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	body, _ = mentionEvent("U3", "--help")
+	body, _ = mentionEvent("U3", "--help", nil)
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	cs := b.fake.waitFor(t, "answers", func(cs []slackCall) bool { return len(calls(cs, "chat.postEphemeral")) == 2 })
+	cs := b.fake.Wait(t, "answers", func(cs []slackfake.Call) bool { return len(calls(cs, "chat.postEphemeral")) == 2 })
 	var texts []string
 	for _, c := range calls(cs, "chat.postEphemeral") {
 		texts = append(texts, c.Form.Get("text"))

@@ -1,0 +1,442 @@
+package slack
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/scheduler"
+)
+
+// replayTTL covers Slack's signature window (a request's timestamp may be
+// 5 minutes off either way), so an exact replay of a signed request within
+// it is recognised.
+const replayTTL = 11 * time.Minute
+
+// req is where a request came from and how to answer its user.
+type req struct {
+	team, channel, thread, user string
+	// responseURL is the slash command's or click's response_url ("" for
+	// mentions): valid 30 minutes for 5 messages, and usable in channels the
+	// bot is not a member of.
+	responseURL string
+}
+
+// verified reads the body and checks Slack's signature; it answers 401 and
+// returns nil when the request is not from Slack.
+func (a *Adapter) verified(w http.ResponseWriter, r *http.Request) []byte {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+		return nil
+	}
+	sv, err := slack.NewSecretsVerifier(r.Header, a.cfg.SigningSecret)
+	if err == nil {
+		_, _ = sv.Write(body)
+		err = sv.Ensure()
+	}
+	if err != nil {
+		http.Error(w, "invalid Slack signature", http.StatusUnauthorized)
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body
+}
+
+// replayed reports whether this exact signed body was already handled
+// within the signature window.
+func (a *Adapter) replayed(ctx context.Context, body []byte) bool {
+	sum := sha256.Sum256(body)
+	return !a.firstTime(ctx, "body:"+hex.EncodeToString(sum[:]), replayTTL)
+}
+
+func (a *Adapter) events(w http.ResponseWriter, r *http.Request) {
+	body := a.verified(w, r)
+	if body == nil {
+		return
+	}
+	ev, err := slackevents.ParseEvent(json.RawMessage(body), slackevents.OptionNoVerifyToken())
+	if err != nil {
+		http.Error(w, "bad event", http.StatusBadRequest)
+		return
+	}
+	switch ev.Type {
+	case slackevents.URLVerification:
+		var ch slackevents.ChallengeResponse
+		_ = json.Unmarshal(body, &ch)
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte(ch.Challenge))
+		return
+	case slackevents.CallbackEvent:
+		var outer struct {
+			EventID string `json:"event_id"`
+		}
+		_ = json.Unmarshal(body, &outer)
+		w.WriteHeader(http.StatusOK) // ack at once; work happens below
+		if outer.EventID != "" && !a.firstTime(r.Context(), "event:"+outer.EventID, time.Hour) {
+			return
+		}
+		a.mention(ev)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+var mention = regexp.MustCompile(`^\s*<@[A-Z0-9]+(\|[^>]*)?>\s*`)
+
+func stripMention(s string) string { return mention.ReplaceAllString(s, "") }
+
+func (a *Adapter) slash(w http.ResponseWriter, r *http.Request) {
+	body := a.verified(w, r)
+	if body == nil {
+		return
+	}
+	cmd, err := slack.SlashCommandParse(r)
+	if err != nil {
+		http.Error(w, "bad slash command", http.StatusBadRequest)
+		return
+	}
+	if a.replayed(r.Context(), body) {
+		w.WriteHeader(http.StatusOK) // a replay: answered already
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]string{"response_type": "ephemeral", "text": "On it…"})
+	a.slashCommand(cmd)
+}
+
+func (a *Adapter) slashCommand(cmd slack.SlashCommand) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.text(req{team: cmd.TeamID, channel: cmd.ChannelID, user: cmd.UserID, responseURL: cmd.ResponseURL}, cmd.Text)
+	}()
+}
+
+// interactivity handles button clicks: action_id easel:<action>:<job>[:<n>].
+func (a *Adapter) interactivity(w http.ResponseWriter, r *http.Request) {
+	body := a.verified(w, r)
+	if body == nil {
+		return
+	}
+	var cb slack.InteractionCallback
+	if err := json.Unmarshal([]byte(r.FormValue("payload")), &cb); err != nil {
+		http.Error(w, "bad payload", http.StatusBadRequest)
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+	if a.replayed(r.Context(), body) {
+		return
+	}
+	a.interaction(cb)
+}
+
+// mention handles an app mention (from either mode) off the caller's
+// goroutine; the reply goes into the mention's thread. Mentions by bots
+// are ignored; an edited mention (Slack sends app_mention again, with
+// "edited" and a new event id) starts nothing: the asker is told to mention
+// the bot in a new message.
+func (a *Adapter) mention(ev slackevents.EventsAPIEvent) {
+	m, ok := ev.InnerEvent.Data.(*slackevents.AppMentionEvent)
+	if !ok || m.BotID != "" || m.User == "" {
+		return
+	}
+	thread := m.ThreadTimeStamp
+	if thread == "" {
+		thread = m.TimeStamp
+	}
+	r := req{team: ev.TeamID, channel: m.Channel, thread: thread, user: m.User}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if m.Edited != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			a.notify(ctx, r, "✏️ Editing a message doesn't start a new picture. Mention me in a new message instead.")
+			return
+		}
+		a.text(r, stripMention(m.Text))
+	}()
+}
+
+// interaction handles a button click (from either mode) off the caller's
+// goroutine.
+func (a *Adapter) interaction(cb slack.InteractionCallback) {
+	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
+		return
+	}
+	actionID := cb.ActionCallback.BlockActions[0].ActionID
+	r := req{team: cb.Team.ID, channel: cb.Channel.ID, user: cb.User.ID, responseURL: cb.ResponseURL}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		a.click(ctx, r, actionID)
+	}()
+}
+
+// caller builds the caller, asking users.info (cached) whether they
+// administer the workspace only when a command needs it.
+func (a *Adapter) caller(ctx context.Context, team, user string, needAdmin bool) commands.Caller {
+	c := commands.Caller{Tenant: "slack:" + team, User: user}
+	if needAdmin {
+		if u, err := a.userInfo(ctx, user); err == nil {
+			c.Admin = u.IsAdmin || u.IsOwner || u.IsPrimaryOwner
+		} else {
+			a.log.Warn("slack: users.info", zap.Error(err))
+		}
+	}
+	return c
+}
+
+// text handles a mention or slash command: a prompt with flags, or one of
+// queue, cancel, usage, help, admin.
+func (a *Adapter) text(r req, text string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	say := func(text string) { a.notify(ctx, r, text) }
+	fields := strings.Fields(text)
+	word := ""
+	if len(fields) > 0 {
+		word = strings.ToLower(fields[0])
+	}
+	c := a.caller(ctx, r.team, r.user, word == "admin" || word == "cancel")
+	switch word {
+	case "help", "--help":
+		say(commands.FlagHelp)
+		return
+	case "queue":
+		entries, err := a.svc.Queue(ctx, c)
+		if err != nil {
+			say(userError(err))
+			return
+		}
+		var b strings.Builder
+		for _, e := range entries {
+			fmt.Fprintf(&b, "`%s` %s", e.Job.ID, e.Job.Status)
+			if e.Position > 0 {
+				fmt.Fprintf(&b, " — #%d in line, ~%s", e.Position, e.ETA.Round(time.Second))
+			}
+			b.WriteString("\n")
+		}
+		if b.Len() == 0 {
+			b.WriteString("You have no jobs in line.")
+		}
+		say(b.String())
+		return
+	case "cancel":
+		entries, err := a.svc.Queue(ctx, commands.Caller{Tenant: c.Tenant, User: r.user})
+		if err != nil || len(entries) == 0 {
+			say("You have no jobs to cancel.")
+			return
+		}
+		id := entries[len(entries)-1].Job.ID
+		if len(fields) > 1 {
+			id = fields[1]
+		}
+		if _, err := a.svc.Cancel(ctx, c, id); err != nil {
+			say(userError(err))
+			return
+		}
+		say("Canceled `" + id + "`.")
+		return
+	case "usage":
+		u, err := a.svc.Usage(ctx, c)
+		if err != nil {
+			say(userError(err))
+			return
+		}
+		limit := "no daily limit"
+		if u.UserLimit > 0 {
+			limit = fmt.Sprintf("%d left of %d; resets in %s", max(u.UserLimit-u.UserImages, 0), u.UserLimit, u.ResetsIn.Round(time.Minute))
+		}
+		say(fmt.Sprintf("You made %d images today (%s).", u.UserImages, limit))
+		return
+	case "admin":
+		say(a.admin(ctx, c, fields[1:]))
+		return
+	}
+	// Slack's escaping and mentions are undone before the prompt is parsed
+	// and validated.
+	im, help, err := commands.ParseFlags(Unescape(text))
+	if help {
+		say(commands.FlagHelp)
+		return
+	}
+	if err != nil {
+		say(userError(err))
+		return
+	}
+	a.submit(ctx, c, r, im)
+}
+
+// submit posts the reply that will show the job, then enqueues it. When the
+// bot cannot post in the channel, a slash command's job answers through its
+// response_url and the user is told how to invite the bot; any other failed
+// post is explained to the user and nothing is enqueued.
+func (a *Adapter) submit(ctx context.Context, c commands.Caller, r req, im commands.Imagine) {
+	o := Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, User: r.user}
+	reply, err := a.post(ctx, r.channel, r.thread, "Submitting…")
+	if err != nil {
+		if r.responseURL == "" || !noAccess(err) {
+			a.notify(ctx, r, postFailure(err))
+			return
+		}
+		o.ResponseURL = r.responseURL
+	} else {
+		o.ReplyTS = reply
+		if o.ThreadTS == "" {
+			o.ThreadTS = reply
+		}
+	}
+	origin, _ := json.Marshal(o)
+	if _, _, err := a.svc.Imagine(ctx, c, origin, im, ""); err != nil {
+		if o.ReplyTS != "" {
+			if a.updateText(ctx, o.Channel, o.ReplyTS, userError(err)) == nil {
+				return
+			}
+		}
+		a.notify(ctx, r, userError(err))
+		return
+	}
+	if o.ResponseURL != "" {
+		a.notify(ctx, r, "⏳ Working on it. "+inviteHint)
+	}
+}
+
+// inviteHint tells a user how to bring the bot into a channel.
+const inviteHint = "I'm not a member of this channel, so I'll send the finished picture through this command, " +
+	"without progress or buttons. To get those (and mentions) here, invite me: type `/invite @` followed by my name in this channel."
+
+func (a *Adapter) admin(ctx context.Context, c commands.Caller, args []string) string {
+	if !c.Admin {
+		return "🚫 Only workspace admins and owners can change Easel's settings."
+	}
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	var err error
+	var msg string
+	switch {
+	case sub == "policy":
+		var v commands.PolicyView
+		if v, err = a.svc.Policy(ctx, c); err == nil {
+			raw, _ := json.MarshalIndent(v.Effective, "", "  ")
+			msg = "```" + string(raw) + "```"
+		}
+	case sub == "set" && len(args) >= 3:
+		if _, err = a.svc.SetPolicy(ctx, c, "", args[1], strings.Join(args[2:], " ")); err == nil {
+			msg = fmt.Sprintf("Set `%s` to `%s`.", args[1], strings.Join(args[2:], " "))
+		}
+	case (sub == "reset" || sub == "block" || sub == "unblock") && len(args) == 2:
+		u, _, _ := strings.Cut(strings.Trim(args[1], "<@>"), "|")
+		if sub == "reset" {
+			err = a.svc.ResetUsage(ctx, c, u)
+		} else {
+			err = a.svc.Block(ctx, c, u, sub == "block")
+		}
+		msg = "Done."
+	default:
+		msg = "Admin commands: `admin policy`, `admin set <field> <value>`, `admin reset @user`, `admin block @user`, `admin unblock @user`."
+	}
+	if err != nil {
+		return userError(err)
+	}
+	return msg
+}
+
+func userError(err error) string {
+	var ve *commands.ValidationError
+	var re *scheduler.RefusedError
+	switch {
+	case errors.As(err, &ve):
+		return "⚠️ " + ve.Error() + ". Try `--help`."
+	case errors.As(err, &re):
+		return "⏳ " + re.Error()
+	case errors.Is(err, commands.ErrForbidden), errors.Is(err, commands.ErrNotFound), errors.Is(err, commands.ErrFinished):
+		return "🚫 " + err.Error()
+	}
+	return "Something went wrong on our side; please try again."
+}
+
+func (a *Adapter) click(ctx context.Context, r req, actionID string) {
+	parts := strings.Split(actionID, ":")
+	if len(parts) < 3 || parts[0] != "easel" {
+		return
+	}
+	c := a.caller(ctx, r.team, r.user, true)
+	job, err := a.svc.Job(ctx, c, parts[2])
+	if err != nil {
+		a.notify(ctx, r, userError(err))
+		return
+	}
+	var o Origin
+	_ = json.Unmarshal(job.Origin, &o)
+	r.thread = o.ThreadTS
+	if job.User != r.user && !c.Admin {
+		a.notify(ctx, r, "🚫 Only the person who asked (or a workspace admin) can use these buttons.")
+		return
+	}
+	switch parts[1] {
+	case "cancel":
+		if _, err := a.svc.Cancel(ctx, c, job.ID); err != nil && !errors.Is(err, commands.ErrFinished) {
+			a.log.Warn("slack: cancel", zap.Error(err))
+			a.notify(ctx, r, userError(err))
+		}
+	case "reroll", "var":
+		n := -1
+		if parts[1] == "var" {
+			var err error
+			if len(parts) != 4 {
+				return
+			}
+			if n, err = strconv.Atoi(parts[3]); err != nil || n < 0 {
+				a.notify(ctx, r, "No such image.")
+				return
+			}
+		}
+		im, err := commands.Rerun(job, n)
+		if err != nil {
+			a.notify(ctx, r, userError(err))
+			return
+		}
+		a.submit(ctx, c, r, im)
+	case "up":
+		if len(parts) != 4 {
+			return
+		}
+		n, err := strconv.Atoi(parts[3])
+		if err != nil || n < 0 {
+			a.notify(ctx, r, "No such image.")
+			return
+		}
+		reply, err := a.post(ctx, r.channel, r.thread, fmt.Sprintf("Upscaling image %d…", n+1))
+		if err != nil {
+			a.notify(ctx, r, postFailure(err)) // no message to show it: nothing enqueued
+			return
+		}
+		origin, _ := json.Marshal(Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, ReplyTS: reply, User: r.user})
+		if _, err := a.svc.Upscale(ctx, c, origin, job.ID, n, ""); err != nil {
+			if a.updateText(ctx, r.channel, reply, userError(err)) != nil {
+				a.notify(ctx, r, userError(err))
+			}
+		}
+	}
+}
