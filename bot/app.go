@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,6 +87,11 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 	if role == RoleWorker && len(cfg.Backends) == 0 {
 		return nil, &ConfigError{"backends", "easel worker needs at least one backend"}
 	}
+	if !opts.check {
+		if err := checkPort(cfg, role); err != nil {
+			return nil, err
+		}
+	}
 	out := &App{}
 	options := []fx.Option{
 		fx.WithLogger(func() fxevent.Logger {
@@ -118,12 +124,51 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 	return out, nil
 }
 
+// checkPort fails when the HTTP address is taken, before anything starts
+// (a Redis child, workers taking jobs, a Discord session).
+func checkPort(cfg *Config, role Role) error {
+	addr := cfg.HTTP.Addr
+	if role == RoleServe && addr == "" {
+		addr = "127.0.0.1:8080"
+	}
+	if addr == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		msg := fmt.Sprintf("cannot listen on %s: %v", addr, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			msg = fmt.Sprintf("%s is already in use (another easel serve?); choose another address with --addr or EASEL_HTTP_ADDR", addr)
+		}
+		return &ConfigError{"http.addr", msg}
+	}
+	return ln.Close()
+}
+
+// RedisError is a Redis that cannot be reached at start.
+type RedisError struct {
+	// URL is the configured URL with its password redacted.
+	URL string
+	Err error
+}
+
+func (e *RedisError) Error() string {
+	return fmt.Sprintf("cannot reach Redis at %s (set by EASEL_REDIS_URL or redis.url): %v", e.URL, e.Err)
+}
+
+func (e *RedisError) Unwrap() error { return e.Err }
+
 // unwrapFx turns fx's wrapped constructor errors into the original error,
-// so a ConfigError reaches the user as it is.
+// so a ConfigError or RedisError reaches the user as it is, without fx's
+// chain of constructors.
 func unwrapFx(err error) error {
 	var ce *ConfigError
 	if errors.As(err, &ce) {
 		return ce
+	}
+	var re *RedisError
+	if errors.As(err, &re) {
+		return re
 	}
 	var se *scheduler.InvalidError
 	if errors.As(err, &se) {
@@ -143,6 +188,9 @@ func newStore(lc fx.Lifecycle, cfg *Config, log *zap.Logger, opts Options) (*sto
 	defer cancel()
 	s, err := storage.Open(ctx, cfg.Redis, log)
 	if err != nil {
+		if cfg.Redis.URL != "" {
+			return nil, &RedisError{URL: storage.RedactURL(cfg.Redis.URL), Err: rootCause(err)}
+		}
 		return nil, err
 	}
 	if !s.Embedded {
@@ -289,6 +337,11 @@ func startWorker(lc fx.Lifecycle, cfg *Config, role Role, s *scheduler.Scheduler
 		return err
 	}
 	rd.add(worker.NewMetrics(w, reg).Ready)
+	if role == RoleWorker || len(cfg.Backends) > 0 {
+		probe := &backendProbe{backends: backends, urls: backendURLs(cfg), log: log}
+		rd.add(probe.check)
+		lc.Append(fx.StartHook(probe.logAtStart))
+	}
 	grace := 30 * time.Second
 	lc.Append(fx.Hook{
 		OnStart: w.Start,

@@ -203,7 +203,7 @@ func (c *Config) validate(lookup func(string) (string, bool)) error {
 			d    time.Duration
 		}{{"connect", b.Timeouts.Connect}, {"queue", b.Timeouts.Queue}, {"model_load", b.Timeouts.ModelLoad}, {"stall", b.Timeouts.Stall}} {
 			if t.d < 0 {
-				return &ConfigError{field + ".timeouts." + t.name, fmt.Sprintf("must not be negative (got %s)", t.d)}
+				p.add(field+".timeouts."+t.name, "must not be negative (got %s)", t.d)
 			}
 		}
 		if b.PasswordEnv != "" {

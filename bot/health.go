@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/worker"
 )
 
 // readiness gathers the checks of /readyz from the parts a process runs:
@@ -88,4 +92,83 @@ func startHealthServer(lc fx.Lifecycle, cfg *Config, s *scheduler.Scheduler, reg
 		},
 		OnStop: srv.Shutdown,
 	})
+}
+
+// backendProbe reports backends that do not answer: a warning at start (a
+// wrong URL shows at once, not when the first job fails) and a readiness
+// check failing while no backend of the process answers.
+type backendProbe struct {
+	backends []worker.Backend
+	urls     map[string]string // backend name → URL with its password redacted
+	log      *zap.Logger
+}
+
+// down probes every backend at once and returns the failures by name.
+func (p *backendProbe) down(ctx context.Context) map[string]error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	out := map[string]error{}
+	for _, b := range p.backends {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.Backend.Health(ctx); err != nil {
+				mu.Lock()
+				out[b.Name] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// logAtStart warns about each backend that does not answer, without
+// holding up the start.
+func (p *backendProbe) logAtStart(context.Context) error {
+	go func() {
+		for name, err := range p.down(context.Background()) {
+			p.log.Warn("backend unreachable at start: jobs wait for it (or run on another backend) until it answers; check its url in backends (EASEL_BACKENDS)",
+				zap.String("backend", name), zap.String("url", p.urls[name]), zap.Error(err))
+		}
+	}()
+	return nil
+}
+
+// check fails when no backend answers.
+func (p *backendProbe) check(ctx context.Context) error {
+	down := p.down(ctx)
+	if len(p.backends) == 0 || len(down) < len(p.backends) {
+		return nil
+	}
+	names := make([]string, 0, len(down))
+	for name := range down {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return fmt.Errorf("no healthy backend: %s unreachable", strings.Join(names, ", "))
+}
+
+// backendURLs maps backend names to their URLs, passwords redacted.
+func backendURLs(cfg *Config) map[string]string {
+	out := map[string]string{}
+	for _, b := range cfg.Backends {
+		out[b.Name] = redactURL(b.URL)
+	}
+	return out
+}
+
+// rootCause drops storage's wrapping ("storage: ping: …") from a
+// connection error, for a one-line message.
+func rootCause(err error) error {
+	for strings.HasPrefix(err.Error(), "storage:") {
+		u := errors.Unwrap(err)
+		if u == nil {
+			break
+		}
+		err = u
+	}
+	return err
 }
