@@ -506,9 +506,11 @@ func TestEditedMentionsAndBotsStartNothing(t *testing.T) {
 func TestPromptUnescaped(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	body, _ := mentionEvent("U1", "salt &amp; pepper &lt;3 <@U999> by <#C9|art> <https://ex.am/ple|ex.am/ple> --steps 2", nil)
+	body, _ := mentionEvent("U1", "salt &amp; pepper &lt;3 <@U999> by <#C9|art> <https://ex.am/ple|ex.am/ple> --steps 2",
+		map[string]any{"thread_ts": "1690000000.424242", "files": []any{map[string]any{"id": "FUSER", "name": "ref.png"}}})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs := b.fake.Wait(t, "final", finalUpdate)
+	require.Equal(t, "1690000000.424242", okCalls(cs, "chat.postMessage")[0].Form.Get("thread_ts"), "a mention in a thread is answered there")
 	require.Equal(t, "salt & pepper <3 by #art ex.am/ple", b.sd.LastRequest().Prompt)
 	final := okCalls(cs, "chat.update")
 	require.Contains(t, final[len(final)-1].Form.Get("text"), "salt &amp; pepper &lt;3")
@@ -595,6 +597,8 @@ func TestSocketMode(t *testing.T) {
 	require.NoError(t, err)
 	waitClosed(t, ack, "redelivery ack")
 	b.fake.Wait(t, "final", finalUpdate)
+	b.fake.Disconnect("warning")
+	b.fake.WaitConnected(t, 3)
 	slash, _ := json.Marshal(map[string]any{"token": "x", "team_id": "T1", "channel_id": "C1", "user_id": "U1",
 		"command": "/imagine", "text": "a second fox --steps 2", "trigger_id": "trig.sock", "response_url": b.fake.NewResponseURL()})
 	ack, err = b.fake.Send("slash_commands", slash, 0)
