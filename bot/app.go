@@ -28,6 +28,7 @@ import (
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient"
 	"github.com/easelbot/easel/sdclient/a1111"
+	"github.com/easelbot/easel/sdclient/comfyui"
 	"github.com/easelbot/easel/sdclient/fakesd"
 	"github.com/easelbot/easel/storage"
 	"github.com/easelbot/easel/worker"
@@ -319,7 +320,13 @@ func startWorker(lc fx.Lifecycle, cfg *Config, role Role, s *scheduler.Scheduler
 		if err != nil {
 			return &ConfigError{"backends." + bc.Name, err.Error()}
 		}
-		c, err := a1111.New(a1111.Config{BaseURL: bc.URL, Username: bc.Username, Password: pw, Timeouts: bc.Timeouts})
+		var c sdclient.Backend
+		if bc.Kind == "comfyui" {
+			c, err = comfyui.New(comfyui.Config{BaseURL: bc.URL, Username: bc.Username, Password: pw,
+				Model: bc.DefaultModel, Workflows: bc.Workflows, Timeouts: bc.Timeouts})
+		} else {
+			c, err = a1111.New(a1111.Config{BaseURL: bc.URL, Username: bc.Username, Password: pw, Timeouts: bc.Timeouts})
+		}
 		if err != nil {
 			return &ConfigError{"backends." + bc.Name, err.Error()}
 		}

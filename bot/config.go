@@ -19,6 +19,7 @@ import (
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient"
+	"github.com/easelbot/easel/sdclient/comfyui"
 	"github.com/easelbot/easel/sdclient/fakesd"
 	"github.com/easelbot/easel/storage"
 	"github.com/easelbot/easel/worker"
@@ -66,12 +67,15 @@ type BackendConfig struct {
 	// Name identifies the backend in logs, events and metrics; letters,
 	// digits, "-" and "_". Default "<kind>-<index>".
 	Name string `yaml:"name"`
-	// Kind is "a1111" (AUTOMATIC1111, Forge, SD.Next /sdapi/v1) or "fakesd"
-	// (an `easel fakesd` server). Default "a1111".
+	// Kind is "a1111" (AUTOMATIC1111, Forge, SD.Next /sdapi/v1), "comfyui"
+	// (a ComfyUI server) or "fakesd" (an `easel fakesd` server). Default
+	// "a1111".
 	Kind string `yaml:"kind"`
-	// URL is the server's base URL, e.g. http://127.0.0.1:7860. Required.
+	// URL is the server's base URL, e.g. http://127.0.0.1:7860 (A1111) or
+	// http://127.0.0.1:8188 (ComfyUI). Required.
 	URL string `yaml:"url"`
-	// Username for HTTP basic auth (A1111 --api-auth). Default none.
+	// Username for HTTP basic auth (A1111 --api-auth; for ComfyUI, a proxy
+	// in front of it). Default none.
 	Username string `yaml:"username"`
 	// PasswordEnv names the environment variable holding the basic-auth
 	// password (secrets never live in the YAML). Default none.
@@ -84,6 +88,14 @@ type BackendConfig struct {
 	// out abandons the attempt, interrupts only Easel's own task and
 	// retries the job, preferably elsewhere.
 	Timeouts sdclient.Timeouts `yaml:"timeouts"`
+	// DefaultModel is the checkpoint file a ComfyUI job runs when it names
+	// none (kind comfyui only). Default: the first of the server's
+	// models/checkpoints.
+	DefaultModel string `yaml:"default_model"`
+	// Workflows are ComfyUI API-format workflow files that replace the
+	// built-in graphs (kind comfyui only; see the README's ComfyUI
+	// section). Default: the built-in graphs.
+	Workflows comfyui.Workflows `yaml:"workflows"`
 }
 
 // LogConfig configures the zap logger.
@@ -181,8 +193,14 @@ func (c *Config) validate(lookup func(string) (string, bool)) error {
 		if b.Kind == "" {
 			b.Kind = "a1111"
 		}
-		if b.Kind != "a1111" && b.Kind != "fakesd" {
-			p.add(field+".kind", "must be a1111 or fakesd (got %q)", b.Kind)
+		if b.Kind != "a1111" && b.Kind != "comfyui" && b.Kind != "fakesd" {
+			p.add(field+".kind", "must be a1111, comfyui or fakesd (got %q)", b.Kind)
+		}
+		if b.Kind != "comfyui" && b.DefaultModel != "" {
+			p.add(field+".default_model", "applies to kind comfyui only (this backend is %s)", b.Kind)
+		}
+		if b.Kind != "comfyui" && b.Workflows != (comfyui.Workflows{}) {
+			p.add(field+".workflows", "applies to kind comfyui only (this backend is %s)", b.Kind)
 		}
 		if b.Name == "" {
 			b.Name = fmt.Sprintf("%s-%d", b.Kind, i)

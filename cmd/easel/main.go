@@ -19,6 +19,7 @@ import (
 	"github.com/easelbot/easel/apiclient"
 	"github.com/easelbot/easel/bench"
 	"github.com/easelbot/easel/bot"
+	"github.com/easelbot/easel/sdclient/comfyui/comfytest"
 	"github.com/easelbot/easel/sdclient/fakesd"
 )
 
@@ -44,6 +45,10 @@ func commands() []command {
 			func(ctx context.Context, args []string, _, stderr io.Writer) int { return runHealth(ctx, args, stderr) }},
 		{"fakesd", "run the fake AUTOMATIC1111-compatible backend",
 			func(ctx context.Context, args []string, _, stderr io.Writer) int { return runFakeSD(ctx, args, stderr) }},
+		{"fakecomfy", "run the fake ComfyUI backend (HTTP and websocket)",
+			func(ctx context.Context, args []string, _, stderr io.Writer) int {
+				return runFakeComfy(ctx, args, stderr)
+			}},
 		{"bench", "run the benchmark suite", bench.Run},
 		{"version", "print the version and build information",
 			func(_ context.Context, _ []string, stdout, _ io.Writer) int {
@@ -338,6 +343,26 @@ func runFakeSD(ctx context.Context, args []string, stderr io.Writer) int {
 		FirstLoadDuration: *firstLoad, SamplesFormat: *format, NoAPI: *noAPI}
 	if err := fakesd.Run(ctx, *addr, cfg, func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }); err != nil {
 		fmt.Fprintln(stderr, "easel fakesd:", err)
+		return 1
+	}
+	return 0
+}
+
+func runFakeComfy(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fakecomfy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:8188", "listen address")
+	step := fs.Duration("step", 50*time.Millisecond, "time per sampling step")
+	previews := fs.Bool("previews", true, "send a binary JPEG preview frame after every step")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *step <= 0 {
+		*step = time.Nanosecond
+	}
+	cfg := comfytest.Config{StepDuration: *step, NoPreviews: !*previews}
+	if err := comfytest.Run(ctx, *addr, cfg, func(f string, a ...any) { fmt.Fprintf(stderr, f+"\n", a...) }); err != nil {
+		fmt.Fprintln(stderr, "easel fakecomfy:", err)
 		return 1
 	}
 	return 0

@@ -145,6 +145,7 @@ func TestGenerateProgressPreviewsAndImages(t *testing.T) {
 	}
 	require.Equal(t, 6, last)
 	require.Equal(t, 6, previews)
+	require.LessOrEqual(t, len(prs), 7, "one report per step once previews flow (the first step's comes before its preview)")
 
 	g := lastGraph(t, b.fake)
 	ks := nodesOf(g, "KSampler")
@@ -345,6 +346,18 @@ func TestValidationErrorIsPermanentAndNamesTheInput(t *testing.T) {
 			require.NotErrorIs(t, err, sdclient.ErrUnavailable)
 		})
 	}
+}
+
+func TestVariationIsRejectedNotFaked(t *testing.T) {
+	t.Parallel()
+	b := setup(t, comfytest.Config{}, comfyui.Config{})
+	req := txt("vary")
+	req.SubseedStrength = 0.3
+	_, err := b.client.Generate(b.ctx, req, nil)
+	var pe *sdclient.PermanentError
+	require.ErrorAs(t, err, &pe)
+	require.Contains(t, pe.Reason, "variation_strength")
+	require.Empty(t, b.fake.Prompts(), "nothing is submitted")
 }
 
 func TestWebsocketDropMidJobIsRecovered(t *testing.T) {

@@ -74,6 +74,11 @@ func (c *Client) Generate(ctx context.Context, req sdclient.Request, progress fu
 
 // params fills a request's defaults and picks the seed and model.
 func (c *Client) params(ctx context.Context, req sdclient.Request) (genParams, error) {
+	if req.SubseedStrength > 0 {
+		// Silently running a plain seed would report an image as a
+		// variation it is not.
+		return genParams{}, &sdclient.PermanentError{Reason: "comfyui: variations (variation_strength, A1111's subseed) do not exist in ComfyUI's core nodes; make a variation with img2img of the chosen image instead"}
+	}
 	p := genParams{
 		Prompt: req.Prompt, Negative: req.NegativePrompt, Seed: req.Seed,
 		Steps: req.Steps, CFG: req.CFGScale, Width: req.Width, Height: req.Height, Batch: req.Count,

@@ -410,8 +410,14 @@ func (c *Client) run(ctx context.Context, g Graph, onProgress func(sdclient.Prog
 		node        string
 		first       time.Time
 		finalErr    error
+		// ComfyUI sends a step's preview frame right after its progress
+		// message (latent_preview.py in the sampler callback). Once a run
+		// has shown previews, a step's report waits for its frame, so the
+		// caller gets one report per step rather than two.
+		sawPreview, held bool
 	)
 	emit := func(preview *sdclient.Image) {
+		held = false
 		if onProgress == nil || steps <= 0 {
 			return
 		}
@@ -443,6 +449,9 @@ loop:
 			}[ph]
 			return nil, abandon(fmt.Errorf("comfyui: prompt %s %s: %w", id, why, sdclient.ErrStalled))
 		case it := <-sock.events:
+			if held && it.ev.Type != "preview" {
+				emit(nil)
+			}
 			if it.err != nil {
 				// The socket dropped (a proxy's idle timeout, a server
 				// restart). Reconnect under the same client id, then read
@@ -498,9 +507,14 @@ loop:
 					reset(c.timeouts.Stall)
 				}
 				step, steps, node = ev.Value, ev.Max, cmpOr(ev.Node, node)
-				emit(nil)
+				if sawPreview {
+					held = true
+				} else {
+					emit(nil)
+				}
 			case "preview":
 				if ph != phaseQueued && ev.Preview != nil {
+					sawPreview = true
 					emit(ev.Preview)
 				}
 			case "executed":
@@ -513,6 +527,9 @@ loop:
 				finalErr = errInterrupted
 			}
 		}
+	}
+	if held {
+		emit(nil)
 	}
 	if finalErr != nil {
 		return nil, finalErr
