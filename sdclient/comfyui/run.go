@@ -39,6 +39,7 @@ type socket struct {
 	done   chan struct{} // closed when the reader has returned
 	stop   chan struct{} // closed by close
 	once   sync.Once
+	first  *wsItem // the message dial waited for, not yet handed on
 }
 
 type wsItem struct {
@@ -73,7 +74,32 @@ func (c *Client) dial(ctx context.Context, clientID string) (*socket, error) {
 	conn.SetReadLimit(maxMessage)
 	s := &socket{conn: conn, events: make(chan wsItem, 64), done: make(chan struct{}), stop: make(chan struct{})}
 	go s.read()
+	// The server registers the socket under clientId only after the
+	// handshake and then sends "status" (server.py websocket_handler); a
+	// prompt posted before that could run with its messages sent nowhere.
+	// The first message, or the connect timeout, is the sign it is ready.
+	select {
+	case it := <-s.events:
+		s.first = &it
+	case <-ctx.Done():
+		if errors.Is(ctx.Err(), context.Canceled) {
+			s.close()
+			return nil, fmt.Errorf("comfyui: websocket: %w", ctx.Err())
+		}
+	}
 	return s, nil
+}
+
+// next returns the socket's channel of events, replaying the first one
+// dial consumed.
+func (s *socket) next() <-chan wsItem {
+	if s.first == nil {
+		return s.events
+	}
+	ch := make(chan wsItem, 1)
+	ch <- *s.first
+	s.first = nil
+	return ch
 }
 
 func (s *socket) read() {
@@ -442,13 +468,21 @@ loop:
 		case <-ctx.Done():
 			return nil, abandon(fmt.Errorf("comfyui: prompt %s: %w", id, ctx.Err()))
 		case <-timer.C:
+			// A message lost on the way (a proxy, a reconnect race) must
+			// not turn a finished prompt into a stall: ask history first.
+			if h, err := c.history(ctx, id); err == nil && h != nil {
+				if err := h.failure(); err != nil {
+					return nil, err
+				}
+				break loop
+			}
 			why := map[phase]string{
 				phaseQueued:  fmt.Sprintf("did not start within %s in the server's queue", c.timeouts.Queue),
 				phaseLoading: fmt.Sprintf("no sampling step within %s of starting (model load)", c.timeouts.ModelLoad),
 				phaseRunning: fmt.Sprintf("no progress for %s", c.timeouts.Stall),
 			}[ph]
 			return nil, abandon(fmt.Errorf("comfyui: prompt %s %s: %w", id, why, sdclient.ErrStalled))
-		case it := <-sock.events:
+		case it := <-sock.next():
 			if held && it.ev.Type != "preview" {
 				emit(nil)
 			}
