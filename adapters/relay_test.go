@@ -68,15 +68,14 @@ func TestFinalDeliveredOnceAcrossRelays(t *testing.T) {
 		}
 	}()
 	const jobs = 20
+	slot := sched.Slot("w", "b")
+	defer func() { _ = slot.Close(context.Background()) }()
 	for i := range jobs {
 		_, err := sched.Submit(ctx, scheduler.SubmitRequest{Tenant: "api:t", User: "u", Payload: json.RawMessage(`{}`),
 			Origin: json.RawMessage(`{"kind":"test"}`)})
 		require.NoError(t, err)
-		_, err = sched.Offer(ctx, 1)
+		l, err := slot.Next(ctx, time.Second)
 		require.NoError(t, err)
-		l, err := sched.Next(ctx, "w", time.Second)
-		require.NoError(t, err)
-		require.NoError(t, l.Start(ctx, "b"))
 		for step := 1; step <= 10; step++ {
 			require.NoError(t, l.Progress(ctx, step, 10, float64(step)/10, 0, nil))
 		}

@@ -9,8 +9,8 @@ import (
 )
 
 // DispatchLatency fills the queue with work from tenants tenants, then
-// measures single dispatches (a worker offering one slot, the script picking
-// the fairest job and moving it to the work stream) n times.
+// measures single dispatches (a worker slot offering itself, the script
+// picking the fairest job and delivering it to the slot) n times.
 func DispatchLatency(ctx context.Context, url string, tenants, n int) ([]time.Duration, error) {
 	r, err := newRig(ctx, url, 1, false)
 	if err != nil {
@@ -40,15 +40,17 @@ func DispatchLatency(ctx context.Context, url string, tenants, n int) ([]time.Du
 		return nil, err
 	default:
 	}
+	slot := r.sched.Slot("bench-dispatch", "noop")
+	defer func() { _ = slot.Close(ctx) }()
 	lat := make([]time.Duration, 0, n)
 	for range n {
 		t0 := time.Now()
-		d, err := r.sched.Offer(ctx, 1)
+		l, err := slot.Next(ctx, 0)
 		if err != nil {
 			return nil, err
 		}
-		if d != 1 {
-			return nil, fmt.Errorf("dispatched %d jobs, want 1", d)
+		if l == nil {
+			return nil, fmt.Errorf("no job dispatched")
 		}
 		lat = append(lat, time.Since(t0))
 	}

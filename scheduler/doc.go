@@ -17,10 +17,15 @@
 // fair queueing with start tags, FIFO among equal tags), so each dispatch costs
 // O(log T) in the number T of tenants with pending work.
 //
-// Dispatch is late-bound: workers offer free slots as credits, and a job moves
-// onto the work stream only when a credit is available. Workers hold a lease on
-// their entry (renewed with XCLAIM); entries idle past the lease are reclaimed
-// with XAUTOCLAIM and retried through the delayed set, so retries are fair too.
+// Dispatch is late-bound: an idle worker slot offers itself (an offer that
+// lasts one lease and is renewed while the slot waits, so a killed worker's
+// slot drops out), and a job leaves its queue only for an offered slot. The
+// dispatch delivers it to that slot — its work-stream entry goes into the
+// slot's consumer's pending list, the job is running, and the slot hears of
+// it on its pub/sub channel or in the reply of its own script. Workers hold
+// a lease on their entry (renewed with XCLAIM); entries idle past the lease
+// are reclaimed with XAUTOCLAIM (following its cursor) and retried through
+// the delayed set, so retries are fair too.
 // Every dispatch increments the job's attempt number, and every write from a
 // worker carries it: a stale attempt can change nothing.
 package scheduler

@@ -10,87 +10,46 @@ import (
 	"github.com/redis/rueidis"
 )
 
-// Lease is a worker's hold on one attempt of a job, read from the work
-// stream. Every write through it carries the attempt number; once the attempt
-// is stale (canceled, reclaimed) every method returns ErrStale.
+// Lease is a worker's hold on one attempt of a job, delivered to its Slot.
+// The attempt is already running: the dispatch marked it so and emitted its
+// started event. Every write through the lease carries the attempt number;
+// once the attempt is stale (canceled, reclaimed) every method returns
+// ErrStale.
 type Lease struct {
 	JobID    string
 	Attempt  int
 	EntryID  string
 	Consumer string
-	// Payload is the job's request JSON, set by Start.
+	// Payload is the job's request JSON.
 	Payload json.RawMessage
 	// CreatedAt and DispatchedAt are when the job was submitted and when
-	// this attempt left the queue, set by Start.
+	// this attempt left the queue.
 	CreatedAt, DispatchedAt time.Time
 	s                       *Scheduler
+	slot                    *Slot
 }
 
-// Offer tells the scheduler n more worker slots are free and dispatches
-// waiting jobs onto the work stream for them. Returns how many were dispatched.
-func (s *Scheduler) Offer(ctx context.Context, n int) (int, error) {
-	d, err := s.exec(ctx, slotsCall{N: n}).AsInt64()
-	if err != nil {
-		return 0, fmt.Errorf("offer: %w", err)
+// parseDelivery reads a delivery {entry, job, attempt, created ms,
+// dispatched ms, request}, from a reply or from a slot's channel.
+func (sl *Slot) parseDelivery(f []string) *Lease {
+	if len(f) != 6 {
+		return nil
 	}
-	return int(d), nil
+	a, _ := strconv.Atoi(f[2])
+	c, _ := strconv.ParseInt(f[3], 10, 64)
+	d, _ := strconv.ParseInt(f[4], 10, 64)
+	payload, _ := decodeRequest(f[5])
+	return &Lease{JobID: f[1], Attempt: a, EntryID: f[0], Consumer: sl.Consumer, Payload: payload,
+		CreatedAt: time.UnixMilli(c), DispatchedAt: time.UnixMilli(d), s: sl.s, slot: sl}
 }
 
-// Withdraw takes back up to n offered slots that were not used.
-func (s *Scheduler) Withdraw(ctx context.Context, n int) error {
-	if err := s.exec(ctx, slotsCall{Withdraw: true, N: n}).Error(); err != nil {
-		return fmt.Errorf("withdraw: %w", err)
+// deliveredLease reads the delivery part of a script reply (empty: none).
+func (sl *Slot) deliveredLease(m rueidis.RedisMessage) (*Lease, error) {
+	f, err := m.AsStrSlice()
+	if err != nil || len(f) == 0 {
+		return nil, err
 	}
-	return nil
-}
-
-// Next blocks up to block for one new work entry for consumer (block 0:
-// do not wait). It returns (nil, nil) when none arrived in time.
-func (s *Scheduler) Next(ctx context.Context, consumer string, block time.Duration) (*Lease, error) {
-	b := s.client.B().Xreadgroup().Group(WorkersGroup, consumer).Count(1)
-	var cmd rueidis.Completed
-	if block > 0 {
-		cmd = b.Block(block.Milliseconds()).Streams().Key(s.keys.Work()).Id(">").Build()
-	} else {
-		cmd = b.Streams().Key(s.keys.Work()).Id(">").Build()
-	}
-	res, err := s.client.Do(ctx, cmd).AsXRead()
-	if rueidis.IsRedisNil(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("next: %w", err)
-	}
-	for _, e := range res[s.keys.Work()] {
-		a, _ := strconv.Atoi(e.FieldValues["a"])
-		return &Lease{JobID: e.FieldValues["id"], Attempt: a, EntryID: e.ID, Consumer: consumer, s: s}, nil
-	}
-	return nil, nil
-}
-
-// Start marks the attempt running on backend and loads the job's payload.
-func (l *Lease) Start(ctx context.Context, backend string) error {
-	name, _ := json.Marshal(backend)
-	res, err := l.s.exec(ctx, startCall{ID: l.JobID, Attempt: l.Attempt, Backend: backend, BackendJSON: string(name)}).ToArray()
-	if err != nil {
-		return fmt.Errorf("start: %w", err)
-	}
-	ok, _ := res[0].AsInt64()
-	if ok != 1 {
-		// The entry belongs to a canceled or superseded attempt: drop it.
-		l.s.client.DoMulti(ctx,
-			l.s.client.B().Xack().Key(l.s.keys.Work()).Group(WorkersGroup).Id(l.EntryID).Build(),
-		)
-		return ErrStale
-	}
-	p, _ := res[1].ToString()
-	l.Payload, _ = decodeRequest(p)
-	if len(res) >= 4 {
-		c, _ := res[2].AsInt64()
-		d, _ := res[3].AsInt64()
-		l.CreatedAt, l.DispatchedAt = time.UnixMilli(c), time.UnixMilli(d)
-	}
-	return nil
+	return sl.parseDelivery(f), nil
 }
 
 // Renew extends the lease; workers call it every Lease/3.
@@ -140,28 +99,40 @@ func eventBody(ev Event) string {
 	return "," + string(b[1:len(b)-1])
 }
 
-// Succeed stores the images and ends the attempt. Blobs are written under
-// this attempt's own keys first, so a stale attempt can never replace the
-// images of the live one.
+// Succeed stores the images and ends the attempt. It first checks that the
+// attempt is still live, so a zombie attempt writes no images; blobs are
+// written under this attempt's own keys, so a stale attempt can never
+// replace the images of the live one, and are deleted again if the attempt
+// turned stale while they were written.
 func (l *Lease) Succeed(ctx context.Context, images [][]byte, seeds []int64, info string) error {
 	_, err := l.succeed(ctx, images, seeds, info, false)
 	return err
 }
 
-// SucceedAndOffer is Succeed followed by Offer(1) in the same script: the
-// worker's slot is offered again as the job ends. It reports whether the
-// slot was offered (not when the attempt was stale).
+// SucceedAndOffer is Succeed followed by offering the lease's slot again in
+// the same script: a job dispatched to it at once is what the slot's next
+// Next returns. It reports whether the slot was offered (not when the
+// attempt was stale).
 func (l *Lease) SucceedAndOffer(ctx context.Context, images [][]byte, seeds []int64, info string) (bool, error) {
-	return l.succeed(ctx, images, seeds, info, true)
+	return l.succeed(ctx, images, seeds, info, l.slot != nil)
 }
 
 func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, info string, offer bool) (bool, error) {
 	ttl := l.s.cfg.Retention
+	var blobs []string
 	if len(images) > 0 {
+		live, err := l.s.exec(ctx, attemptCall{Script: scriptCheck, ID: l.JobID, Attempt: l.Attempt}).AsInt64()
+		if err != nil {
+			return false, fmt.Errorf("succeed: %w", err)
+		}
+		if live != 1 {
+			return false, ErrStale
+		}
 		cmds := make(rueidis.Commands, 0, len(images))
 		for i, img := range images {
-			cmds = append(cmds, l.s.client.B().Set().Key(l.s.keys.Blob(l.JobID, l.Attempt, strconv.Itoa(i))).
-				Value(rueidis.BinaryString(img)).Px(ttl).Build())
+			key := l.s.keys.Blob(l.JobID, l.Attempt, strconv.Itoa(i))
+			blobs = append(blobs, key)
+			cmds = append(cmds, l.s.client.B().Set().Key(key).Value(rueidis.BinaryString(img)).Px(ttl).Build())
 		}
 		for _, r := range l.s.client.DoMulti(ctx, cmds...) {
 			if err := r.Error(); err != nil {
@@ -174,13 +145,29 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 	}
 	seedsJSON, _ := json.Marshal(seeds)
 	infoJSON, _ := json.Marshal(info)
-	n, err := l.s.exec(ctx, succeedCall{ID: l.JobID, Attempt: l.Attempt, Images: len(images),
-		SeedsJSON: string(seedsJSON), InfoJSON: string(infoJSON), Offer: offer}).AsInt64()
+	call := succeedCall{ID: l.JobID, Attempt: l.Attempt, Images: len(images),
+		SeedsJSON: string(seedsJSON), InfoJSON: string(infoJSON)}
+	if offer {
+		call.Member, call.OfferTTL = l.slot.member, l.s.cfg.Lease
+	}
+	res, err := l.s.exec(ctx, call).ToArray()
 	if err != nil {
 		return false, fmt.Errorf("succeed: %w", err)
 	}
-	if n != 1 {
+	if ok, _ := res[0].AsInt64(); ok != 1 {
+		if len(blobs) > 0 {
+			l.s.client.Do(ctx, l.s.client.B().Del().Key(blobs...).Build())
+		}
 		return false, ErrStale
+	}
+	if offer && len(res) > 1 {
+		next, err := l.slot.deliveredLease(res[1])
+		if err != nil {
+			return true, fmt.Errorf("succeed: %w", err)
+		}
+		if next != nil {
+			l.slot.push(next)
+		}
 	}
 	return offer, nil
 }

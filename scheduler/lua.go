@@ -40,7 +40,6 @@ const (
 	scriptSubmit   = "submit"
 	scriptOffer    = "offer"
 	scriptWithdraw = "withdraw"
-	scriptStart    = "start"
 	scriptRenew    = "renew"
 	scriptCheck    = "check"
 	scriptProgress = "progress"
@@ -53,7 +52,7 @@ const (
 	scriptPosition = "position"
 )
 
-var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptStart, scriptRenew, scriptCheck,
+var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptRenew, scriptCheck,
 	scriptProgress, scriptSucceed, scriptFail, scriptHandBack, scriptCancel, scriptPromote, scriptReclaim, scriptPosition}
 
 // library is built once from the embedded files.

@@ -70,11 +70,11 @@ func TestScriptTimeIsRedisTimeUnlessInjected(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, fixed, j.CreatedAt)
 	// Event times are rendered by the script itself (RFC 3339, UTC).
-	_, err = s2.Offer(ctx2, 1)
+	sl := s2.Slot("w", "b")
+	defer func() { _ = sl.Close(context.Background()) }()
+	l, err := sl.Next(ctx2, time.Second)
 	require.NoError(t, err)
-	l, err := s2.Next(ctx2, "w", time.Second)
-	require.NoError(t, err)
-	require.NoError(t, l.Start(ctx2, "b"))
+	require.Equal(t, id, l.JobID)
 	var got []Event
 	ctx3, cancel := context.WithCancel(ctx2)
 	defer cancel()
@@ -154,25 +154,29 @@ func TestScriptContracts(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
 
-	// offer: the number dispatched; withdraw: the credits taken back.
-	n, err = s.exec(ctx, slotsCall{N: 2}).AsInt64()
-	require.NoError(t, err)
-	require.Equal(t, int64(1), n)
-	n, err = s.exec(ctx, slotsCall{Withdraw: true, N: 5}).AsInt64()
-	require.NoError(t, err)
-	require.Equal(t, int64(1), n, "one credit was left")
-
-	// start: {1, request, created ms, dispatched ms}, then {0, status}.
-	res, err = s.exec(ctx, startCall{ID: "job1", Attempt: 1, Backend: "b", BackendJSON: `"b"`}).ToArray()
+	// offer: the job dispatched to the calling slot, as a delivery
+	// {entry, job, attempt, created ms, dispatched ms, request}; the job is
+	// running on the slot's backend.
+	sl := s.Slot("w", "b")
+	res, err = s.exec(ctx, slotCall{Member: sl.member, TTL: time.Minute}).ToArray()
 	require.NoError(t, err)
 	v = values(t, res)
-	require.Equal(t, int64(1), v[0])
-	require.Equal(t, call.Request, v[1])
-	require.Greater(t, v[2].(int64), int64(0))
-	require.GreaterOrEqual(t, v[3].(int64), v[2].(int64))
-	res, err = s.exec(ctx, startCall{ID: "job1", Attempt: 1, Backend: "b", BackendJSON: `"b"`}).ToArray()
+	require.Len(t, v, 6)
+	require.Equal(t, []any{"job1", "1"}, v[1:3])
+	require.Equal(t, call.Request, v[5])
+	j, err := s.Get(ctx, "job1")
 	require.NoError(t, err)
-	require.Equal(t, []any{int64(0), "running"}, values(t, res))
+	require.Equal(t, StatusRunning, j.Status)
+	require.Equal(t, "b", j.Backend)
+	// Nothing left: the slot stays offered ({}), until withdrawn (1, then 0).
+	res, err = s.exec(ctx, slotCall{Member: sl.member, TTL: time.Minute}).ToArray()
+	require.NoError(t, err)
+	require.Empty(t, res)
+	for _, want := range []int64{1, 0} {
+		n, err := s.exec(ctx, slotCall{Member: sl.member, Withdraw: true}).AsInt64()
+		require.NoError(t, err)
+		require.Equal(t, want, n)
+	}
 
 	// check and progress: 1 for the live attempt, 0 for another.
 	for _, c := range []struct {
@@ -190,9 +194,6 @@ func TestScriptContracts(t *testing.T) {
 	}
 
 	// renew: 1 while the work entry is the consumer's, 0 once stale.
-	l, err := s.Next(ctx, "w", 0)
-	require.NoError(t, err)
-	require.NotNil(t, l)
 	n, err = s.exec(ctx, attemptCall{Script: scriptRenew, ID: "job1", Attempt: 1, Consumer: "w"}).AsInt64()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
@@ -216,26 +217,39 @@ func TestScriptContracts(t *testing.T) {
 		return n == -1
 	}, 5*time.Second, time.Millisecond)
 
-	// succeed with offer: the attempt ends and the slot is offered again.
-	_, err = s.exec(ctx, slotsCall{N: 1}).AsInt64()
+	// succeed with offer: {1, delivery} when a job waited for the slot, and
+	// the slot stays offered when none did; {0} when stale.
+	res, err = s.exec(ctx, slotCall{Member: sl.member, TTL: time.Minute}).ToArray()
 	require.NoError(t, err)
-	_, err = s.exec(ctx, startCall{ID: "job1", Attempt: 2, Backend: "b", BackendJSON: `"b"`}).ToArray()
+	require.Len(t, res, 6, "the retry is dispatched to the slot")
+	id2 := submitForContract(t, s, ctx, "api:c", "u2")
+	res, err = s.exec(ctx, succeedCall{ID: "job1", Attempt: 2, Images: 1, SeedsJSON: "[1]", InfoJSON: `""`,
+		Member: sl.member, OfferTTL: time.Minute}).ToArray()
 	require.NoError(t, err)
-	n, err = s.exec(ctx, succeedCall{ID: "job1", Attempt: 2, Images: 1, SeedsJSON: "[1]", InfoJSON: `""`, Offer: true}).AsInt64()
+	ok, _ := res[0].AsInt64()
+	require.Equal(t, int64(1), ok)
+	d, err := res[1].AsStrSlice()
 	require.NoError(t, err)
-	require.Equal(t, int64(1), n)
-	credits, err := s.client.Do(ctx, s.client.B().Hget().Key(k.Global()).Field("credits").Build()).AsInt64()
+	require.Equal(t, id2, d[1])
+	res, err = s.exec(ctx, succeedCall{ID: id2, Attempt: 1, SeedsJSON: "[]", InfoJSON: `""`,
+		Member: sl.member, OfferTTL: time.Minute}).ToArray()
 	require.NoError(t, err)
-	require.Equal(t, int64(1), credits)
-	n, err = s.exec(ctx, succeedCall{ID: "job1", Attempt: 2, SeedsJSON: "[]", InfoJSON: `""`}).AsInt64()
+	require.Len(t, res, 2)
+	d, err = res[1].AsStrSlice()
 	require.NoError(t, err)
-	require.Equal(t, int64(0), n)
+	require.Empty(t, d)
+	idle, err := s.client.Do(ctx, s.client.B().Zcard().Key(k.Slots()).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), idle)
+	res, err = s.exec(ctx, succeedCall{ID: "job1", Attempt: 2, SeedsJSON: "[]", InfoJSON: `""`}).ToArray()
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(0)}, values(t, res))
 
 	// handback: 1 for a live attempt (back at the front), 0 when stale.
 	id := submitForContract(t, s, ctx, "api:c", "u")
-	j, err := s.Get(ctx, id)
+	j, err = s.Get(ctx, id)
 	require.NoError(t, err)
-	require.Equal(t, StatusDispatched, j.Status, "the free credit took it")
+	require.Equal(t, StatusRunning, j.Status, "the idle slot took it")
 	n, err = s.exec(ctx, attemptCall{Script: scriptHandBack, ID: id, Attempt: 1}).AsInt64()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)

@@ -33,7 +33,7 @@ func NewCollector(s *Scheduler) *Collector {
 		ready:   prometheus.NewDesc("easel_queue_ready_lanes", "Tenant lanes with dispatchable work.", []string{"lane"}, nil),
 		blocked: prometheus.NewDesc("easel_queue_blocked_lanes", "Tenant lanes parked at their concurrency cap.", nil, nil),
 		delayed: prometheus.NewDesc("easel_queue_delayed_jobs", "Jobs waiting for a retry.", nil, nil),
-		credits: prometheus.NewDesc("easel_worker_free_slots", "Worker slots offered and not yet used.", nil, nil),
+		credits: prometheus.NewDesc("easel_worker_free_slots", "Idle worker slots with a live offer.", nil, nil),
 		jain:    prometheus.NewDesc("easel_fairness_jain_index", "Jain's fairness index of weight-normalised GPU cost served per tenant over the fairness window (1 = perfectly even).", nil, nil),
 		share:   prometheus.NewDesc("easel_tenant_served_share", "Share of weight-normalised GPU cost served to the tenant over the fairness window (busiest tenants only).", []string{"tenant"}, nil),
 	}
@@ -56,9 +56,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	cl, k := c.s.client, c.s.keys
 	res := cl.DoMulti(ctx,
-		cl.B().Hmget().Key(k.Global()).Field("pending", "credits").Build(),
+		cl.B().Hmget().Key(k.Global()).Field("pending").Build(),
+		cl.B().Zcount().Key(k.Slots()).Min(strconv.FormatInt(time.Now().UnixMilli(), 10)).Max("+inf").Build(),
 		cl.B().Zcard().Key(k.Ready()).Build(),
-		cl.B().Zcard().Key(c.s.pfx+"relax").Build(),
+		cl.B().Zcard().Key(k.Relax()).Build(),
 		cl.B().Zcard().Key(k.Blocked()).Build(),
 		cl.B().Zcard().Key(k.Delayed()).Build(),
 	)
@@ -68,14 +69,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	num := func(s string) float64 { f, _ := strconv.ParseFloat(s, 64); return f }
 	card := func(r rueidis.RedisResult) float64 { n, _ := r.AsInt64(); return float64(n) }
-	if len(g) == 2 {
+	if len(g) == 1 {
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, num(g[0]))
-		ch <- prometheus.MustNewConstMetric(c.credits, prometheus.GaugeValue, num(g[1]))
 	}
-	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, card(res[1]), "normal")
-	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, card(res[2]), "relax")
-	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.GaugeValue, card(res[3]))
-	ch <- prometheus.MustNewConstMetric(c.delayed, prometheus.GaugeValue, card(res[4]))
+	ch <- prometheus.MustNewConstMetric(c.credits, prometheus.GaugeValue, card(res[1]))
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, card(res[2]), "normal")
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, card(res[3]), "relax")
+	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.GaugeValue, card(res[4]))
+	ch <- prometheus.MustNewConstMetric(c.delayed, prometheus.GaugeValue, card(res[5]))
 
 	served, err := c.s.Served(ctx, c.FairnessWindow)
 	if err != nil || len(served) == 0 {

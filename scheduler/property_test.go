@@ -60,17 +60,15 @@ func runSequence(t *testing.T, ops []byte) {
 		tenantOf := map[string]string{}
 		held := map[string]*scheduler.Lease{} // job → live lease
 		var ids []string
+		sl := s.Slot("w", "b")
+		defer func() { require.NoError(t, sl.Close(context.Background())) }()
 		take := func() {
-			if _, err := s.Offer(ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			l, err := s.Next(ctx, "w", 0)
+			l, err := sl.Next(ctx, 0)
 			require.NoError(t, err)
 			if l == nil {
-				require.NoError(t, s.Withdraw(ctx, 1))
+				require.NoError(t, sl.Withdraw(ctx))
 				return
 			}
-			require.NoError(t, l.Start(ctx, "b"))
 			require.Nil(t, held[l.JobID], "job %s leased twice", l.JobID)
 			held[l.JobID] = l
 		}

@@ -323,18 +323,26 @@ func (s *Scheduler) Position(ctx context.Context, id string) (int, error) {
 }
 
 // ETA estimates how long a job at position waits before it starts: the
-// rounds of the worker slots (busy and free) ahead of it times the moving
+// rounds of the worker slots (busy and idle) ahead of it times the moving
 // average run time. Zero when nothing has finished yet.
 func (s *Scheduler) ETA(ctx context.Context, position int) (time.Duration, error) {
 	if position <= 0 {
 		return 0, nil
 	}
-	v, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.keys.Global()).Field("avg_ms", "running", "credits").Build()).AsStrSlice()
+	c := s.client
+	res := c.DoMulti(ctx,
+		c.B().Hmget().Key(s.keys.Global()).Field("avg_ms", "running").Build(),
+		c.B().Zcount().Key(s.keys.Slots()).Min(strconv.FormatInt(time.Now().UnixMilli(), 10)).Max("+inf").Build())
+	v, err := res[0].AsStrSlice()
+	if err != nil {
+		return 0, fmt.Errorf("eta: %w", err)
+	}
+	idle, err := res[1].AsInt64()
 	if err != nil {
 		return 0, fmt.Errorf("eta: %w", err)
 	}
 	atoi := func(x string) int { n, _ := strconv.Atoi(x); return n }
-	avg, slots := atoi(v[0]), max(atoi(v[1])+atoi(v[2]), 1)
+	avg, slots := atoi(v[0]), max(atoi(v[1])+int(idle), 1)
 	rounds := (position + slots - 1) / slots
 	return time.Duration(rounds*avg) * time.Millisecond, nil
 }

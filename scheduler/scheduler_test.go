@@ -16,8 +16,24 @@ import (
 )
 
 type bundle struct {
-	s   *scheduler.Scheduler
-	ctx context.Context
+	s     *scheduler.Scheduler
+	ctx   context.Context
+	slots map[string]*scheduler.Slot
+}
+
+// slot returns the worker slot of consumer, closed when the test ends.
+func (b *bundle) slot(t *testing.T, consumer string) *scheduler.Slot {
+	t.Helper()
+	if sl := b.slots[consumer]; sl != nil {
+		return sl
+	}
+	if b.slots == nil {
+		b.slots = map[string]*scheduler.Slot{}
+	}
+	sl := b.s.Slot(consumer, "test")
+	b.slots[consumer] = sl
+	t.Cleanup(func() { _ = sl.Close(context.Background()) })
+	return sl
 }
 
 func setup(t *testing.T, cfg scheduler.Config) *bundle {
@@ -38,15 +54,12 @@ func (b *bundle) submit(t *testing.T, tenant, user, name string) string {
 	return r.ID
 }
 
-// take offers one slot and returns the lease of the job it got.
+// take offers consumer's slot and returns the lease of the job it got.
 func (b *bundle) take(t *testing.T, consumer string) *scheduler.Lease {
 	t.Helper()
-	_, err := b.s.Offer(b.ctx, 1)
-	require.NoError(t, err)
-	l, err := b.s.Next(b.ctx, consumer, time.Second)
+	l, err := b.slot(t, consumer).Next(b.ctx, 5*time.Second)
 	require.NoError(t, err)
 	require.NotNil(t, l, "no job dispatched")
-	require.NoError(t, l.Start(b.ctx, "test"))
 	return l
 }
 
@@ -117,19 +130,28 @@ func TestLateBoundDispatch(t *testing.T) {
 	j, err := b.s.Get(b.ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, scheduler.StatusQueued, j.Status, "no slot offered: must stay queued")
-	n, err := b.s.Offer(b.ctx, 1)
+	sl := b.slot(t, "w")
+	l, err := sl.Next(b.ctx, 0)
 	require.NoError(t, err)
-	require.Equal(t, 1, n)
+	require.Equal(t, id, l.JobID)
 	j, err = b.s.Get(b.ctx, id)
 	require.NoError(t, err)
-	require.Equal(t, scheduler.StatusDispatched, j.Status)
+	require.Equal(t, scheduler.StatusRunning, j.Status, "started as it is dispatched")
 	require.Equal(t, 1, j.Attempt)
-	// A credit offered with nothing queued is used by the next submit.
-	_, err = b.s.Offer(b.ctx, 1)
+	require.Equal(t, "test", j.Backend)
+	require.NoError(t, l.Succeed(b.ctx, nil, nil, ""))
+	// A slot offered with nothing queued takes the next submit at once, and
+	// hears of it on its channel.
+	l, err = sl.Next(b.ctx, 0)
 	require.NoError(t, err)
-	r, err := b.s.Submit(b.ctx, scheduler.SubmitRequest{Tenant: "api:a", User: "u", Payload: json.RawMessage(`{}`)})
+	require.Nil(t, l)
+	r, err := b.s.Submit(b.ctx, scheduler.SubmitRequest{Tenant: "api:a", User: "u", Payload: json.RawMessage(`{"x":1}`)})
 	require.NoError(t, err)
 	require.Equal(t, 0, r.Position, "dispatched at once")
+	l, err = sl.Next(b.ctx, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, r.ID, l.JobID)
+	require.JSONEq(t, `{"x":1}`, string(l.Payload))
 }
 
 func TestEventsInOrder(t *testing.T) {
@@ -243,8 +265,10 @@ func TestRetryThenDeadLetter(t *testing.T) {
 	j, _ := b.s.Get(b.ctx, id)
 	require.Equal(t, scheduler.StatusQueued, j.Status)
 	// Not due yet: nothing to dispatch even with a free slot.
-	_, err = b.s.Offer(b.ctx, 1)
+	sl := b.slot(t, "w")
+	l, err = sl.Next(b.ctx, 0)
 	require.NoError(t, err)
+	require.Nil(t, l)
 	due, err := m.Promote(b.ctx)
 	require.NoError(t, err)
 	require.Greater(t, due, now.UnixMilli())
@@ -253,9 +277,8 @@ func TestRetryThenDeadLetter(t *testing.T) {
 	now = now.Add(2 * time.Second)
 	_, err = m.Promote(b.ctx)
 	require.NoError(t, err)
-	l, err = b.s.Next(b.ctx, "w", time.Second)
+	l, err = sl.Next(b.ctx, 5*time.Second)
 	require.NoError(t, err)
-	require.NoError(t, l.Start(b.ctx, "test"))
 	require.Equal(t, 2, l.Attempt)
 	retried, err = l.Fail(b.ctx, "backend_error", "backend answered HTTP 500", true)
 	require.NoError(t, err)

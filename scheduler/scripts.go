@@ -17,15 +17,22 @@ import (
 // scriptCall is the arguments of one script.
 type scriptCall interface {
 	script() string
-	// keys are the script's own KEYS, from KEYS[10].
+	// keys are the script's own KEYS, from KEYS[11].
 	keys(k storage.Keys) []string
-	// argv are the script's own ARGV, from ARGV[5].
+	// argv are the script's own ARGV, from ARGV[6].
 	argv() []string
 }
 
-// commonKeys are KEYS[1..9] of every script, in lib.lua's order.
+// commonKeys are KEYS[1..10] of every script, in lib.lua's order.
 func commonKeys(k storage.Keys) []string {
-	return []string{k.Global(), k.Ready(), k.Relax(), k.Blocked(), k.Work(), k.Delayed(), k.Dead(), k.Events(), k.Wake()}
+	return []string{k.Global(), k.Ready(), k.Relax(), k.Blocked(), k.Work(), k.Delayed(), k.Dead(), k.Events(),
+		k.Wake(), k.Slots()}
+}
+
+// fromSlot is a call made by a worker slot (ARGV[5]): a job dispatched to
+// that slot comes back in the reply.
+type fromSlot interface {
+	slotMember() string
 }
 
 // exec runs a script with the common KEYS and ARGV followed by its own.
@@ -37,10 +44,14 @@ func (s *Scheduler) exec(ctx context.Context, c scriptCall) rueidis.RedisResult 
 	if s.clock {
 		now = strconv.FormatInt(s.cfg.Now().UnixMilli(), 10)
 	}
+	self := ""
+	if f, ok := c.(fromSlot); ok {
+		self = f.slotMember()
+	}
 	extra := c.argv()
-	argv := make([]string, 0, 4+len(extra))
+	argv := make([]string, 0, 5+len(extra))
 	argv = append(argv, s.pfx, now, strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10),
-		strconv.FormatInt(s.cfg.EventsMaxLen, 10))
+		strconv.FormatInt(s.cfg.EventsMaxLen, 10), self)
 	return s.runner.call(ctx, c.script(), keys, append(argv, extra...))
 }
 
@@ -94,34 +105,28 @@ func (c submitCall) argv() []string {
 		itoa(a.UserDailyImages), itoa(a.TenantDailyImages), itoa(a.MaxPendingPerUser), overflow}
 }
 
-// slotsCall offers (lua/offer.lua) or withdraws (lua/withdraw.lua) free
-// worker slots.
-type slotsCall struct {
+// slotCall offers (lua/offer.lua) or withdraws (lua/withdraw.lua) a
+// worker slot.
+type slotCall struct {
+	Member   string
 	Withdraw bool
-	N        int
+	// TTL is how long the offer lasts unless renewed.
+	TTL time.Duration
 }
 
-func (c slotsCall) script() string {
+func (c slotCall) script() string {
 	if c.Withdraw {
 		return scriptWithdraw
 	}
 	return scriptOffer
 }
-func (slotsCall) keys(storage.Keys) []string { return nil }
-func (c slotsCall) argv() []string           { return []string{itoa(c.N)} }
-
-// startCall marks a dispatched attempt running (lua/start.lua).
-type startCall struct {
-	ID      string
-	Attempt int
-	// BackendJSON is Backend as a JSON string literal.
-	Backend, BackendJSON string
-}
-
-func (startCall) script() string                 { return scriptStart }
-func (c startCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID), k.JobRequest(c.ID)} }
-func (c startCall) argv() []string {
-	return []string{c.ID, itoa(c.Attempt), c.BackendJSON, c.Backend}
+func (slotCall) keys(storage.Keys) []string { return nil }
+func (c slotCall) slotMember() string       { return c.Member }
+func (c slotCall) argv() []string {
+	if c.Withdraw {
+		return nil
+	}
+	return []string{mstoa(c.TTL)}
 }
 
 // attemptCall names one attempt: lua/renew.lua (with Consumer),
@@ -158,20 +163,24 @@ func (c progressCall) argv() []string {
 		c.EventBody, c.Preview}
 }
 
-// succeedCall ends an attempt with its results (lua/succeed.lua).
+// succeedCall ends an attempt with its results (lua/succeed.lua) and, with
+// Member and OfferTTL set, offers the slot again.
 type succeedCall struct {
 	ID        string
 	Attempt   int
 	Images    int
 	SeedsJSON string
 	InfoJSON  string
-	Offer     bool
+	Member    string
+	OfferTTL  time.Duration
 }
+
+func (c succeedCall) slotMember() string { return c.Member }
 
 func (succeedCall) script() string                 { return scriptSucceed }
 func (c succeedCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID)} }
 func (c succeedCall) argv() []string {
-	return []string{c.ID, itoa(c.Attempt), itoa(c.Images), c.SeedsJSON, c.InfoJSON, btoa(c.Offer)}
+	return []string{c.ID, itoa(c.Attempt), itoa(c.Images), c.SeedsJSON, c.InfoJSON, mstoa(c.OfferTTL)}
 }
 
 // backoff is the retry schedule scripts apply.

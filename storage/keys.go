@@ -73,8 +73,16 @@ func (k Keys) Dead() string { return k.s() + "dead" }
 // Events is the stream of all job events, read by the relays.
 func (k Keys) Events() string { return k.s() + "events" }
 
-// Global is the scheduler's own hash: virtual time, sequence counters, slot credits.
+// Global is the scheduler's own hash: virtual times, sequence counters, counts.
 func (k Keys) Global() string { return k.s() + "global" }
+
+// Slots is the zset of idle worker slots ("<consumer>\t<backend>"), scored
+// by the time (unix ms) their offer expires.
+func (k Keys) Slots() string { return k.s() + "slots" }
+
+// SlotChannel is the pub/sub channel on which a worker slot hears of the
+// jobs dispatched to it (a channel, not a key: any node of a cluster).
+func (k Keys) SlotChannel(consumer string) string { return k.s() + "c:" + consumer }
 
 // Wake is the list the maintenance loop blocks on.
 func (k Keys) Wake() string { return k.s() + "wake" }

@@ -233,30 +233,17 @@ func (w *Worker) advertise(ctx context.Context) {
 
 // slot serves one backend: offer, take, run, repeat.
 func (w *Worker) slot(takeCtx, runCtx context.Context, b Backend) {
-	consumer := w.cfg.Name + "-" + b.Name
 	log := w.log.With(zap.String("backend", b.Name))
-	offered := false
+	sl := w.sched.Slot(w.cfg.Name+"-"+b.Name, b.Name)
 	defer func() {
-		if offered {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			if err := w.sched.Withdraw(ctx, 1); err != nil {
-				log.Warn("withdraw slot", zap.Error(err))
-			}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := sl.Close(ctx); err != nil {
+			log.Warn("close slot", zap.Error(err))
 		}
 	}()
 	for takeCtx.Err() == nil {
-		if !offered {
-			if _, err := w.sched.Offer(takeCtx, 1); err != nil {
-				if takeCtx.Err() == nil {
-					log.Error("offer slot", zap.Error(err))
-					w.pause(takeCtx, time.Second)
-				}
-				continue
-			}
-			offered = true
-		}
-		lease, err := w.sched.Next(takeCtx, consumer, w.cfg.BlockTimeout)
+		lease, err := sl.Next(takeCtx, w.cfg.BlockTimeout)
 		if err != nil {
 			if takeCtx.Err() == nil {
 				log.Error("read work", zap.Error(err))
@@ -267,9 +254,10 @@ func (w *Worker) slot(takeCtx, runCtx context.Context, b Backend) {
 		if lease == nil {
 			continue
 		}
-		healthy, reoffered := w.run(takeCtx, runCtx, b, lease, log)
-		offered = reoffered
-		if !healthy {
+		if healthy, _ := w.run(takeCtx, runCtx, b, lease, log); !healthy {
+			if err := sl.Withdraw(takeCtx); err != nil && takeCtx.Err() == nil {
+				log.Warn("withdraw slot", zap.Error(err))
+			}
 			w.waitHealthy(takeCtx, b, log)
 		}
 	}
@@ -311,12 +299,6 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 	// a hand-back or failure is still recorded while stopping.
 	bg, cancelBG := context.WithTimeout(context.WithoutCancel(runCtx), time.Minute)
 	defer cancelBG()
-	if err := lease.Start(bg, b.Name); err != nil {
-		if !errors.Is(err, scheduler.ErrStale) {
-			log.Error("start job", zap.Error(err))
-		}
-		return true, false
-	}
 	w.observe(Observation{Backend: b.Name, JobID: lease.JobID, Kind: "started", Queued: lease.CreatedAt, Dispatched: lease.DispatchedAt})
 	outcome := "stale"
 	defer func() {

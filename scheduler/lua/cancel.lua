@@ -1,11 +1,11 @@
 -- cancel: cancel a job in any live state. A queued job is left in its list
 -- and dropped at dispatch (O(1)); a running one's worker is told on the
 -- cancel channel.
--- KEYS[10] job record
--- ARGV[5] job id  [6] canceled by, as a JSON string  [7] cancel channel
+-- KEYS[11] job record
+-- ARGV[6] job id  [7] canceled by, as a JSON string  [8] cancel channel
 -- Reply: the previous status, or "missing".
-local id = ARGV[5]
-local jk = KEYS[10]
+local id = ARGV[6]
+local jk = KEYS[11]
 local st = redis.call('HGET', jk, 'status')
 if not st then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'canceled' then return st end
@@ -17,9 +17,9 @@ if st == 'queued' then
   refund(jk)
 else
   release(id, t)
-  if st == 'running' then redis.call('PUBLISH', ARGV[7], id) end
+  if st == 'running' then redis.call('PUBLISH', ARGV[8], id) end
 end
-redis.call('HSET', jk, 'canceled_by', ARGV[6])
+redis.call('HSET', jk, 'canceled_by', ARGV[7])
 finish(id, t, 'canceled')
-emit(id, t, 'canceled', ',"by":' .. ARGV[6])
+emit(id, t, 'canceled', ',"by":' .. ARGV[7])
 return st

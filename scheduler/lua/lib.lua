@@ -11,7 +11,9 @@
 --   KEYS[7] {s}:dead     stream: jobs out of attempts
 --   KEYS[8] {s}:events   stream, group "relay": every job event
 --   KEYS[9] {s}:wake     list: the maintainer blocks on it
--- Script-specific KEYS start at 10.
+--   KEYS[10] {s}:slots   zset: idle worker slots "<consumer>\t<backend>",
+--                        scored by the time (ms) their offer expires
+-- Script-specific KEYS start at 11.
 --
 -- ARGV common to every script:
 --   ARGV[1] the shard's key prefix "easel:{s}:" (lane, user and job keys
@@ -20,10 +22,13 @@
 --   ARGV[2] now in unix ms, or "" for the server's clock (TIME)
 --   ARGV[3] retention of finished records and event streams, ms
 --   ARGV[4] shared events stream MAXLEN (approximate)
--- Script-specific ARGV start at 5.
+--   ARGV[5] the calling worker slot "<consumer>\t<backend>", or "": a job
+--           dispatched to it comes back in the reply instead of on its channel
+-- Script-specific ARGV start at 6.
 
-local PFX, NOW, NOWS, EVTTL, EVMAX
-local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE
+-- DELIVERED holds the job dispatched to the caller's own slot, if any.
+local PFX, NOW, NOWS, EVTTL, EVMAX, SELF, DELIVERED
+local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE, SLOTS
 
 -- iso renders unix ms as RFC 3339 in UTC (days-to-civil, proleptic Gregorian).
 local function iso(ms)
@@ -47,9 +52,11 @@ local function iso(ms)
 end
 
 local function init(keys, args)
+  DELIVERED = nil
   G, READY, RELAX, BLOCKED, WORK = keys[1], keys[2], keys[3], keys[4], keys[5]
-  DELAYED, DEAD, EVENTS, WAKE = keys[6], keys[7], keys[8], keys[9]
+  DELAYED, DEAD, EVENTS, WAKE, SLOTS = keys[6], keys[7], keys[8], keys[9], keys[10]
   PFX = args[1]
+  SELF = args[5]
   if args[2] == '' then
     local t = redis.call('TIME')
     NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -184,8 +191,13 @@ local function pop_job(t)
       else
         redis.call('ZADD', ik, f, u)
       end
-      -- Idle users whose finish tag the lane has passed are like newcomers.
-      redis.call('ZREMRANGEBYSCORE', ik, '-inf', su)
+      -- Idle users whose finish tag the lane has passed are like newcomers,
+      -- and so is everyone once the lane has nobody waiting.
+      if redis.call('ZCARD', users) == 0 then
+        redis.call('DEL', ik)
+      else
+        redis.call('ZREMRANGEBYSCORE', ik, '-inf', su)
+      end
       unqueued(t, u)
       return id, cost
     end
@@ -193,19 +205,54 @@ local function pop_job(t)
   return nil
 end
 
--- dispatch moves jobs onto the work stream while workers have free slots
--- (credits) and lanes have work, in virtual-time order, normal lanes first.
+-- take_slot picks an idle worker slot whose offer has not expired: the
+-- caller's own when it offered one, else the longest idle. A worker killed
+-- without a goodbye stops renewing its offer, and its slot drops out here.
+local function take_slot()
+  redis.call('ZREMRANGEBYSCORE', SLOTS, '-inf', NOW)
+  if SELF ~= '' and redis.call('ZSCORE', SLOTS, SELF) then return SELF end
+  local top = redis.call('ZRANGE', SLOTS, 0, 0)
+  return top[1]
+end
+
+-- deliver hands one dispatched attempt to worker slot m: the entry goes into
+-- the slot's consumer's pending list (its lease), the job is running (the
+-- start is part of the dispatch) and the worker hears of it on its channel,
+-- or in the reply when it is the caller.
+local function deliver(m, id, attempt, tenant)
+  local tab = string.find(m, '\t', 1, true)
+  local consumer, backend = string.sub(m, 1, tab - 1), string.sub(m, tab + 1)
+  local jk = jkey(id)
+  local req = redis.call('GET', reqkey(id)) or ''
+  local created = redis.call('HGET', jk, 'created_ms')
+  local wid = redis.call('XADD', WORK, '*', 'id', id, 'a', attempt)
+  redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1, 'STREAMS', WORK, '>')
+  redis.call('ZREM', SLOTS, m)
+  redis.call('HSET', jk, 'status', 'running', 'wid', wid, 'dispatched_ms', NOW, 'started_ms', NOW, 'backend', backend)
+  emit(id, tenant, 'started', ',"backend":' .. cjson.encode(backend) .. ',"attempt":' .. attempt)
+  local d = {wid, id, string.format('%d', attempt), created, string.format('%d', NOW), req}
+  if m == SELF then
+    DELIVERED = d
+  else
+    redis.call('PUBLISH', PFX .. 'c:' .. consumer, table.concat(d, '\n'))
+  end
+end
+
+-- dispatch moves jobs to idle worker slots while lanes have work, in
+-- virtual-time order, normal lanes first.
 local function dispatch()
   local n = 0
   for _ = 1, 1000 do
-    if num(redis.call('HGET', G, 'credits')) <= 0 then break end
+    local slot = take_slot()
+    if not slot then break end
     local top = redis.call('ZPOPMIN', READY)
     if #top == 0 then top = redis.call('ZPOPMIN', RELAX) end
     if #top == 0 then break end
     local t = member_name(top[1])
     local s = tonumber(top[2])
     local tk = tkey(t)
-    local bk = tkey(base_of(t))
+    local base = base_of(t)
+    local bk = tkey(base)
     redis.call('HSET', tk, 'rm', '')
     local cap = num(redis.call('HGET', bk, 'cap'))
     if cap > 0 and num(redis.call('HGET', bk, 'running')) >= cap then
@@ -219,22 +266,30 @@ local function dispatch()
         redis.call('HSET', G, vt_field(t), s)
         redis.call('HSET', tk, 'vt', f)
         if redis.call('ZCARD', userskey(t)) > 0 then ready_add(t, f) end
-        local jk = jkey(id)
-        local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
-        local wid = redis.call('XADD', WORK, '*', 'id', id, 'a', attempt)
-        redis.call('HSET', jk, 'status', 'dispatched', 'wid', wid, 'dispatched_ms', NOW)
-        redis.call('HINCRBY', G, 'credits', -1)
+        local attempt = redis.call('HINCRBY', jkey(id), 'attempt', 1)
         redis.call('HINCRBY', bk, 'running', 1)
         redis.call('HINCRBY', G, 'running', 1)
         -- Served GPU cost per minute, weight-normalised, for fairness metrics.
         local sk = PFX .. 'served:' .. math.floor(NOW / 60000)
-        redis.call('HINCRBYFLOAT', sk, base_of(t), cost / w)
+        redis.call('HINCRBYFLOAT', sk, base, cost / w)
         redis.call('PEXPIRE', sk, 3600000)
+        deliver(slot, id, attempt, base)
         n = n + 1
       end
     end
   end
   return n
+end
+
+-- offer_self offers the caller's slot until ttl ms from now.
+local function offer_self(ttl)
+  redis.call('ZADD', SLOTS, NOW + ttl, SELF)
+end
+
+-- delivered is the reply part for the caller's slot: the job dispatched to
+-- it {entry, job, attempt, created ms, dispatched ms, request}, or {}.
+local function delivered()
+  return DELIVERED or {}
 end
 
 -- position estimates the place in line of a queued job (1 = next): rounds of

@@ -1,6 +1,6 @@
 -- position: the estimated place in line of a queued job.
--- KEYS[10] job record
--- ARGV[5] job id
+-- KEYS[11] job record
+-- ARGV[6] job id
 -- Reply: the position (1 = next), or 0 when the job is not waiting in a queue.
-if redis.call('HGET', KEYS[10], 'status') ~= 'queued' then return 0 end
-return position(ARGV[5])
+if redis.call('HGET', KEYS[11], 'status') ~= 'queued' then return 0 end
+return position(ARGV[6])

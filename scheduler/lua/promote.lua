@@ -1,9 +1,9 @@
 -- promote: move due retries back to the front of their users' queues and
 -- dispatch.
--- KEYS: the common ones only.
--- ARGV[5] most jobs to move.
+-- KEYS: the common ones only (lib.lua).
+-- ARGV[6] most jobs to move.
 -- Reply: the due time in ms of the next delayed job, or -1.
-local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[5]))
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[6]))
 for _, id in ipairs(due) do
   redis.call('ZREM', DELAYED, id)
   local jk = jkey(id)

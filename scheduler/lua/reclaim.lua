@@ -1,11 +1,11 @@
 -- reclaim: take back work entries idle past the lease (their worker died or
 -- hung) and retry or fail their jobs, one XAUTOCLAIM page at a time.
--- KEYS: the common ones only.
--- ARGV[5] lease ms  [6] reclaimer consumer  [7] page size  [8] message as a
--- JSON string  [9] backoff base ms  [10] backoff max ms  [11] jitter
--- [12] XAUTOCLAIM cursor ("0-0" to start)
+-- KEYS: the common ones only (lib.lua).
+-- ARGV[6] lease ms  [7] reclaimer consumer  [8] page size  [9] message as a
+-- JSON string  [10] backoff base ms  [11] backoff max ms  [12] jitter
+-- [13] XAUTOCLAIM cursor ("0-0" to start)
 -- Reply: {jobs reclaimed, next cursor ("0-0" when the scan is complete)}.
-local res = redis.call('XAUTOCLAIM', WORK, 'workers', ARGV[6], tonumber(ARGV[5]), ARGV[12], 'COUNT', tonumber(ARGV[7]))
+local res = redis.call('XAUTOCLAIM', WORK, 'workers', ARGV[7], tonumber(ARGV[6]), ARGV[13], 'COUNT', tonumber(ARGV[8]))
 local n = 0
 for _, entry in ipairs(res[2]) do
   local wid = entry[1]
@@ -19,8 +19,8 @@ for _, entry in ipairs(res[2]) do
   local jk = id and jkey(id)
   local st = jk and redis.call('HGET', jk, 'status')
   if jk and (st == 'running' or st == 'dispatched') and num(redis.call('HGET', jk, 'attempt')) == a and redis.call('HGET', jk, 'wid') == wid then
-    retry_or_fail(id, redis.call('HGET', jk, 'tenant'), true, 'lease_expired', ARGV[8],
-      tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]))
+    retry_or_fail(id, redis.call('HGET', jk, 'tenant'), true, 'lease_expired', ARGV[9],
+      tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
     n = n + 1
   else
     redis.call('XACK', WORK, 'workers', wid)

@@ -1,8 +1,5 @@
--- withdraw: take back unused credits of a stopping worker.
--- KEYS: the common ones only.
--- ARGV[5] most slots to take back.
--- Reply: the number taken back.
-local c = num(redis.call('HGET', G, 'credits'))
-local n = math.min(c, tonumber(ARGV[5]))
-if n > 0 then redis.call('HINCRBY', G, 'credits', -n) end
-return n
+-- withdraw: take back the calling worker slot's offer (ARGV[5]), when its
+-- worker stops or its backend is out of rotation.
+-- KEYS: the common ones only (lib.lua).
+-- Reply: 1 when the slot was offered, else 0.
+return redis.call('ZREM', SLOTS, SELF)

@@ -1,0 +1,18 @@
+package scheduler
+
+import "context"
+
+// TenantStateSize is the number of fields of a tenant's hash and of members
+// of its lane's idle-user set (tests).
+func (s *Scheduler) TenantStateSize(ctx context.Context, tenant string) (fields, idle int) {
+	c := s.client
+	f, _ := c.Do(ctx, c.B().Hlen().Key(s.keys.Tenant(tenant)).Build()).AsInt64()
+	i, _ := c.Do(ctx, c.B().Zcard().Key(s.keys.Tenant(tenant)+":idle").Build()).AsInt64()
+	return int(f), int(i)
+}
+
+// BlobCount counts the result images stored for attempt 1 of a job (tests).
+func (s *Scheduler) BlobCount(ctx context.Context, id string) (int, error) {
+	n, err := s.client.Do(ctx, s.client.B().Exists().Key(s.keys.Blob(id, 1, "0")).Build()).AsInt64()
+	return int(n), err
+}
