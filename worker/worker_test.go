@@ -253,6 +253,18 @@ func TestStalledBackendRetriedOnAnother(t *testing.T) {
 		}
 	}
 	require.NotNil(t, retry, "%v", types(evs))
+	var first, second time.Time
+	for _, e := range evs {
+		if e.Type == scheduler.EventStarted {
+			if first.IsZero() {
+				first = e.Time
+			} else if second.IsZero() {
+				second = e.Time
+			}
+		}
+	}
+	t.Logf("stall timeout 300ms: first attempt start → retrying %s, retrying → retry started %s",
+		retry.Time.Sub(first), second.Sub(retry.Time))
 	require.Contains(t, retry.Reason, "backend stuck failed")
 	require.Contains(t, retry.Reason, "backend stalled")
 	j, err := b.sched.Get(ctx, id)

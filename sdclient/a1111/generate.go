@@ -180,6 +180,11 @@ func (c *Client) Generate(ctx context.Context, req sdclient.Request, progress fu
 		select {
 		case a := <-done:
 			answered = true
+			if errors.Is(a.err, sdclient.ErrUnavailable) && !w.noTaskProgress {
+				// A proxy that gave up (504) or a dropped connection may
+				// leave our task queued or running on the server.
+				c.abandon(ctx, taskID)
+			}
 			if a.err != nil {
 				return nil, a.err
 			}
@@ -215,14 +220,15 @@ func (c *Client) Generate(ctx context.Context, req sdclient.Request, progress fu
 // abandon gives up on our task without touching anyone else's. It asks
 // /internal/progress where the task is: running, it is interrupted now;
 // queued (or not yet seen), a watcher keeps asking and interrupts it the
-// moment it starts, for at most Queue + ModelLoad + Stall; finished, nothing is left
+// moment it starts, for at most Queue + ModelLoad + Stall (and only while
+// the server lists it as queued, give or take Stall); finished, nothing is left
 // to do. The interrupt is server-wide (api.py interruptapi), so it is only
 // ever sent right after the server said our task is the current one; a
 // task that starts later clears the flag in State.begin, so a late
 // interrupt cannot stop the next client's task either.
 func (c *Client) abandon(ctx context.Context, taskID string) {
 	ctx = context.WithoutCancel(ctx)
-	if c.reapOnce(ctx, taskID) {
+	if done, _ := c.reapOnce(ctx, taskID); done {
 		return
 	}
 	c.reapers.Add(1)
@@ -232,12 +238,22 @@ func (c *Client) abandon(ctx context.Context, taskID string) {
 		defer cancel()
 		t := time.NewTicker(c.cfg.ProgressInterval)
 		defer t.Stop()
+		lastQueued := time.Now()
 		for {
 			select {
 			case <-rctx.Done():
 				return
 			case <-t.C:
-				if c.reapOnce(rctx, taskID) {
+				done, queued := c.reapOnce(rctx, taskID)
+				if done {
+					return
+				}
+				if queued {
+					lastQueued = time.Now()
+				} else if time.Since(lastQueued) > c.cfg.Timeouts.Stall {
+					// Not in the server's queue for Stall (never
+					// registered, or the server is gone): nothing of ours
+					// will start.
 					return
 				}
 			}
@@ -245,22 +261,23 @@ func (c *Client) abandon(ctx context.Context, taskID string) {
 	}()
 }
 
-// reapOnce interrupts our task if it runs now and reports whether nothing
-// is left to watch (interrupted, finished, or the server cannot say).
-func (c *Client) reapOnce(ctx context.Context, taskID string) bool {
+// reapOnce interrupts our task if it runs now. done reports whether
+// nothing is left to watch (interrupted, finished, or the server cannot
+// say); queued whether the server said our task waits in its queue.
+func (c *Client) reapOnce(ctx context.Context, taskID string) (done, queued bool) {
 	p := c.pollTask(ctx, taskID, -1, false, false)
 	switch {
 	case p.missing:
-		return true // no per-task progress: never interrupt blindly
+		return true, false // no per-task progress: never interrupt blindly
 	case p.err != nil:
-		return false
+		return false, false
 	case p.ans.Active:
 		_ = c.interrupt(ctx) // a failure leaves a task that runs in full; nothing better to do
-		return true
+		return true, false
 	case p.ans.Completed:
-		return true
+		return true, false
 	}
-	return false
+	return false, p.ans.Queued
 }
 
 // pollResult is one progress poll's outcome.
