@@ -25,6 +25,7 @@ import (
 	"github.com/easelbot/easel/adapters/httpapi"
 	"github.com/easelbot/easel/adapters/slack"
 	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/internal/redisproc"
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient"
 	"github.com/easelbot/easel/sdclient/a1111"
@@ -187,7 +188,28 @@ func (a *App) Stop(ctx context.Context) error { return a.app.Stop(ctx) }
 func newStore(lc fx.Lifecycle, cfg *Config, log *zap.Logger, opts Options) (*storage.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := storage.Open(ctx, cfg.Redis, log)
+	rcfg := cfg.Redis
+	if rcfg.URL == "" && cfg.DataDir != "" && !opts.check && redisproc.Available() {
+		srv, err := redisproc.StartDurable(cfg.DataDir)
+		if err != nil {
+			return nil, &ConfigError{"data_dir", fmt.Sprintf("cannot start redis-server there: %v", err)}
+		}
+		lc.Append(fx.StopHook(func() error { return srv.Stop(30 * time.Second) }))
+		rcfg.URL = srv.URL
+		log.Info("redis.url is empty: started redis-server with its append-only file in data_dir; queued jobs survive a restart",
+			zap.String("data_dir", cfg.DataDir), zap.String("addr", srv.Addr))
+		s, err := storage.Open(ctx, rcfg, log)
+		if err != nil {
+			_ = srv.Stop(5 * time.Second)
+			return nil, fmt.Errorf("local redis-server: %w", err)
+		}
+		lc.Append(fx.StopHook(s.Close))
+		return s, nil
+	}
+	if rcfg.URL == "" && cfg.DataDir != "" && !opts.check {
+		log.Warn("redis-server is not on PATH: install it (apt-get install redis-server, brew install redis) for a durable queue under data_dir")
+	}
+	s, err := storage.Open(ctx, rcfg, log)
 	if err != nil {
 		if cfg.Redis.URL != "" {
 			return nil, &RedisError{URL: storage.RedactURL(cfg.Redis.URL), Err: rootCause(err)}

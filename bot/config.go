@@ -31,8 +31,14 @@ import (
 // EASEL_SCHEDULER_LEASE=45s, EASEL_BACKENDS='[{kind: a1111, url: ...}]').
 // With no file and no environment, `easel serve` runs the embedded demo.
 type Config struct {
-	// Redis is where the queue lives. Empty url: embedded, not durable.
+	// Redis is where the queue lives. With no url, `easel serve` starts
+	// redis-server as a child process with its append-only file under
+	// data_dir when redis-server is on PATH (durable), and only otherwise an
+	// in-process Redis that loses everything on exit.
 	Redis storage.Config `yaml:"redis"`
+	// DataDir holds the child redis-server's data (AOF) when redis.url is
+	// empty. Default ./easel-data.
+	DataDir string `yaml:"data_dir"`
 	// HTTP is the HTTP API, SSE, webhooks and playground.
 	HTTP httpapi.Config `yaml:"http"`
 	// Discord is the Discord bot; it runs in `easel serve` when a token is set.
@@ -157,6 +163,11 @@ func LoadConfig(path string, explicit bool, lookup func(string) (string, bool)) 
 	}
 	if err := p.err(); err != nil {
 		return nil, err
+	}
+	if cfg.DataDir == "" {
+		// Set here, not in validate: a Config built in code (tests) with
+		// no data_dir keeps the in-process Redis.
+		cfg.DataDir = "easel-data"
 	}
 	return cfg, nil
 }

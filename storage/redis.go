@@ -15,8 +15,9 @@ import (
 // Config says where Redis is.
 type Config struct {
 	// URL is the Redis server, e.g. "redis://127.0.0.1:6379/0" or
-	// "rediss://user:pass@host:6380". Empty starts an embedded in-process Redis
-	// that loses everything on exit (the zero-setup demo). Default: empty.
+	// "rediss://user:pass@host:6380". Empty: `easel serve` starts
+	// redis-server under data_dir when it is installed, else an embedded
+	// in-process Redis that loses everything on exit. Default: empty.
 	URL string `yaml:"url"`
 	// Prefix starts every key. Default "easel".
 	Prefix string `yaml:"prefix"`
@@ -52,7 +53,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 			mini.Close()
 			return nil, fmt.Errorf("storage: connect embedded redis: %w", err)
 		}
-		log.Warn("redis.url is empty: using an EMBEDDED in-process Redis; queued jobs and images will NOT survive a restart. Set EASEL_REDIS_URL for a durable queue.",
+		log.Warn("redis.url is empty: using an EMBEDDED in-process Redis; queued jobs and images will NOT survive a restart. Install redis-server (then easel serve runs it under data_dir) or set EASEL_REDIS_URL for a durable queue.",
 			zap.String("addr", mini.Addr()))
 		return &Store{Client: client, Keys: keys, Embedded: true, mini: mini}, nil
 	}

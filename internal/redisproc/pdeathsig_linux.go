@@ -5,8 +5,9 @@ import (
 	"syscall"
 )
 
-// setPdeathsig makes the child die with the test binary, so no redis-server
-// outlives a test run.
+// setPdeathsig makes the child stop with its parent (a test binary, or
+// `easel serve` killed without a chance to stop it), so no redis-server
+// outlives it; SIGTERM lets a durable one flush its AOF first.
 func setPdeathsig(cmd *exec.Cmd) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 }

@@ -1,9 +1,12 @@
 // Package redisproc starts and stops redis-server child processes on free
-// loopback ports, for tests and benchmarks that need a real Redis.
+// loopback ports: for tests and benchmarks that need a real Redis, and for
+// `easel serve`'s durable single-machine default (StartDurable).
 package redisproc
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -23,6 +27,9 @@ type Server struct {
 	Dir  string
 	cmd  *exec.Cmd
 	done chan struct{}
+	// password is the requirepass of a durable server ("" for tests').
+	password string
+	lock     *os.File // the data dir's lock of a durable server
 }
 
 // StartServer starts redis-server on a free loopback port with its data in a
@@ -37,7 +44,7 @@ func StartServer(dir string, extra []string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return startOn(port, data, extra)
+	return startOn(port, data, "", extra)
 }
 
 // Restart starts the server again on the same port and data directory
@@ -45,10 +52,81 @@ func StartServer(dir string, extra []string) (*Server, error) {
 func (s *Server) Restart(extra []string) (*Server, error) {
 	_, p, _ := net.SplitHostPort(s.Addr)
 	port, _ := strconv.Atoi(p)
-	return startOn(port, s.Dir, extra)
+	return startOn(port, s.Dir, s.password, extra)
 }
 
-func startOn(port int, data string, extra []string) (*Server, error) {
+// Available reports whether redis-server is on PATH.
+func Available() bool {
+	_, err := exec.LookPath("redis-server")
+	return err == nil
+}
+
+// StartDurable starts redis-server with its data in dir (created 0700 when
+// missing) and an append-only file fsynced every second, on a free
+// loopback port, with a new random password (written to a config file in
+// dir readable by the owner only, never on the command line). It returns
+// once the server answers PING, after loading the data of earlier runs.
+// Stop it with Stop, which lets it flush the AOF.
+func StartDurable(dir string) (*Server, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("redis data dir: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	unlock := func() {
+		if lock != nil {
+			lock.Close()
+		}
+	}
+	port, err := freePort()
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	secret := make([]byte, 24)
+	if _, err := rand.Read(secret); err != nil {
+		unlock()
+		return nil, err
+	}
+	password := hex.EncodeToString(secret)
+	conf := filepath.Join(dir, "redis-auth.conf")
+	if err := os.WriteFile(conf, []byte("requirepass "+password+"\n"), 0o600); err != nil {
+		unlock()
+		return nil, fmt.Errorf("redis config: %w", err)
+	}
+	s, err := startOn(port, dir, password, []string{"--appendonly", "yes", "--appendfsync", "everysec",
+		"--include", conf})
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	s.lock = lock
+	return s, nil
+}
+
+// Stop asks the server to shut down (SIGTERM: it flushes the AOF) and
+// waits up to timeout before killing it.
+func (s *Server) Stop(timeout time.Duration) error {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	defer func() {
+		if s.lock != nil {
+			s.lock.Close()
+		}
+	}()
+	select {
+	case <-s.done:
+		return nil
+	case <-t.C:
+		s.Kill()
+		return fmt.Errorf("redis-server did not stop within %s; killed", timeout)
+	}
+}
+
+func startOn(port int, data, password string, extra []string) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redis-server not found (apt-get install redis-server): %w", err)
@@ -66,11 +144,14 @@ func startOn(port int, data string, extra []string) (*Server, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start redis-server: %w", err)
 	}
-	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: data, cmd: cmd, done: make(chan struct{})}
+	s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: data, cmd: cmd, done: make(chan struct{}), password: password}
 	s.URL = "redis://" + s.Addr
+	if password != "" {
+		s.URL = "redis://:" + password + "@" + s.Addr
+	}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	client, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true,
-		DisableRetry: true})
+		DisableRetry: true, Password: password})
 	for i := 0; err != nil && i < 200; i++ {
 		select {
 		case <-s.done:
@@ -78,7 +159,7 @@ func startOn(port int, data string, extra []string) (*Server, error) {
 		case <-time.After(25 * time.Millisecond): // startup wait for an external process
 		}
 		client, err = rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{s.Addr}, DisableCache: true,
-			DisableRetry: true})
+			DisableRetry: true, Password: password})
 	}
 	if err != nil {
 		s.Kill()
