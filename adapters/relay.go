@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,9 +95,24 @@ func (r *Relay) Start(context.Context) error {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		r.loop(ctx)
+		for ctx.Err() == nil && !r.loopRecovered(ctx) {
+			pause(ctx, time.Second)
+		}
 	}()
 	return nil
+}
+
+// loopRecovered runs the read loop; a panic in it is logged and reported
+// (false) so the loop starts again.
+func (r *Relay) loopRecovered(ctx context.Context) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.log.Error("relay loop panicked; restarting it", zap.Any("panic", p), zap.Stack("stack"))
+			ok = false
+		}
+	}()
+	r.loop(ctx)
+	return true
 }
 
 // Stop stops reading and waits for renders in flight until ctx ends.
@@ -225,6 +241,16 @@ func (r *Relay) handle(ctx context.Context, e rueidis.XRangeEntry) {
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
+			defer func() {
+				if p := recover(); p != nil {
+					// A renderer bug: this message stops updating, the relay goes
+					// on; the final entry stays pending for the sweep.
+					r.log.Error("relay render panicked", zap.String("job", ev.JobID), zap.Any("panic", p), zap.Stack("stack"))
+					r.mu.Lock()
+					box.running = false
+					r.mu.Unlock()
+				}
+			}()
 			r.deliver(ctx, rd, ev.JobID, box)
 		}()
 	}
@@ -291,26 +317,44 @@ func (r *Relay) deliver(ctx context.Context, rd Renderer, jobID string, box *mai
 	}
 }
 
+// Final delivery: a claim lasts finalClaim, and each render under it is cut
+// off at finalRender, so a claim never runs out while its render is still
+// going (no double post).
+const (
+	finalClaim  = 2 * time.Minute
+	finalRender = 90 * time.Second
+)
+
 // final renders a terminal event exactly once across relays and retries:
 // a delivery record claims it, failures release the claim and retry. It
-// reports whether the event is settled (delivered here or elsewhere).
+// reports whether the event is settled (delivered here or elsewhere). A
+// claim held by another relay is not settled: the entry stays pending, and
+// the sweep tries again after that claim is released or has run out (its
+// relay died), so the final is not lost.
 func (r *Relay) final(ctx context.Context, rd Renderer, jobID string, ev scheduler.Event) bool {
 	c, k := r.store.Client, r.store.Keys
 	key := k.Delivery(jobID)
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ctx.Err() == nil && attempt <= 8; attempt++ {
-		ok, err := c.Do(ctx, c.B().Set().Key(key).Value("claimed:"+r.consumer).Nx().Ex(2*time.Minute).Build()).AsBool()
+		ok, err := c.Do(ctx, c.B().Set().Key(key).Value("claimed:"+r.consumer).Nx().Px(finalClaim).Build()).AsBool()
 		if err != nil && !rueidis.IsRedisNil(err) {
 			pause(ctx, backoff)
 			continue
 		}
 		if !ok {
-			return true // delivered (or being delivered) elsewhere
+			v, err := c.Do(ctx, c.B().Get().Key(key).Build()).ToString()
+			if err != nil && !rueidis.IsRedisNil(err) {
+				pause(ctx, backoff)
+				continue
+			}
+			return strings.HasPrefix(v, "done:")
 		}
 		job, err := r.sched.Get(ctx, jobID)
 		if err == nil {
 			r.Lag.WithLabelValues(rd.Kind()).Observe(time.Since(ev.Time).Seconds())
-			err = rd.Render(ctx, job, ev)
+			rctx, cancel := context.WithTimeout(ctx, finalRender)
+			err = rd.Render(rctx, job, ev)
+			cancel()
 		}
 		if err == nil {
 			_ = c.Do(ctx, c.B().Set().Key(key).Value("done:"+strconv.FormatInt(ev.Seq, 10)).Ex(48*time.Hour).Build()).Error()

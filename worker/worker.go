@@ -131,6 +131,11 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.listener.Add(1)
 	go func() {
 		defer w.listener.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				w.log.Error("advertising backends panicked; stopped", zap.Any("panic", p), zap.Stack("stack"))
+			}
+		}()
 		w.advertise(runCtx)
 	}()
 	for _, b := range w.backends {
@@ -254,7 +259,7 @@ func (w *Worker) slot(takeCtx, runCtx context.Context, b Backend) {
 		if lease == nil {
 			continue
 		}
-		if healthy, _ := w.run(takeCtx, runCtx, b, lease, log); !healthy {
+		if healthy := w.runRecovered(takeCtx, runCtx, b, lease, log); !healthy {
 			if err := sl.Withdraw(takeCtx); err != nil && takeCtx.Err() == nil {
 				log.Warn("withdraw slot", zap.Error(err))
 			}
@@ -289,6 +294,25 @@ func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
 		w.pause(ctx, d)
 		d = min(d*2, 30*time.Second)
 	}
+}
+
+// runRecovered is run, with a panic (a bug in a backend client, say) caught:
+// the attempt fails with a retry, the panic is logged with its stack, and
+// the slot goes on serving.
+func (w *Worker) runRecovered(takeCtx, runCtx context.Context, b Backend, lease *scheduler.Lease, log *zap.Logger) (healthy bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("job panicked; failing the attempt", zap.Any("panic", p), zap.Stack("stack"))
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), 10*time.Second)
+			defer cancel()
+			if _, err := lease.Fail(ctx, "internal_error", fmt.Sprintf("the worker failed on this job: %v", p), true); err != nil && !errors.Is(err, scheduler.ErrStale) {
+				log.Error("fail job after panic", zap.Error(err))
+			}
+			healthy = true
+		}
+	}()
+	healthy, _ = w.run(takeCtx, runCtx, b, lease, log)
+	return healthy
 }
 
 // run executes one leased job and reports whether the backend looks healthy
