@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 )
@@ -15,11 +16,17 @@ var Aspects = map[string][2]int{
 // /imagine).
 const FlagHelp = "`a lighthouse at dusk --ar 16:9 --steps 30 --seed 42 --no fog --n 2`\n" +
 	"Flags: `--ar` 1:1, 3:4, 4:3, 9:16 or 16:9 · `--w` and `--h` width and height · `--steps` · `--cfg` · " +
-	"`--seed` (-1 random) · `--n` images (1–4) · `--no` things to avoid · `--sampler` · `--model` · `--help`."
+	"`--seed` (-1 random) · `--n` images (1–4) · `--no` things to avoid · `--sampler` · `--scheduler` · `--model` · " +
+	"`--lora name:0.8` (repeatable) · `--strength` 0–1 for an attached image · `--help`."
+
+// textFlags take the words up to the next flag.
+var textFlags = map[string]bool{"no": true, "sampler": true, "scheduler": true, "model": true, "lora": true, "loras": true}
 
 // ParseFlags reads a prompt followed by flags (the Slack syntax). Text flags
-// (--no, --sampler, --model) take the words up to the next flag; number
-// flags take one word. It reports help when --help is given.
+// (--no, --sampler, --scheduler, --model, --lora) take the words up to the
+// next flag; number flags take one word. --lora may repeat. A size, step
+// or image count of 0 is refused rather than read as "default". It
+// reports help when --help is given.
 func ParseFlags(text string) (im Imagine, help bool, err error) {
 	words := strings.Fields(text)
 	var prompt []string
@@ -37,7 +44,7 @@ func ParseFlags(text string) (im Imagine, help bool, err error) {
 		for i+1 < len(words) && !strings.HasPrefix(words[i+1], "--") {
 			vals = append(vals, words[i+1])
 			i++
-			if name != "no" && name != "sampler" && name != "model" {
+			if !textFlags[name] {
 				break
 			}
 		}
@@ -49,6 +56,9 @@ func ParseFlags(text string) (im Imagine, help bool, err error) {
 			n, err := strconv.Atoi(val)
 			if err != nil || n > 1<<30 || n < -1<<30 {
 				return 0, invalid("--"+name, "must be a whole number (got %q)", val)
+			}
+			if n == 0 && name != "seed" {
+				return 0, invalid("--"+name, "must not be 0 (leave the flag out for the default)")
 			}
 			return n, nil
 		}
@@ -88,6 +98,24 @@ func ParseFlags(text string) (im Imagine, help bool, err error) {
 			im.Sampler = val
 		case "model":
 			im.Model = val
+		case "scheduler":
+			im.Scheduler = val
+		case "lora", "loras":
+			ls, lerr := ParseLoRAs(val)
+			if lerr != nil {
+				var ve *ValidationError
+				if errors.As(lerr, &ve) {
+					ve.Field = "--lora"
+				}
+				return im, false, lerr
+			}
+			im.LoRAs = append(im.LoRAs, ls...)
+		case "strength":
+			f, ferr := strconv.ParseFloat(val, 64)
+			if ferr != nil || f != f || f <= 0 || f > 1 {
+				err = invalid("--strength", "must be a number greater than 0 and at most 1 (got %q)", val)
+			}
+			im.DenoisingStrength = f
 		default:
 			return im, false, invalid("--"+name, "is not a flag; try --help")
 		}

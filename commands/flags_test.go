@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -21,15 +22,25 @@ func TestParseFlags(t *testing.T) {
 	require.Equal(t, "fog and rain", im.NegativePrompt)
 	require.Equal(t, 2, im.Count)
 	require.Equal(t, "Euler a", im.Sampler)
+	im, _, err = ParseFlags("a fox --lora detail:0.8 --lora film grain:0.5,x --scheduler SGM Uniform --strength 0.6")
+	require.NoError(t, err)
+	require.Equal(t, []sdclient.LoRA{{Name: "detail", Weight: 0.8}, {Name: "film grain", Weight: 0.5}, {Name: "x", Weight: 1}}, im.LoRAs)
+	require.Equal(t, "SGM Uniform", im.Scheduler)
+	require.Equal(t, 0.6, im.DenoisingStrength)
+
 	_, help, err = ParseFlags("anything --help")
 	require.NoError(t, err)
 	require.True(t, help)
 	for in, field := range map[string]string{
-		"--steps 20":       "prompt",
-		"a fox --ar 2:1":   "--ar",
-		"a fox --steps x":  "--steps",
-		"a fox --colour 3": "--colour",
-		"a fox --seed":     "--seed",
+		"--steps 20":         "prompt",
+		"a fox --ar 2:1":     "--ar",
+		"a fox --steps x":    "--steps",
+		"a fox --colour 3":   "--colour",
+		"a fox --seed":       "--seed",
+		"a fox --w 0":        "--w",
+		"a fox --n 0":        "--n",
+		"a fox --lora x:9":   "--lora",
+		"a fox --strength 2": "--strength",
 	} {
 		_, _, err := ParseFlags(in)
 		var ve *ValidationError

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
 )
 
 // Imagine is a user's generation request, as every adapter collects it.
@@ -25,23 +27,32 @@ type Imagine struct {
 	// VariationStrength (0–1) blends a random variation into the seed's
 	// image: a variation of an earlier image keeps its seed and sets this.
 	VariationStrength float64 `json:"variation_strength,omitempty"`
+	// Scheduler is the noise schedule ("karras", …); "" for the backend's
+	// default or the one a legacy sampler name implies.
+	Scheduler string `json:"scheduler,omitempty"`
+	// LoRAs are applied in order; names are checked against the catalog,
+	// weights against MinLoRAWeight..MaxLoRAWeight.
+	LoRAs []sdclient.LoRA `json:"loras,omitempty"`
+	// InitImage makes the request image-to-image: an http(s) URL (fetched
+	// under the private-address rules, Limits.MaxInitImageBytes and
+	// Limits.InitImageTimeout), a data: URL or plain base64. A job's payload
+	// carries the image as base64, so a rerun decodes it again.
+	InitImage string `json:"init_image,omitempty"`
+	// InitImageData is an init image an adapter already downloaded (a
+	// Slack file needs the bot token); it wins over InitImage and is
+	// checked the same way.
+	InitImageData []byte `json:"-"`
+	// InitImageField names the init image in errors as the adapter calls it
+	// ("image" on Discord); default "init_image".
+	InitImageField string `json:"-"`
+	// DenoisingStrength (0 < s ≤ 1) is how far img2img departs from the
+	// init image; 0 takes DefaultDenoisingStrength. Only with an init image.
+	DenoisingStrength float64 `json:"denoising_strength,omitempty"`
 }
 
-// payload is the job payload the worker decodes as an sdclient.Request.
-type payload struct {
-	Prompt         string  `json:"prompt"`
-	NegativePrompt string  `json:"negative_prompt,omitempty"`
-	Width          int     `json:"width"`
-	Height         int     `json:"height"`
-	Steps          int     `json:"steps"`
-	CFGScale       float64 `json:"cfg_scale"`
-	Seed           int64   `json:"seed"`
-	Sampler        string  `json:"sampler,omitempty"`
-	Model          string  `json:"model,omitempty"`
-	Count          int     `json:"count"`
-	// SubseedStrength is A1111's variation strength (subseed -1).
-	SubseedStrength float64 `json:"subseed_strength,omitempty"`
-}
+// DefaultDenoisingStrength is an img2img request's denoising strength when
+// it names none.
+const DefaultDenoisingStrength = 0.75
 
 // Limits are the fixed request limits and defaults; the per-tenant ones
 // (steps, pixels, images, models, samplers, deny-list) come from the policy.
@@ -66,6 +77,17 @@ type Limits struct {
 	// (CostUnitSteps × CostUnitPixels). Defaults 20 and 262144 (512×512).
 	CostUnitSteps  int `yaml:"cost_unit_steps"`
 	CostUnitPixels int `yaml:"cost_unit_pixels"`
+	// MaxInitImageBytes caps an img2img source image (an upload, a fetched
+	// URL or decoded base64), in bytes. The image rides in the job's
+	// payload in Redis until the job expires. Default 8388608 (8 MiB).
+	MaxInitImageBytes int64 `yaml:"max_init_image_bytes"`
+	// InitImageTimeout bounds fetching an img2img source image from a URL
+	// (connect, headers and body). Default 15s.
+	InitImageTimeout time.Duration `yaml:"init_image_timeout"`
+	// AllowPrivateImageURLs lets init images be fetched from loopback and
+	// private addresses (never allow on a shared server: users could read
+	// your network). Default false.
+	AllowPrivateImageURLs bool `yaml:"allow_private_image_urls"`
 }
 
 func (l *Limits) fill() error {
@@ -91,6 +113,12 @@ func (l *Limits) fill() error {
 	if l.DefaultCFG == 0 {
 		l.DefaultCFG = 7
 	}
+	if l.MaxInitImageBytes == 0 {
+		l.MaxInitImageBytes = 8 << 20
+	}
+	if l.InitImageTimeout == 0 {
+		l.InitImageTimeout = 15 * time.Second
+	}
 	switch {
 	case l.MinSize < 8 || l.MaxSize < l.MinSize || l.MaxSize > 8192:
 		return &ValidationError{"limits.max_size", fmt.Sprintf("min_size..max_size must lie within 8..8192 (got %d..%d)", l.MinSize, l.MaxSize)}
@@ -100,6 +128,10 @@ func (l *Limits) fill() error {
 		return &ValidationError{"limits.min_cfg", "must not exceed max_cfg"}
 	case l.CostUnitSteps < 1 || l.CostUnitPixels < 1:
 		return &ValidationError{"limits.cost_unit_steps", "cost units must be positive"}
+	case l.MaxInitImageBytes < 1024 || l.MaxInitImageBytes > 64<<20:
+		return &ValidationError{"limits.max_init_image_bytes", fmt.Sprintf("must lie within 1024..%d (got %d)", 64<<20, l.MaxInitImageBytes)}
+	case l.InitImageTimeout < 0:
+		return &ValidationError{"limits.init_image_timeout", "must be positive"}
 	}
 	return nil
 }
@@ -121,7 +153,7 @@ func invalid(field, format string, a ...any) error {
 func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 	d := scheduler.DefaultPolicy().Over(p)
 	for _, f := range []struct{ name, v string }{{"prompt", im.Prompt}, {"negative_prompt", im.NegativePrompt},
-		{"sampler", im.Sampler}, {"model", im.Model}} {
+		{"sampler", im.Sampler}, {"model", im.Model}, {"scheduler", im.Scheduler}} {
 		if !utf8.ValidString(f.v) {
 			return invalid(f.name, "must be valid UTF-8 text")
 		}
@@ -201,6 +233,21 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 	}
 	if len(im.Sampler) > 100 {
 		return invalid("sampler", "must be at most 100 characters")
+	}
+	if len(im.Scheduler) > 100 {
+		return invalid("scheduler", "must be at most 100 characters")
+	}
+	if err := checkLoRAs(im.LoRAs); err != nil {
+		return err
+	}
+	hasInit := im.InitImage != "" || im.InitImageData != nil
+	switch {
+	case math.IsNaN(im.DenoisingStrength) || im.DenoisingStrength < 0 || im.DenoisingStrength > 1:
+		return invalid("denoising_strength", "must be greater than 0 and at most 1 (got %g)", im.DenoisingStrength)
+	case im.DenoisingStrength != 0 && !hasInit:
+		return invalid("denoising_strength", "applies only to image-to-image: give an init image too")
+	case hasInit && im.DenoisingStrength == 0:
+		im.DenoisingStrength = DefaultDenoisingStrength
 	}
 	return nil
 }

@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/easelbot/easel/internal/netguard"
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
 )
 
 // Caller is who runs a command: a user of a tenant, maybe one of its admins
@@ -36,6 +40,10 @@ type Service struct {
 	policies *scheduler.Policies
 	limits   Limits
 	log      *zap.Logger
+	// cat caches the backends' catalog for submits.
+	cat catalogCache
+	// imageClient fetches init images under the private-address rules.
+	imageClient *http.Client
 }
 
 // New returns the command service.
@@ -43,14 +51,26 @@ func New(sched *scheduler.Scheduler, policies *scheduler.Policies, limits Limits
 	if err := limits.fill(); err != nil {
 		return nil, err
 	}
-	return &Service{sched: sched, policies: policies, limits: limits, log: log}, nil
+	imageClient := &http.Client{Transport: netguard.Transport(limits.AllowPrivateImageURLs), Timeout: limits.InitImageTimeout,
+		CheckRedirect: func(r *http.Request, via []*http.Request) error {
+			if len(via) >= 3 {
+				return errors.New("too many redirects")
+			}
+			if r.URL.Scheme != "http" && r.URL.Scheme != "https" {
+				return errors.New("redirected to a URL that is not http(s)")
+			}
+			return nil
+		}}
+	return &Service{sched: sched, policies: policies, limits: limits, log: log, imageClient: imageClient}, nil
 }
 
 // Scheduler returns the scheduler, for adapters that stream events.
 func (s *Service) Scheduler() *scheduler.Scheduler { return s.sched }
 
-// Imagine validates im against the caller's policy and submits it. It
-// returns the admitted job and the request as filled with defaults.
+// Imagine validates im against the caller's policy and the backends'
+// catalog, fetches and checks its init image, and submits it. It returns
+// the admitted job and the request as filled with defaults. A refused
+// request enqueues nothing.
 func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage, im Imagine, idempotencyKey string) (scheduler.SubmitResult, Imagine, error) {
 	p, err := s.policies.Resolve(ctx, c.Tenant, c.User)
 	if err != nil {
@@ -60,13 +80,38 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	if err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}
+	hasInit := im.InitImageData != nil || strings.TrimSpace(im.InitImage) != ""
+	if hasInit {
+		// The init image's size wins over saved defaults.
+		st.Width, st.Height = 0, 0
+	}
 	applySettings(&im, st)
+	// Cheap checks first, so a bad request fetches nothing.
+	probe := im
+	if err := s.limits.Validate(&probe, p); err != nil {
+		return scheduler.SubmitResult{}, im, err
+	}
+	if err := s.checkCatalog(ctx, &im); err != nil {
+		return scheduler.SubmitResult{}, im, err
+	}
+	init, err := s.initImage(ctx, &im)
+	if err != nil {
+		return scheduler.SubmitResult{}, im, err
+	}
+	if init != nil {
+		d := scheduler.DefaultPolicy().Over(p)
+		im.Width, im.Height = s.limits.sizeFor(init, im.Width, im.Height, *d.MaxPixels)
+	}
 	if err := s.limits.Validate(&im, p); err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}
-	body, err := json.Marshal(payload{Prompt: im.Prompt, NegativePrompt: im.NegativePrompt, Width: im.Width, Height: im.Height,
+	req := sdclient.Request{Prompt: im.Prompt, NegativePrompt: im.NegativePrompt, Width: im.Width, Height: im.Height,
 		Steps: im.Steps, CFGScale: im.CFGScale, Seed: *im.Seed, Sampler: im.Sampler, Model: im.Model, Count: im.Count,
-		SubseedStrength: im.VariationStrength})
+		SubseedStrength: im.VariationStrength, Scheduler: im.Scheduler, LoRAs: im.LoRAs}
+	if init != nil {
+		req.InitImage, req.DenoisingStrength = init.Data, im.DenoisingStrength
+	}
+	body, err := json.Marshal(req)
 	if err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}
@@ -75,6 +120,29 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 		IdempotencyKey: idempotencyKey, Admission: p.Admission(),
 	})
 	return res, im, err
+}
+
+// checkCatalog checks im's names against the catalog, reading it again
+// once when a name is unknown and the cached copy is not fresh.
+func (s *Service) checkCatalog(ctx context.Context, im *Imagine) error {
+	cat, err := s.cachedCatalog(ctx, catalogTTL)
+	if err != nil {
+		return err
+	}
+	err = cat.checkCatalog(im)
+	if err == nil {
+		return nil
+	}
+	s.cat.mu.Lock()
+	stale := time.Since(s.cat.at) > catalogRefetch
+	s.cat.mu.Unlock()
+	if !stale {
+		return err
+	}
+	if cat, err = s.refreshCatalog(ctx); err != nil {
+		return err
+	}
+	return cat.checkCatalog(im)
 }
 
 // Job returns a job of the caller's tenant.

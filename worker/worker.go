@@ -60,7 +60,8 @@ type Worker struct {
 type Observation struct {
 	Backend string
 	JobID   string
-	// Kind is "started", "finished", "down" or "up".
+	// Kind is "started", "finished", "down", "up" or "advertised" (the
+	// backend's catalog was published).
 	Kind    string
 	Outcome string // for "finished": succeeded, retrying, failed, canceled, handed_back, stale
 	At      time.Time
@@ -226,6 +227,9 @@ func (w *Worker) advertise(ctx context.Context) {
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				w.log.Debug("advertise backend", zap.String("backend", b.Name), zap.Error(err))
+			}
+			if err == nil {
+				w.observe(Observation{Backend: b.Name, Kind: "advertised"})
 			}
 		}
 		select {

@@ -412,7 +412,7 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 		if len(cat.Models) == 0 {
 			return ephemeral("No GPU worker is advertising its models right now.")
 		}
-		return ephemeral("**Models:** " + strings.Join(cat.Models, ", ") + "\n**Samplers:** " + strings.Join(cat.Samplers, ", "))
+		return ephemeral("**Models:** " + strings.Join(cat.ModelNames(), ", ") + "\n**Samplers:** " + strings.Join(cat.Samplers, ", "))
 	case "settings":
 		arg := map[string]string{}
 		for _, o := range data.Options {
@@ -451,7 +451,7 @@ func (a *Adapter) autocomplete(ctx context.Context, i *discordgo.Interaction) *d
 	if err != nil {
 		return resp
 	}
-	list := cat.Models
+	list := cat.ModelNames()
 	if focused.Name == "sampler" {
 		list = cat.Samplers
 	}

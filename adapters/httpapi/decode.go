@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/sdclient"
 )
 
 // JobRequest is the body of POST /v1/jobs.
@@ -20,6 +21,24 @@ type JobRequest struct {
 	User string `json:"user,omitempty"`
 	// CallbackURL receives the final job as a signed POST.
 	CallbackURL string `json:"callback_url,omitempty"`
+
+	// The fields below shadow Imagine's in JSON, so that a field given as
+	// 0 is told apart from one left out (which takes the default).
+	// DecodeJobRequest copies them into Imagine and leaves them mirroring
+	// it, so the request encodes back to what was accepted.
+	Width             *int        `json:"width,omitempty"`
+	Height            *int        `json:"height,omitempty"`
+	Steps             *int        `json:"steps,omitempty"`
+	Count             *int        `json:"count,omitempty"`
+	CFGScale          *float64    `json:"cfg_scale,omitempty"`
+	DenoisingStrength *float64    `json:"denoising_strength,omitempty"`
+	LoRAs             []loraInput `json:"loras,omitempty"`
+}
+
+// loraInput is one entry of "loras": a name and a weight (default 1).
+type loraInput struct {
+	Name   string   `json:"name"`
+	Weight *float64 `json:"weight"`
 }
 
 // RequestError is a body that could not be decoded, naming the field.
@@ -48,7 +67,70 @@ func DecodeJobRequest(body []byte) (JobRequest, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return JobRequest{}, &RequestError{400, "body", "must hold exactly one JSON object (trailing data found)"}
 	}
+	for _, f := range []struct {
+		name string
+		v    *int
+		dst  *int
+	}{{"width", r.Width, &r.Imagine.Width}, {"height", r.Height, &r.Imagine.Height}, {"steps", r.Steps, &r.Imagine.Steps},
+		{"count", r.Count, &r.Imagine.Count}} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v == 0 {
+			return JobRequest{}, &RequestError{400, f.name, "must not be 0 (leave it out for the default)"}
+		}
+		*f.dst = *f.v
+	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+		dst  *float64
+	}{{"cfg_scale", r.CFGScale, &r.Imagine.CFGScale}, {"denoising_strength", r.DenoisingStrength, &r.Imagine.DenoisingStrength}} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v == 0 {
+			return JobRequest{}, &RequestError{400, f.name, "must not be 0 (leave it out for the default)"}
+		}
+		*f.dst = *f.v
+	}
+	r.Imagine.LoRAs = nil
+	for i, l := range r.LoRAs {
+		w := 1.0
+		if l.Weight != nil {
+			w = *l.Weight
+		}
+		if l.Name == "" {
+			return JobRequest{}, &RequestError{400, fmt.Sprintf("loras[%d].name", i), "is required"}
+		}
+		r.Imagine.LoRAs = append(r.Imagine.LoRAs, sdclient.LoRA{Name: l.Name, Weight: w})
+	}
+	r.mirror()
 	return r, nil
+}
+
+// mirror sets the shadow fields from Imagine.
+func (r *JobRequest) mirror() {
+	pi := func(v int) *int {
+		if v == 0 {
+			return nil
+		}
+		return &v
+	}
+	pf := func(v float64) *float64 {
+		if v == 0 {
+			return nil
+		}
+		return &v
+	}
+	im := &r.Imagine
+	r.Width, r.Height, r.Steps, r.Count = pi(im.Width), pi(im.Height), pi(im.Steps), pi(im.Count)
+	r.CFGScale, r.DenoisingStrength = pf(im.CFGScale), pf(im.DenoisingStrength)
+	r.LoRAs = nil
+	for _, l := range im.LoRAs {
+		w := l.Weight
+		r.LoRAs = append(r.LoRAs, loraInput{Name: l.Name, Weight: &w})
+	}
 }
 
 func jsonError(err error) error {

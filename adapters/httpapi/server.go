@@ -253,6 +253,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/jobs/{id}/previews/{name}", s.auth(s.preview))
 	m.HandleFunc("GET /v1/queue", s.auth(s.queue))
 	m.HandleFunc("GET /v1/usage", s.auth(s.usage))
+	m.HandleFunc("GET /v1/models", s.auth(s.models))
 	m.HandleFunc("GET /v1/admin/policy", s.auth(s.getPolicy))
 	m.HandleFunc("PATCH /v1/admin/policy", s.auth(s.patchPolicy))
 	m.HandleFunc("GET /v1/admin/usage", s.auth(s.adminUsage))

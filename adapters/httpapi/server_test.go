@@ -382,6 +382,8 @@ func FuzzDecodeJobRequest(f *testing.F) {
 	f.Add([]byte(`null`))
 	f.Add([]byte(`{"prompt":"x","seed":1.5,"cfg_scale":1e400}`))
 	f.Add([]byte(`{"prompt":"\ud800","user":"u","callback_url":"http://h/"}`))
+	f.Add([]byte(`{"prompt":"x","width":0,"count":0,"loras":[{"name":"a","weight":0.5},{"name":"b"}]}`))
+	f.Add([]byte(`{"prompt":"x","init_image":"data:image/png;base64,iVBORw0KGgo=","denoising_strength":0.4,"scheduler":"karras"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := httpapi.DecodeJobRequest(b)
 		if err != nil {

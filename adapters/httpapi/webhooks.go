@@ -7,18 +7,15 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/easelbot/easel/internal/netguard"
 	"github.com/easelbot/easel/scheduler"
 )
 
@@ -165,88 +162,9 @@ func (h *Webhooks) deliver(callback, eventID string, body []byte) {
 // checkCallback refuses callback URLs that are not http(s) or that resolve
 // to loopback, private, link-local or unspecified addresses (unless allowed).
 func checkCallback(ctx context.Context, raw string, allowPrivate bool) error {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
-		return errors.New("must be an http:// or https:// URL")
-	}
-	if len(raw) > 2048 {
-		return errors.New("must be at most 2048 characters")
-	}
-	if allowPrivate {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	ips, err := net.DefaultResolver.LookupIPAddr(ctx, u.Hostname())
-	if err != nil {
-		return fmt.Errorf("host %s does not resolve", u.Hostname())
-	}
-	for _, ip := range ips {
-		if private(ip.IP) {
-			return fmt.Errorf("must not point at a loopback, private or link-local address (%s)", ip.IP)
-		}
-	}
-	return nil
-}
-
-// blockedNets are special-purpose ranges (beyond what net.IP's predicates
-// cover) a callback must not reach: "this network", carrier-grade NAT (some
-// clouds serve instance metadata there), IETF protocol assignments,
-// benchmarking, and the reserved 240/4 with the broadcast address.
-var blockedNets = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-}
-
-// nat64 is the well-known NAT64 prefix: its addresses carry an IPv4 address
-// in their last 32 bits, which is what the request would reach.
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
-
-// private reports whether ip is an address a callback must not reach:
-// loopback, private (RFC 1918, fc00::/7), link-local, unspecified, multicast
-// or another special-purpose range, also when written as IPv4-mapped or
-// NAT64 IPv6.
-func private(ip net.IP) bool {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
-		return true
-	}
-	a = a.Unmap()
-	if nat64.Contains(a) {
-		b := a.As16()
-		a = netip.AddrFrom4([4]byte(b[12:]))
-	}
-	if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
-		a.IsUnspecified() || a.IsMulticast() || a.IsInterfaceLocalMulticast() {
-		return true
-	}
-	for _, p := range blockedNets {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return netguard.CheckURL(ctx, raw, allowPrivate)
 }
 
 // safeTransport re-checks the address at connect time, so a DNS answer that
 // changes after validation cannot reach a private address.
-func safeTransport(allowPrivate bool) *http.Transport {
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	return &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, network, addr)
-			if err != nil || allowPrivate {
-				return c, err
-			}
-			if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok && private(ta.IP) {
-				c.Close()
-				return nil, fmt.Errorf("callback address %s is private", ta.IP)
-			}
-			return c, nil
-		},
-		MaxIdleConns: 10, IdleConnTimeout: 30 * time.Second,
-	}
-}
+func safeTransport(allowPrivate bool) *http.Transport { return netguard.Transport(allowPrivate) }

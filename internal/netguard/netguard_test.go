@@ -1,4 +1,4 @@
-package httpapi
+package netguard
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestCheckCallback(t *testing.T) {
+func TestCheckURL(t *testing.T) {
 	t.Parallel()
 	for _, c := range []struct {
 		url, err string
@@ -37,14 +37,14 @@ func TestCheckCallback(t *testing.T) {
 		t.Run(c.url, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			err := checkCallback(ctx, c.url, false)
+			err := CheckURL(ctx, c.url, false)
 			if c.err == "" {
 				require.NoError(t, err)
 				return
 			}
 			require.ErrorContains(t, err, c.err)
 			if c.err != "http:// or https://" {
-				require.NoError(t, checkCallback(ctx, c.url, true), "allowed when private callbacks are")
+				require.NoError(t, CheckURL(ctx, c.url, true), "allowed when private callbacks are")
 			}
 		})
 	}
@@ -58,6 +58,6 @@ func TestPrivateAddresses(t *testing.T) {
 		"240.0.0.1": true, "::": true, "fc00::1": true, "::ffff:10.0.0.1": true, "64:ff9b::7f00:1": true,
 		"64:ff9b::808:808": false,
 	} {
-		require.Equal(t, want, private(net.ParseIP(ip)), ip)
+		require.Equal(t, want, Private(net.ParseIP(ip)), ip)
 	}
 }

@@ -1,0 +1,244 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"image"
+	"image/png"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/adapters/httpapi"
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient/a1111"
+	"github.com/easelbot/easel/sdclient/fakesd"
+	"github.com/easelbot/easel/worker"
+)
+
+// catalogSetup serves the API in open mode with limits, and (when fake is
+// set) a worker on a fakesd backend, returning once the worker advertised
+// the backend's catalog.
+func catalogSetup(t *testing.T, limits commands.Limits, fake *fakesd.Config) *bundle {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	store := redistest.Store(t)
+	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	require.NoError(t, err)
+	pol, err := scheduler.NewPolicies(sched, scheduler.PolicyConfig{})
+	require.NoError(t, err)
+	svc, err := commands.New(sched, pol, limits, zap.NewNop())
+	require.NoError(t, err)
+	api, err := httpapi.New(httpapi.Config{}, svc, zap.NewNop())
+	require.NoError(t, err)
+	srv := httptest.NewServer(api.Handler())
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = api.Stop(c)
+	})
+	b := &bundle{ctx: ctx, sched: sched, api: api, srv: srv}
+	if fake == nil {
+		return b
+	}
+	b.fake = fakesd.New(*fake)
+	fsrv := httptest.NewServer(b.fake.Handler())
+	t.Cleanup(fsrv.Close)
+	client, err := a1111.New(a1111.Config{BaseURL: fsrv.URL, ProgressInterval: 2 * time.Millisecond})
+	require.NoError(t, err)
+	w, err := worker.New(worker.Config{Name: "t"}, sched, []worker.Backend{{Name: "gpu1", Backend: client}}, zap.NewNop())
+	require.NoError(t, err)
+	advertised := make(chan struct{})
+	var once sync.Once
+	w.Observe(func(o worker.Observation) {
+		if o.Kind == "advertised" {
+			once.Do(func() { close(advertised) })
+		}
+	})
+	require.NoError(t, w.Start(ctx))
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = w.Stop(c)
+	})
+	select {
+	case <-advertised:
+	case <-ctx.Done():
+		t.Fatal("the worker never advertised its backend")
+	}
+	return b
+}
+
+func fakeConfig() *fakesd.Config {
+	return &fakesd.Config{StepDuration: time.Millisecond, PreviewEvery: 2,
+		Models: []string{"fake-v1-5", "fake-xl"}, Samplers: []string{"Euler a", "DPM++ 2M"}}
+}
+
+func (b *bundle) requireNothingQueued(t *testing.T) {
+	t.Helper()
+	resp, m := b.do(t, "GET", "/v1/queue", "", nil)
+	require.Equal(t, 200, resp.StatusCode, m)
+	require.Empty(t, m["jobs"], "a refused request enqueued a job")
+}
+
+func TestModelsListsTheBackendsCatalog(t *testing.T) {
+	t.Parallel()
+	b := catalogSetup(t, commands.Limits{}, fakeConfig())
+	resp, m := b.do(t, "GET", "/v1/models", "", nil)
+	require.Equal(t, 200, resp.StatusCode, m)
+	require.Equal(t, []any{"gpu1"}, m["backends"])
+	require.Equal(t, []any{
+		map[string]any{"name": "fake-v1-5", "backends": []any{"gpu1"}, "loaded_on": []any{"gpu1"}},
+		map[string]any{"name": "fake-xl", "backends": []any{"gpu1"}, "loaded_on": []any{}},
+	}, m["models"])
+	require.Equal(t, []any{"DPM++ 2M", "Euler a"}, m["samplers"])
+	require.Contains(t, m, "schedulers")
+	require.Contains(t, m, "loras")
+	require.Contains(t, m, "upscalers")
+}
+
+func TestSubmitIsCheckedAgainstTheCatalog(t *testing.T) {
+	t.Parallel()
+	b := catalogSetup(t, commands.Limits{}, fakeConfig())
+	for _, c := range []struct {
+		name, body, field string
+		msg               []string
+	}{
+		{"unknown model", `{"prompt":"x","model":"sdxl-turbo"}`, "model", []string{`"sdxl-turbo" is not a model`, "choose from fake-v1-5, fake-xl"}},
+		{"unknown sampler", `{"prompt":"x","sampler":"LMS"}`, "sampler", []string{`"LMS"`, "choose from DPM++ 2M, Euler a"}},
+		{"zero width", `{"prompt":"x","width":0}`, "width", []string{"must not be 0"}},
+		{"zero height", `{"prompt":"x","height":0}`, "height", []string{"must not be 0"}},
+		{"zero count", `{"prompt":"x","count":0}`, "count", []string{"must not be 0"}},
+		{"zero steps", `{"prompt":"x","steps":0}`, "steps", []string{"must not be 0"}},
+		{"lora weight", `{"prompt":"x","loras":[{"name":"a","weight":9}]}`, "loras", []string{"between -5 and 5 (got 9)"}},
+		{"lora name", `{"prompt":"x","loras":[{"weight":1}]}`, "loras[0].name", []string{"is required"}},
+		{"strength without image", `{"prompt":"x","denoising_strength":0.5}`, "denoising_strength", []string{"init image"}},
+		{"strength range", `{"prompt":"x","init_image":"aGk=","denoising_strength":1.5}`, "denoising_strength", []string{"at most 1"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, m := b.do(t, "POST", "/v1/jobs", "", c.body)
+			require.Equal(t, http.StatusBadRequest, resp.StatusCode, m)
+			e := m["error"].(map[string]any)
+			require.Equal(t, c.field, e["field"])
+			for _, s := range c.msg {
+				require.Contains(t, e["message"], s)
+			}
+		})
+	}
+	b.requireNothingQueued(t)
+
+	// Names match as the backend would: a title and another case pass.
+	resp, m := b.do(t, "POST", "/v1/jobs", "", `{"prompt":"x","model":"FAKE-XL.safetensors","sampler":"euler a","steps":2}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+}
+
+// Before any backend advertises (just started), names are not refused:
+// the backend checks them when the job runs.
+func TestSubmitWithNoCatalogYet(t *testing.T) {
+	t.Parallel()
+	b := catalogSetup(t, commands.Limits{}, nil)
+	resp, m := b.do(t, "GET", "/v1/models", "", nil)
+	require.Equal(t, 200, resp.StatusCode, m)
+	require.Empty(t, m["models"])
+	resp, m = b.do(t, "POST", "/v1/jobs", "", `{"prompt":"x","model":"anything","sampler":"any"}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+}
+
+// imageServer serves test images on loopback: /ok.png (w×h PNG),
+// /big.png (a PNG over the cap), /page.html and /slow (never answers).
+func imageServer(t *testing.T, w, h int) *httptest.Server {
+	t.Helper()
+	var pb bytes.Buffer
+	require.NoError(t, png.Encode(&pb, image.NewRGBA(image.Rect(0, 0, w, h))))
+	big := append(append([]byte{}, pb.Bytes()...), make([]byte, 64<<10)...)
+	done := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok.png", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write(pb.Bytes()) })
+	mux.HandleFunc("/big.png", func(rw http.ResponseWriter, _ *http.Request) { _, _ = rw.Write(big) })
+	mux.HandleFunc("/page.html", func(rw http.ResponseWriter, _ *http.Request) {
+		_, _ = rw.Write([]byte("<!doctype html><title>not an image</title>"))
+	})
+	mux.HandleFunc("/slow", func(rw http.ResponseWriter, r *http.Request) {
+		select {
+		case <-done:
+		case <-r.Context().Done():
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(done) })
+	return srv
+}
+
+func TestInitImageRefusals(t *testing.T) {
+	t.Parallel()
+	imgs := imageServer(t, 96, 64)
+	// Private addresses refused (the default): the loopback server is one.
+	guarded := catalogSetup(t, commands.Limits{}, nil)
+	resp, m := guarded.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "init_image": imgs.URL + "/ok.png"})
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, m)
+	e := m["error"].(map[string]any)
+	require.Equal(t, "init_image", e["field"])
+	require.Contains(t, e["message"], "must not point at a loopback, private or link-local address")
+	guarded.requireNothingQueued(t)
+
+	// With private addresses allowed (the owner's switch), the other rules.
+	b := catalogSetup(t, commands.Limits{AllowPrivateImageURLs: true, MaxInitImageBytes: 32 << 10,
+		InitImageTimeout: 500 * time.Millisecond}, nil)
+	for _, c := range []struct{ name, src, msg string }{
+		{"oversize", imgs.URL + "/big.png", "must be at most 32768 bytes (limits.max_init_image_bytes"},
+		{"oversize inline", base64.StdEncoding.EncodeToString(make([]byte, 40<<10)), "must be at most 32768 bytes"},
+		{"not an image", imgs.URL + "/page.html", "must be a PNG, JPEG or WebP image"},
+		{"not an image inline", "data:text/plain;base64," + base64.StdEncoding.EncodeToString([]byte("hello")), "must be a PNG, JPEG or WebP image"},
+		{"missing", imgs.URL + "/nope.png", "HTTP 404"},
+		{"timeout", imgs.URL + "/slow", "within 500ms (limits.init_image_timeout)"},
+		{"scheme", "ftp://example.com/a.png", "must be an http(s) URL, a data: URL or base64"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "init_image": c.src})
+			require.Equal(t, http.StatusBadRequest, resp.StatusCode, m)
+			e := m["error"].(map[string]any)
+			require.Equal(t, "init_image", e["field"])
+			require.Contains(t, e["message"], c.msg)
+		})
+	}
+	b.requireNothingQueued(t)
+
+	// A bad prompt is refused before anything is fetched.
+	resp, m = b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": " ", "init_image": imgs.URL + "/slow"})
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, m)
+	require.Equal(t, "prompt", m["error"].(map[string]any)["field"])
+}
+
+// The init image's size becomes the default size (rounded to 8, within
+// limits), and the payload carries its bytes.
+func TestInitImageSetsSize(t *testing.T) {
+	t.Parallel()
+	imgs := imageServer(t, 1001, 499)
+	b := catalogSetup(t, commands.Limits{AllowPrivateImageURLs: true}, nil)
+	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "init_image": imgs.URL + "/ok.png"})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	j, err := b.sched.Get(b.ctx, m["id"].(string))
+	require.NoError(t, err)
+	var req struct {
+		Width, Height     int
+		InitImage         []byte  `json:"init_image"`
+		DenoisingStrength float64 `json:"denoising_strength"`
+	}
+	require.NoError(t, json.Unmarshal(j.Payload, &req))
+	require.Equal(t, [2]int{1000, 496}, [2]int{req.Width, req.Height})
+	require.True(t, strings.HasPrefix(string(req.InitImage), "\x89PNG"))
+	require.Equal(t, 0.75, req.DenoisingStrength)
+}
