@@ -308,3 +308,40 @@ func TestPermanentErrorFailsWithoutRetry(t *testing.T) {
 	require.Equal(t, "succeeded", got[len(got)-1], "%v", got)
 	require.Zero(t, downs.Load(), "the backend stayed in rotation")
 }
+
+// The scenario at the job level: someone's long web-UI job runs on
+// the shared A1111; an Easel job waiting behind it is cancelled. Their job
+// completes uninterrupted, ours is interrupted as it starts, and the job
+// ends canceled without waiting for theirs.
+func TestCancelQueuedBehindAnotherClient(t *testing.T) {
+	b := setup(t, scheduler.Config{}, fakesd.Config{StepDuration: 5 * time.Millisecond})
+	theirs, theirDone := b.fake.Submit(fakesd.Txt2ImgRequest{Prompt: "web UI", Width: 64, Height: 64, Steps: 200})
+	id := b.submit(t, 4)
+	var ours string
+	require.Eventually(t, func() bool {
+		for _, task := range b.fake.Tasks() {
+			if task.ID != theirs && task.State == "queued" {
+				ours = task.ID
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, time.Millisecond)
+	_, err := b.sched.Cancel(b.ctx, id, "u")
+	require.NoError(t, err)
+	got := types(b.events(t, id))
+	require.Equal(t, "canceled", got[len(got)-1], "%v", got)
+	info, _ := b.fake.Task(theirs)
+	require.Equal(t, "active", info.State, "canceled while their job still runs")
+
+	<-theirDone
+	info, _ = b.fake.Task(theirs)
+	require.False(t, info.Interrupted, "their job was not interrupted")
+	require.Equal(t, 200, info.StepsDone)
+	require.Eventually(t, func() bool { info, _ = b.fake.Task(ours); return info.State == "completed" }, 10*time.Second, time.Millisecond)
+	require.True(t, info.Interrupted, "ours was interrupted as it started")
+	require.Equal(t, 1, b.fake.Interrupts())
+	// The slot is free: the next job runs.
+	next := types(b.events(t, b.submit(t, 2)))
+	require.Equal(t, "succeeded", next[len(next)-1])
+}

@@ -572,3 +572,18 @@ func TestImg2ImgAndCatalogs(t *testing.T) {
 	ups := b.do(t, http.MethodGet, "/sdapi/v1/upscalers", nil).body.([]any)
 	require.Len(t, ups, 4)
 }
+
+func TestSubmitAsAnotherClient(t *testing.T) {
+	t.Parallel()
+	b := setup(t, fakesd.Config{StepDuration: 5 * time.Millisecond})
+	id, done := b.fake.Submit(fakesd.Txt2ImgRequest{Prompt: "web UI user", Width: 64, Height: 64, Steps: 30})
+	waitState(t, b.fake, id, "active")
+	require.Equal(t, true, b.task(t, id, -1)["active"])
+	a := b.goTxt2Img(map[string]any{"width": 64, "height": 64, "steps": 2, "force_task_id": "mine"})
+	waitState(t, b.fake, "mine", "queued")
+	<-done
+	ti, _ := b.fake.Task(id)
+	require.Equal(t, fakesd.TaskInfo{ID: id, Kind: "txt2img", State: "completed", StepsDone: 30, Prompt: "web UI user",
+		Model: "fake-v1-5", Sampler: "DPM++ 2M", Scheduler: "automatic"}, ti)
+	images(t, (<-a).must(t))
+}

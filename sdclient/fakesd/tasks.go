@@ -196,3 +196,36 @@ func (s *Server) internalProgress(w http.ResponseWriter, r *http.Request) {
 		"live_preview": preview, "id_live_preview": idPreview, "textinfo": nil,
 	})
 }
+
+// Submit queues a txt2img as another client of the server would (its web
+// UI, another bot): under the same queue lock, in arrival order, with
+// A1111's defaults for zero Width, Height, Steps, CFGScale, BatchSize and
+// NIter, and a made-up task id when ForceTaskID is empty. It returns the
+// task id and a channel closed when the task ended; read the outcome with
+// Task.
+func (s *Server) Submit(req Txt2ImgRequest) (string, <-chan struct{}) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&req.Width, 512)
+	def(&req.Height, 512)
+	def(&req.Steps, 50)
+	def(&req.BatchSize, 1)
+	def(&req.NIter, 1)
+	if req.CFGScale == 0 {
+		req.CFGScale = 7
+	}
+	req.SendImages = true
+	t := &task{id: req.ForceTaskID, kind: "txt2img", req: req, done: make(chan struct{})}
+	if t.id == "" {
+		t.id = newTaskID("txt2img")
+	}
+	s.mu.Lock()
+	s.addTask(t)
+	s.jobs.Add(1)
+	s.mu.Unlock()
+	go s.runTask(t)
+	return t.id, t.done
+}
