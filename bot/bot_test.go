@@ -73,6 +73,7 @@ func TestInvalidConfigNamesTheField(t *testing.T) {
 		{"bad duration env", "", map[string]string{"EASEL_SCHEDULER_LEASE": "soon"}, "scheduler.lease"},
 		{"bad backend url", "backends:\n  - url: ftp://x\n", nil, "backends[0].url"},
 		{"bad kind", "backends:\n  - url: http://x\n    kind: comfy\n", nil, "must be a1111, comfyui or fakesd"},
+		{"bad workflow file", "backends:\n  - url: http://x\n    kind: comfyui\n    workflows:\n      txt2img: /nonexistent/w.json\n", nil, "backends[0].workflows"},
 		{"workflows on a1111", "backends:\n  - url: http://x\n    workflows:\n      txt2img: /w.json\n", nil, "backends[0].workflows"},
 		{"missing password env", "backends:\n  - url: http://x\n    password_env: NOPE\n", nil, "backends[0].password_env"},
 		{"log level", "log:\n  level: loud\n", nil, "log.level"},

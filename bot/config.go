@@ -212,6 +212,8 @@ func (c *Config) validate(lookup func(string) (string, bool)) error {
 		}
 		if b.Kind != "comfyui" && b.Workflows != (comfyui.Workflows{}) {
 			p.add(field+".workflows", "applies to kind comfyui only (this backend is %s)", b.Kind)
+		} else if err := b.Workflows.Check(); err != nil {
+			p.add(field+".workflows", "%s", err.Error())
 		}
 		if b.Name == "" {
 			b.Name = fmt.Sprintf("%s-%d", b.Kind, i)

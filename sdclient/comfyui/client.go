@@ -82,21 +82,14 @@ func New(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("comfyui: Config.Timeouts.%s must not be negative", f.name)
 		}
 	}
-	c := &Client{cfg: cfg, base: strings.TrimSuffix(u.String(), "/"), timeouts: cfg.Timeouts.WithDefaults(),
-		workflows: map[workflowKind]*workflow{}}
+	wfs, err := cfg.Workflows.load()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, base: strings.TrimSuffix(u.String(), "/"), timeouts: cfg.Timeouts.WithDefaults(), workflows: wfs}
 	ws := *u
 	ws.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 	c.wsBase = strings.TrimSuffix(ws.String(), "/")
-	for kind, file := range map[workflowKind]string{kindTxt2Img: cfg.Workflows.Txt2Img, kindImg2Img: cfg.Workflows.Img2Img, kindUpscale: cfg.Workflows.Upscale} {
-		if file == "" {
-			continue
-		}
-		w, err := readWorkflow(file, kind)
-		if err != nil {
-			return nil, err
-		}
-		c.workflows[kind] = w
-	}
 	c.http = cfg.HTTPClient
 	if c.http == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -383,6 +384,35 @@ func TestWebsocketDropAfterTheEndIsRecoveredFromHistory(t *testing.T) {
 	res, err := b.client.Generate(b.ctx, req, nil)
 	require.NoError(t, err)
 	require.Len(t, res.Images, 2)
+}
+
+func TestWebsocketThatKeepsDroppingIsUnavailable(t *testing.T) {
+	t.Parallel()
+	fake := comfytest.New(comfytest.Config{})
+	fake.SetHang(true)
+	inner := fake.Handler()
+	up := websocket.Upgrader{}
+	// A proxy that accepts the websocket, passes one status message and
+	// cuts it.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ws" {
+			inner.ServeHTTP(w, r)
+			return
+		}
+		conn, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		_ = conn.WriteMessage(websocket.TextMessage, []byte(`{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}}}`))
+		conn.Close()
+	}))
+	t.Cleanup(func() { fake.Close(); srv.Close() })
+	c, err := comfyui.New(comfyui.Config{BaseURL: srv.URL})
+	require.NoError(t, err)
+	_, err = c.Generate(context.Background(), txt("cut"), nil)
+	require.ErrorIs(t, err, sdclient.ErrUnavailable)
+	require.Contains(t, err.Error(), "dropped")
+	require.Equal(t, comfytest.Deleted, fake.Status(fake.Prompts()[0].ID), "the abandoned prompt leaves the queue")
 }
 
 func TestCachedResubmissionDoesNotHang(t *testing.T) {

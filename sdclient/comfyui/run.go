@@ -138,6 +138,10 @@ func (s *socket) close() {
 	<-s.done
 }
 
+// maxDrops is how many times in a row the websocket may drop (each
+// reconnected at once) before the server counts as unavailable.
+const maxDrops = 5
+
 // phase is where our prompt is, for the phase timeouts.
 type phase int
 
@@ -441,6 +445,7 @@ func (c *Client) run(ctx context.Context, g Graph, onProgress func(sdclient.Prog
 		// has shown previews, a step's report waits for its frame, so the
 		// caller gets one report per step rather than two.
 		sawPreview, held bool
+		drops            int // websocket drops since the last message
 	)
 	emit := func(preview *sdclient.Image) {
 		held = false
@@ -493,6 +498,9 @@ loop:
 				// written before "executing" null), and one still running
 				// reports to the new socket.
 				sock.close()
+				if drops++; drops > maxDrops {
+					return nil, abandon(fmt.Errorf("comfyui: prompt %s: %w: the websocket dropped %d times without a message between", id, sdclient.ErrUnavailable, drops))
+				}
 				ns, derr := c.dial(ctx, clientID)
 				h, herr := c.history(ctx, id)
 				if herr == nil && h != nil {
@@ -514,6 +522,9 @@ loop:
 				continue
 			}
 			ev := it.ev
+			if ev.Type != "status" {
+				drops = 0
+			}
 			if ev.PromptID != "" && ev.PromptID != id {
 				continue // another prompt of ours would have another client id; be safe
 			}
@@ -522,7 +533,12 @@ loop:
 				started()
 			case "executing":
 				if ev.Done {
-					if ev.PromptID == "" || ev.PromptID == id {
+					if ev.PromptID == id {
+						break loop
+					}
+					// Servers before prompt ids in messages: history tells
+					// whether the end was ours.
+					if h, err := c.history(ctx, id); ev.PromptID == "" && err == nil && h != nil {
 						break loop
 					}
 					continue

@@ -31,6 +31,32 @@ type Workflows struct {
 	Upscale string `yaml:"upscale"`
 }
 
+// Check reads and checks every workflow file named, as New does, so a
+// configuration can be validated before anything starts.
+func (w Workflows) Check() error {
+	_, err := w.load()
+	return err
+}
+
+// load reads the files named, in the order txt2img, img2img, upscale.
+func (w Workflows) load() (map[workflowKind]*workflow, error) {
+	out := map[workflowKind]*workflow{}
+	for _, f := range []struct {
+		kind workflowKind
+		file string
+	}{{kindTxt2Img, w.Txt2Img}, {kindImg2Img, w.Img2Img}, {kindUpscale, w.Upscale}} {
+		if f.file == "" {
+			continue
+		}
+		wf, err := readWorkflow(f.file, f.kind)
+		if err != nil {
+			return nil, err
+		}
+		out[f.kind] = wf
+	}
+	return out, nil
+}
+
 type valueKind int
 
 const (
