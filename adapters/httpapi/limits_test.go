@@ -73,8 +73,10 @@ func TestSlowBodyCutOff(t *testing.T) {
 // exempt once it starts, each event bounded on its own.
 func TestStreamOutlivesServerTimeouts(t *testing.T) {
 	t.Parallel()
-	b := setup(t, opts{cfg: httpapi.Config{Addr: "127.0.0.1:0", HeaderTimeout: 50 * time.Millisecond,
-		BodyTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond}})
+	// Short enough to pass several times over, long enough that a loaded
+	// machine gets the stream started before the first ends it.
+	b := setup(t, opts{cfg: httpapi.Config{Addr: "127.0.0.1:0", HeaderTimeout: 300 * time.Millisecond,
+		BodyTimeout: 400 * time.Millisecond, WriteTimeout: 400 * time.Millisecond}})
 	base := b.started(t)
 	// Submit and cancel through the plain handler (no timeouts), stream
 	// through the server with them.
@@ -89,7 +91,7 @@ func TestStreamOutlivesServerTimeouts(t *testing.T) {
 	require.True(t, sc.Scan())
 	require.Equal(t, "id: 1", sc.Text())
 	// Let every server deadline pass several times over, then end the job.
-	<-time.After(500 * time.Millisecond)
+	<-time.After(1500 * time.Millisecond)
 	resp, _ = b.do(t, "DELETE", "/v1/jobs/"+id, "", nil)
 	require.Equal(t, 200, resp.StatusCode)
 	var last string
