@@ -50,10 +50,13 @@ const (
 	scriptPromote  = "promote"
 	scriptReclaim  = "reclaim"
 	scriptPosition = "position"
+	// scriptQueuePage lists a page of a tenant's active jobs (queuepage.go).
+	scriptQueuePage = "queuepage"
 )
 
 var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptRenew, scriptCheck,
-	scriptProgress, scriptSucceed, scriptFail, scriptHandBack, scriptCancel, scriptPromote, scriptReclaim, scriptPosition}
+	scriptProgress, scriptSucceed, scriptFail, scriptHandBack, scriptCancel, scriptPromote, scriptReclaim, scriptPosition,
+	scriptQueuePage}
 
 // library is built once from the embedded files.
 var library = mustBuildLibrary()

@@ -585,26 +585,39 @@ func (s *Server) writeImage(w http.ResponseWriter, b []byte, err error) {
 	_, _ = w.Write(b)
 }
 
-// queue lists the tenant's active jobs, or one user's with ?user=.
+// queue lists the tenant's active jobs, or one user's with ?user=, a page
+// at a time: ?limit= (1-100, default 100) and ?cursor= (the previous
+// page's next_cursor); one Redis round trip per page.
 func (s *Server) queue(w http.ResponseWriter, r *http.Request, c commands.Caller) {
-	user := r.URL.Query().Get("user")
-	// The key holder sees every user's jobs (see keyHolder); Admin here only
-	// widens the listing to the whole tenant.
-	q := keyHolder(c, user)
-	q.Admin = user == ""
-	entries, err := s.svc.Queue(r.Context(), q)
+	q := r.URL.Query()
+	// The key holder sees every user's jobs (see keyHolder).
+	limit := scheduler.MaxPageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > scheduler.MaxPageSize {
+			writeError(w, http.StatusBadRequest, "invalid_request",
+				fmt.Sprintf("limit: must be a whole number between 1 and %d (got %q)", scheduler.MaxPageSize, v), "limit")
+			return
+		}
+		limit = n
+	}
+	page, err := s.sched.ActivePage(r.Context(), c.Tenant, q.Get("user"), q.Get("cursor"), limit)
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	out := make([]JobView, 0, len(entries))
-	for _, e := range entries {
+	out := make([]JobView, 0, len(page.Entries))
+	for _, e := range page.Entries {
 		v := view(e.Job, e.Position)
 		v.ETASec = e.ETA.Seconds()
 		v.Request = nil
 		out = append(out, v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": out})
+	body := map[string]any{"jobs": out}
+	if page.Next != "" {
+		body["next_cursor"] = page.Next
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (s *Server) usage(w http.ResponseWriter, r *http.Request, c commands.Caller) {

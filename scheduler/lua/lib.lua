@@ -389,6 +389,7 @@ local function finish(id, t, status)
   local jk = jkey(id)
   redis.call('HSET', jk, 'status', status, 'finished_ms', NOW)
   redis.call('SREM', activekey(t), id)
+  redis.call('ZREM', activekey(t) .. ':lex', id)
   redis.call('PEXPIRE', jk, EVTTL)
   redis.call('PEXPIRE', reqkey(id), EVTTL)
 end

@@ -57,6 +57,8 @@ end
 if ARGV[13] ~= '' then redis.call('SET', ik, id, 'PX', ARGV[14]) end
 redis.call('SET', rk, ARGV[9])
 redis.call('SADD', KEYS[18], id)
+-- The same ids by name (all scores 0): the queue listing pages through it.
+redis.call('ZADD', KEYS[18] .. ':lex', 0, id)
 -- Weight and cap are the tenant's policy, written by policy changes; a
 -- submit only fills them in for a tenant seen for the first time, so
 -- instances with different cached policies cannot flip them back and forth.

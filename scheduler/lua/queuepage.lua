@@ -1,0 +1,47 @@
+-- queuepage: one page of a tenant's active jobs, oldest first (ids start
+-- with their creation time), each with its place in line, and what an ETA
+-- needs: the whole page in one round trip, in O(log N + page) for an
+-- unfiltered listing.
+-- KEYS[10] the tenant's active set
+-- KEYS[11] the same ids in a sorted set, all scores 0 (by name = by age);
+--          submit adds to it and finish removes from it. It is rebuilt from
+--          the set when their sizes differ (jobs queued before it existed).
+-- ARGV[5] cursor: list jobs with ids above it ("" from the start)
+-- ARGV[6] limit: the most jobs to list (the caller keeps it small)
+-- ARGV[7] user: only this user's jobs ("" for every user)
+-- Reply: {next cursor ("" on the last page), {avg_ms, running, credits} of
+-- the global hash, then per job: id, position (0 unless queued), the job
+-- record as HGETALL's field-value list}.
+local S, Z = KEYS[10], KEYS[11]
+local cursor, limit, user = ARGV[5], tonumber(ARGV[6]), ARGV[7]
+if redis.call('ZCARD', Z) ~= redis.call('SCARD', S) then
+  redis.call('DEL', Z)
+  for _, id in ipairs(redis.call('SMEMBERS', S)) do redis.call('ZADD', Z, 0, id) end
+end
+local out = {'', redis.call('HMGET', G, 'avg_ms', 'running', 'credits')}
+local n, last = 0, ''
+local lo = '-'
+if cursor ~= '' then lo = '(' .. cursor end
+while true do
+  local ids = redis.call('ZRANGEBYLEX', Z, lo, '+', 'LIMIT', 0, limit + 1)
+  if #ids == 0 then return out end
+  for _, id in ipairs(ids) do
+    local jk = jkey(id)
+    local f = redis.call('HMGET', jk, 'status', 'user')
+    local st = f[1]
+    if st and st ~= 'succeeded' and st ~= 'failed' and st ~= 'canceled' and (user == '' or f[2] == user) then
+      if n == limit then
+        out[1] = last
+        return out
+      end
+      n = n + 1
+      local pos = 0
+      if st == 'queued' then pos = position(id) end
+      out[#out + 1] = id
+      out[#out + 1] = pos
+      out[#out + 1] = redis.call('HGETALL', jk)
+      last = id
+    end
+  end
+  lo = '(' .. ids[#ids]
+end
