@@ -22,10 +22,10 @@ import (
 // idle while a real worker runs other jobs.
 func heldJob(tb testing.TB, b *bundle) string {
 	tb.Helper()
-	_, err := b.sched.Offer(b.ctx, 1)
-	require.NoError(tb, err)
 	id := submit(tb, b, "held")
-	l, err := b.sched.Next(b.ctx, "holder", time.Second)
+	slot := b.sched.Slot("holder", "none")
+	tb.Cleanup(func() { _ = slot.Close(context.Background()) })
+	l, err := slot.Next(b.ctx, 5*time.Second)
 	require.NoError(tb, err)
 	require.NotNil(tb, l)
 	require.Equal(tb, id, l.JobID)

@@ -49,11 +49,11 @@ func TestFeedSlowSubscriberCatchesUp(t *testing.T) {
 		got <- seqs
 	}()
 	<-first
-	_, err = sched.Offer(ctx, 1)
+	slot := sched.Slot("w", "fake")
+	defer func() { _ = slot.Close(context.Background()) }()
+	l, err := slot.Next(ctx, 5*time.Second)
 	require.NoError(t, err)
-	l, err := sched.Next(ctx, "w", time.Second)
-	require.NoError(t, err)
-	require.NoError(t, l.Start(ctx, "fake"))
+	require.NotNil(t, l)
 	const steps = 20
 	for i := 1; i <= steps; i++ {
 		require.NoError(t, l.Progress(ctx, i, steps, float64(i)/steps, 0, nil))
