@@ -536,9 +536,11 @@ func TestRateLimitedUpdateStillDeliversFinal(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 5*time.Millisecond)
 	b.fake.FailNext("chat.update", "ratelimited")
+	b.fake.FailNext("files.completeUploadExternal", "ratelimited")
 	body, _ := mentionEvent("U1", "a fox --steps 4", nil)
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	b.fake.Wait(t, "final after 429", finalUpdate)
+	cs := b.fake.Wait(t, "final after 429", finalUpdate)
+	require.Equal(t, "ratelimited", calls(cs, "files.completeUploadExternal")[0].Error, "the file method was limited once")
 }
 
 func TestAdminCommandsAndUserCache(t *testing.T) {

@@ -173,6 +173,7 @@ type Server struct {
 	lastRule   string
 	postBucket map[string]*bucket
 	updBucket  *bucket
+	fileBucket *bucket
 	scopes     map[string]bool
 
 	conn    *websocket.Conn
@@ -629,7 +630,19 @@ func (s *Server) postEphemeral(form url.Values) (map[string]any, string) {
 	return map[string]any{"message_ts": ts}, ""
 }
 
+// fileRate applies Tier 4 (100+ a minute per workspace) to the file
+// methods; call with mu held.
+func (s *Server) fileRate() bool {
+	if s.fileBucket == nil {
+		s.fileBucket = &bucket{}
+	}
+	return s.take(s.fileBucket, 100.0/60, 100)
+}
+
 func (s *Server) getUploadURL(form url.Values) (map[string]any, string) {
+	if !s.fileRate() {
+		return nil, "ratelimited"
+	}
 	name := form.Get("filename")
 	n, err := strconv.Atoi(form.Get("length"))
 	if name == "" || err != nil || n <= 0 {
@@ -678,6 +691,9 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) completeUpload(form url.Values) (map[string]any, string) {
+	if !s.fileRate() {
+		return nil, "ratelimited"
+	}
 	var list []struct {
 		ID    string `json:"id"`
 		Title string `json:"title"`
