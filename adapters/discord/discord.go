@@ -298,6 +298,9 @@ func (a *Adapter) onInteraction(_ *discordgo.Session, ic *discordgo.InteractionC
 	default:
 		return
 	}
+	if resp == nil {
+		return // answered already (deferred)
+	}
 	if err := a.s.InteractionRespond(i, resp); err != nil {
 		a.log.Warn("discord: respond", zap.Error(err))
 	}
@@ -352,9 +355,12 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 	data := i.ApplicationCommandData()
 	switch data.Name {
 	case "imagine":
-		im, err := ParseImagine(FromDiscord(data.Options))
+		im, err := ParseImagine(FromInteraction(data))
 		if err != nil {
 			return a.userError(err)
+		}
+		if im.InitImage != "" {
+			return a.submitDeferred(c, i, uid, im)
 		}
 		return a.submit(ctx, c, i, uid, im)
 	case "queue":
@@ -409,10 +415,10 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 		if err != nil {
 			return a.userError(err)
 		}
-		if len(cat.Models) == 0 {
+		if len(cat.Backends) == 0 {
 			return ephemeral("No GPU worker is advertising its models right now.")
 		}
-		return ephemeral("**Models:** " + strings.Join(cat.ModelNames(), ", ") + "\n**Samplers:** " + strings.Join(cat.Samplers, ", "))
+		return ephemeral(clip(modelsText(cat), 1900))
 	case "settings":
 		arg := map[string]string{}
 		for _, o := range data.Options {
@@ -452,13 +458,33 @@ func (a *Adapter) autocomplete(ctx context.Context, i *discordgo.Interaction) *d
 		return resp
 	}
 	list := cat.ModelNames()
-	if focused.Name == "sampler" {
+	switch focused.Name {
+	case "sampler":
 		list = cat.Samplers
+	case "scheduler":
+		list = cat.Schedulers
+	case "loras":
+		list = cat.LoRAs
 	}
-	typed := strings.ToLower(fmt.Sprint(focused.Value))
+	typed := fmt.Sprint(focused.Value)
+	// loras is a list: complete its last item, keeping the ones before.
+	prefix := ""
+	if focused.Name == "loras" {
+		if i := strings.LastIndexByte(typed, ','); i >= 0 {
+			prefix, typed = typed[:i+1], typed[i+1:]
+		}
+		typed, _, _ = strings.Cut(strings.TrimSpace(typed), ":")
+	}
+	typed = strings.ToLower(typed)
 	for _, v := range list {
 		if strings.Contains(strings.ToLower(v), typed) && len(resp.Data.Choices) < 25 {
-			resp.Data.Choices = append(resp.Data.Choices, &discordgo.ApplicationCommandOptionChoice{Name: clip(v, 100), Value: v})
+			value := prefix + v
+			if focused.Name == "loras" {
+				value += ":1"
+			}
+			if len(value) <= 100 {
+				resp.Data.Choices = append(resp.Data.Choices, &discordgo.ApplicationCommandOptionChoice{Name: clip(value, 100), Value: value})
+			}
 		}
 	}
 	return resp

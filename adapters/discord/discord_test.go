@@ -44,7 +44,8 @@ func setup(t *testing.T, step time.Duration, mutate func(*discord.Config)) *bund
 	require.NoError(t, err)
 	pol, err := scheduler.NewPolicies(sched, scheduler.PolicyConfig{})
 	require.NoError(t, err)
-	svc, err := commands.New(sched, pol, commands.Limits{}, zap.NewNop())
+	// Attachments come from an image server on loopback: allowed here.
+	svc, err := commands.New(sched, pol, commands.Limits{AllowPrivateImageURLs: true}, zap.NewNop())
 	require.NoError(t, err)
 	sd := fakesd.New(fakesd.Config{StepDuration: step, PreviewEvery: 2})
 	sdSrv := httptest.NewServer(sd.Handler())

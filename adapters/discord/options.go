@@ -25,8 +25,29 @@ func FromDiscord(opts []*discordgo.ApplicationCommandInteractionDataOption) []Op
 	return out
 }
 
+// FromInteraction flattens an interaction's options like FromDiscord,
+// with an attachment option's value (its id) replaced by the attachment's
+// URL from the interaction's resolved data ("" when it is missing).
+func FromInteraction(data discordgo.ApplicationCommandInteractionData) []Option {
+	out := FromDiscord(data.Options)
+	for i, o := range data.Options {
+		if o.Type != discordgo.ApplicationCommandOptionAttachment {
+			continue
+		}
+		url := ""
+		if id, ok := o.Value.(string); ok && data.Resolved != nil {
+			if att := data.Resolved.Attachments[id]; att != nil {
+				url = att.URL
+			}
+		}
+		out[i].Value = url
+	}
+	return out
+}
+
 // ParseImagine turns /imagine options into a request; unknown options and
-// wrong types are errors naming the option.
+// wrong types are errors naming the option. The image option's value is
+// the attachment's URL (see FromInteraction).
 func ParseImagine(opts []Option) (commands.Imagine, error) {
 	var im commands.Imagine
 	for _, o := range opts {
@@ -34,7 +55,7 @@ func ParseImagine(opts []Option) (commands.Imagine, error) {
 			return &commands.ValidationError{Field: o.Name, Message: fmt.Sprintf("must be %s", want)}
 		}
 		switch o.Name {
-		case "prompt", "negative", "sampler", "model", "aspect":
+		case "prompt", "negative", "sampler", "model", "aspect", "scheduler", "loras", "image":
 			s, ok := o.Value.(string)
 			if !ok {
 				return im, bad("text")
@@ -48,6 +69,19 @@ func ParseImagine(opts []Option) (commands.Imagine, error) {
 				im.Sampler = s
 			case "model":
 				im.Model = s
+			case "scheduler":
+				im.Scheduler = s
+			case "loras":
+				ls, err := commands.ParseLoRAs(s)
+				if err != nil {
+					return im, err
+				}
+				im.LoRAs = ls
+			case "image":
+				if s == "" {
+					return im, bad("an attached image")
+				}
+				im.InitImage, im.InitImageField = s, "image"
 			case "aspect":
 				wh, ok := commands.Aspects[s]
 				if !ok {
@@ -78,18 +112,28 @@ func ParseImagine(opts []Option) (commands.Imagine, error) {
 			case "seed":
 				im.Seed = &n
 			}
-		case "cfg":
+		case "cfg", "strength":
 			f, ok := o.Value.(float64)
 			if !ok {
 				return im, bad("a number")
 			}
-			im.CFGScale = f
+			if o.Name == "cfg" {
+				im.CFGScale = f
+			} else {
+				if f <= 0 || f > 1 {
+					return im, bad("greater than 0 and at most 1")
+				}
+				im.DenoisingStrength = f
+			}
 		default:
 			return im, &commands.ValidationError{Field: o.Name, Message: "is not an option of /imagine"}
 		}
 	}
 	if strings.TrimSpace(im.Prompt) == "" {
 		return im, &commands.ValidationError{Field: "prompt", Message: "is required"}
+	}
+	if im.DenoisingStrength != 0 && im.InitImage == "" {
+		return im, &commands.ValidationError{Field: "strength", Message: "applies only with an image: attach one too"}
 	}
 	return im, nil
 }
@@ -120,12 +164,17 @@ func commandDefs() []*discordgo.ApplicationCommand {
 			{Type: str, Name: "sampler", Description: "sampler", Autocomplete: true},
 			{Type: str, Name: "model", Description: "model", Autocomplete: true},
 			{Type: integer, Name: "count", Description: "number of images", MinValue: one, MaxValue: four},
+			{Type: discordgo.ApplicationCommandOptionAttachment, Name: "image", Description: "start from this image (PNG, JPEG or WebP)"},
+			{Type: discordgo.ApplicationCommandOptionNumber, Name: "strength", Description: "how far to depart from the image (0–1, default 0.75)",
+				MinValue: ptrF(0.01), MaxValue: 1},
+			{Type: str, Name: "loras", Description: "LoRAs as name:weight, comma-separated (e.g. detail:0.8)", Autocomplete: true, MaxLength: 1000},
+			{Type: str, Name: "scheduler", Description: "noise schedule", Autocomplete: true},
 		}},
 		{Name: "queue", Description: "Your jobs in line and running"},
 		{Name: "cancel", Description: "Cancel your latest job (or one by id)", Options: []*discordgo.ApplicationCommandOption{
 			{Type: str, Name: "job", Description: "job id"}}},
 		{Name: "usage", Description: "Your images today and your quota"},
-		{Name: "models", Description: "Models and samplers the GPUs offer"},
+		{Name: "models", Description: "Models, samplers, schedulers and LoRAs the GPUs offer"},
 		{Name: "settings", Description: "Your defaults for /imagine", Options: []*discordgo.ApplicationCommandOption{
 			{Type: str, Name: "field", Description: "what to set", Choices: []*discordgo.ApplicationCommandOptionChoice{
 				{Name: "width", Value: "width"}, {Name: "height", Value: "height"}, {Name: "steps", Value: "steps"},

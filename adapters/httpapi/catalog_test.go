@@ -242,3 +242,52 @@ func TestInitImageSetsSize(t *testing.T) {
 	require.True(t, strings.HasPrefix(string(req.InitImage), "\x89PNG"))
 	require.Equal(t, 0.75, req.DenoisingStrength)
 }
+
+// img2img end to end: the init image is fetched from a (loopback, so
+// allowed by the owner's switch) URL, the job runs on the fake A1111 over
+// HTTP, and the backend receives the image, the strength and the LoRA.
+func TestImg2ImgEndToEnd(t *testing.T) {
+	t.Parallel()
+	imgs := imageServer(t, 200, 120)
+	cfg := fakeConfig()
+	cfg.LoRAs = []string{"fake-detail", "fake-style"}
+	b := catalogSetup(t, commands.Limits{AllowPrivateImageURLs: true}, cfg)
+
+	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "loras": []any{map[string]any{"name": "fake-nope", "weight": 0.5}}})
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, m)
+	e := m["error"].(map[string]any)
+	require.Equal(t, "loras", e["field"])
+	require.Contains(t, e["message"], `"fake-nope" is not a LoRA any backend offers; choose from fake-detail, fake-style`)
+	b.requireNothingQueued(t)
+
+	resp, m = b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "a fox", "init_image": imgs.URL + "/ok.png",
+		"denoising_strength": 0.5, "steps": 4, "seed": 3, "loras": []any{map[string]any{"name": "fake-detail", "weight": 0.8}}})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	id := m["id"].(string)
+	events := b.sse(t, "/v1/jobs/"+id+"/events", "")
+	require.Equal(t, "succeeded", events[len(events)-1], events)
+
+	last := b.fake.LastRequest()
+	require.Len(t, last.InitImages, 1)
+	src, err := base64.StdEncoding.DecodeString(last.InitImages[0])
+	require.NoError(t, err)
+	cfgImg, err := png.DecodeConfig(bytes.NewReader(src))
+	require.NoError(t, err)
+	require.Equal(t, [2]int{200, 120}, [2]int{cfgImg.Width, cfgImg.Height})
+	require.NotNil(t, last.DenoisingStrength)
+	require.Equal(t, 0.5, *last.DenoisingStrength)
+	require.Contains(t, last.Prompt, "<lora:fake-detail:0.8>")
+	require.Equal(t, [2]int{200, 120}, [2]int{last.Width, last.Height}, "the init image's size is the default")
+
+	resp, m = b.do(t, "GET", "/v1/jobs/"+id, "", nil)
+	require.Equal(t, 200, resp.StatusCode)
+	require.Equal(t, "succeeded", m["status"])
+	require.Len(t, m["images"], 1)
+
+	// Inline base64 works the same way.
+	resp, m = b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "a fox", "init_image": base64.StdEncoding.EncodeToString(src), "steps": 2})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	events = b.sse(t, "/v1/jobs/"+m["id"].(string)+"/events", "")
+	require.Equal(t, "succeeded", events[len(events)-1], events)
+	require.Len(t, b.fake.LastRequest().InitImages, 1)
+}
