@@ -100,8 +100,10 @@ func New(cfg Config) (*Client, error) {
 }
 
 // Health returns nil when GET /system_stats answers within
-// Timeouts.Connect. The route is served outside the execution thread
-// (server.py), so a busy server is healthy.
+// Timeouts.Connect and the websocket opens: a proxy that passes HTTP but
+// not websockets makes every job fail, so it is not healthy. Both are
+// served outside the execution thread (server.py), so a busy server is
+// healthy.
 func (c *Client) Health(ctx context.Context) error {
 	var stats struct {
 		System json.RawMessage `json:"system"`
@@ -112,6 +114,11 @@ func (c *Client) Health(ctx context.Context) error {
 	if len(stats.System) == 0 {
 		return fmt.Errorf("comfyui: GET /system_stats: %w: answer has no \"system\"; is this a ComfyUI server?", sdclient.ErrUnavailable)
 	}
+	sock, err := c.dial(ctx, "easel-health-"+newID())
+	if err != nil {
+		return err
+	}
+	sock.close()
 	return nil
 }
 

@@ -409,10 +409,31 @@ func TestWebsocketThatKeepsDroppingIsUnavailable(t *testing.T) {
 	t.Cleanup(func() { fake.Close(); srv.Close() })
 	c, err := comfyui.New(comfyui.Config{BaseURL: srv.URL})
 	require.NoError(t, err)
+	require.NoError(t, c.Health(context.Background()), "the websocket opens")
 	_, err = c.Generate(context.Background(), txt("cut"), nil)
 	require.ErrorIs(t, err, sdclient.ErrUnavailable)
 	require.Contains(t, err.Error(), "dropped")
 	require.Equal(t, comfytest.Deleted, fake.Status(fake.Prompts()[0].ID), "the abandoned prompt leaves the queue")
+}
+
+func TestHealthNeedsTheWebsocket(t *testing.T) {
+	t.Parallel()
+	fake := comfytest.New(comfytest.Config{})
+	inner := fake.Handler()
+	// A proxy that passes HTTP but not websocket upgrades.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ws" {
+			http.Error(w, "upgrade not allowed", http.StatusBadRequest)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() { fake.Close(); srv.Close() })
+	c, err := comfyui.New(comfyui.Config{BaseURL: srv.URL})
+	require.NoError(t, err)
+	err = c.Health(context.Background())
+	require.ErrorIs(t, err, sdclient.ErrUnavailable)
+	require.Contains(t, err.Error(), "websocket")
 }
 
 func TestCachedResubmissionDoesNotHang(t *testing.T) {
