@@ -89,6 +89,10 @@ func decodeNode(n *yaml.Node, v reflect.Value, path string, src source, p *probl
 	switch {
 	case t.Kind() == reflect.Struct && t != durationType:
 		if n.Kind != yaml.MappingNode {
+			if path == "" {
+				p.add("(top level)", "must be a mapping of sections (redis:, http:, backends:, …), got %s%s", describe(n), src.at(n))
+				return
+			}
 			p.add(path, "must be a mapping of fields, got %s%s", describe(n), src.at(n))
 			return
 		}
@@ -237,6 +241,9 @@ func keys(m map[string]int) []string {
 }
 
 func joinPath(path, name string) string {
+	if name == "" {
+		name = `""`
+	}
 	if path == "" {
 		return name
 	}

@@ -4,9 +4,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/easelbot/easel/configs"
 )
 
 // TestConfigErrorsAreActionable: each bad configuration names the field
@@ -118,4 +121,35 @@ func TestEditDistance(t *testing.T) {
 	}{{"", "", 0}, {"url", "ulr", 2}, {"lease", "lease", 0}, {"sheduler", "scheduler", 1}, {"", "abc", 3}} {
 		require.Equal(t, c.d, editDistance(c.a, c.b), "%s/%s", c.a, c.b)
 	}
+}
+
+// FuzzLoadConfig feeds arbitrary YAML (the file) and an arbitrary
+// EASEL_BACKENDS value to LoadConfig: it never panics, and a failure is
+// either a YAML syntax error or a list of problems that each name a field.
+func FuzzLoadConfig(f *testing.F) {
+	f.Add("", "")
+	f.Add(string(configs.Example), `[{name: gpu0, url: "http://127.0.0.1:7860"}]`)
+	f.Add("scheduler:\n  lease: 30\n", `[{name: a, utl: "http://x"}]`)
+	f.Add("backends:\n  - url: ftp://x\n    kind: comfy\n    timeouts: {stall: -1s}\n", "{a: b}")
+	f.Add("policy:\n  tenants:\n    api:x: {weight: lots}\n", "[1, 2]")
+	f.Add("&a {x: *a}", "*b")
+	f.Add("redis: [1\n", `[{name: "`)
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, file, backends string) {
+		p := filepath.Join(dir, "easel.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(file), 0o600))
+		cfg, err := LoadConfig(p, true, env(map[string]string{"EASEL_BACKENDS": backends}))
+		if err == nil {
+			require.NotNil(t, cfg)
+			return
+		}
+		var list ConfigErrors
+		if errors.As(err, &list) {
+			for _, ce := range list {
+				require.NotEmpty(t, ce.Field, "%v", err)
+			}
+			return
+		}
+		require.True(t, strings.HasPrefix(err.Error(), "config"), "%v", err)
+	})
 }
