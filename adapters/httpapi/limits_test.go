@@ -143,22 +143,38 @@ func TestStreamAndInFlightLimits(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 
 	// In-flight: a request whose body is still coming holds the address's
-	// only slot.
-	pr, pw := io.Pipe()
-	slow, _ := http.NewRequestWithContext(b.ctx, "POST", b.srv.URL+"/v1/jobs", pr)
-	slow.Header.Set("Authorization", "Bearer "+keyA)
-	done := make(chan *http.Response, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(slow)
-		if err != nil {
-			done <- nil
-			return
-		}
-		done <- resp
-	}()
-	_, err := pw.Write([]byte(`{"prompt":`))
-	require.NoError(t, err)
+	// only slot. (If it arrives while a probe holds the slot, it is the one
+	// refused: start it again.)
+	var pw *io.PipeWriter
+	var done chan *http.Response
+	startSlow := func() {
+		var pr *io.PipeReader
+		pr, pw = io.Pipe()
+		slow, _ := http.NewRequestWithContext(b.ctx, "POST", b.srv.URL+"/v1/jobs", pr)
+		slow.Header.Set("Authorization", "Bearer "+keyA)
+		done = make(chan *http.Response, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(slow)
+			if err != nil {
+				done <- nil
+				return
+			}
+			resp.Body.Close()
+			done <- resp
+		}()
+		_, err := pw.Write([]byte(`{"prompt":`))
+		require.NoError(t, err)
+	}
+	startSlow()
 	require.Eventually(t, func() bool {
+		select {
+		case r := <-done:
+			require.NotNil(t, r)
+			require.Equal(t, http.StatusTooManyRequests, r.StatusCode)
+			startSlow()
+			return false
+		default:
+		}
 		resp, m := b.do(t, "GET", "/v1/usage", keyB, nil)
 		if resp.StatusCode != http.StatusTooManyRequests {
 			return false
@@ -168,12 +184,11 @@ func TestStreamAndInFlightLimits(t *testing.T) {
 		require.Contains(t, m["error"].(map[string]any)["message"], "http.max_in_flight_per_addr")
 		return true
 	}, 10*time.Second, 20*time.Millisecond)
-	_, err = pw.Write([]byte(`"y"}`))
+	_, err := pw.Write([]byte(`"y"}`))
 	require.NoError(t, err)
 	require.NoError(t, pw.Close())
 	r := <-done
 	require.NotNil(t, r)
-	r.Body.Close()
 	require.Equal(t, http.StatusAccepted, r.StatusCode)
 	resp, _ = b.do(t, "GET", "/v1/usage", keyB, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "the slot is free again")
