@@ -167,6 +167,7 @@ func (s *Server) run(t *task) {
 	// main.py prompt_worker: history first (task_done), then executing
 	// with node null, then the queue status.
 	s.sendLocked(t.clientID, "executing", map[string]any{"node": nil, "prompt_id": t.id})
+	t.finished = time.Now()
 	s.broadcastStatusLocked()
 	s.mu.Unlock()
 }

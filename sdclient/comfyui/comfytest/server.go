@@ -126,6 +126,8 @@ type task struct {
 	// history entry, once done
 	histOutputs map[string]any
 	messages    [][2]any
+	// finished is when history was written and "executing" null sent.
+	finished time.Time
 }
 
 // Interrupt is one POST /interrupt: the prompt id it named ("" for
@@ -255,6 +257,17 @@ func (s *Server) Prompts() []Submitted {
 		out = append(out, Submitted{ID: t.id, ClientID: t.clientID, Graph: g})
 	}
 	return out
+}
+
+// Finished returns when a prompt's run ended (history written, "executing"
+// with node null sent), or the zero time.
+func (s *Server) Finished(id string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tasks[id]; t != nil {
+		return t.finished
+	}
+	return time.Time{}
 }
 
 // Interrupts returns every POST /interrupt received, in order.
