@@ -64,7 +64,9 @@ func BenchmarkComfyUIResultToSucceeded(b *testing.B) {
 	}
 	b.StopTimer()
 	slices.Sort(lat)
-	q := func(f float64) float64 { return float64(lat[min(int(f*float64(len(lat))), len(lat)-1)].Microseconds()) / 1000 }
+	q := func(f float64) float64 {
+		return float64(lat[min(int(f*float64(len(lat))), len(lat)-1)].Microseconds()) / 1000
+	}
 	b.ReportMetric(q(0.5), "p50-ms")
 	b.ReportMetric(q(0.99), "p99-ms")
 }
