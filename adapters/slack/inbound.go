@@ -293,6 +293,13 @@ func (a *Adapter) text(r req, text string) {
 func (a *Adapter) submit(ctx context.Context, c commands.Caller, r req, im commands.Imagine) {
 	o := Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, User: r.user}
 	reply, err := a.post(ctx, r.channel, r.thread, "Submitting…")
+	if err != nil && a.cfg.JoinChannels && errorCode(err) == "not_in_channel" {
+		if _, _, _, jerr := a.api.JoinConversationContext(ctx, r.channel); jerr != nil {
+			a.log.Info("slack: conversations.join", zap.String("channel", r.channel), zap.Error(jerr))
+		} else {
+			reply, err = a.post(ctx, r.channel, r.thread, "Submitting…")
+		}
+	}
 	if err != nil {
 		if r.responseURL == "" || !noAccess(err) {
 			a.notify(ctx, r, postFailure(err))
@@ -342,8 +349,9 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, args []string) s
 			msg = "```" + string(raw) + "```"
 		}
 	case sub == "set" && len(args) >= 3:
-		if _, err = a.svc.SetPolicy(ctx, c, "", args[1], strings.Join(args[2:], " ")); err == nil {
-			msg = fmt.Sprintf("Set `%s` to `%s`.", args[1], strings.Join(args[2:], " "))
+		value := Unescape(strings.Join(args[2:], " "))
+		if _, err = a.svc.SetPolicy(ctx, c, "", args[1], value); err == nil {
+			msg = fmt.Sprintf("Set `%s` to `%s`.", args[1], escape(value))
 		}
 	case (sub == "reset" || sub == "block" || sub == "unblock") && len(args) == 2:
 		u, _, _ := strings.Cut(strings.Trim(args[1], "<@>"), "|")

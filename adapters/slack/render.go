@@ -32,9 +32,8 @@ const uploadTTL = 48 * time.Hour
 
 // preview is the latest preview image shown on a job's message.
 type preview struct {
-	name string   // scheduler preview name
-	file string   // its Slack file id
-	all  []string // every preview file uploaded for the job (deleted at the end)
+	name string // scheduler preview name
+	file string // its Slack file id
 }
 
 var (
@@ -296,20 +295,33 @@ func (a *Adapter) previewFile(ctx context.Context, job *scheduler.Job, ev schedu
 		p = &preview{}
 		a.previews[job.ID] = p
 	}
-	p.name, p.file, p.all = name, ids[0], append(p.all, ids[0])
+	p.name, p.file = name, ids[0]
+	// Recorded in Redis, so whichever instance renders the final state
+	// deletes previews every instance uploaded.
+	key := "slack:previews:" + job.ID
+	prev, _, err := a.sched.Recall(ctx, key)
+	if err == nil {
+		if prev != "" {
+			prev += ","
+		}
+		err = a.sched.Remember(ctx, key, prev+ids[0], uploadTTL)
+	}
+	if err != nil {
+		a.log.Info("slack: preview record", zap.String("job", job.ID), zap.Error(err))
+	}
 	return ids[0]
 }
 
 // dropPreviews deletes the job's preview files once the final state is up.
 func (a *Adapter) dropPreviews(ctx context.Context, jobID string) {
 	a.previewsMu.Lock()
-	p := a.previews[jobID]
 	delete(a.previews, jobID)
 	a.previewsMu.Unlock()
-	if p == nil {
+	v, ok, err := a.sched.Recall(ctx, "slack:previews:"+jobID)
+	if err != nil || !ok || v == "" {
 		return
 	}
-	for _, id := range p.all {
+	for _, id := range strings.Split(v, ",") {
 		if err := a.api.DeleteFileContext(ctx, id); err != nil {
 			a.log.Debug("slack: delete preview", zap.String("file", id), zap.Error(err))
 		}

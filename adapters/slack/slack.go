@@ -39,6 +39,11 @@ type Config struct {
 	// are never skipped. Shared by every serve instance through Redis.
 	// Default 40.
 	UpdatesPerMinute int `yaml:"updates_per_minute"`
+	// JoinChannels lets the bot join a public channel it is not in when
+	// someone uses /imagine there (conversations.join; needs the
+	// channels:join scope). Default false: the result comes through the
+	// command's response_url and the user is told how to invite the bot.
+	JoinChannels bool `yaml:"join_channels"`
 }
 
 // Origin is where a Slack job's messages go.

@@ -50,6 +50,8 @@ type options struct {
 	budget   int
 	limits   commands.Limits
 	noStart  bool
+	join     bool
+	scopes   []string
 }
 
 func setup(t *testing.T, step time.Duration) *bundle { return setupWith(t, options{step: step}) }
@@ -75,10 +77,11 @@ func setupWith(t *testing.T, o options) *bundle {
 	require.NoError(t, err)
 	w, err := worker.New(worker.Config{Name: "w"}, sched, []worker.Backend{{Name: "gpu0", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
-	fake := slackfake.New(slackfake.Config{})
+	fake := slackfake.New(slackfake.Config{Scopes: o.scopes})
 	t.Cleanup(fake.Close)
 	fake.AddChannel(slackfake.Channel{ID: "C1", Member: true})
 	fake.AddChannel(slackfake.Channel{ID: "C2"})
+	fake.AddChannel(slackfake.Channel{ID: "G1", Private: true})
 	for _, u := range []string{"U0", "U1", "U2", "U3", "U7"} {
 		fake.AddUser(slackfake.User{ID: u, Name: strings.ToLower(u)})
 	}
@@ -87,7 +90,7 @@ func setupWith(t *testing.T, o options) *bundle {
 		require.Empty(t, fake.Violations(), "Slack rules broken")
 	})
 	bot, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, AppToken: o.appToken,
-		APIBase: fake.URL(), EditInterval: 20 * time.Millisecond, UpdatesPerMinute: o.budget}, svc, zap.NewNop())
+		APIBase: fake.URL(), EditInterval: 20 * time.Millisecond, UpdatesPerMinute: o.budget, JoinChannels: o.join}, svc, zap.NewNop())
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	for p, h := range bot.Routes() {
@@ -454,6 +457,30 @@ func TestSlashCommandInChannelWithoutBot(t *testing.T) {
 	}
 	require.True(t, hint, "the user is told how to invite the bot")
 	require.True(t, result)
+}
+
+// TestJoinChannels: with join_channels and the channels:join scope, the bot
+// joins a public channel it is not in and answers there as usual; a private
+// channel cannot be joined and falls back to response_url.
+func TestJoinChannels(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, options{join: true, scopes: []string{"chat:write", "files:write", "users:read", "commands", "channels:join"}})
+	body := slashBody(b.fake, "C2", "U1", "a joined fox --steps 2")
+	require.Equal(t, 200, b.post(t, "/slack/commands", "application/x-www-form-urlencoded", body, nil))
+	cs := b.fake.Wait(t, "final in C2", finalUpdate)
+	require.Len(t, okCalls(cs, "conversations.join"), 1)
+	require.Equal(t, "C2", okCalls(cs, "chat.postMessage")[0].Form.Get("channel"))
+
+	body = slashBody(b.fake, "G1", "U1", "a private fox --steps 2")
+	require.Equal(t, 200, b.post(t, "/slack/commands", "application/x-www-form-urlencoded", body, nil))
+	b.fake.Wait(t, "result via response_url", func([]slackfake.Call) bool {
+		for _, p := range b.fake.ResponsePosts() {
+			if p.Body["response_type"] == "in_channel" {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // TestFailedPostsAreExplained: a mention whose reply cannot be posted, and

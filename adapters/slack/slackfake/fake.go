@@ -62,7 +62,7 @@ type Config struct {
 	// Team is the workspace id (default "T1").
 	Team string
 	// Scopes are the bot token's scopes (default: chat:write, files:write,
-	// users:read, commands, app_mentions:read).
+	// users:read, commands, app_mentions:read; not channels:join).
 	Scopes []string
 	// PostBurst is how many posts a channel takes at once before the
 	// 1-per-second limit answers 429 (default 4).
@@ -222,6 +222,7 @@ func New(cfg Config) *Server {
 		"files.completeUploadExternal": s.completeUpload,
 		"files.delete":                 s.deleteFile,
 		"users.info":                   s.userInfo,
+		"conversations.join":           s.join,
 		"apps.connections.open":        nil,
 	} {
 		mux.HandleFunc("POST /"+name, s.method(name, h))
@@ -425,7 +426,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 var methodScope = map[string]string{
 	"chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
 	"files.getUploadURLExternal": "files:write", "files.completeUploadExternal": "files:write",
-	"files.delete": "files:write", "users.info": "users:read",
+	"files.delete": "files:write", "users.info": "users:read", "conversations.join": "channels:join",
 }
 
 // method wraps a Web API method: token and scope, injected failures, the
@@ -735,6 +736,21 @@ func (s *Server) deleteFile(form url.Values) (map[string]any, string) {
 	}
 	f.Deleted = true
 	return nil, ""
+}
+
+// join is conversations.join
+// (https://docs.slack.dev/reference/methods/conversations.join): public
+// channels only, scope channels:join.
+func (s *Server) join(form url.Values) (map[string]any, string) {
+	c, ok := s.channels[form.Get("channel")]
+	switch {
+	case !ok, c.Private:
+		return nil, "channel_not_found"
+	case c.Archived:
+		return nil, "is_archived"
+	}
+	c.Member = true
+	return map[string]any{"channel": map[string]any{"id": c.ID, "is_channel": true, "is_member": true}}, ""
 }
 
 func (s *Server) userInfo(form url.Values) (map[string]any, string) {
