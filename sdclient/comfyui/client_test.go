@@ -470,6 +470,27 @@ func TestStallMidSamplingInterruptsOurPrompt(t *testing.T) {
 	require.NoError(t, b.fake.Wait(b.ctx.Done(), func(s comfytest.Snapshot) bool { return s.Status[ours] == comfytest.Interrupted }))
 }
 
+func TestAfterTheLastStepTheModelLoadTimeoutApplies(t *testing.T) {
+	t.Parallel()
+	const stall = 100 * time.Millisecond
+	b := setup(t, comfytest.Config{}, comfyui.Config{Timeouts: sdclient.Timeouts{Stall: stall, ModelLoad: time.Minute}})
+	req := txt("slow decode")
+	b.fake.StallAt(req.Steps) // the sampler's last step, then nothing: like a long VAE decode
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.client.Generate(b.ctx, req, nil)
+		done <- err
+	}()
+	require.NoError(t, b.fake.Wait(b.ctx.Done(), func(s comfytest.Snapshot) bool { return s.Step == req.Steps }))
+	select {
+	case err := <-done:
+		t.Fatalf("Generate ended within 3×Stall after the last step: %v", err)
+	case <-time.After(3 * stall):
+	}
+	b.fake.Release()
+	require.NoError(t, <-done)
+}
+
 func TestSlowModelLoadIsStalled(t *testing.T) {
 	t.Parallel()
 	b := setup(t, comfytest.Config{LoadDuration: time.Minute}, comfyui.Config{Timeouts: sdclient.Timeouts{ModelLoad: 100 * time.Millisecond}})

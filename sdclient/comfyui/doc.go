@@ -30,7 +30,8 @@
 //
 // When the caller's context ends, or a phase timeout of [sdclient.Timeouts]
 // fires (Queue: not started; ModelLoad: started, no sampling step yet;
-// Stall: no step advance), the client stops its own prompt only: pending →
+// Stall: no step advance, or ModelLoad once the last step is done and the
+// graph decodes and saves), the client stops its own prompt only: pending →
 // POST /queue {"delete": [id]}; running (GET /queue lists it in
 // queue_running) → POST /interrupt {"prompt_id": id}. A timeout returns an
 // error wrapping [sdclient.ErrStalled].

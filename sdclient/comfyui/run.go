@@ -459,12 +459,21 @@ func (c *Client) run(ctx context.Context, g Graph, onProgress func(sdclient.Prog
 		}
 		onProgress(p)
 	}
+	// runningTimeout is Stall while a sampler steps; once the last step
+	// is done, decoding and saving (or the next node's model load) send no
+	// steps, so they get ModelLoad if it is longer.
+	runningTimeout := func() time.Duration {
+		if steps > 0 && step >= steps {
+			return max(c.timeouts.Stall, c.timeouts.ModelLoad)
+		}
+		return c.timeouts.Stall
+	}
 	started := func() {
 		if ph == phaseQueued {
 			ph = phaseLoading
 			reset(c.timeouts.ModelLoad)
 		} else if ph == phaseRunning {
-			reset(c.timeouts.Stall)
+			reset(runningTimeout())
 		}
 	}
 loop:
@@ -549,14 +558,15 @@ loop:
 				if ph == phaseQueued {
 					started()
 				}
-				if ph != phaseRunning || ev.Value != step || ev.Max != steps || ev.Node != node {
-					if ph != phaseRunning {
-						first = time.Now()
-					}
+				advanced := ph != phaseRunning || ev.Value != step || ev.Max != steps || ev.Node != node
+				if ph != phaseRunning {
+					first = time.Now()
 					ph = phaseRunning
-					reset(c.timeouts.Stall)
 				}
 				step, steps, node = ev.Value, ev.Max, cmpOr(ev.Node, node)
+				if advanced {
+					reset(runningTimeout())
+				}
 				if sawPreview {
 					held = true
 				} else {
@@ -569,7 +579,7 @@ loop:
 				}
 			case "executed":
 				if ph == phaseRunning {
-					reset(c.timeouts.Stall)
+					reset(runningTimeout())
 				}
 			case "execution_error":
 				finalErr = execError(ev)
