@@ -35,6 +35,9 @@ type req struct {
 	// mentions): valid 30 minutes for 5 messages, and usable in channels the
 	// bot is not a member of.
 	responseURL string
+	// files are the files attached to a mention; the first image is the
+	// init image of an img2img request.
+	files []slack.File
 }
 
 // verified reads the body and checks Slack's signature; it answers 401 and
@@ -160,7 +163,7 @@ func (a *Adapter) mention(ev slackevents.EventsAPIEvent) {
 	if thread == "" {
 		thread = m.TimeStamp
 	}
-	r := req{team: ev.TeamID, channel: m.Channel, thread: thread, user: m.User}
+	r := req{team: ev.TeamID, channel: m.Channel, thread: thread, user: m.User, files: m.Files}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -280,6 +283,10 @@ func (a *Adapter) text(r req, text string) {
 		return
 	}
 	if err != nil {
+		say(userError(err))
+		return
+	}
+	if err := a.attach(ctx, r, &im); err != nil {
 		say(userError(err))
 		return
 	}
