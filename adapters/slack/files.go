@@ -10,22 +10,27 @@ import (
 )
 
 // attach makes a mention with an attached file an img2img request: the
-// first file is downloaded from its url_private with the bot token (Slack
-// needs the files:read scope for that) under the init-image rules, and
-// becomes im's init image. Errors name the field "file".
+// first file Slack gives a URL for is downloaded from its url_private with
+// the bot token (Slack needs the files:read scope for that) under the
+// init-image rules, and becomes im's init image. Files without a URL (no
+// files:read) are ignored. Errors name the field "file".
 func (a *Adapter) attach(ctx context.Context, r req, im *commands.Imagine) error {
-	if len(r.files) == 0 {
+	src := ""
+	for _, f := range r.files {
+		if src = f.URLPrivateDownload; src == "" {
+			src = f.URLPrivate
+		}
+		if src != "" {
+			break
+		}
+	}
+	if src == "" {
+		if len(r.files) > 0 {
+			a.log.Info("slack: attached file has no URL (missing files:read?); ignored")
+		}
 		return nil
 	}
-	f := r.files[0]
 	im.InitImageField = "file"
-	src := f.URLPrivateDownload
-	if src == "" {
-		src = f.URLPrivate
-	}
-	if src == "" {
-		return &commands.ValidationError{Field: "file", Message: "has no download URL (is the bot missing the files:read scope?)"}
-	}
 	if !a.slackHost(src) {
 		return &commands.ValidationError{Field: "file", Message: "must be a file uploaded to Slack"}
 	}
