@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
 )
 
 func TestRerun(t *testing.T) {
@@ -27,4 +28,22 @@ func TestRerun(t *testing.T) {
 	var ve *ValidationError
 	require.ErrorAs(t, err, &ve)
 	require.Equal(t, "image", ve.Field)
+}
+
+// A rerun of an img2img job keeps its init image (the payload's base64),
+// strength, LoRAs and scheduler; the image decodes again on submit.
+func TestRerunImg2Img(t *testing.T) {
+	t.Parallel()
+	png := pngBytes(t, 24, 16)
+	payload, err := json.Marshal(sdclient.Request{Prompt: "a fox", Width: 64, Height: 64, Steps: 4, Seed: 3, Count: 1,
+		InitImage: png, DenoisingStrength: 0.4, Scheduler: "karras", LoRAs: []sdclient.LoRA{{Name: "d", Weight: 0.5}}})
+	require.NoError(t, err)
+	im, err := Rerun(&scheduler.Job{ID: "j", Payload: payload, Seeds: []int64{3}}, 0)
+	require.NoError(t, err)
+	require.Equal(t, 0.4, im.DenoisingStrength)
+	require.Equal(t, "karras", im.Scheduler)
+	require.Equal(t, []sdclient.LoRA{{Name: "d", Weight: 0.5}}, im.LoRAs)
+	data, err := DecodeInlineImage("init_image", im.InitImage, 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, png, data)
 }
