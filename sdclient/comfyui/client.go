@@ -52,6 +52,7 @@ type Client struct {
 	http      *http.Client
 	timeouts  sdclient.Timeouts
 	workflows map[workflowKind]*workflow
+	cache     catalogCache
 }
 
 var _ sdclient.Backend = (*Client)(nil)

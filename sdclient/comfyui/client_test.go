@@ -175,6 +175,27 @@ func jsonInt(n int64) string {
 	return string(b)
 }
 
+func TestLooseNamesResolveToTheServersSpelling(t *testing.T) {
+	t.Parallel()
+	b := setup(t, comfytest.Config{NoPreviews: true}, comfyui.Config{})
+	for _, tc := range []struct {
+		model, lora, sampler string
+	}{
+		{"sd_xl_base_1.0", "detail", "dpmpp 2m"},
+		{"sd_xl_base_1.0.safetensors [31e35c80fc]", "Detail.safetensors", "DPM++ 2M"},
+	} {
+		req := txt("loose " + tc.model)
+		req.Count, req.Model, req.Sampler = 1, tc.model, tc.sampler
+		req.LoRAs = []sdclient.LoRA{{Name: tc.lora, Weight: 1}}
+		_, err := b.client.Generate(b.ctx, req, nil)
+		require.NoError(t, err, tc.model)
+		g := lastGraph(t, b.fake)
+		require.Equal(t, "sd_xl_base_1.0.safetensors", nodesOf(g, "CheckpointLoaderSimple")[0]["ckpt_name"])
+		require.Equal(t, "detail.safetensors", nodesOf(g, "LoraLoader")[0]["lora_name"])
+		require.Equal(t, "dpmpp_2m", nodesOf(g, "KSampler")[0]["sampler_name"])
+	}
+}
+
 func TestGenerateImg2Img(t *testing.T) {
 	t.Parallel()
 	b := setup(t, comfytest.Config{NoPreviews: true}, comfyui.Config{})

@@ -119,17 +119,7 @@ func (c *Client) params(ctx context.Context, req sdclient.Request) (genParams, e
 	if p.Model == "" {
 		p.Model = c.cfg.Model
 	}
-	if p.Model == "" {
-		m, err := c.models(ctx, "checkpoints", "CheckpointLoaderSimple", "ckpt_name")
-		if err != nil {
-			return p, err
-		}
-		if len(m) == 0 {
-			return p, &sdclient.PermanentError{Reason: "comfyui: the server has no checkpoints in models/checkpoints"}
-		}
-		p.Model = m[0]
-	}
-	return p, nil
+	return p, c.resolve(ctx, &p)
 }
 
 // build fills an owner workflow for a generation.
