@@ -547,7 +547,7 @@ func TestUpscale(t *testing.T) {
 	for _, tc := range []struct {
 		upscaler string
 		class    string
-	}{{"", "ImageScaleBy"}, {"bicubic", "ImageScaleBy"}, {"4x-UltraSharp.pth", "ImageUpscaleWithModel"}} {
+	}{{"", "ImageScaleBy"}, {"bicubic", "ImageScaleBy"}, {"4x-UltraSharp.pth", "ImageUpscaleWithModel"}, {"4x-ultrasharp", "ImageUpscaleWithModel"}} {
 		res, err := b.client.Upscale(b.ctx, sdclient.UpscaleRequest{Image: pngOf(t, 40, 30), Factor: 2, Upscaler: tc.upscaler})
 		require.NoError(t, err, tc.upscaler)
 		require.Len(t, res.Images, 1)

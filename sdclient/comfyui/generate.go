@@ -200,6 +200,13 @@ func (c *Client) Upscale(ctx context.Context, req sdclient.UpscaleRequest) (*sdc
 	if err != nil {
 		return nil, &sdclient.PermanentError{Reason: "comfyui: the image to upscale is not a PNG or JPEG", Err: err}
 	}
+	if req.Upscaler != "" {
+		if cat, err := c.names(ctx, false); err == nil && !contains(cat.Upscalers, req.Upscaler) {
+			if cat, err = c.names(ctx, true); err == nil {
+				req.Upscaler = closest(cat.Upscalers, req.Upscaler, modelKey)
+			}
+		}
+	}
 	name, err := c.upload(ctx, req.Image)
 	if err != nil {
 		return nil, err
