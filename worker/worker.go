@@ -205,38 +205,53 @@ type Advertised struct {
 // advertise publishes each backend's models and samplers now and every 5
 // minutes (with a 15-minute TTL, so a gone backend disappears).
 func (w *Worker) advertise(ctx context.Context) {
-	store := w.sched.Store()
 	t := time.NewTicker(5 * time.Minute)
 	defer t.Stop()
 	for {
 		for _, b := range w.backends {
-			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			var ad Advertised
-			cat, err := b.Backend.Catalog(actx)
-			if err == nil {
-				for _, m := range cat.Models {
-					ad.Models = append(ad.Models, m.Name)
-				}
-				ad.Loaded, ad.Samplers, ad.Schedulers = cat.Loaded, cat.Samplers, cat.Schedulers
-				ad.LoRAs, ad.Upscalers = cat.LoRAs, cat.Upscalers
-			}
-			if err == nil {
-				raw, _ := json.Marshal(ad)
-				err = store.Client.Do(actx, store.Client.B().Set().Key(store.Keys.Backend(b.Name)).Value(string(raw)).Ex(15*time.Minute).Build()).Error()
-			}
-			cancel()
-			if err != nil && ctx.Err() == nil {
-				w.log.Debug("advertise backend", zap.String("backend", b.Name), zap.Error(err))
-			}
-			if err == nil {
-				w.observe(Observation{Backend: b.Name, Kind: "advertised"})
-			}
+			w.advertiseOne(ctx, b)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// advertiseOne publishes one backend's catalog.
+func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
+	store := w.sched.Store()
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var ad Advertised
+	cat, err := b.Backend.Catalog(actx)
+	if err == nil {
+		for _, m := range cat.Models {
+			ad.Models = append(ad.Models, m.Name)
+		}
+		ad.Loaded, ad.Samplers, ad.Schedulers = cat.Loaded, cat.Samplers, cat.Schedulers
+		ad.LoRAs, ad.Upscalers = cat.LoRAs, cat.Upscalers
+		raw, _ := json.Marshal(ad)
+		err = store.Client.Do(actx, store.Client.B().Set().Key(store.Keys.Backend(b.Name)).Value(string(raw)).Ex(15*time.Minute).Build()).Error()
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Debug("advertise backend", zap.String("backend", b.Name), zap.Error(err))
+		}
+		return
+	}
+	w.observe(Observation{Backend: b.Name, Kind: "advertised"})
+}
+
+// unadvertise withdraws a backend's catalog while it is out of rotation,
+// so the catalog lists healthy backends only.
+func (w *Worker) unadvertise(ctx context.Context, b Backend) {
+	store := w.sched.Store()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := store.Client.Do(ctx, store.Client.B().Del().Key(store.Keys.Backend(b.Name)).Build()).Error(); err != nil && ctx.Err() == nil {
+		w.log.Debug("withdraw backend's catalog", zap.String("backend", b.Name), zap.Error(err))
 	}
 }
 
@@ -283,6 +298,7 @@ func (w *Worker) pause(ctx context.Context, d time.Duration) {
 
 // waitHealthy keeps a failing backend out of rotation until it answers.
 func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
+	w.unadvertise(ctx, b)
 	w.observe(Observation{Backend: b.Name, Kind: "down"})
 	log.Warn("backend out of rotation until its health check passes")
 	d := w.cfg.HealthInterval
@@ -292,6 +308,7 @@ func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
 		cancel()
 		if err == nil {
 			log.Info("backend healthy again")
+			w.advertiseOne(ctx, b)
 			w.observe(Observation{Backend: b.Name, Kind: "up"})
 			return
 		}

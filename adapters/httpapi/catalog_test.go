@@ -31,6 +31,15 @@ import (
 // the backend's catalog.
 func catalogSetup(t *testing.T, limits commands.Limits, fake *fakesd.Config) *bundle {
 	t.Helper()
+	b, _ := catalogSetupObserved(t, limits, fake)
+	return b
+}
+
+// catalogSetupObserved is catalogSetup that also returns the worker's
+// observations (buffered; the oldest are kept when it fills).
+func catalogSetupObserved(t *testing.T, limits commands.Limits, fake *fakesd.Config) (*bundle, <-chan worker.Observation) {
+	t.Helper()
+	obs := make(chan worker.Observation, 1000)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	store := redistest.Store(t)
@@ -51,18 +60,23 @@ func catalogSetup(t *testing.T, limits commands.Limits, fake *fakesd.Config) *bu
 	})
 	b := &bundle{ctx: ctx, sched: sched, api: api, srv: srv}
 	if fake == nil {
-		return b
+		return b, obs
 	}
 	b.fake = fakesd.New(*fake)
 	fsrv := httptest.NewServer(b.fake.Handler())
 	t.Cleanup(fsrv.Close)
 	client, err := a1111.New(a1111.Config{BaseURL: fsrv.URL, ProgressInterval: 2 * time.Millisecond})
 	require.NoError(t, err)
+	t.Cleanup(client.Close) // after the worker stops: ends the client's task watchers
 	w, err := worker.New(worker.Config{Name: "t"}, sched, []worker.Backend{{Name: "gpu1", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
 	advertised := make(chan struct{})
 	var once sync.Once
 	w.Observe(func(o worker.Observation) {
+		select {
+		case obs <- o:
+		default:
+		}
 		if o.Kind == "advertised" {
 			once.Do(func() { close(advertised) })
 		}
@@ -78,7 +92,22 @@ func catalogSetup(t *testing.T, limits commands.Limits, fake *fakesd.Config) *bu
 	case <-ctx.Done():
 		t.Fatal("the worker never advertised its backend")
 	}
-	return b
+	return b, obs
+}
+
+// waitObservation blocks until the worker reports kind.
+func waitObservation(t *testing.T, ctx context.Context, obs <-chan worker.Observation, kind string) {
+	t.Helper()
+	for {
+		select {
+		case o := <-obs:
+			if o.Kind == kind {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("the worker never reported %q", kind)
+		}
+	}
 }
 
 func fakeConfig() *fakesd.Config {
@@ -290,4 +319,34 @@ func TestImg2ImgEndToEnd(t *testing.T) {
 	events = b.sse(t, "/v1/jobs/"+m["id"].(string)+"/events", "")
 	require.Equal(t, "succeeded", events[len(events)-1], events)
 	require.Len(t, b.fake.LastRequest().InitImages, 1)
+}
+
+// A backend out of rotation leaves the catalog until it is healthy again.
+func TestCatalogListsHealthyBackendsOnly(t *testing.T) {
+	t.Parallel()
+	cfg := fakeConfig()
+	cfg.StepDuration = 50 * time.Millisecond
+	b, obs := catalogSetupObserved(t, commands.Limits{}, cfg)
+	// A fresh service (another API process) reads the catalog uncached.
+	fresh := func() commands.Catalog {
+		pol, err := scheduler.NewPolicies(b.sched, scheduler.PolicyConfig{})
+		require.NoError(t, err)
+		svc, err := commands.New(b.sched, pol, commands.Limits{}, zap.NewNop())
+		require.NoError(t, err)
+		cat, err := svc.Models(b.ctx)
+		require.NoError(t, err)
+		return cat
+	}
+	require.Equal(t, []string{"gpu1"}, fresh().Backends)
+
+	b.fake.SetDown(true)
+	resp, m := b.do(t, "POST", "/v1/jobs", "", `{"prompt":"x","steps":2}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	waitObservation(t, b.ctx, obs, "down")
+	require.Empty(t, fresh().Backends)
+	require.Empty(t, fresh().Models)
+
+	b.fake.SetDown(false)
+	waitObservation(t, b.ctx, obs, "up")
+	require.Equal(t, []string{"gpu1"}, fresh().Backends)
 }
