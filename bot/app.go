@@ -89,6 +89,9 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 	if role == RoleWorker && len(cfg.Backends) == 0 {
 		return nil, &ConfigError{"backends", "easel worker needs at least one backend"}
 	}
+	if err := workerNeedsRedis(cfg, role); err != nil && !opts.check {
+		return nil, err
+	}
 	if !opts.check {
 		if err := checkPort(cfg, role); err != nil {
 			return nil, err
@@ -124,6 +127,15 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 		return nil, unwrapFx(err)
 	}
 	return out, nil
+}
+
+// workerNeedsRedis refuses a worker without redis.url: a private Redis
+// would hold no jobs.
+func workerNeedsRedis(cfg *Config, role Role) error {
+	if role == RoleWorker && cfg.Redis.URL == "" {
+		return &ConfigError{"redis.url", "easel worker needs the queue's Redis, e.g. redis://:password@queue-host:6379/0"}
+	}
+	return nil
 }
 
 // checkPort fails when the HTTP address is taken, before anything starts

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -15,6 +16,17 @@ import (
 // backends) are found while nothing is connected to: not the configured
 // Redis, not a backend, not a chat platform.
 func Check(cfg *Config, role Role) error {
+	p := &problems{}
+	if role == RoleWorker && len(cfg.Backends) == 0 {
+		p.add("backends", "easel worker needs at least one backend")
+	}
+	var ce *ConfigError
+	if errors.As(workerNeedsRedis(cfg, role), &ce) {
+		p.list = append(p.list, ce)
+	}
+	if err := p.err(); err != nil {
+		return err
+	}
 	c := *cfg
 	c.Redis.URL = ""
 	app, err := New(&c, role, zap.NewNop(), Options{check: true})

@@ -35,10 +35,13 @@ func TestCheck(t *testing.T) {
 		}(), RoleServe, "http.trusted_networks"},
 		{"scheduler lease", Config{Scheduler: scheduler.Config{Lease: time.Millisecond}}, RoleServe, "scheduler.lease"},
 		{"worker without backends", Config{}, RoleWorker, "backends"},
+		{"worker without redis", Config{Backends: []BackendConfig{{URL: "http://127.0.0.1:1"}}}, RoleWorker, "redis.url"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := c.cfg
-			cfg.Redis.URL = nowhere
+			if c.field != "redis.url" {
+				cfg.Redis.URL = nowhere
+			}
 			require.NoError(t, cfg.validate(env(nil)))
 			err := Check(&cfg, c.role)
 			require.Error(t, err)

@@ -64,6 +64,7 @@ func TestConfigCheckAndPrint(t *testing.T) {
 	out, code = easel(t, nil, "config", "check", "worker")
 	require.Equal(t, 1, code, out)
 	require.Contains(t, out, "backends (EASEL_BACKENDS)")
+	require.Contains(t, out, "redis.url (EASEL_REDIS_URL)")
 
 	dir := t.TempDir()
 	file := filepath.Join(dir, "easel.yaml")
