@@ -82,9 +82,10 @@ func mustBuildLibrary() *luaLibrary {
 	code.WriteString("#!lua name=" + l.name + "\n" + lib + "\n")
 	for _, n := range scriptNames {
 		sc := &luaScript{name: n, fn: l.name + "_" + n,
-			eval: rueidis.NewLuaScript(lib + "\ninit(KEYS, ARGV)\n" + bodies[n])}
-		// KEYS and ARGV as parameter names let one body serve both forms.
-		fmt.Fprintf(&code, "redis.register_function('%s', function(KEYS, ARGV)\ninit(KEYS, ARGV)\n%s\nend)\n", sc.fn, bodies[n])
+			eval: rueidis.NewLuaScript(lib + "\ninit(KEYS, ARGV)\nlocal reply = (function()\n" + bodies[n] + "\nend)()\nflush()\nreturn reply\n")}
+		// KEYS and ARGV as parameter names let one body serve both forms;
+		// every body ends by writing back the hashes it cached (flush).
+		fmt.Fprintf(&code, "redis.register_function('%s', function(KEYS, ARGV)\ninit(KEYS, ARGV)\nlocal reply = (function()\n%s\nend)()\nflush()\nreturn reply\nend)\n", sc.fn, bodies[n])
 		l.scripts[n] = sc
 	}
 	l.code = code.String()

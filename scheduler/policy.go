@@ -441,13 +441,22 @@ func (ps *Policies) UsageToday(ctx context.Context, tenant, user string) (tenant
 	return tenantImages, userImages, nil
 }
 
-// quotaToday reads the tenant's quota hash, empty when it is of another day.
+// quotaToday reads the tenant's quota hash, empty when it counts another
+// day (the day it counts is the tenant hash's qd field).
 func (ps *Policies) quotaToday(ctx context.Context, tenant string) (map[string]string, error) {
-	m, err := ps.s.client.Do(ctx, ps.s.client.B().Hgetall().Key(ps.s.keys.Quota(tenant)).Build()).AsStrMap()
+	c := ps.s.client
+	res := c.DoMulti(ctx,
+		c.B().Hget().Key(ps.s.keys.Tenant(tenant)).Field("qd").Build(),
+		c.B().Hgetall().Key(ps.s.keys.Quota(tenant)).Build())
+	day, err := res[0].ToString()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return nil, err
+	}
+	m, err := res[1].AsStrMap()
 	if err != nil {
 		return nil, err
 	}
-	if m["d"] != strconv.FormatInt(ps.day(), 10) {
+	if day != strconv.FormatInt(ps.day(), 10) {
 		return map[string]string{}, nil
 	}
 	return m, nil

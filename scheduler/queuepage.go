@@ -38,7 +38,7 @@ type queuePageCall struct {
 
 func (queuePageCall) script() string { return scriptQueuePage }
 func (c queuePageCall) keys(k storage.Keys) []string {
-	return []string{k.TenantActive(c.Tenant), k.TenantActive(c.Tenant) + ":lex"}
+	return []string{k.TenantActive(c.Tenant)}
 }
 func (c queuePageCall) argv() []string { return []string{c.Cursor, itoa(c.Limit), c.User} }
 

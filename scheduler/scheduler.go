@@ -369,7 +369,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id, by string) (Status, error) {
 
 // Active lists a tenant's queued, dispatched and running jobs, oldest first.
 func (s *Scheduler) Active(ctx context.Context, tenant string) ([]*Job, error) {
-	ids, err := s.client.Do(ctx, s.client.B().Smembers().Key(s.keys.TenantActive(tenant)).Build()).AsStrSlice()
+	ids, err := s.client.Do(ctx, s.client.B().Zrange().Key(s.keys.TenantActive(tenant)).Min("0").Max("-1").Build()).AsStrSlice()
 	if err != nil {
 		return nil, fmt.Errorf("active: %w", err)
 	}

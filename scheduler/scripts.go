@@ -29,6 +29,12 @@ func commonKeys(k storage.Keys) []string {
 		k.Wake(), k.Slots()}
 }
 
+// noClock is a call whose script reads no clock (it saves a TIME).
+type noClock interface{ noClock() }
+
+func (attemptCall) noClock()  {}
+func (positionCall) noClock() {}
+
 // fromSlot is a call made by a worker slot (ARGV[5]): a job dispatched to
 // that slot comes back in the reply.
 type fromSlot interface {
@@ -41,7 +47,9 @@ func (s *Scheduler) exec(ctx context.Context, c scriptCall) rueidis.RedisResult 
 	keys := make([]string, 0, len(s.common)+len(own))
 	keys = append(append(keys, s.common...), own...)
 	now := ""
-	if s.clock {
+	if _, ok := c.(noClock); ok {
+		now = "-"
+	} else if s.clock {
 		now = strconv.FormatInt(s.cfg.Now().UnixMilli(), 10)
 	}
 	self := ""

@@ -49,8 +49,9 @@ func (k Keys) UserQueue(tenant, user string) string {
 // TenantUsers is the zset of users of a tenant with pending work.
 func (k Keys) TenantUsers(tenant string) string { return k.s() + "t:" + tenant + ":users" }
 
-// TenantActive is the set of a tenant's queued, dispatched and running jobs.
-func (k Keys) TenantActive(tenant string) string { return k.s() + "t:" + tenant + ":active" }
+// TenantActive is a sorted set of a tenant's queued and running jobs, all
+// scored 0 so they sort by id (ids start with their creation time: by age).
+func (k Keys) TenantActive(tenant string) string { return k.s() + "t:" + tenant + ":jobs" }
 
 // Relax is the zset of relax lanes (over-quota work), by virtual time.
 func (k Keys) Relax() string { return k.s() + "relax" }

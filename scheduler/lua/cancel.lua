@@ -1,25 +1,27 @@
--- cancel: cancel a job in any live state. A queued job is left in its list
--- and dropped at dispatch (O(1)); a running one's worker is told on the
--- cancel channel.
+-- cancel: cancel a job in any live state. A queued job leaves its user's
+-- queue; a running one's worker is told on the cancel channel.
 -- KEYS[11] job record
 -- ARGV[6] job id  [7] canceled by, as a JSON string  [8] cancel channel
 -- Reply: the previous status, or "missing".
 local id = ARGV[6]
-local jk = KEYS[11]
-local st = redis.call('HGET', jk, 'status')
-if not st then return 'missing' end
+local st = jget(id, 'status')
+if st == '' then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'canceled' then return st end
-local t = redis.call('HGET', jk, 'tenant')
+local t = jget(id, 'tenant')
 if st == 'queued' then
   if redis.call('ZREM', DELAYED, id) == 0 then
-    unqueued(lane_of(jk), redis.call('HGET', jk, 'user'))
+    -- Out of its user's queue (a few jobs long: the pending cap bounds it).
+    local lane, u = lane_of(id), jget(id, 'user')
+    -- A user left with an empty queue is skipped when dispatch reaches them.
+    if redis.call('LREM', ukey(lane, u), 1, qelem(id)) > 0 then gadd('pending', -1) end
   end
-  refund(jk)
+  refund(id)
 else
   release(id, t)
   if st == 'running' then redis.call('PUBLISH', ARGV[8], id) end
+  dispatch()
 end
-redis.call('HSET', jk, 'canceled_by', ARGV[7])
+jset(id, 'canceled_by', ARGV[7])
 finish(id, t, 'canceled')
-emit(id, t, 'canceled', ',"by":' .. ARGV[7])
+emit(id, t, 'canceled', ',"by":' .. ARGV[7], true)
 return st

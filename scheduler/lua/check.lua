@@ -3,6 +3,6 @@
 -- KEYS[11] job record
 -- ARGV[6] job id  [7] attempt
 -- Reply: 1 when live, 0 when stale.
-local jk = KEYS[11]
-if redis.call('HGET', jk, 'status') ~= 'running' or num(redis.call('HGET', jk, 'attempt')) ~= tonumber(ARGV[7]) then return 0 end
+local id = ARGV[6]
+if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonumber(ARGV[7]) then return 0 end
 return 1

@@ -5,8 +5,8 @@
 -- [13] jitter factor
 -- Reply: "retry", "failed" or "stale".
 local id = ARGV[6]
-local jk = KEYS[11]
-local st = redis.call('HGET', jk, 'status')
-if (st ~= 'running' and st ~= 'dispatched') or num(redis.call('HGET', jk, 'attempt')) ~= tonumber(ARGV[7]) then return 'stale' end
-return retry_or_fail(id, redis.call('HGET', jk, 'tenant'), ARGV[8] == '1', ARGV[9], ARGV[10],
+if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonumber(ARGV[7]) then return 'stale' end
+local r = retry_or_fail(id, jget(id, 'tenant'), ARGV[8] == '1', ARGV[9], ARGV[10],
   tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]))
+dispatch()
+return r

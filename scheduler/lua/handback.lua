@@ -5,14 +5,15 @@
 -- ARGV[6] job id  [7] attempt
 -- Reply: 1, or 0 when stale.
 local id = ARGV[6]
-local jk = KEYS[11]
-local st = redis.call('HGET', jk, 'status')
-if (st ~= 'running' and st ~= 'dispatched') or num(redis.call('HGET', jk, 'attempt')) ~= tonumber(ARGV[7]) then return 0 end
-local t = redis.call('HGET', jk, 'tenant')
+if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonumber(ARGV[7]) then return 0 end
+local t = jget(id, 'tenant')
 release(id, t)
-redis.call('HINCRBY', jk, 'handbacks', 1)
-redis.call('HSET', jk, 'status', 'queued', 'step', 0, 'steps', 0, 'fraction', 0)
-enqueue(lane_of(jk), redis.call('HGET', jk, 'user'), id, true)
+jset(id, 'handbacks', jnum(id, 'handbacks') + 1)
+jset(id, 'status', 'queued')
+jset(id, 'step', 0)
+jset(id, 'steps', 0)
+jset(id, 'fraction', 0)
+enqueue(lane_of(id), jget(id, 'user'), id, true)
 emit(id, t, 'queued', ',"position":' .. position(id))
 dispatch()
 return 1

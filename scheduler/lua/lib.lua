@@ -2,7 +2,7 @@
 -- head of the Redis Functions library and of each EVALSHA script alike.
 --
 -- KEYS common to every script (the shard's own keys, one hash tag {s}):
---   KEYS[1] {s}:global   hash: virtual times, sequence counters, slot credits
+--   KEYS[1] {s}:global   hash: virtual times, sequence counters, counts
 --   KEYS[2] {s}:ready    zset: lanes with dispatchable work, by virtual time
 --   KEYS[3] {s}:relax    zset: relax lanes (over-quota work), by virtual time
 --   KEYS[4] {s}:blocked  zset: lanes parked at their tenant's concurrency cap
@@ -19,15 +19,21 @@
 --   ARGV[1] the shard's key prefix "easel:{s}:" (lane, user and job keys
 --           that a script discovers itself — a lane popped from the ready
 --           set — are named from it; every such key carries the shard's tag)
---   ARGV[2] now in unix ms, or "" for the server's clock (TIME)
+--   ARGV[2] now in unix ms, "" for the server's clock (TIME), or "-" for a
+--           script that reads no clock
 --   ARGV[3] retention of finished records and event streams, ms
 --   ARGV[4] shared events stream MAXLEN (approximate)
 --   ARGV[5] the calling worker slot "<consumer>\t<backend>", or "": a job
 --           dispatched to it comes back in the reply instead of on its channel
 -- Script-specific ARGV start at 6.
 
--- DELIVERED holds the job dispatched to the caller's own slot, if any.
-local PFX, NOW, NOWS, EVTTL, EVMAX, SELF, DELIVERED
+-- DELIVERED holds the job dispatched to the caller's own slot, if any;
+-- SELF_FREE says the caller's slot is offered in this call and not yet used.
+-- GC, LC, JC cache the global hash, lane hashes and job hashes for one call:
+-- each is read with one HMGET and written back with one HSET (flush), so a
+-- script pays one command per hash, not one per field.
+local PFX, NOW, NOWS, EVTTL, EVMAX, SELF, DELIVERED, SELF_FREE, SELF_TTL
+local GC, GD, LC, LD, JC, JD
 local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE, SLOTS
 
 -- iso renders unix ms as RFC 3339 in UTC (days-to-civil, proleptic Gregorian).
@@ -52,12 +58,15 @@ local function iso(ms)
 end
 
 local function init(keys, args)
-  DELIVERED = nil
+  DELIVERED, SELF_FREE, SELF_TTL = nil, false, 0
+  GC, GD, LC, LD, JC, JD = nil, {}, {}, {}, {}, {}
   G, READY, RELAX, BLOCKED, WORK = keys[1], keys[2], keys[3], keys[4], keys[5]
   DELAYED, DEAD, EVENTS, WAKE, SLOTS = keys[6], keys[7], keys[8], keys[9], keys[10]
   PFX = args[1]
   SELF = args[5]
-  if args[2] == '' then
+  if args[2] == '-' then
+    NOW = 0 -- a script that needs no clock
+  elseif args[2] == '' then
     local t = redis.call('TIME')
     NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   else
@@ -75,20 +84,81 @@ local function tkey(t) return PFX .. 't:' .. t end
 local function ukey(t, u) return PFX .. 't:' .. t .. ':u:' .. u .. ':q' end
 local function userskey(t) return PFX .. 't:' .. t .. ':users' end
 local function idlekey(t) return PFX .. 't:' .. t .. ':idle' end
-local function activekey(t) return PFX .. 't:' .. t .. ':active' end
+local function activekey(t) return PFX .. 't:' .. t .. ':jobs' end
 local function num(v) if v == false or v == nil or v == '' then return 0 end return tonumber(v) end
+
+-- The cached hashes. Fields not listed are read and written directly.
+local GF = {'pending', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks'}
+local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd'}
+local JF = {'status', 'attempt', 'tenant', 'user', 'lane', 'seq', 'cost', 'created_ms', 'started_ms',
+  'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req'}
+
+local function load(key, fields)
+  local v = redis.call('HMGET', key, unpack(fields))
+  local c = {}
+  for i, f in ipairs(fields) do
+    if v[i] then c[f] = v[i] else c[f] = '' end
+  end
+  return c
+end
+
+local function gget(f)
+  if not GC then GC = load(G, GF) end
+  return GC[f]
+end
+local function gset(f, v) gget(f) GC[f] = v GD[f] = true end
+local function gnum(f) return num(gget(f)) end
+local function gadd(f, d) gset(f, gnum(f) + d) end
+
+-- lane hashes: a lane's own fields, and for a relax lane its tenant's
+-- (w, cap, running, parked, uws, qd live on the tenant's hash).
+local function lget(t, f)
+  if not LC[t] then LC[t] = load(tkey(t), LF) LD[t] = {} end
+  return LC[t][f]
+end
+local function lset(t, f, v) lget(t, f) LC[t][f] = v LD[t][f] = true end
+local function lnum(t, f) return num(lget(t, f)) end
+
+-- jnew starts the cache of a job written for the first time (no read).
+local function jnew(id) JC[id] = {} JD[id] = {} end
+local function jget(id, f)
+  if not JC[id] then JC[id] = load(jkey(id), JF) JD[id] = {} end
+  local v = JC[id][f]
+  if v == nil then return '' end
+  return v
+end
+local function jset(id, f, v) jget(id, f) JC[id][f] = v JD[id][f] = true end
+local function jnum(id, f) return num(jget(id, f)) end
+
+local function hset_dirty(key, cache, dirty)
+  local a = {}
+  for f in pairs(dirty) do
+    a[#a + 1] = f
+    a[#a + 1] = cache[f]
+  end
+  if #a > 0 then redis.call('HSET', key, unpack(a)) end
+end
+
+-- flush writes the cached hashes back; every script ends with it.
+local function flush()
+  if GC then hset_dirty(G, GC, GD) end
+  for t, d in pairs(LD) do hset_dirty(tkey(t), LC[t], d) end
+  for id, d in pairs(JD) do hset_dirty(jkey(id), JC[id], d) end
+end
 
 -- emit appends one event of job id; body is the JSON members after "time",
 -- starting with a comma or empty. The first event (queued, at submit) goes to
 -- the shared stream only: readers of the job's own stream rebuild it from the
--- record, which saves a stream per waiting job.
-local function emit(id, tenant, typ, body)
-  local seq = redis.call('HINCRBY', jkey(id), 'seq', 1)
+-- record, which saves a stream per waiting job. The job's stream gets its
+-- time to live when the job ends.
+local function emit(id, tenant, typ, body, terminal)
+  local seq = jnum(id, 'seq') + 1
+  jset(id, 'seq', seq)
   local e = '{"type":"' .. typ .. '","job_id":"' .. id .. '","tenant":"' .. tenant ..
     '","seq":' .. seq .. ',"time":"' .. NOWS .. '"' .. body .. '}'
   if seq > 1 then
     redis.call('XADD', evkey(id), 'MAXLEN', '~', 1000, '*', 'e', e)
-    redis.call('PEXPIRE', evkey(id), EVTTL)
+    if terminal then redis.call('PEXPIRE', evkey(id), EVTTL) end
   end
   redis.call('XADD', EVENTS, 'MAXLEN', '~', EVMAX, '*', 'e', e)
   return seq
@@ -100,7 +170,11 @@ end
 
 -- Members of the ready and users sets carry a sequence number before the
 -- name, so that among equal virtual times the set is FIFO.
-local function member(seq, name) return string.format('%016d', seq) .. '|' .. name end
+local function member(name)
+  local seq = gnum('rseq') + 1
+  gset('rseq', seq)
+  return string.format('%016d', seq) .. '|' .. name
+end
 local function member_name(m) return string.sub(m, 18) end
 
 -- A lane is what fair dispatch orders: a tenant's normal lane is named like
@@ -111,107 +185,92 @@ local function base_of(lane) return (string.gsub(lane, '~relax$', '')) end
 local function is_relax(lane) return string.sub(lane, -6) == '~relax' end
 local function ready_key(lane) if is_relax(lane) then return RELAX end return READY end
 local function vt_field(lane) if is_relax(lane) then return 'rvt' end return 'vt' end
-local function lane_of(jk) local l = redis.call('HGET', jk, 'lane') if l and l ~= '' then return l end return redis.call('HGET', jk, 'tenant') end
+local function lane_of(id) local l = jget(id, 'lane') if l ~= '' then return l end return jget(id, 'tenant') end
 
 local function ready_add(lane, vt)
-  local m = member(redis.call('HINCRBY', G, 'rseq', 1), lane)
+  local m = member(lane)
   redis.call('ZADD', ready_key(lane), vt, m)
-  redis.call('HSET', tkey(lane), 'rm', m)
+  lset(lane, 'rm', m)
 end
 
--- user_pending adds d to user u's pending count on the tenant hash and drops
--- the user's fields when nothing of theirs is waiting any more, so tenant
--- hashes hold only users with work, not every user ever seen.
-local function user_pending(lane, u, d)
-  local bk = tkey(base_of(lane))
-  if redis.call('HINCRBY', bk, 'up:' .. u, d) <= 0 then
-    redis.call('HDEL', bk, 'up:' .. u, 'uw:' .. u)
-  end
-end
+-- A user queue's elements are "<job id>|<cost>", so dispatch needs no read
+-- of the job to know its cost.
+local function qelem(id) return id .. '|' .. jget(id, 'cost') end
 
 -- enqueue puts job id at the back (or front, for a retry) of its user's queue
 -- in lane and makes the user and the lane backlogged if they were not. A
 -- user coming back keeps the finish tag of their last job while it is ahead
 -- of the lane's virtual time (the lane's idle set), so leaving and coming
--- back does not jump the line.
+-- back does not jump the line. Returns the length of the user's queue.
 local function enqueue(lane, u, id, front)
-  local tk = tkey(lane)
-  if front then redis.call('LPUSH', ukey(lane, u), id) else redis.call('RPUSH', ukey(lane, u), id) end
-  redis.call('HINCRBY', tk, 'pending', 1)
-  user_pending(lane, u, 1)
-  redis.call('HINCRBY', G, 'pending', 1)
-  if num(redis.call('HGET', tk, 'um:' .. u)) == 0 then
+  local q = ukey(lane, u)
+  local len
+  if front then len = redis.call('LPUSH', q, qelem(id)) else len = redis.call('RPUSH', q, qelem(id)) end
+  gadd('pending', 1)
+  if len == 1 then
     local ik = idlekey(lane)
-    local s = math.max(num(redis.call('ZSCORE', ik, u)), num(redis.call('HGET', tk, 'uvt')))
-    redis.call('ZREM', ik, u)
-    local m = member(redis.call('HINCRBY', tk, 'useq', 1), u)
-    redis.call('ZADD', userskey(lane), s, m)
-    redis.call('HSET', tk, 'um:' .. u, m)
+    local f = redis.call('ZSCORE', ik, u)
+    if f then redis.call('ZREM', ik, u) end
+    redis.call('ZADD', userskey(lane), math.max(num(f), lnum(lane, 'uvt')), member(u))
   end
-  if num(redis.call('HGET', tk, 'rm')) == 0 and not redis.call('ZSCORE', BLOCKED, lane) then
-    ready_add(lane, math.max(num(redis.call('HGET', tk, 'vt')), num(redis.call('HGET', G, vt_field(lane)))))
+  if lget(lane, 'rm') == '' and not (lget(base_of(lane), 'parked') == '1' and redis.call('ZSCORE', BLOCKED, lane)) then
+    ready_add(lane, math.max(lnum(lane, 'vt'), gnum(vt_field(lane))))
   end
+  return len
 end
 
--- unqueued forgets one queued job of user u in lane (dispatched or canceled).
-local function unqueued(lane, u)
-  redis.call('HINCRBY', tkey(lane), 'pending', -1)
-  user_pending(lane, u, -1)
-  redis.call('HINCRBY', G, 'pending', -1)
-end
-
--- pop_job takes the next live queued job of lane t from its least recently
--- served user; canceled jobs left in the lists are dropped here (cancel is O(1)).
+-- pop_job takes the next queued job of lane t from its least recently
+-- served user.
 local function pop_job(t)
-  local tk = tkey(t)
   local users = userskey(t)
-  for _ = 1, 1000 do
+  for _ = 1, 100 do
     local top = redis.call('ZPOPMIN', users)
     if #top == 0 then return nil end
     local u = member_name(top[1])
     local su = tonumber(top[2])
-    redis.call('HDEL', tk, 'um:' .. u)
     local q = ukey(t, u)
-    local id = redis.call('LPOP', q)
-    while id do
-      if redis.call('HGET', jkey(id), 'status') == 'queued' then break end
-      id = redis.call('LPOP', q)
-    end
-    if id then
-      local cost = num(redis.call('HGET', jkey(id), 'cost'))
-      local uw = num(redis.call('HGET', tkey(base_of(t)), 'uw:' .. u))
-      if uw <= 0 then uw = 1 end
+    local el = redis.call('LPOP', q)
+    if el then
+      local bar = string.find(el, '|', 1, true)
+      local id, cost = string.sub(el, 1, bar - 1), tonumber(string.sub(el, bar + 1))
+      local uw = 1
+      if lget(base_of(t), 'uws') == '1' then
+        uw = num(redis.call('HGET', tkey(base_of(t)), 'uw:' .. u))
+        if uw <= 0 then uw = 1 end
+      end
       local f = su + cost / uw
-      redis.call('HSET', tk, 'uvt', su)
-      local ik = idlekey(t)
+      lset(t, 'uvt', su)
+      local left = true
       if redis.call('LLEN', q) > 0 then
-        local m = member(redis.call('HINCRBY', tk, 'useq', 1), u)
-        redis.call('ZADD', users, f, m)
-        redis.call('HSET', tk, 'um:' .. u, m)
+        redis.call('ZADD', users, f, member(u))
       else
-        redis.call('ZADD', ik, f, u)
+        -- The user's weight is set again by their next submit.
+        if uw ~= 1 then redis.call('HDEL', tkey(base_of(t)), 'uw:' .. u) end
+        local ik = idlekey(t)
+        if redis.call('ZCARD', users) == 0 then
+          -- Nobody waits in the lane: everyone comes back as a newcomer.
+          redis.call('DEL', ik)
+          left = false
+        else
+          redis.call('ZADD', ik, f, u)
+          -- Idle users whose finish tag the lane has passed are like newcomers.
+          redis.call('ZREMRANGEBYSCORE', ik, '-inf', su)
+        end
       end
-      -- Idle users whose finish tag the lane has passed are like newcomers,
-      -- and so is everyone once the lane has nobody waiting.
-      if redis.call('ZCARD', users) == 0 then
-        redis.call('DEL', ik)
-      else
-        redis.call('ZREMRANGEBYSCORE', ik, '-inf', su)
-      end
-      unqueued(t, u)
-      return id, cost
+      gadd('pending', -1)
+      return id, cost, left
     end
   end
   return nil
 end
 
 -- take_slot picks an idle worker slot whose offer has not expired: the
--- caller's own when it offered one, else the longest idle. A worker killed
--- without a goodbye stops renewing its offer, and its slot drops out here.
+-- caller's own when it offered one in this call, else the longest idle. A
+-- worker killed without a goodbye stops renewing its offer, and its slot
+-- drops out here.
 local function take_slot()
-  redis.call('ZREMRANGEBYSCORE', SLOTS, '-inf', NOW)
-  if SELF ~= '' and redis.call('ZSCORE', SLOTS, SELF) then return SELF end
-  local top = redis.call('ZRANGE', SLOTS, 0, 0)
+  if SELF_FREE then return SELF end
+  local top = redis.call('ZRANGEBYSCORE', SLOTS, NOW, '+inf', 'LIMIT', 0, 1)
   return top[1]
 end
 
@@ -219,18 +278,26 @@ end
 -- the slot's consumer's pending list (its lease), the job is running (the
 -- start is part of the dispatch) and the worker hears of it on its channel,
 -- or in the reply when it is the caller.
-local function deliver(m, id, attempt, tenant)
+local function deliver(m, id, tenant)
   local tab = string.find(m, '\t', 1, true)
   local consumer, backend = string.sub(m, 1, tab - 1), string.sub(m, tab + 1)
-  local jk = jkey(id)
+  local attempt = jnum(id, 'attempt') + 1
   local req = redis.call('GET', reqkey(id)) or ''
-  local created = redis.call('HGET', jk, 'created_ms')
   local wid = redis.call('XADD', WORK, '*', 'id', id, 'a', attempt)
   redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1, 'STREAMS', WORK, '>')
-  redis.call('ZREM', SLOTS, m)
-  redis.call('HSET', jk, 'status', 'running', 'wid', wid, 'dispatched_ms', NOW, 'started_ms', NOW, 'backend', backend)
+  if m == SELF and SELF_FREE then
+    SELF_FREE = false
+  else
+    redis.call('ZREM', SLOTS, m)
+  end
+  jset(id, 'attempt', attempt)
+  jset(id, 'status', 'running')
+  jset(id, 'wid', wid)
+  jset(id, 'dispatched_ms', NOW)
+  jset(id, 'started_ms', NOW)
+  jset(id, 'backend', backend)
   emit(id, tenant, 'started', ',"backend":' .. cjson.encode(backend) .. ',"attempt":' .. attempt)
-  local d = {wid, id, string.format('%d', attempt), created, string.format('%d', NOW), req}
+  local d = {wid, id, string.format('%d', attempt), jget(id, 'created_ms'), string.format('%d', NOW), req}
   if m == SELF then
     DELIVERED = d
   else
@@ -239,10 +306,14 @@ local function deliver(m, id, attempt, tenant)
 end
 
 -- dispatch moves jobs to idle worker slots while lanes have work, in
--- virtual-time order, normal lanes first.
-local function dispatch()
+-- virtual-time order, normal lanes first. only_self limits it to the
+-- caller's own slot (a worker finishing a job: other idle slots took what
+-- there was when it was queued).
+local function dispatch(only_self)
   local n = 0
   for _ = 1, 1000 do
+    if gnum('pending') <= 0 then break end
+    if only_self and not SELF_FREE then break end
     local slot = take_slot()
     if not slot then break end
     local top = redis.call('ZPOPMIN', READY)
@@ -250,30 +321,32 @@ local function dispatch()
     if #top == 0 then break end
     local t = member_name(top[1])
     local s = tonumber(top[2])
-    local tk = tkey(t)
     local base = base_of(t)
-    local bk = tkey(base)
-    redis.call('HSET', tk, 'rm', '')
-    local cap = num(redis.call('HGET', bk, 'cap'))
-    if cap > 0 and num(redis.call('HGET', bk, 'running')) >= cap then
+    lset(t, 'rm', '')
+    local cap = lnum(base, 'cap')
+    if cap > 0 and lnum(base, 'running') >= cap then
       redis.call('ZADD', BLOCKED, s, t)
+      lset(base, 'parked', '1')
     else
-      local id, cost = pop_job(t)
+      local id, cost, left = pop_job(t)
       if id then
-        local w = num(redis.call('HGET', bk, 'w'))
+        local w = lnum(base, 'w')
         if w <= 0 then w = 1 end
         local f = s + cost / w
-        redis.call('HSET', G, vt_field(t), s)
-        redis.call('HSET', tk, 'vt', f)
-        if redis.call('ZCARD', userskey(t)) > 0 then ready_add(t, f) end
-        local attempt = redis.call('HINCRBY', jkey(id), 'attempt', 1)
-        redis.call('HINCRBY', bk, 'running', 1)
-        redis.call('HINCRBY', G, 'running', 1)
+        gset(vt_field(t), s)
+        lset(t, 'vt', f)
+        if left then ready_add(t, f) end
+        lset(base, 'running', lnum(base, 'running') + 1)
+        gadd('running', 1)
         -- Served GPU cost per minute, weight-normalised, for fairness metrics.
-        local sk = PFX .. 'served:' .. math.floor(NOW / 60000)
+        local minute = math.floor(NOW / 60000)
+        local sk = PFX .. 'served:' .. minute
         redis.call('HINCRBYFLOAT', sk, base, cost / w)
-        redis.call('PEXPIRE', sk, 3600000)
-        deliver(slot, id, attempt, base)
+        if gnum('smin') ~= minute then
+          gset('smin', minute)
+          redis.call('PEXPIRE', sk, 3600000)
+        end
+        deliver(slot, id, base)
         n = n + 1
       end
     end
@@ -281,9 +354,19 @@ local function dispatch()
   return n
 end
 
--- offer_self offers the caller's slot until ttl ms from now.
+-- offer_self offers the caller's slot until ttl ms from now. The offer is
+-- written only if this call does not use it at once (see finish_offer).
 local function offer_self(ttl)
-  redis.call('ZADD', SLOTS, NOW + ttl, SELF)
+  SELF_FREE, SELF_TTL = true, ttl
+end
+
+-- finish_offer writes the caller's offer if it is still free, and drops
+-- offers that ran out.
+local function finish_offer()
+  if SELF_FREE then
+    redis.call('ZADD', SLOTS, NOW + SELF_TTL, SELF)
+    redis.call('ZREMRANGEBYSCORE', SLOTS, '-inf', NOW)
+  end
 end
 
 -- delivered is the reply part for the caller's slot: the job dispatched to
@@ -293,83 +376,95 @@ local function delivered()
 end
 
 -- position estimates the place in line of a queued job (1 = next): rounds of
--- round-robin before its turn, capped by everything pending.
+-- round-robin before its turn, capped by everything pending. Read time only.
 local function position(id)
-  local jk = jkey(id)
-  local t = lane_of(jk)
-  local u = redis.call('HGET', jk, 'user')
-  local tk = tkey(t)
-  local idx = redis.call('LPOS', ukey(t, u), id)
+  local t = lane_of(id)
+  local u = jget(id, 'user')
+  local idx = redis.call('LPOS', ukey(t, u), qelem(id))
   if not idx then return 0 end
-  local urank = 0
-  local um = redis.call('HGET', tk, 'um:' .. u)
-  if um and um ~= '' then urank = redis.call('ZRANK', userskey(t), um) or 0 end
-  local trank = 0
-  local rm = redis.call('HGET', tk, 'rm')
-  if rm and rm ~= '' then trank = redis.call('ZRANK', ready_key(t), rm) or 0 end
   local nusers = math.max(1, redis.call('ZCARD', userskey(t)))
+  local trank = 0
+  local rm = lget(t, 'rm')
+  if rm ~= '' then trank = redis.call('ZRANK', ready_key(t), rm) or 0 end
   local ntenants = math.max(1, redis.call('ZCARD', ready_key(t)))
-  local est = (idx * nusers + urank) * ntenants + trank + 1
+  local est = idx * nusers * ntenants + trank + 1
   if is_relax(t) then
     -- Behind every normal job.
-    est = est + num(redis.call('HGET', G, 'pending')) - redis.call('ZCARD', RELAX)
+    est = est + gnum('pending') - redis.call('ZCARD', RELAX)
   end
-  return math.max(1, math.min(est, num(redis.call('HGET', G, 'pending'))))
+  return math.max(1, math.min(est, gnum('pending')))
 end
 
--- release ends a running or dispatched attempt's hold on its tenant: acks the
--- work entry and lets lanes parked at the tenant's concurrency cap back in.
+-- trim drops acknowledged work entries older than the oldest one still
+-- pending (XTRIM MINID), every 64th acknowledgement instead of one XDEL per
+-- job. Every entry is delivered as it is added, so none waits unread.
+local function trim()
+  gadd('acks', 1)
+  if gnum('acks') % 64 ~= 0 then return end
+  local p = redis.call('XPENDING', WORK, 'workers')
+  if p[2] then
+    redis.call('XTRIM', WORK, 'MINID', p[2])
+  else
+    redis.call('XTRIM', WORK, 'MAXLEN', 0)
+  end
+end
+
+-- release ends a running attempt's hold on its tenant: acks the work entry
+-- and lets lanes parked at the tenant's concurrency cap back in.
 local function release(id, t)
-  local jk = jkey(id)
-  local wid = redis.call('HGET', jk, 'wid')
-  if wid and wid ~= '' then
+  local wid = jget(id, 'wid')
+  if wid ~= '' then
     redis.call('XACK', WORK, 'workers', wid)
-    redis.call('XDEL', WORK, wid)
-    redis.call('HSET', jk, 'wid', '')
+    jset(id, 'wid', '')
+    trim()
   end
-  redis.call('HINCRBY', tkey(t), 'running', -1)
-  redis.call('HINCRBY', G, 'running', -1)
-  for _, lane in ipairs({t, t .. '~relax'}) do
-    local bs = redis.call('ZSCORE', BLOCKED, lane)
-    if bs then
-      redis.call('ZREM', BLOCKED, lane)
-      if redis.call('ZCARD', userskey(lane)) > 0 then ready_add(lane, tonumber(bs)) end
+  lset(t, 'running', lnum(t, 'running') - 1)
+  gadd('running', -1)
+  if lget(t, 'parked') == '1' then
+    lset(t, 'parked', '')
+    for _, lane in ipairs({t, t .. '~relax'}) do
+      local bs = redis.call('ZSCORE', BLOCKED, lane)
+      if bs then
+        redis.call('ZREM', BLOCKED, lane)
+        if redis.call('ZCARD', userskey(lane)) > 0 then ready_add(lane, tonumber(bs)) end
+      end
     end
+    return true
   end
+  return false
 end
 
 -- Quota counters: one hash per tenant for the images admitted today,
--- {d = UTC day, n = tenant images, u:<user> = user images}; a new day starts
--- it again, so it holds only today's users.
-local function quota_used(k, day, field)
-  local v = redis.call('HMGET', k, 'd', field)
-  if num(v[1]) ~= day then return 0 end
-  return num(v[2])
+-- {n = tenant images, u:<user> = user images}; the day it counts is the
+-- tenant's qd field, and a new day starts it again, so it holds only
+-- today's users.
+local function quota_used(k, t, day, field)
+  if lnum(t, 'qd') ~= day then return 0 end
+  return num(redis.call('HGET', k, field))
 end
 
-local function quota_add(k, day, u, n)
-  if num(redis.call('HGET', k, 'd')) ~= day then
+local function quota_add(k, t, day, u, n)
+  if lnum(t, 'qd') ~= day then
     redis.call('DEL', k)
-    redis.call('HSET', k, 'd', day)
+    lset(t, 'qd', day)
   end
   redis.call('HINCRBY', k, 'n', n)
   redis.call('HINCRBY', k, 'u:' .. u, n)
-  redis.call('PEXPIRE', k, 172800000)
 end
 
 -- refund gives a job's images back to the day's quotas (canceled before it
 -- ran, or failed).
-local function refund(jk)
-  local day = redis.call('HGET', jk, 'qday')
-  if not day or day == '' then return end
-  day = tonumber(day)
-  local n = num(redis.call('HGET', jk, 'images_req'))
-  local qk = PFX .. 'q:' .. redis.call('HGET', jk, 'tenant')
-  if n > 0 and num(redis.call('HGET', qk, 'd')) == day then
+local function refund(id)
+  local day = jget(id, 'qday')
+  if day == '' then return end
+  local n = jnum(id, 'images_req')
+  local t = jget(id, 'tenant')
+  if n > 0 and lnum(t, 'qd') == tonumber(day) then
+    local qk = PFX .. 'q:' .. t
     redis.call('HINCRBY', qk, 'n', 0 - n)
-    redis.call('HINCRBY', qk, 'u:' .. redis.call('HGET', jk, 'user'), 0 - n)
+    redis.call('HINCRBY', qk, 'u:' .. jget(id, 'user'), 0 - n)
   end
-  redis.call('HSET', jk, 'qday', '')
+  jset(id, 'qday', '')
 end
 
 -- gcra checks a generic cell rate limit of per_min jobs a minute with burst;
@@ -386,35 +481,37 @@ local function gcra(key, per_min, burst)
 end
 
 local function finish(id, t, status)
-  local jk = jkey(id)
-  redis.call('HSET', jk, 'status', status, 'finished_ms', NOW)
-  redis.call('SREM', activekey(t), id)
-  redis.call('ZREM', activekey(t) .. ':lex', id)
-  redis.call('PEXPIRE', jk, EVTTL)
+  jset(id, 'status', status)
+  jset(id, 'finished_ms', NOW)
+  redis.call('ZREM', activekey(t), id)
+  redis.call('PEXPIRE', jkey(id), EVTTL)
   redis.call('PEXPIRE', reqkey(id), EVTTL)
 end
 
 -- retry_or_fail sends a lost or failed attempt back through the delayed set,
 -- or ends the job when it is out of attempts. Returns 'retry' or 'failed'.
 local function retry_or_fail(id, t, retryable, code, msgjson, backoff_base, backoff_max, jitter)
-  local jk = jkey(id)
-  local attempt = num(redis.call('HGET', jk, 'attempt'))
-  local used = attempt - num(redis.call('HGET', jk, 'handbacks'))
-  local maxa = num(redis.call('HGET', jk, 'max_attempts'))
+  local attempt = jnum(id, 'attempt')
+  local used = attempt - jnum(id, 'handbacks')
+  local maxa = jnum(id, 'max_attempts')
   release(id, t)
   if retryable and used < maxa then
     local delay = math.min(backoff_base * math.pow(2, used - 1), backoff_max) * jitter
     delay = math.floor(delay)
-    redis.call('HSET', jk, 'status', 'queued', 'step', 0, 'steps', 0, 'fraction', 0)
+    jset(id, 'status', 'queued')
+    jset(id, 'step', 0)
+    jset(id, 'steps', 0)
+    jset(id, 'fraction', 0)
     redis.call('ZADD', DELAYED, NOW + delay, id)
     emit(id, t, 'retrying', ',"attempt":' .. attempt .. ',"after_s":' .. (delay / 1000) .. ',"reason":' .. msgjson)
     wake()
     return 'retry'
   end
-  redis.call('HSET', jk, 'error_code', code, 'error', msgjson)
-  refund(jk)
+  jset(id, 'error_code', code)
+  jset(id, 'error', msgjson)
+  refund(id)
   finish(id, t, 'failed')
   redis.call('XADD', DEAD, 'MAXLEN', '~', 100000, '*', 'id', id, 'code', code)
-  emit(id, t, 'failed', ',"code":"' .. code .. '","message":' .. msgjson)
+  emit(id, t, 'failed', ',"code":"' .. code .. '","message":' .. msgjson, true)
   return 'failed'
 end

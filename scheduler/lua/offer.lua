@@ -8,4 +8,5 @@
 -- lib.lua), or {}.
 offer_self(tonumber(ARGV[6]))
 dispatch()
+finish_offer()
 return delivered()

@@ -4,9 +4,10 @@
 -- [11] event body (JSON members after "time")  [12] preview name or ""
 -- Reply: 1, or 0 when stale.
 local id = ARGV[6]
-local jk = KEYS[11]
-if redis.call('HGET', jk, 'status') ~= 'running' or num(redis.call('HGET', jk, 'attempt')) ~= tonumber(ARGV[7]) then return 0 end
-redis.call('HSET', jk, 'step', ARGV[8], 'steps', ARGV[9], 'fraction', ARGV[10])
-if ARGV[12] ~= '' then redis.call('HSET', jk, 'preview', ARGV[12]) end
-emit(id, redis.call('HGET', jk, 'tenant'), 'progress', ARGV[11])
+if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonumber(ARGV[7]) then return 0 end
+jset(id, 'step', ARGV[8])
+jset(id, 'steps', ARGV[9])
+jset(id, 'fraction', ARGV[10])
+if ARGV[12] ~= '' then jset(id, 'preview', ARGV[12]) end
+emit(id, jget(id, 'tenant'), 'progress', ARGV[11])
 return 1

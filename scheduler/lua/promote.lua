@@ -6,9 +6,8 @@
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[6]))
 for _, id in ipairs(due) do
   redis.call('ZREM', DELAYED, id)
-  local jk = jkey(id)
-  if redis.call('HGET', jk, 'status') == 'queued' then
-    enqueue(lane_of(jk), redis.call('HGET', jk, 'user'), id, true)
+  if jget(id, 'status') == 'queued' then
+    enqueue(lane_of(id), jget(id, 'user'), id, true)
   end
 end
 dispatch()

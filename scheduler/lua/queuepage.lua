@@ -2,23 +2,17 @@
 -- with their creation time), each with its place in line, and what an ETA
 -- needs: the whole page in one round trip, in O(log N + page) for an
 -- unfiltered listing.
--- KEYS[11] the tenant's active set
--- KEYS[12] the same ids in a sorted set, all scores 0 (by name = by age);
---          submit adds to it and finish removes from it. It is rebuilt from
---          the set when their sizes differ (jobs queued before it existed).
+-- KEYS[11] the tenant's live jobs, a sorted set with all scores 0 (by name =
+--          by age); submit adds to it and finish removes from it.
 -- ARGV[6] cursor: list jobs with ids above it ("" from the start)
 -- ARGV[7] limit: the most jobs to list (the caller keeps it small)
 -- ARGV[8] user: only this user's jobs ("" for every user)
--- Reply: {next cursor ("" on the last page), {avg_ms, running, credits} of
--- the global hash, then per job: id, position (0 unless queued), the job
+-- Reply: {next cursor ("" on the last page), {avg_ms, running, idle worker
+-- slots}, then per job: id, position (0 unless queued), the job
 -- record as HGETALL's field-value list}.
-local S, Z = KEYS[11], KEYS[12]
+local Z = KEYS[11]
 local cursor, limit, user = ARGV[6], tonumber(ARGV[7]), ARGV[8]
-if redis.call('ZCARD', Z) ~= redis.call('SCARD', S) then
-  redis.call('DEL', Z)
-  for _, id in ipairs(redis.call('SMEMBERS', S)) do redis.call('ZADD', Z, 0, id) end
-end
-local out = {'', redis.call('HMGET', G, 'avg_ms', 'running', 'credits')}
+local out = {'', {gget('avg_ms'), gget('running'), redis.call('ZCOUNT', SLOTS, NOW, '+inf')}}
 local n, last = 0, ''
 local lo = '-'
 if cursor ~= '' then lo = '(' .. cursor end

@@ -16,15 +16,12 @@ for _, entry in ipairs(res[2]) do
       if f[i] == 'id' then id = f[i + 1] elseif f[i] == 'a' then a = tonumber(f[i + 1]) end
     end
   end
-  local jk = id and jkey(id)
-  local st = jk and redis.call('HGET', jk, 'status')
-  if jk and (st == 'running' or st == 'dispatched') and num(redis.call('HGET', jk, 'attempt')) == a and redis.call('HGET', jk, 'wid') == wid then
-    retry_or_fail(id, redis.call('HGET', jk, 'tenant'), true, 'lease_expired', ARGV[9],
+  if id and jget(id, 'status') == 'running' and jnum(id, 'attempt') == a and jget(id, 'wid') == wid then
+    retry_or_fail(id, jget(id, 'tenant'), true, 'lease_expired', ARGV[9],
       tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
     n = n + 1
   else
     redis.call('XACK', WORK, 'workers', wid)
-    redis.call('XDEL', WORK, wid)
   end
 end
 dispatch()

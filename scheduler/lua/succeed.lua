@@ -6,20 +6,27 @@
 -- between jobs)
 -- Reply: {1, the job dispatched to the caller's slot or {}}, or {0} when stale.
 local id, a = ARGV[6], tonumber(ARGV[7])
-local jk = KEYS[11]
-if redis.call('HGET', jk, 'status') ~= 'running' or num(redis.call('HGET', jk, 'attempt')) ~= a then return {0} end
-local t = redis.call('HGET', jk, 'tenant')
-release(id, t)
+if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= a then return {0} end
+local t = jget(id, 'tenant')
+local unblocked = release(id, t)
 -- Moving average of run time, for queue ETAs.
-local ran = NOW - num(redis.call('HGET', jk, 'started_ms'))
-local avg = num(redis.call('HGET', G, 'avg_ms'))
+local ran = NOW - jnum(id, 'started_ms')
+local avg = gnum('avg_ms')
 if avg == 0 then avg = ran else avg = avg * 0.8 + ran * 0.2 end
-redis.call('HSET', G, 'avg_ms', math.floor(avg))
-redis.call('HSET', jk, 'images', ARGV[8], 'image_attempt', a, 'seeds', ARGV[9], 'info', ARGV[10], 'step', redis.call('HGET', jk, 'steps') or 0, 'fraction', 1)
+gset('avg_ms', math.floor(avg))
+jset(id, 'images', ARGV[8])
+jset(id, 'image_attempt', a)
+jset(id, 'seeds', ARGV[9])
+jset(id, 'info', ARGV[10])
+jset(id, 'step', jnum(id, 'steps'))
+jset(id, 'fraction', 1)
 finish(id, t, 'succeeded')
-emit(id, t, 'succeeded', ',"images":' .. ARGV[8] .. ',"seeds":' .. ARGV[9] .. ',"info":' .. ARGV[10])
+emit(id, t, 'succeeded', ',"images":' .. ARGV[8] .. ',"seeds":' .. ARGV[9] .. ',"info":' .. ARGV[10], true)
 if ARGV[11] ~= '0' and SELF ~= '' then
   offer_self(tonumber(ARGV[11]))
+  dispatch(not unblocked)
+  finish_offer()
+elseif unblocked then
   dispatch()
 end
 return {1, delivered()}
