@@ -113,3 +113,22 @@ func TestParseImagineImageOptions(t *testing.T) {
 		require.Equal(t, c.field, ve.Field)
 	}
 }
+
+func FuzzParseImagineImageOptions(f *testing.F) {
+	f.Add("detail:0.8,style", 0.5, "https://cdn.discordapp.com/a.png")
+	f.Add("a:b:c", 0.0, "")
+	f.Add(",,:", 2.0, "x")
+	f.Fuzz(func(t *testing.T, loras string, strength float64, image string) {
+		im, err := discord.ParseImagine([]discord.Option{{Name: "prompt", Value: "x"}, {Name: "loras", Value: loras},
+			{Name: "strength", Value: strength}, {Name: "image", Value: image}})
+		if err != nil {
+			var ve *commands.ValidationError
+			require.ErrorAs(t, err, &ve)
+			require.Contains(t, []string{"loras", "strength", "image"}, ve.Field)
+			return
+		}
+		require.True(t, im.DenoisingStrength > 0 && im.DenoisingStrength <= 1)
+		require.Equal(t, image, im.InitImage)
+		require.LessOrEqual(t, len(im.LoRAs), commands.MaxLoRAs)
+	})
+}
