@@ -189,6 +189,13 @@ func TestComposeServicesLoad(t *testing.T) {
 				require.LessOrEqual(t, svc.Scale, 1, "service %s", name)
 				require.LessOrEqual(t, svc.Deploy.Replicas, 1, "service %s", name)
 			}
+			// Open mode trusts the Docker bridge: the API is then published
+			// on the host's loopback only, unless the owner says otherwise.
+			easelSvc := cf.Services["easel"]
+			if easelSvc.Environment["EASEL_HTTP_TRUSTED_NETWORKS"] != "" {
+				require.Len(t, easelSvc.Ports, 1)
+				require.Contains(t, fmt.Sprint(easelSvc.Ports[0]), "127.0.0.1")
+			}
 			if strings.Contains(c.name, "redis port") {
 				require.NotEmpty(t, cf.Services["redis"].Ports)
 				require.Contains(t, cf.Services["easel"].Environment["EASEL_REDIS_URL"], ":0123456789abcdef@")
