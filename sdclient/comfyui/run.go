@@ -493,7 +493,7 @@ loop:
 			why := map[phase]string{
 				phaseQueued:  fmt.Sprintf("did not start within %s in the server's queue", c.timeouts.Queue),
 				phaseLoading: fmt.Sprintf("no sampling step within %s of starting (model load)", c.timeouts.ModelLoad),
-				phaseRunning: fmt.Sprintf("no progress for %s", c.timeouts.Stall),
+				phaseRunning: fmt.Sprintf("no progress for %s", runningTimeout()),
 			}[ph]
 			return nil, abandon(fmt.Errorf("comfyui: prompt %s %s: %w", id, why, sdclient.ErrStalled))
 		case it := <-sock.next():
