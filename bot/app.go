@@ -98,6 +98,7 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 		}
 	}
 	out := &App{}
+	children := &childProcs{}
 	options := []fx.Option{
 		fx.WithLogger(func() fxevent.Logger {
 			if log.Core().Enabled(zap.DebugLevel) {
@@ -105,7 +106,7 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 			}
 			return fxevent.NopLogger
 		}),
-		fx.Supply(cfg, log, role, opts),
+		fx.Supply(cfg, log, role, opts, children),
 		fx.Provide(newStore, newScheduler, newRegistry, newReadiness),
 		fx.Invoke(startMaintainer),
 		fx.Invoke(startWorker),
@@ -124,9 +125,20 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 	}
 	out.app = fx.New(options...)
 	if err := out.app.Err(); err != nil {
+		children.stop() // no stop hook runs for an app that failed to build
 		return nil, unwrapFx(err)
 	}
 	return out, nil
+}
+
+// childProcs are the child processes started while the app is built (the
+// durable redis-server), stopped if the build fails.
+type childProcs struct{ stops []func() error }
+
+func (c *childProcs) stop() {
+	for _, s := range c.stops {
+		_ = s()
+	}
 }
 
 // workerNeedsRedis refuses a worker without redis.url: a private Redis
@@ -197,7 +209,7 @@ func (a *App) Start(ctx context.Context) error { return unwrapFx(a.app.Start(ctx
 // Stop stops every component within ctx's deadline (the grace period).
 func (a *App) Stop(ctx context.Context) error { return a.app.Stop(ctx) }
 
-func newStore(lc fx.Lifecycle, cfg *Config, log *zap.Logger, opts Options) (*storage.Store, error) {
+func newStore(lc fx.Lifecycle, cfg *Config, log *zap.Logger, opts Options, children *childProcs) (*storage.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rcfg := cfg.Redis
@@ -206,7 +218,9 @@ func newStore(lc fx.Lifecycle, cfg *Config, log *zap.Logger, opts Options) (*sto
 		if err != nil {
 			return nil, &ConfigError{"data_dir", fmt.Sprintf("cannot start redis-server there: %v", err)}
 		}
-		lc.Append(fx.StopHook(func() error { return srv.Stop(30 * time.Second) }))
+		stop := func() error { return srv.Stop(30 * time.Second) }
+		children.stops = append(children.stops, stop)
+		lc.Append(fx.StopHook(stop))
 		rcfg.URL = srv.URL
 		log.Info("redis.url is empty: started redis-server with its append-only file in data_dir; queued jobs survive a restart",
 			zap.String("data_dir", cfg.DataDir), zap.String("addr", srv.Addr))

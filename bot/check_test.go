@@ -1,14 +1,17 @@
 package bot
 
 import (
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
+	"github.com/easelbot/easel/internal/redisproc"
 	"github.com/easelbot/easel/scheduler"
 )
 
@@ -98,4 +101,23 @@ func TestRedactedHidesEverySecret(t *testing.T) {
 	require.Contains(t, string(out), "redis://user:xxxxx@127.0.0.1:6379/0")
 	var back map[string]any
 	require.NoError(t, yaml.Unmarshal(out, &back))
+}
+
+// TestFailedBuildStopsRedisChild: when the app cannot be built after the
+// durable redis-server started (here: an invalid lease), the child is
+// stopped and its data dir unlocked, so a corrected start can use it.
+func TestFailedBuildStopsRedisChild(t *testing.T) {
+	t.Parallel()
+	if !redisproc.Available() {
+		t.Skip("redis-server not on PATH (./test.sh installs it)")
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	cfg := &Config{DataDir: dir, Scheduler: scheduler.Config{Lease: time.Millisecond}}
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	require.NoError(t, cfg.validate(env(nil)))
+	_, err := New(cfg, RoleServe, zap.NewNop(), Options{})
+	require.ErrorContains(t, err, "scheduler.lease")
+	srv, err := redisproc.StartDurable(dir)
+	require.NoError(t, err, "the failed build left its redis-server running on the data dir")
+	require.NoError(t, srv.Stop(10*time.Second))
 }
