@@ -91,7 +91,7 @@ local function num(v) if v == false or v == nil or v == '' then return 0 end ret
 local GF = {'pending', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks'}
 local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd'}
 local JF = {'status', 'attempt', 'tenant', 'user', 'lane', 'seq', 'cost', 'created_ms', 'started_ms',
-  'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req'}
+  'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req', 'counted'}
 
 local function load(key, fields)
   local v = redis.call('HMGET', key, unpack(fields))
@@ -336,7 +336,13 @@ local function dispatch(only_self)
         gset(vt_field(t), s)
         lset(t, 'vt', f)
         if left then ready_add(t, f) end
-        lset(base, 'running', lnum(base, 'running') + 1)
+        -- A tenant's running jobs are counted only while it has a cap: the
+        -- count is what the cap is checked against (a cap set while jobs
+        -- run counts from the next dispatch on).
+        if cap > 0 then
+          lset(base, 'running', lnum(base, 'running') + 1)
+          jset(id, 'counted', '1')
+        end
         gadd('running', 1)
         -- Served GPU cost per minute, weight-normalised, for fairness metrics.
         local minute = math.floor(NOW / 60000)
@@ -418,8 +424,10 @@ local function release(id, t)
     jset(id, 'wid', '')
     trim()
   end
-  lset(t, 'running', lnum(t, 'running') - 1)
   gadd('running', -1)
+  if jget(id, 'counted') ~= '1' then return false end
+  jset(id, 'counted', '')
+  lset(t, 'running', math.max(0, lnum(t, 'running') - 1))
   if lget(t, 'parked') == '1' then
     lset(t, 'parked', '')
     for _, lane in ipairs({t, t .. '~relax'}) do
