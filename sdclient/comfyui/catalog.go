@@ -15,7 +15,9 @@ import (
 // nodes take) and samplers and schedulers from GET /object_info/KSampler.
 // Servers older than the /models route answer 404 there; the lists are then
 // read from the loader nodes' object_info. ComfyUI does not say which
-// checkpoint is loaded, so Loaded is "".
+// checkpoint is loaded; Loaded is the checkpoint of the server's most
+// recent prompt, whoever sent it (ComfyUI keeps a model in memory after a
+// prompt unless VRAM runs short), or "" when that is unclear.
 func (c *Client) Catalog(ctx context.Context) (*sdclient.Catalog, error) {
 	ks, err := c.objectInfo(ctx, "KSampler")
 	if err != nil {
@@ -46,7 +48,45 @@ func (c *Client) Catalog(ctx context.Context) (*sdclient.Catalog, error) {
 	} else {
 		cat.Upscalers = append([]string{}, scaleMethods...)
 	}
+	cat.Loaded = c.lastCheckpoint(ctx)
 	return cat, nil
+}
+
+// lastCheckpoint reads GET /history?max_items=1 and returns the ckpt_name
+// of the entry's one CheckpointLoaderSimple, or "" (no history, several
+// loaders, a link instead of a name, or an error: Loaded is a hint).
+func (c *Client) lastCheckpoint(ctx context.Context) string {
+	var h map[string]struct {
+		Prompt []json.RawMessage `json:"prompt"`
+	}
+	if err := c.getJSON(ctx, "/history?max_items=1", &h); err != nil || len(h) != 1 {
+		return ""
+	}
+	for _, e := range h {
+		if len(e.Prompt) < 3 {
+			return ""
+		}
+		var g map[string]struct {
+			ClassType string         `json:"class_type"`
+			Inputs    map[string]any `json:"inputs"`
+		}
+		if json.Unmarshal(e.Prompt[2], &g) != nil {
+			return ""
+		}
+		name := ""
+		for _, n := range g {
+			if n.ClassType != "CheckpointLoaderSimple" {
+				continue
+			}
+			s, ok := n.Inputs["ckpt_name"].(string)
+			if !ok || name != "" && name != s {
+				return ""
+			}
+			name = s
+		}
+		return name
+	}
+	return ""
 }
 
 // models lists a model folder, falling back to a loader node's combo input

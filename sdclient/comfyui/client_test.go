@@ -576,6 +576,17 @@ func TestCatalogAndHealth(t *testing.T) {
 	require.Equal(t, []string{"detail.safetensors", "style.safetensors"}, cat.LoRAs)
 	require.Contains(t, cat.Upscalers, "4x-UltraSharp.pth")
 	require.Contains(t, cat.Upscalers, "lanczos")
+	require.Empty(t, cat.Loaded, "nothing ran yet")
+
+	// Another client's prompt ran last: its checkpoint is the loaded one.
+	_, err = b.client.Generate(b.ctx, txt("mine"), nil)
+	require.NoError(t, err)
+	other, err := b.fake.SubmitAs("web-ui", otherGraph(1))
+	require.NoError(t, err)
+	require.NoError(t, b.fake.Wait(b.ctx.Done(), func(s comfytest.Snapshot) bool { return s.Status[other] == comfytest.Success }))
+	cat, err = b.client.Catalog(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, "v1-5-pruned-emaonly.safetensors", cat.Loaded)
 }
 
 func TestUnreachableServerIsUnavailable(t *testing.T) {

@@ -161,6 +161,7 @@ func (s *Server) run(t *task) {
 	// Classic cache: keep the outputs of this prompt's nodes only.
 	s.cache = newCache
 	t.histOutputs = outputs
+	s.history = append(s.history, t.id)
 	s.running = nil
 	s.lastNode = ""
 	s.notifyLocked()

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -80,7 +81,8 @@ type Server struct {
 	pending []*task // in number order
 	running *task
 	tasks   map[string]*task
-	order   []string // prompt ids, history order
+	order   []string // prompt ids, submission order
+	history []string // prompt ids, completion order (history's dict order)
 	files   map[string][]byte
 	sockets map[string]*socket
 	// cache holds the previous prompt's node outputs by input signature.
@@ -522,18 +524,24 @@ func (s *Server) handleInterrupt(w http.ResponseWriter, r *http.Request) {
 
 // handleHistory is server.py get_history: {prompt_id: entry}; {} for an
 // unknown or unfinished prompt.
+//
+// GET /history?max_items=N keeps the N most recent entries (execution.py
+// PromptQueue.get_history).
 func (s *Server) handleHistory(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var done []string
+	for _, id := range s.history {
+		if want := r.PathValue("id"); want == "" || want == id {
+			done = append(done, id)
+		}
+	}
+	if n, err := strconv.Atoi(r.URL.Query().Get("max_items")); err == nil && n >= 0 && n < len(done) {
+		done = done[len(done)-n:]
+	}
 	out := map[string]any{}
-	for _, id := range s.order {
-		if want := r.PathValue("id"); want != "" && want != id {
-			continue
-		}
+	for _, id := range done {
 		t := s.tasks[id]
-		if t.histOutputs == nil {
-			continue
-		}
 		statusStr := "success"
 		if t.status != Success {
 			statusStr = "error"
