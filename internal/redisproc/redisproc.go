@@ -68,6 +68,12 @@ func Available() bool {
 // once the server answers PING, after loading the data of earlier runs.
 // Stop it with Stop, which lets it flush the AOF.
 func StartDurable(dir string) (*Server, error) {
+	// redis-server changes into --dir before it reads --include, so a
+	// relative path (the default ./easel-data) must be made absolute.
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("redis data dir: %w", err)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("redis data dir: %w", err)
 	}

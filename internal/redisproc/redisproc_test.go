@@ -59,3 +59,17 @@ func TestStartDurable(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "v", v)
 }
+
+// TestStartDurableRelativeDir: the default data_dir is relative
+// (./easel-data); redis-server must still find its config file in it.
+func TestStartDurableRelativeDir(t *testing.T) {
+	if !Available() {
+		t.Fatal("redis-server not on PATH (./test.sh installs it)")
+	}
+	t.Chdir(t.TempDir())
+	s, err := StartDurable("easel-data")
+	require.NoError(t, err)
+	require.NoError(t, s.Stop(10*time.Second))
+	_, err = os.Stat(filepath.Join("easel-data", "appendonlydir"))
+	require.NoError(t, err, "the AOF lives in the relative data dir")
+}
