@@ -225,14 +225,14 @@ func TestInitImageRefusals(t *testing.T) {
 
 	// With private addresses allowed (the owner's switch), the other rules.
 	b := catalogSetup(t, commands.Limits{AllowPrivateImageURLs: true, MaxInitImageBytes: 32 << 10,
-		InitImageTimeout: 500 * time.Millisecond}, nil)
+		InitImageTimeout: 2 * time.Second}, nil)
 	for _, c := range []struct{ name, src, msg string }{
 		{"oversize", imgs.URL + "/big.png", "must be at most 32768 bytes (limits.max_init_image_bytes"},
 		{"oversize inline", base64.StdEncoding.EncodeToString(make([]byte, 40<<10)), "must be at most 32768 bytes"},
 		{"not an image", imgs.URL + "/page.html", "must be a PNG, JPEG or WebP image"},
 		{"not an image inline", "data:text/plain;base64," + base64.StdEncoding.EncodeToString([]byte("hello")), "must be a PNG, JPEG or WebP image"},
 		{"missing", imgs.URL + "/nope.png", "HTTP 404"},
-		{"timeout", imgs.URL + "/slow", "within 500ms (limits.init_image_timeout)"},
+		{"timeout", imgs.URL + "/slow", "within 2s (limits.init_image_timeout)"},
 		{"scheme", "ftp://example.com/a.png", "must be an http(s) URL, a data: URL or base64"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
