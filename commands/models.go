@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/rueidis"
 )
 
 // Catalog is what the healthy backends offer, merged: a backend appears
@@ -102,35 +101,15 @@ func (s *Service) cachedCatalog(ctx context.Context, maxAge time.Duration) (Cata
 }
 
 func (s *Service) readCatalog(ctx context.Context) (Catalog, error) {
-	store := s.sched.Store()
-	c := store.Client
-	prefix := store.Keys.BackendPrefix()
-	ads := map[string]advertised{}
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			return Catalog{}, fmt.Errorf("models: %w", err)
-		}
-		if len(e.Elements) > 0 {
-			vals, err := c.Do(ctx, c.B().Mget().Key(e.Elements...).Build()).ToArray()
-			if err != nil {
-				return Catalog{}, fmt.Errorf("models: %w", err)
-			}
-			for i, v := range vals {
-				raw, err := v.ToString()
-				if rueidis.IsRedisNil(err) {
-					continue // expired between SCAN and MGET
-				}
-				var ad advertised
-				if err != nil || json.Unmarshal([]byte(raw), &ad) != nil {
-					continue
-				}
-				ads[strings.TrimPrefix(e.Elements[i], prefix)] = ad
-			}
-		}
-		if cursor = e.Cursor; cursor == 0 {
-			break
+	raw, err := s.sched.Backends(ctx)
+	if err != nil {
+		return Catalog{}, fmt.Errorf("models: %w", err)
+	}
+	ads := make(map[string]advertised, len(raw))
+	for name, r := range raw {
+		var ad advertised
+		if json.Unmarshal(r, &ad) == nil {
+			ads[name] = ad
 		}
 	}
 	return mergeCatalog(ads), nil

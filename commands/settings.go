@@ -3,11 +3,9 @@ package commands
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 
-	"github.com/redis/rueidis"
 )
 
 // Settings are a user's saved defaults, applied to fields a request leaves out.
@@ -24,15 +22,11 @@ var SettingFields = []string{"width", "height", "steps", "negative_prompt"}
 // Settings returns the caller's saved defaults.
 func (s *Service) Settings(ctx context.Context, c Caller) (Settings, error) {
 	var st Settings
-	store := s.sched.Store()
-	raw, err := store.Client.Do(ctx, store.Client.B().Get().Key(store.Keys.Settings(c.Tenant, c.User)).Build()).ToString()
-	if rueidis.IsRedisNil(err) {
-		return st, nil
+	raw, err := s.sched.UserSettings(ctx, c.Tenant, c.User)
+	if err != nil || raw == nil {
+		return st, err
 	}
-	if err != nil {
-		return st, fmt.Errorf("settings: %w", err)
-	}
-	return st, json.Unmarshal([]byte(raw), &st)
+	return st, json.Unmarshal(raw, &st)
 }
 
 // SetSetting saves one default ("" clears it); values are checked against
@@ -79,9 +73,8 @@ func (s *Service) SetSetting(ctx context.Context, c Caller, field, value string)
 		return st, err
 	}
 	raw, _ := json.Marshal(st)
-	store := s.sched.Store()
-	if err := store.Client.Do(ctx, store.Client.B().Set().Key(store.Keys.Settings(c.Tenant, c.User)).Value(string(raw)).Build()).Error(); err != nil {
-		return st, fmt.Errorf("settings: %w", err)
+	if err := s.sched.SetUserSettings(ctx, c.Tenant, c.User, raw); err != nil {
+		return st, err
 	}
 	return st, nil
 }

@@ -133,8 +133,13 @@ func (k Keys) Settings(tenant, user string) string {
 	return k.Prefix + ":settings:" + tenant + ":" + user
 }
 
-// Backend is a backend's advertised models and samplers (JSON, with a TTL).
-func (k Keys) Backend(name string) string { return k.Prefix + ":backend:" + name }
+// Backends is the hash of backends' advertised catalogs: field = backend
+// name, value = "<expiry unix ms>:<JSON>" (one key, so a Cluster needs no
+// scan to list them).
+func (k Keys) Backends() string { return k.Prefix + ":backends" }
 
-// BackendPrefix is the prefix of Backend keys.
-func (k Keys) BackendPrefix() string { return k.Prefix + ":backend:" }
+// DiscordCommands records the hash of the slash-command definitions last
+// registered for an application in a guild ("" = global).
+func (k Keys) DiscordCommands(appID, guild string) string {
+	return k.Prefix + ":discord:commands:" + appID + ":" + guild
+}

@@ -221,7 +221,6 @@ func (w *Worker) advertise(ctx context.Context) {
 
 // advertiseOne publishes one backend's catalog.
 func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
-	store := w.sched.Store()
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var ad Advertised
@@ -233,7 +232,7 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 		ad.Loaded, ad.Samplers, ad.Schedulers = cat.Loaded, cat.Samplers, cat.Schedulers
 		ad.LoRAs, ad.Upscalers = cat.LoRAs, cat.Upscalers
 		raw, _ := json.Marshal(ad)
-		err = store.Client.Do(actx, store.Client.B().Set().Key(store.Keys.Backend(b.Name)).Value(string(raw)).Ex(15*time.Minute).Build()).Error()
+		err = w.sched.AdvertiseBackend(actx, b.Name, raw, 15*time.Minute)
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -247,10 +246,9 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 // unadvertise withdraws a backend's catalog while it is out of rotation,
 // so the catalog lists healthy backends only.
 func (w *Worker) unadvertise(ctx context.Context, b Backend) {
-	store := w.sched.Store()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := store.Client.Do(ctx, store.Client.B().Del().Key(store.Keys.Backend(b.Name)).Build()).Error(); err != nil && ctx.Err() == nil {
+	if err := w.sched.ForgetBackend(ctx, b.Name); err != nil && ctx.Err() == nil {
 		w.log.Debug("withdraw backend's catalog", zap.String("backend", b.Name), zap.Error(err))
 	}
 }

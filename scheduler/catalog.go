@@ -1,0 +1,78 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Worker-published and per-user records that are not jobs, kept behind the
+// scheduler so no other package talks to Redis.
+
+// AdvertiseBackend records a backend's catalog (JSON, as its worker
+// publishes it) for ttl; it disappears if not advertised again by then.
+func (s *Scheduler) AdvertiseBackend(ctx context.Context, name string, catalog []byte, ttl time.Duration) error {
+	v := strconv.FormatInt(time.Now().Add(ttl).UnixMilli(), 10) + ":" + string(catalog)
+	if err := s.client.Do(ctx, s.client.B().Hset().Key(s.keys.Backends()).FieldValue().FieldValue(name, v).Build()).Error(); err != nil {
+		return fmt.Errorf("advertise backend: %w", err)
+	}
+	return nil
+}
+
+// ForgetBackend removes a backend's catalog (its worker stopped).
+func (s *Scheduler) ForgetBackend(ctx context.Context, name string) error {
+	if err := s.client.Do(ctx, s.client.B().Hdel().Key(s.keys.Backends()).Field(name).Build()).Error(); err != nil {
+		return fmt.Errorf("forget backend: %w", err)
+	}
+	return nil
+}
+
+// Backends returns the live catalogs by backend name; expired ones are
+// dropped.
+func (s *Scheduler) Backends(ctx context.Context) (map[string][]byte, error) {
+	m, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.keys.Backends()).Build()).AsStrMap()
+	if err != nil {
+		return nil, fmt.Errorf("backends: %w", err)
+	}
+	now := time.Now().UnixMilli()
+	out := make(map[string][]byte, len(m))
+	var expired []string
+	for name, v := range m {
+		exp, raw, ok := strings.Cut(v, ":")
+		ms, err := strconv.ParseInt(exp, 10, 64)
+		if !ok || err != nil || ms < now {
+			expired = append(expired, name)
+			continue
+		}
+		out[name] = []byte(raw)
+	}
+	if len(expired) > 0 {
+		_ = s.client.Do(ctx, s.client.B().Hdel().Key(s.keys.Backends()).Field(expired...).Build()).Error()
+	}
+	return out, nil
+}
+
+// UserSettings returns a user's saved defaults in a tenant (JSON), or nil
+// when none are saved.
+func (s *Scheduler) UserSettings(ctx context.Context, tenant, user string) ([]byte, error) {
+	raw, err := s.client.Do(ctx, s.client.B().Get().Key(s.keys.Settings(tenant, user)).Build()).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("settings: %w", err)
+	}
+	return raw, nil
+}
+
+// SetUserSettings saves a user's defaults in a tenant (JSON).
+func (s *Scheduler) SetUserSettings(ctx context.Context, tenant, user string, settings []byte) error {
+	if err := s.client.Do(ctx, s.client.B().Set().Key(s.keys.Settings(tenant, user)).Value(string(settings)).Build()).Error(); err != nil {
+		return fmt.Errorf("settings: %w", err)
+	}
+	return nil
+}
