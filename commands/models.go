@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
 )
 
 // Catalog is what the healthy backends offer, merged: a backend appears

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
-
 )
 
 // Settings are a user's saved defaults, applied to fields a request leaves out.
