@@ -312,6 +312,10 @@ func TestImg2ImgEndToEnd(t *testing.T) {
 	require.Equal(t, 200, resp.StatusCode)
 	require.Equal(t, "succeeded", m["status"])
 	require.Len(t, m["images"], 1)
+	req := m["request"].(map[string]any)
+	require.Equal(t, "a fox", req["prompt"])
+	require.Equal(t, map[string]any{"omitted": true, "bytes": float64(len(src))}, req["init_image"],
+		"the job view names the init image, it does not echo it")
 
 	// Inline base64 works the same way.
 	resp, m = b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "a fox", "init_image": base64.StdEncoding.EncodeToString(src), "steps": 2})

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -469,7 +470,7 @@ func tp(t time.Time) *time.Time {
 
 func view(j *scheduler.Job, pos int) JobView {
 	v := JobView{ID: j.ID, Status: string(j.Status), Position: pos, Progress: j.Fraction, Step: j.Step, Steps: j.Steps,
-		CreatedAt: tp(j.CreatedAt), StartedAt: tp(j.StartedAt), FinishedAt: tp(j.FinishedAt), Request: j.Payload,
+		CreatedAt: tp(j.CreatedAt), StartedAt: tp(j.StartedAt), FinishedAt: tp(j.FinishedAt), Request: requestView(j.Payload),
 		User: j.User, Attempt: j.Attempt, Images: []ImageView{}}
 	switch j.Status {
 	case scheduler.StatusFailed:
@@ -486,6 +487,29 @@ func view(j *scheduler.Job, pos int) JobView {
 		}
 	}
 	return v
+}
+
+// requestView is the job's request as the API shows it: an img2img job's
+// init image (up to megabytes of base64) is replaced by its size, so job
+// views, SSE followers and webhook bodies stay small and never echo it.
+func requestView(payload []byte) json.RawMessage {
+	if !bytes.Contains(payload, []byte(`"init_image"`)) {
+		return payload
+	}
+	var m map[string]json.RawMessage
+	if json.Unmarshal(payload, &m) != nil {
+		return payload
+	}
+	var img []byte
+	if json.Unmarshal(m["init_image"], &img) != nil {
+		return payload
+	}
+	m["init_image"], _ = json.Marshal(map[string]any{"omitted": true, "bytes": len(img)})
+	out, err := json.Marshal(m)
+	if err != nil {
+		return payload
+	}
+	return out
 }
 
 func (s *Server) jobView(ctx context.Context, j *scheduler.Job) (JobView, error) {
