@@ -1,6 +1,11 @@
 package scheduler
 
-import "context"
+import (
+	"context"
+	"errors"
+
+	"github.com/easelbot/easel/storage/blob"
+)
 
 // TenantStateSize is the number of fields of a tenant's hash and of members
 // of its lane's idle-user set (tests).
@@ -13,6 +18,12 @@ func (s *Scheduler) TenantStateSize(ctx context.Context, tenant string) (fields,
 
 // BlobCount counts the result images stored for attempt 1 of a job (tests).
 func (s *Scheduler) BlobCount(ctx context.Context, id string) (int, error) {
-	n, err := s.client.Do(ctx, s.client.B().Exists().Key(s.keys.Blob(id, 1, "0")).Build()).AsInt64()
-	return int(n), err
+	o, err := s.store.Blobs.Open(ctx, blob.Ref{Job: id, Attempt: 1, Name: "0"})
+	if errors.Is(err, blob.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return 1, o.Close()
 }

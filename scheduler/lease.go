@@ -1,13 +1,17 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/easelbot/easel/storage/blob"
 )
 
 // Lease is a worker's hold on one attempt of a job, delivered to its Slot.
@@ -27,6 +31,9 @@ type Lease struct {
 	CreatedAt, DispatchedAt time.Time
 	s                       *Scheduler
 	slot                    *Slot
+	// preview is the attempt's latest stored preview.
+	previewMu sync.Mutex
+	preview   blob.Ref
 }
 
 // parseDelivery reads a delivery {entry, job, attempt, created ms,
@@ -65,13 +72,17 @@ func (l *Lease) Renew(ctx context.Context) error {
 }
 
 // Progress records and emits progress. preview, when not nil, is stored as a
-// blob and named in the event.
+// blob under this attempt's own name and named in the event; the record
+// names it only once the progress script has checked the attempt is live,
+// a refused attempt deletes it again, and the attempt's previous preview is
+// deleted, so only a job's latest preview is kept.
 func (l *Lease) Progress(ctx context.Context, step, steps int, fraction float64, eta time.Duration, preview []byte) error {
 	ev := Event{Step: step, Steps: steps, Fraction: fraction, ETASec: eta.Seconds()}
+	var ref blob.Ref
 	if preview != nil {
 		ev.Preview = strconv.Itoa(l.Attempt) + "-" + strconv.Itoa(step)
-		key := l.s.keys.Blob(l.JobID, l.Attempt, "p"+strconv.Itoa(step))
-		if err := l.s.store.PutBlob(ctx, key, preview, time.Hour); err != nil {
+		ref = blob.Ref{Job: l.JobID, Attempt: l.Attempt, Name: "p" + strconv.Itoa(step)}
+		if err := l.s.store.Blobs.Put(ctx, ref, bytes.NewReader(preview), int64(len(preview))); err != nil {
 			return fmt.Errorf("progress: %w", err)
 		}
 	}
@@ -81,7 +92,20 @@ func (l *Lease) Progress(ctx context.Context, step, steps int, fraction float64,
 		return fmt.Errorf("progress: %w", err)
 	}
 	if n != 1 {
+		if preview != nil {
+			_ = l.s.store.Blobs.Delete(ctx, ref)
+		}
 		return ErrStale
+	}
+	if preview != nil {
+		l.previewMu.Lock()
+		prev := l.preview
+		l.preview = ref
+		l.previewMu.Unlock()
+		if prev.Name != "" && prev != ref {
+			// Best effort: the sweeper removes it within the preview TTL.
+			_ = l.s.store.Blobs.Delete(ctx, prev)
+		}
 	}
 	return nil
 }
@@ -101,9 +125,11 @@ func eventBody(ev Event) string {
 
 // Succeed stores the images and ends the attempt. It first checks that the
 // attempt is still live, so a zombie attempt writes no images; blobs are
-// written under this attempt's own keys, so a stale attempt can never
-// replace the images of the live one, and are deleted again if the attempt
-// turned stale while they were written.
+// written under this attempt's own names (the image store: files, S3 or
+// Redis), so a stale attempt can never replace the images of the live one,
+// and are deleted again if the attempt turned stale while they were
+// written. The record names the attempt's images (image_attempt) only when
+// the succeed script accepts the attempt.
 func (l *Lease) Succeed(ctx context.Context, images [][]byte, seeds []int64, info string) error {
 	_, err := l.succeed(ctx, images, seeds, info, false)
 	return err
@@ -118,8 +144,7 @@ func (l *Lease) SucceedAndOffer(ctx context.Context, images [][]byte, seeds []in
 }
 
 func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, info string, offer bool) (bool, error) {
-	ttl := l.s.cfg.Retention
-	var blobs []string
+	var blobs []blob.Ref
 	if len(images) > 0 {
 		live, err := l.s.exec(ctx, attemptCall{Script: scriptCheck, ID: l.JobID, Attempt: l.Attempt}).AsInt64()
 		if err != nil {
@@ -128,14 +153,11 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 		if live != 1 {
 			return false, ErrStale
 		}
-		cmds := make(rueidis.Commands, 0, len(images))
 		for i, img := range images {
-			key := l.s.keys.Blob(l.JobID, l.Attempt, strconv.Itoa(i))
-			blobs = append(blobs, key)
-			cmds = append(cmds, l.s.client.B().Set().Key(key).Value(rueidis.BinaryString(img)).Px(ttl).Build())
-		}
-		for _, r := range l.s.client.DoMulti(ctx, cmds...) {
-			if err := r.Error(); err != nil {
+			ref := blob.Ref{Job: l.JobID, Attempt: l.Attempt, Name: strconv.Itoa(i)}
+			blobs = append(blobs, ref)
+			if err := l.s.store.Blobs.Put(ctx, ref, bytes.NewReader(img), int64(len(img))); err != nil {
+				_ = l.s.store.Blobs.Delete(ctx, blobs...)
 				return false, fmt.Errorf("succeed: store image: %w", err)
 			}
 		}
@@ -156,7 +178,7 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 	}
 	if ok, _ := res[0].AsInt64(); ok != 1 {
 		if len(blobs) > 0 {
-			l.s.client.Do(ctx, l.s.client.B().Del().Key(blobs...).Build())
+			_ = l.s.store.Blobs.Delete(ctx, blobs...)
 		}
 		return false, ErrStale
 	}

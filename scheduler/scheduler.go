@@ -467,24 +467,6 @@ func DecodeEvent(raw string) (Event, error) {
 	return ev, nil
 }
 
-// Image returns result image n (0-based) of a succeeded job.
-func (s *Scheduler) Image(ctx context.Context, j *Job, n int) ([]byte, error) {
-	if j.Status != StatusSucceeded || n < 0 || n >= j.Images {
-		return nil, storage.ErrNotFound
-	}
-	return s.store.GetBlob(ctx, s.keys.Blob(j.ID, j.ImageAttempt, strconv.Itoa(n)))
-}
-
-// Preview returns a preview image named by an Event.Preview.
-func (s *Scheduler) Preview(ctx context.Context, jobID, name string) ([]byte, error) {
-	a, rest, ok := strings.Cut(name, "-")
-	attempt, err := strconv.Atoi(a)
-	if !ok || err != nil || !namePattern.MatchString(rest) || !namePattern.MatchString(jobID) {
-		return nil, storage.ErrNotFound
-	}
-	return s.store.GetBlob(ctx, s.keys.Blob(jobID, attempt, "p"+rest))
-}
-
 // backoff is the retry schedule with a fresh jitter.
 func (s *Scheduler) backoff() backoff {
 	return backoff{Base: s.cfg.RetryBackoff, Max: s.cfg.RetryBackoffMax, Jitter: 0.8 + 0.4*mrand.Float64()}

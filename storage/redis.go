@@ -2,14 +2,14 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
-	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/storage/blob"
 )
 
 // Config says where Redis is.
@@ -29,7 +29,11 @@ type Store struct {
 	Keys   Keys
 	// Embedded is true when Client talks to the in-process Redis.
 	Embedded bool
-	mini     *miniredis.Miniredis
+	// Blobs holds result and preview images. Open sets a Redis store (the
+	// demo's); a durable setup replaces it with the configured fs or s3
+	// store before the scheduler is built (see bot).
+	Blobs blob.Store
+	mini  *miniredis.Miniredis
 }
 
 // Open connects to Redis (or starts the embedded one) and checks it answers.
@@ -55,7 +59,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 		}
 		log.Warn("redis.url is empty: using an EMBEDDED in-process Redis; queued jobs and images will NOT survive a restart. Install redis-server (then easel serve runs it under data_dir) or set EASEL_REDIS_URL for a durable queue.",
 			zap.String("addr", mini.Addr()))
-		return &Store{Client: client, Keys: keys, Embedded: true, mini: mini}, nil
+		return &Store{Client: client, Keys: keys, Embedded: true, mini: mini, Blobs: redisBlobs(client, keys)}, nil
 	}
 	opt, err := rueidis.ParseURL(cfg.URL)
 	if err != nil {
@@ -66,7 +70,7 @@ func Open(ctx context.Context, cfg Config, log *zap.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: connect %s: %w", RedactURL(cfg.URL), err)
 	}
-	s := &Store{Client: client, Keys: keys}
+	s := &Store{Client: client, Keys: keys, Blobs: redisBlobs(client, keys)}
 	if err := s.Ping(ctx); err != nil {
 		client.Close()
 		return nil, err
@@ -113,25 +117,10 @@ func RedactURL(raw string) string {
 }
 
 // ErrNotFound is returned when a blob or record does not exist (or expired).
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = blob.ErrNotFound
 
-// PutBlob stores b under key for ttl.
-func (s *Store) PutBlob(ctx context.Context, key string, b []byte, ttl time.Duration) error {
-	cmd := s.Client.B().Set().Key(key).Value(rueidis.BinaryString(b)).Px(ttl).Build()
-	if err := s.Client.Do(ctx, cmd).Error(); err != nil {
-		return fmt.Errorf("storage: put blob: %w", err)
-	}
-	return nil
-}
-
-// GetBlob reads a blob; ErrNotFound when missing or expired.
-func (s *Store) GetBlob(ctx context.Context, key string) ([]byte, error) {
-	b, err := s.Client.Do(ctx, s.Client.B().Get().Key(key).Build()).AsBytes()
-	if rueidis.IsRedisNil(err) {
-		return nil, ErrNotFound
-	}
-	if err != nil {
-		return nil, fmt.Errorf("storage: get blob: %w", err)
-	}
-	return b, nil
+// redisBlobs keeps images in Redis itself, under Keys.Blob, for the default
+// retention (24h).
+func redisBlobs(client rueidis.Client, keys Keys) blob.Store {
+	return blob.NewRedis(client, func(r blob.Ref) string { return keys.Blob(r.Job, r.Attempt, r.Name) }, blob.TTL{})
 }

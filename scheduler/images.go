@@ -1,0 +1,80 @@
+package scheduler
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/easelbot/easel/storage"
+	"github.com/easelbot/easel/storage/blob"
+)
+
+// imageRef names result image n (0-based) of a succeeded job: the images
+// of the attempt whose succeed script was accepted.
+func imageRef(j *Job, n int) (blob.Ref, error) {
+	if j.Status != StatusSucceeded || n < 0 || n >= j.Images {
+		return blob.Ref{}, storage.ErrNotFound
+	}
+	return blob.Ref{Job: j.ID, Attempt: j.ImageAttempt, Name: strconv.Itoa(n)}, nil
+}
+
+// previewRef names the preview an Event.Preview ("<attempt>-<step>") names.
+func previewRef(jobID, name string) (blob.Ref, error) {
+	a, rest, ok := strings.Cut(name, "-")
+	attempt, err := strconv.Atoi(a)
+	if !ok || err != nil || !namePattern.MatchString(rest) || !namePattern.MatchString(jobID) {
+		return blob.Ref{}, storage.ErrNotFound
+	}
+	return blob.Ref{Job: jobID, Attempt: attempt, Name: "p" + rest}, nil
+}
+
+// Image returns result image n (0-based) of a succeeded job, whole.
+func (s *Scheduler) Image(ctx context.Context, j *Job, n int) ([]byte, error) {
+	ref, err := imageRef(j, n)
+	if err != nil {
+		return nil, err
+	}
+	return blob.ReadAll(ctx, s.store.Blobs, ref)
+}
+
+// OpenImage opens result image n of a succeeded job for streaming; the
+// caller closes it. The ETag never changes for a given image.
+func (s *Scheduler) OpenImage(ctx context.Context, j *Job, n int) (*blob.Object, string, error) {
+	ref, err := imageRef(j, n)
+	if err != nil {
+		return nil, "", err
+	}
+	o, err := s.store.Blobs.Open(ctx, ref)
+	return o, ref.ETag(), err
+}
+
+// ImageURL is a presigned URL of result image n when the image store hands
+// them out (storage.blobs.presign), else blob.ErrNoPresign.
+func (s *Scheduler) ImageURL(ctx context.Context, j *Job, n int) (*url.URL, error) {
+	ref, err := imageRef(j, n)
+	if err != nil {
+		return nil, err
+	}
+	return s.store.Blobs.PresignGet(ctx, ref)
+}
+
+// Preview returns a preview image named by an Event.Preview, whole. Only a
+// running attempt's latest preview is kept: an older name is not found.
+func (s *Scheduler) Preview(ctx context.Context, jobID, name string) ([]byte, error) {
+	ref, err := previewRef(jobID, name)
+	if err != nil {
+		return nil, err
+	}
+	return blob.ReadAll(ctx, s.store.Blobs, ref)
+}
+
+// OpenPreview opens a preview named by an Event.Preview for streaming.
+func (s *Scheduler) OpenPreview(ctx context.Context, jobID, name string) (*blob.Object, string, error) {
+	ref, err := previewRef(jobID, name)
+	if err != nil {
+		return nil, "", err
+	}
+	o, err := s.store.Blobs.Open(ctx, ref)
+	return o, ref.ETag(), err
+}
