@@ -5,17 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
 	"github.com/easelbot/easel/scheduler"
-	"github.com/easelbot/easel/storage"
 )
 
 // Renderer shows a job's state on one platform.
@@ -41,7 +37,6 @@ func OriginKind(origin json.RawMessage) string {
 // Relay delivers events to renderers.
 type Relay struct {
 	sched     *scheduler.Scheduler
-	store     *storage.Store
 	renderers map[string]Renderer
 	consumer  string
 	log       *zap.Logger
@@ -73,7 +68,7 @@ type mailbox struct {
 // NewRelay returns a relay for the given renderers.
 func NewRelay(sched *scheduler.Scheduler, log *zap.Logger, renderers ...Renderer) *Relay {
 	host, _ := os.Hostname()
-	r := &Relay{sched: sched, store: sched.Store(), renderers: map[string]Renderer{}, log: log,
+	r := &Relay{sched: sched, renderers: map[string]Renderer{}, log: log,
 		consumer: fmt.Sprintf("relay-%s-%d", host, os.Getpid()), boxes: map[string]*mailbox{}, kinds: map[string]string{}}
 	for _, x := range renderers {
 		r.renderers[x.Kind()] = x
@@ -132,15 +127,12 @@ func (r *Relay) Stop(ctx context.Context) error {
 }
 
 func (r *Relay) loop(ctx context.Context) {
-	c, k := r.store.Client, r.store.Keys
 	// Entries this consumer read before a restart come first, then new ones.
 	id := "0"
 	lastSweep := time.Now()
 	for ctx.Err() == nil {
-		cmd := c.B().Xreadgroup().Group(scheduler.RelayGroup, r.consumer).Count(100).Block(5000).
-			Streams().Key(k.Events()).Id(id).Build()
-		res, err := c.Do(ctx, cmd).AsXRead()
-		if err != nil && !rueidis.IsRedisNil(err) {
+		entries, err := r.sched.RelayRead(ctx, r.consumer, id, 100, 5*time.Second)
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -148,7 +140,6 @@ func (r *Relay) loop(ctx context.Context) {
 			pause(ctx, time.Second)
 			continue
 		}
-		entries := res[k.Events()]
 		if id == "0" && len(entries) == 0 {
 			id = ">"
 		}
@@ -165,27 +156,23 @@ func (r *Relay) loop(ctx context.Context) {
 // sweep takes over entries another relay read but never acknowledged (it
 // died), so their final renders still happen.
 func (r *Relay) sweep(ctx context.Context) {
-	c, k := r.store.Client, r.store.Keys
-	res, err := c.Do(ctx, c.B().Xautoclaim().Key(k.Events()).Group(scheduler.RelayGroup).Consumer(r.consumer).
-		MinIdleTime("60000").Start("0-0").Count(100).Build()).ToArray()
-	if err != nil || len(res) < 2 {
-		return
+	entries, err := r.sched.RelayTakeOver(ctx, r.consumer, time.Minute, 100, 10)
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("relay sweep", zap.Error(err))
 	}
-	entries, _ := res[1].AsXRange()
 	for _, e := range entries {
 		r.handle(ctx, e)
 	}
 }
 
 func (r *Relay) ack(ctx context.Context, entryID string) {
-	c, k := r.store.Client, r.store.Keys
-	_ = c.Do(ctx, c.B().Xack().Key(k.Events()).Group(scheduler.RelayGroup).Id(entryID).Build()).Error()
+	_ = r.sched.RelayAck(ctx, entryID)
 }
 
 // handle routes one stream entry: events of jobs no renderer owns are
 // acknowledged at once; others go to the job's mailbox.
-func (r *Relay) handle(ctx context.Context, e rueidis.XRangeEntry) {
-	ev, err := scheduler.DecodeEvent(e.FieldValues["e"])
+func (r *Relay) handle(ctx context.Context, e scheduler.RelayEntry) {
+	ev, err := scheduler.DecodeEvent(e.Raw)
 	if err != nil {
 		r.ack(ctx, e.ID)
 		return
@@ -332,22 +319,15 @@ const (
 // the sweep tries again after that claim is released or has run out (its
 // relay died), so the final is not lost.
 func (r *Relay) final(ctx context.Context, rd Renderer, jobID string, ev scheduler.Event) bool {
-	c, k := r.store.Client, r.store.Keys
-	key := k.Delivery(jobID)
 	backoff := 500 * time.Millisecond
 	for attempt := 1; ctx.Err() == nil && attempt <= 8; attempt++ {
-		ok, err := c.Do(ctx, c.B().Set().Key(key).Value("claimed:"+r.consumer).Nx().Px(finalClaim).Build()).AsBool()
-		if err != nil && !rueidis.IsRedisNil(err) {
+		claimed, delivered, err := r.sched.ClaimDelivery(ctx, jobID, r.consumer, finalClaim)
+		if err != nil {
 			pause(ctx, backoff)
 			continue
 		}
-		if !ok {
-			v, err := c.Do(ctx, c.B().Get().Key(key).Build()).ToString()
-			if err != nil && !rueidis.IsRedisNil(err) {
-				pause(ctx, backoff)
-				continue
-			}
-			return strings.HasPrefix(v, "done:")
+		if !claimed {
+			return delivered
 		}
 		job, err := r.sched.Get(ctx, jobID)
 		if err == nil {
@@ -357,11 +337,11 @@ func (r *Relay) final(ctx context.Context, rd Renderer, jobID string, ev schedul
 			cancel()
 		}
 		if err == nil {
-			_ = c.Do(ctx, c.B().Set().Key(key).Value("done:"+strconv.FormatInt(ev.Seq, 10)).Ex(48*time.Hour).Build()).Error()
+			_ = r.sched.DeliveryDone(ctx, jobID, ev.Seq)
 			return true
 		}
 		r.log.Warn("relay final render failed; retrying", zap.String("job", jobID), zap.Int("attempt", attempt), zap.Error(err))
-		_ = c.Do(ctx, c.B().Del().Key(key).Build()).Error()
+		_ = r.sched.ReleaseDelivery(ctx, jobID)
 		if !pause(ctx, backoff) {
 			return false
 		}
