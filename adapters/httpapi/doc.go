@@ -19,13 +19,20 @@
 //
 // # Event fan-out
 //
-// Event streams and webhook followers do not read Redis each: one feed
+// Event streams do not read Redis each: one feed
 // per Server (fanout.go) holds the one blocking read of the shared events
 // stream and hands each event, encoded once, to its job's subscribers
 // through bounded buffers. A subscriber first reads its job's history
 // (scheduler.History), then takes live events; one that falls behind
 // its buffer, or sees a gap in the sequence, re-reads the history, so it
 // never misses an event. An idle stream costs under 32 KB (BENCHMARKS.md).
+//
+// # Webhooks
+//
+// Webhook deliveries are read through the events stream's consumer group
+// "webhooks" (webhooks.go), like the chat relay's: a terminal event stays
+// pending until its delivery succeeds or is given up, so a stopped or
+// killed instance's deliveries are claimed by another one.
 //
 // # Limits
 //

@@ -67,11 +67,10 @@ func newFeed(sched *scheduler.Scheduler, log *zap.Logger) *feed {
 // stop ends the reader (if it started) and waits for it.
 func (f *feed) stop() {
 	f.cancel()
-	started := true
-	f.start.Do(func() { started = false })
-	if started {
-		<-f.done
-	}
+	// Before any subscriber, this marks the reader as never to start (it
+	// then closes done itself).
+	f.start.Do(func() { close(f.done) })
+	<-f.done
 }
 
 func (f *feed) run() {

@@ -48,6 +48,10 @@ type Config struct {
 	WebhookMaxAttempts int `yaml:"webhook_max_attempts"`
 	// WebhookBackoff is the first retry delay; it doubles up to 5m. Default 1s.
 	WebhookBackoff time.Duration `yaml:"webhook_backoff"`
+	// WebhookClaimAfter is how long a delivery may sit unacknowledged (its
+	// instance stopped or died) before another instance takes it over; an
+	// instance still retrying renews its hold every third of it. Default 1m.
+	WebhookClaimAfter time.Duration `yaml:"webhook_claim_after"`
 	// HeaderTimeout is how long a client may take to send a request's
 	// headers. Default 10s.
 	HeaderTimeout time.Duration `yaml:"header_timeout"`
@@ -100,6 +104,12 @@ func (c *Config) fill() error {
 	}
 	if c.WebhookBackoff == 0 {
 		c.WebhookBackoff = time.Second
+	}
+	if c.WebhookClaimAfter == 0 {
+		c.WebhookClaimAfter = time.Minute
+	}
+	if c.WebhookClaimAfter < 30*time.Millisecond {
+		return fmt.Errorf("http.webhook_claim_after: must be at least 30ms (got %s)", c.WebhookClaimAfter)
 	}
 	for _, d := range []struct {
 		v   *time.Duration
@@ -239,7 +249,7 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger, opts ...Option) (*S
 		o(s)
 	}
 	s.feed = newFeed(s.sched, log)
-	s.hooks = newWebhooks(cfg, s.sched, s.feed, log)
+	s.hooks = newWebhooks(s.cfg, s.sched, log)
 	s.routes()
 	return s, nil
 }
@@ -289,6 +299,7 @@ func (s *Server) Start(context.Context) error {
 		ReadHeaderTimeout: s.cfg.HeaderTimeout, ReadTimeout: s.cfg.BodyTimeout,
 		WriteTimeout: s.cfg.WriteTimeout, IdleTimeout: s.cfg.IdleTimeout}
 	s.srv.RegisterOnShutdown(s.endStreams)
+	s.hooks.start()
 	s.serveErr = make(chan error, 1)
 	go func() { s.serveErr <- s.srv.Serve(ln) }()
 	return nil
@@ -407,6 +418,13 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request, c commands.Call
 			return
 		}
 		origin["callback_url"] = req.CallbackURL
+		// The delivery group must exist before the job can end; its reader
+		// runs from Start, or from here for a Server used through Handler.
+		if err := s.hooks.join(r.Context()); err != nil {
+			s.writeErr(w, err)
+			return
+		}
+		s.hooks.start()
 	}
 	originJSON, _ := json.Marshal(origin)
 	idem := r.Header.Get("Idempotency-Key")
@@ -414,9 +432,6 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request, c commands.Call
 	if err != nil {
 		s.writeErr(w, err)
 		return
-	}
-	if req.CallbackURL != "" && !res.Duplicate {
-		s.hooks.watch(res.ID, req.CallbackURL)
 	}
 	status := "queued"
 	if res.Position == 0 {

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -24,88 +27,195 @@ import (
 // HMAC-SHA256 of "<t>.<body>">, with X-Easel-Event-Id for deduplication,
 // retried with exponential backoff.
 //
-// One goroutine per job follows its events until the terminal one. On stop,
-// followers of jobs that have not ended are dropped at once, and deliveries
-// under way get until the stop context ends; a restarted process does not
-// pick either up again (the job's state stays readable with GET
-// /v1/jobs/{id}).
+// Deliveries are durable and shared between instances: every Server reads
+// the events stream in the consumer group "webhooks" (like the chat
+// relay), and a job's terminal event stays pending for the instance that
+// read it until its delivery succeeds or is given up. An instance that
+// stops or dies leaves its pending deliveries in the group, and another
+// instance (or this one restarted) claims them once they have sat for
+// WebhookClaimAfter, so every delivery happens at least once; receivers
+// deduplicate by X-Easel-Event-Id.
 type Webhooks struct {
-	cfg    Config
-	sched  *scheduler.Scheduler
-	feed   *feed
-	log    *zap.Logger
-	client *http.Client
-	// follow ends the followers; deliver ends deliveries under way.
-	follow, deliverCtx      context.Context
-	stopFollow, stopDeliver context.CancelFunc
-	mu                      sync.Mutex
-	stopped                 bool
-	wg                      sync.WaitGroup
+	cfg      Config
+	sched    *scheduler.Scheduler
+	log      *zap.Logger
+	client   *http.Client
+	consumer string
+	// read ends the group reader; deliverCtx ends deliveries under way.
+	read, deliverCtx      context.Context
+	stopRead, stopDeliver context.CancelFunc
+	mu                    sync.Mutex
+	joined, started       bool
+	stopped               bool
+	// delivering holds the entries under way here, so a sweep does not
+	// start one twice.
+	delivering map[string]bool
+	wg         sync.WaitGroup
 	// now is the clock for signatures.
 	now func() time.Time
 }
 
-func newWebhooks(cfg Config, sched *scheduler.Scheduler, feed *feed, log *zap.Logger) *Webhooks {
-	h := &Webhooks{cfg: cfg, sched: sched, feed: feed, log: log, now: time.Now,
+func newWebhooks(cfg Config, sched *scheduler.Scheduler, log *zap.Logger) *Webhooks {
+	host, _ := os.Hostname()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	h := &Webhooks{cfg: cfg, sched: sched, log: log, now: time.Now, delivering: map[string]bool{},
+		consumer: fmt.Sprintf("webhooks-%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:])),
 		client: &http.Client{Timeout: 15 * time.Second, Transport: safeTransport(cfg.AllowPrivateCallbacks),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	h.follow, h.stopFollow = context.WithCancel(context.Background())
+	h.read, h.stopRead = context.WithCancel(context.Background())
 	h.deliverCtx, h.stopDeliver = context.WithCancel(context.Background())
 	return h
 }
 
-// stop drops the followers, waits for deliveries under way until ctx ends,
-// then abandons them. It returns ctx's error when it had to abandon any.
+// join makes sure the consumer group exists: a job's terminal event must
+// come after it, so a submit with a callback calls it first.
+func (h *Webhooks) join(ctx context.Context) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.joined {
+		return nil
+	}
+	if err := h.sched.JoinEventGroup(ctx, scheduler.WebhooksGroup); err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	h.joined = true
+	return nil
+}
+
+// start runs the group reader in the background (once).
+func (h *Webhooks) start() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.started || h.stopped {
+		return
+	}
+	h.started = true
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.run()
+	}()
+}
+
+// stop ends the reader, waits for deliveries under way until ctx ends,
+// then abandons them (they stay pending in the group for another
+// instance). It returns ctx's error when it had to abandon any.
 func (h *Webhooks) stop(ctx context.Context) error {
 	h.mu.Lock()
 	h.stopped = true
 	h.mu.Unlock()
-	h.stopFollow()
+	h.stopRead()
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
 	var err error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		err = fmt.Errorf("webhooks: abandoning deliveries: %w", ctx.Err())
+		err = fmt.Errorf("webhooks: abandoning deliveries (another instance takes them over): %w", ctx.Err())
 	}
 	h.stopDeliver()
 	<-done
 	return err
 }
 
-// watch follows job id and delivers its final state to callback.
-func (h *Webhooks) watch(id, callback string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.stopped {
-		h.log.Warn("webhook: not watching a job submitted while stopping", zap.String("job", id))
-		return
-	}
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		var final scheduler.Event
-		err := h.feed.follow(h.follow, id, 0, func(e *fedEvent) error {
-			final = e.Event
-			return nil
-		}, 0, nil)
-		if err != nil {
-			if h.follow.Err() != nil {
-				h.log.Warn("webhook: dropped at stop before the job ended", zap.String("job", id))
-			} else {
-				h.log.Warn("webhook: following job", zap.String("job", id), zap.Error(err))
+func (h *Webhooks) run() {
+	ctx := h.read
+	backoff := 100 * time.Millisecond
+	var lastSweep time.Time
+	for ctx.Err() == nil {
+		err := h.join(ctx)
+		if err == nil && time.Since(lastSweep) >= h.cfg.WebhookClaimAfter/2 {
+			lastSweep = time.Now()
+			var evs []scheduler.GroupEvent
+			if evs, err = h.sched.ClaimEvents(ctx, scheduler.WebhooksGroup, h.consumer, h.cfg.WebhookClaimAfter, 100); err == nil {
+				h.handle(ctx, evs)
 			}
+		}
+		if err == nil {
+			var evs []scheduler.GroupEvent
+			wait := min(h.cfg.WebhookClaimAfter/2, 5*time.Second)
+			if evs, err = h.sched.ReadEventGroup(ctx, scheduler.WebhooksGroup, h.consumer, false, 100, wait); err == nil {
+				h.handle(ctx, evs)
+				backoff = 100 * time.Millisecond
+				continue
+			}
+		}
+		if ctx.Err() != nil {
 			return
 		}
-		j, err := h.sched.Get(h.deliverCtx, id)
+		h.log.Warn("webhooks: reading events", zap.Error(err))
+		if !sleepCtx(ctx, backoff) {
+			return
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// handle acknowledges events that need no delivery and starts the
+// deliveries of terminal events of jobs with a callback.
+func (h *Webhooks) handle(ctx context.Context, evs []scheduler.GroupEvent) {
+	var done []string
+	for _, ge := range evs {
+		if !ge.Event.Type.Terminal() {
+			done = append(done, ge.EntryID)
+			continue
+		}
+		j, err := h.sched.Get(ctx, ge.Event.JobID)
+		if errors.Is(err, scheduler.ErrNotFound) {
+			done = append(done, ge.EntryID)
+			continue
+		}
 		if err != nil {
-			h.log.Warn("webhook: reading job", zap.String("job", id), zap.Error(err))
-			return
+			// Left pending: claimed again after WebhookClaimAfter.
+			h.log.Warn("webhook: reading job", zap.String("job", ge.Event.JobID), zap.Error(err))
+			continue
 		}
-		body, _ := json.Marshal(map[string]any{"event": final.Type, "job": view(j, 0)})
-		h.deliver(callback, id+"-"+strconv.FormatInt(final.Seq, 10), body)
-	}()
+		var origin struct {
+			Kind        string `json:"kind"`
+			CallbackURL string `json:"callback_url"`
+		}
+		_ = json.Unmarshal(j.Origin, &origin)
+		if origin.Kind != "http" || origin.CallbackURL == "" {
+			done = append(done, ge.EntryID)
+			continue
+		}
+		h.mu.Lock()
+		busy := h.delivering[ge.EntryID]
+		h.delivering[ge.EntryID] = true
+		h.mu.Unlock()
+		if busy {
+			continue
+		}
+		body, _ := json.Marshal(map[string]any{"event": ge.Event.Type, "job": view(j, 0)})
+		h.wg.Add(1)
+		go func(entry, callback, eventID string) {
+			defer h.wg.Done()
+			settled := h.deliver(entry, callback, eventID, body)
+			if settled {
+				if err := h.sched.AckEvents(h.deliverCtx, scheduler.WebhooksGroup, entry); err != nil {
+					h.log.Warn("webhook: ack", zap.String("event", eventID), zap.Error(err))
+				}
+			}
+			h.mu.Lock()
+			delete(h.delivering, entry)
+			h.mu.Unlock()
+		}(ge.EntryID, origin.CallbackURL, j.ID+"-"+strconv.FormatInt(ge.Event.Seq, 10))
+	}
+	if err := h.sched.AckEvents(ctx, scheduler.WebhooksGroup, done...); err != nil && ctx.Err() == nil {
+		h.log.Warn("webhooks: ack", zap.Error(err))
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 // Sign returns the X-Easel-Signature value of body at time t.
@@ -117,12 +227,17 @@ func Sign(secret string, t time.Time, body []byte) string {
 	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-func (h *Webhooks) deliver(callback, eventID string, body []byte) {
+// deliver POSTs body to callback until it succeeds or WebhookMaxAttempts
+// are spent, keeping its group entry held meanwhile. It reports whether
+// the delivery is settled (delivered or given up); false when stop
+// abandoned it, leaving it to another instance.
+func (h *Webhooks) deliver(entry, callback, eventID string, body []byte) bool {
 	delay := h.cfg.WebhookBackoff
 	for attempt := 1; attempt <= h.cfg.WebhookMaxAttempts; attempt++ {
 		req, err := http.NewRequestWithContext(h.deliverCtx, http.MethodPost, callback, bytes.NewReader(body))
 		if err != nil {
-			return
+			h.log.Error("webhook: bad callback", zap.String("event", eventID), zap.Error(err))
+			return true
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("User-Agent", "Easel-Webhook/1")
@@ -134,29 +249,33 @@ func (h *Webhooks) deliver(callback, eventID string, body []byte) {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-				return
+				return true
 			}
 			err = fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
 		if h.deliverCtx.Err() != nil {
 			h.log.Warn("webhook abandoned at stop", zap.String("event", eventID), zap.Int("attempt", attempt))
-			return
+			return false
 		}
 		h.log.Warn("webhook delivery failed", zap.String("event", eventID), zap.Int("attempt", attempt), zap.Error(err))
 		if attempt == h.cfg.WebhookMaxAttempts {
 			break
 		}
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-h.deliverCtx.Done():
-			t.Stop()
-			h.log.Warn("webhook abandoned at stop", zap.String("event", eventID), zap.Int("attempt", attempt))
-			return
+		// Wait out the backoff holding the entry, so no other instance
+		// claims a delivery still in hand here.
+		for left := delay; left > 0; left -= h.cfg.WebhookClaimAfter / 3 {
+			if !sleepCtx(h.deliverCtx, min(left, h.cfg.WebhookClaimAfter/3)) {
+				h.log.Warn("webhook abandoned at stop", zap.String("event", eventID), zap.Int("attempt", attempt))
+				return false
+			}
+			if err := h.sched.HoldEvent(h.deliverCtx, scheduler.WebhooksGroup, h.consumer, entry); err != nil {
+				h.log.Warn("webhook: hold", zap.String("event", eventID), zap.Error(err))
+			}
 		}
 		delay = min(delay*2, 5*time.Minute)
 	}
 	h.log.Error("webhook given up", zap.String("event", eventID))
+	return true
 }
 
 // checkCallback refuses callback URLs that are not http(s) or that resolve
