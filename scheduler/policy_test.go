@@ -75,7 +75,7 @@ func TestPolicyLayers(t *testing.T) {
 func TestPolicyChangeReachesOtherInstanceWithinASecond(t *testing.T) {
 	t.Parallel()
 	b := setup(t, scheduler.Config{})
-	other, err := scheduler.New(b.ctx, b.s.Store(), scheduler.Config{}, zap.NewNop())
+	other, err := scheduler.New(b.ctx, b.store, scheduler.Config{}, zap.NewNop())
 	require.NoError(t, err)
 	here, err := scheduler.NewPolicies(b.s, scheduler.PolicyConfig{})
 	require.NoError(t, err)

@@ -139,9 +139,6 @@ func New(ctx context.Context, store *storage.Store, cfg Config, log *zap.Logger)
 // Config returns the filled configuration.
 func (s *Scheduler) Config() Config { return s.cfg }
 
-// Store returns the storage the scheduler runs on.
-func (s *Scheduler) Store() *storage.Store { return s.store }
-
 // Ping checks that Redis answers.
 func (s *Scheduler) Ping(ctx context.Context) error { return s.store.Ping(ctx) }
 

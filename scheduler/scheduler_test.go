@@ -13,10 +13,12 @@ import (
 
 	"github.com/easelbot/easel/internal/redistest"
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/storage"
 )
 
 type bundle struct {
 	s     *scheduler.Scheduler
+	store *storage.Store
 	ctx   context.Context
 	slots map[string]*scheduler.Slot
 }
@@ -43,7 +45,7 @@ func setup(t *testing.T, cfg scheduler.Config) *bundle {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	return &bundle{s: s, ctx: ctx}
+	return &bundle{s: s, ctx: ctx, store: store}
 }
 
 func (b *bundle) submit(t *testing.T, tenant, user, name string) string {

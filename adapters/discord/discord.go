@@ -20,14 +20,12 @@ import (
 
 	"github.com/bwmarrin/discordgo"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 
 	"github.com/easelbot/easel/adapters"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient"
-	"github.com/easelbot/easel/storage"
 )
 
 // Config configures the Discord bot.
@@ -74,7 +72,6 @@ type Adapter struct {
 	cfg   Config
 	svc   *commands.Service
 	sched *scheduler.Scheduler
-	store *storage.Store
 	log   *zap.Logger
 	s     *discordgo.Session // shard 0, and every REST call
 	extra []*discordgo.Session
@@ -111,7 +108,7 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discord: %w", err)
 	}
-	a := &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), store: svc.Scheduler().Store(), log: log, s: s,
+	a := &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), log: log, s: s,
 		now: time.Now, ready: make(chan struct{})}
 	a.Errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "easel_platform_errors_total",
 		Help: "Platform API errors by platform and kind (rate_limited counts 429s, which are waited out and retried)."},
@@ -240,15 +237,14 @@ func (a *Adapter) register(ctx context.Context, appID string) error {
 	raw, _ := json.Marshal(defs)
 	sum := sha256.Sum256(raw)
 	hash := hex.EncodeToString(sum[:])
-	c := a.store.Client
 	scopes := a.cfg.DevGuilds
 	if len(scopes) == 0 {
 		scopes = []string{""}
 	}
 	for _, guild := range scopes {
-		key := a.store.Keys.Prefix + ":discord:commands:" + appID + ":" + guild
-		cur, err := c.Do(ctx, c.B().Get().Key(key).Build()).ToString()
-		if err != nil && !rueidis.IsRedisNil(err) {
+		key := "discord:commands:" + appID + ":" + guild
+		cur, _, err := a.sched.Recall(ctx, key)
+		if err != nil {
 			return err
 		}
 		if cur == hash {
@@ -257,7 +253,8 @@ func (a *Adapter) register(ctx context.Context, appID string) error {
 		if _, err := a.s.ApplicationCommandBulkOverwrite(appID, guild, defs); err != nil {
 			return err
 		}
-		if err := c.Do(ctx, c.B().Set().Key(key).Value(hash).Build()).Error(); err != nil {
+		// Kept a month: registering again after that is harmless.
+		if err := a.sched.Remember(ctx, key, hash, 30*24*time.Hour); err != nil {
 			return err
 		}
 		a.log.Info("discord: commands registered", zap.String("guild", guild))
