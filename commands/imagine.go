@@ -88,6 +88,15 @@ type Limits struct {
 	// private addresses (never allow on a shared server: users could read
 	// your network). Default false.
 	AllowPrivateImageURLs bool `yaml:"allow_private_image_urls"`
+	// NSFWModels tags checkpoints as NSFW: they run only where NSFW is
+	// allowed (an age-restricted Discord channel, a DM when
+	// discord.nsfw_in_dms is on, a Slack channel an admin allowed).
+	// Names match like the catalog's (no extension or [hash] needed).
+	// Default: none.
+	NSFWModels []string `yaml:"nsfw_models"`
+	// NSFWLoRAs tags LoRAs as NSFW, with the same rule as NSFWModels.
+	// Default: none.
+	NSFWLoRAs []string `yaml:"nsfw_loras"`
 }
 
 func (l *Limits) fill() error {

@@ -23,6 +23,14 @@ type Caller struct {
 	Tenant string
 	User   string
 	Admin  bool
+	// Channel is where the command came from (a Discord channel, a Slack
+	// conversation); "" has no channel defaults and no NSFW allowance.
+	Channel string
+	// NSFW reports whether NSFW-tagged models and LoRAs may run where the
+	// command came from (an age-restricted Discord channel, an allowed DM, a
+	// Slack channel on the allow-list). It is asked only when a request
+	// uses one; nil means no.
+	NSFW func(context.Context) (bool, error)
 }
 
 var (
@@ -76,7 +84,7 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	if err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}
-	st, err := s.Settings(ctx, c)
+	st, err := s.layered(ctx, c)
 	if err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}
@@ -92,6 +100,9 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 		return scheduler.SubmitResult{}, im, err
 	}
 	if err := s.checkCatalog(ctx, &im); err != nil {
+		return scheduler.SubmitResult{}, im, err
+	}
+	if err := s.checkNSFW(ctx, c, &im); err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}
 	init, err := s.initImage(ctx, &im)

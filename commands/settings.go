@@ -7,16 +7,25 @@ import (
 	"strings"
 )
 
-// Settings are a user's saved defaults, applied to fields a request leaves out.
+// Settings are saved defaults, applied to fields a request leaves out. The
+// same record serves a user's /settings and an admin's server and channel
+// defaults (see Defaults); zero fields are unset.
 type Settings struct {
 	Width          int    `json:"width,omitempty"`
 	Height         int    `json:"height,omitempty"`
 	Steps          int    `json:"steps,omitempty"`
 	NegativePrompt string `json:"negative_prompt,omitempty"`
+	Model          string `json:"model,omitempty"`
+	Sampler        string `json:"sampler,omitempty"`
+	Count          int    `json:"count,omitempty"`
 }
 
-// SettingFields lists what /settings can set.
-var SettingFields = []string{"width", "height", "steps", "negative_prompt"}
+// SettingFields lists what /settings can set ("aspect" and "size" set
+// width and height together).
+var SettingFields = []string{"model", "sampler", "aspect", "size", "width", "height", "steps", "count", "negative_prompt"}
+
+// DefaultFields lists what server and channel defaults can set.
+var DefaultFields = []string{"model", "sampler", "steps", "aspect", "size", "width", "height", "negative_prompt"}
 
 // Settings returns the caller's saved defaults.
 func (s *Service) Settings(ctx context.Context, c Caller) (Settings, error) {
@@ -35,40 +44,10 @@ func (s *Service) SetSetting(ctx context.Context, c Caller, field, value string)
 	if err != nil {
 		return st, err
 	}
-	value = strings.TrimSpace(value)
-	num := func() (int, error) {
-		if value == "" {
-			return 0, nil
-		}
-		n, err := strconv.Atoi(value)
-		if err != nil {
-			return 0, invalid(field, "must be a whole number (got %q)", value)
-		}
-		return n, nil
-	}
-	switch field {
-	case "width":
-		st.Width, err = num()
-	case "height":
-		st.Height, err = num()
-	case "steps":
-		st.Steps, err = num()
-	case "negative_prompt":
-		st.NegativePrompt = value
-	default:
-		return st, invalid(field, "is not a setting; settings: %s", strings.Join(SettingFields, ", "))
-	}
-	if err != nil {
+	if err := setField(&st, field, value, SettingFields); err != nil {
 		return st, err
 	}
-	// Check the saved defaults as a request would use them.
-	probe := Imagine{Prompt: "probe"}
-	applySettings(&probe, st)
-	p, err := s.policies.Resolve(ctx, c.Tenant, c.User)
-	if err != nil {
-		return st, err
-	}
-	if err := s.limits.Validate(&probe, p); err != nil {
+	if err := s.checkSettings(ctx, c, st); err != nil {
 		return st, err
 	}
 	raw, _ := json.Marshal(st)
@@ -76,6 +55,108 @@ func (s *Service) SetSetting(ctx context.Context, c Caller, field, value string)
 		return st, err
 	}
 	return st, nil
+}
+
+// checkSettings checks saved defaults as a request would use them: against
+// the limits, the tenant's policy and the backends' catalog.
+func (s *Service) checkSettings(ctx context.Context, c Caller, st Settings) error {
+	probe := Imagine{Prompt: "probe"}
+	applySettings(&probe, st)
+	p, err := s.policies.Resolve(ctx, c.Tenant, c.User)
+	if err != nil {
+		return err
+	}
+	if err := s.limits.Validate(&probe, p); err != nil {
+		return err
+	}
+	return s.checkCatalog(ctx, &probe)
+}
+
+// setField sets one field of st from text ("" clears it); allowed lists
+// the fields this layer may set.
+func setField(st *Settings, field, value string, allowed []string) error {
+	field = strings.ToLower(strings.TrimSpace(field))
+	value = strings.TrimSpace(value)
+	if !contains(allowed, field) {
+		return invalid(field, "is not a setting here; choose from %s", strings.Join(allowed, ", "))
+	}
+	num := func() (int, error) {
+		if value == "" {
+			return 0, nil
+		}
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			return 0, invalid(field, "must be a whole number (got %q)", clipText(value, 40))
+		}
+		return n, nil
+	}
+	var err error
+	switch field {
+	case "width":
+		st.Width, err = num()
+	case "height":
+		st.Height, err = num()
+	case "steps":
+		st.Steps, err = num()
+	case "count":
+		st.Count, err = num()
+	case "negative_prompt":
+		st.NegativePrompt = value
+	case "model":
+		st.Model = value
+	case "sampler":
+		st.Sampler = value
+	case "aspect":
+		if value == "" {
+			st.Width, st.Height = 0, 0
+			break
+		}
+		wh, ok := Aspects[value]
+		if !ok {
+			return invalid("aspect", "must be one of 1:1, 3:4, 4:3, 9:16, 16:9 (got %q)", clipText(value, 20))
+		}
+		st.Width, st.Height = wh[0], wh[1]
+	case "size":
+		if value == "" {
+			st.Width, st.Height = 0, 0
+			break
+		}
+		w, h, ok := strings.Cut(strings.ToLower(value), "x")
+		wn, err1 := strconv.Atoi(strings.TrimSpace(w))
+		hn, err2 := strconv.Atoi(strings.TrimSpace(h))
+		if !ok || err1 != nil || err2 != nil {
+			return invalid("size", "must be WIDTHxHEIGHT in pixels, e.g. 768x512 (got %q)", clipText(value, 20))
+		}
+		st.Width, st.Height = wn, hn
+	}
+	if err == nil && (st.Steps < 0 || st.Count < 0 || st.Width < 0 || st.Height < 0) {
+		err = invalid(field, "must not be negative")
+	}
+	return err
+}
+
+// over returns base with every field set in top replacing it (width and
+// height as a pair).
+func (base Settings) over(top Settings) Settings {
+	if top.Width != 0 || top.Height != 0 {
+		base.Width, base.Height = top.Width, top.Height
+	}
+	if top.Steps != 0 {
+		base.Steps = top.Steps
+	}
+	if top.NegativePrompt != "" {
+		base.NegativePrompt = top.NegativePrompt
+	}
+	if top.Model != "" {
+		base.Model = top.Model
+	}
+	if top.Sampler != "" {
+		base.Sampler = top.Sampler
+	}
+	if top.Count != 0 {
+		base.Count = top.Count
+	}
+	return base
 }
 
 func applySettings(im *Imagine, st Settings) {
@@ -87,5 +168,14 @@ func applySettings(im *Imagine, st Settings) {
 	}
 	if im.NegativePrompt == "" {
 		im.NegativePrompt = st.NegativePrompt
+	}
+	if im.Model == "" {
+		im.Model = st.Model
+	}
+	if im.Sampler == "" {
+		im.Sampler = st.Sampler
+	}
+	if im.Count == 0 {
+		im.Count = st.Count
 	}
 }

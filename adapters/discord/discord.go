@@ -48,6 +48,10 @@ type Config struct {
 	// Shards is how many gateway shards this process runs; 0 asks Discord
 	// (/gateway/bot) for the recommended count. Default 0.
 	Shards int `yaml:"shards"`
+	// NSFWInDMs lets NSFW-tagged models and LoRAs (limits.nsfw_models,
+	// limits.nsfw_loras) run in direct messages; in servers they run only
+	// in age-restricted channels. Default false.
+	NSFWInDMs bool `yaml:"nsfw_in_dms"`
 }
 
 // Origin is where a Discord job's messages go.
@@ -61,6 +65,9 @@ type Origin struct {
 	// CreatedMS is when the interaction was created (from its snowflake);
 	// its token dies 15 minutes later.
 	CreatedMS int64 `json:"created_ms"`
+	// Locale is the user's client language ("de", "en-US"); progress and
+	// final messages use its catalog.
+	Locale string `json:"locale,omitempty"`
 }
 
 // tokenLife is how long an interaction token is used before falling back to
@@ -233,7 +240,7 @@ func (a *Adapter) onReady(_ *discordgo.Session, r *discordgo.Ready) {
 // register overwrites the command definitions only when they changed (a
 // hash kept in Redis), never on every start.
 func (a *Adapter) register(ctx context.Context, appID string) error {
-	defs := commandDefs()
+	defs := localize(commandDefs())
 	raw, _ := json.Marshal(defs)
 	sum := sha256.Sum256(raw)
 	hash := hex.EncodeToString(sum[:])
@@ -266,7 +273,7 @@ func (a *Adapter) register(ctx context.Context, appID string) error {
 // interaction's own permissions (never trusting the command's default).
 func caller(i *discordgo.Interaction) (commands.Caller, string) {
 	if i.Member != nil && i.Member.User != nil {
-		return commands.Caller{Tenant: "discord:" + i.GuildID, User: i.Member.User.ID,
+		return commands.Caller{Tenant: "discord:" + i.GuildID, User: i.Member.User.ID, Channel: i.ChannelID,
 			Admin: i.Member.Permissions&discordgo.PermissionManageGuild != 0}, i.Member.User.ID
 	}
 	uid := ""
@@ -274,7 +281,7 @@ func caller(i *discordgo.Interaction) (commands.Caller, string) {
 		uid = i.User.ID
 	}
 	// In a DM the user is the whole tenant and its admin.
-	return commands.Caller{Tenant: "discord:dm:" + uid, User: uid, Admin: true}, uid
+	return commands.Caller{Tenant: "discord:dm:" + uid, User: uid, Admin: true, Channel: i.ChannelID}, uid
 }
 
 func (a *Adapter) onInteraction(_ *discordgo.Session, ic *discordgo.InteractionCreate) {
@@ -315,26 +322,30 @@ func message(msg string) *discordgo.InteractionResponse {
 
 // userError renders an error for the user: specific for what they can fix,
 // generic (and logged) otherwise.
-func (a *Adapter) userError(err error) *discordgo.InteractionResponse {
+func (a *Adapter) userError(err error, loc discordgo.Locale) *discordgo.InteractionResponse {
 	var ve *commands.ValidationError
 	var re *scheduler.RefusedError
 	var inv *scheduler.InvalidError
+	var nsfw *commands.NSFWError
+	l := string(loc)
 	switch {
+	case errors.As(err, &nsfw):
+		return ephemeral(commands.T(l, "nsfw_refused", nsfw.Name))
 	case errors.As(err, &ve):
-		return ephemeral("⚠️ " + ve.Error() + " on this server")
+		return ephemeral(commands.T(l, "invalid_here", ve.Error()))
 	case errors.As(err, &re):
-		return ephemeral("⏳ " + re.Error())
+		return ephemeral(commands.T(l, "refused", re.Error()))
 	case errors.As(err, &inv):
 		return ephemeral("⚠️ " + inv.Error())
 	case errors.Is(err, commands.ErrForbidden):
-		return ephemeral("🚫 " + err.Error())
+		return ephemeral(commands.T(l, "forbidden", err.Error()))
 	case errors.Is(err, commands.ErrNotFound):
-		return ephemeral("No such job.")
+		return ephemeral(commands.T(l, "no_such_job"))
 	case errors.Is(err, commands.ErrFinished):
-		return ephemeral("That job already finished.")
+		return ephemeral(commands.T(l, "finished"))
 	}
 	a.log.Error("discord: command", zap.Error(err))
-	return ephemeral("Something went wrong on our side; please try again.")
+	return ephemeral(commands.T(l, "internal"))
 }
 
 func (a *Adapter) origin(i *discordgo.Interaction, uid string) json.RawMessage {
@@ -343,7 +354,7 @@ func (a *Adapter) origin(i *discordgo.Interaction, uid string) json.RawMessage {
 		created = t
 	}
 	o, _ := json.Marshal(Origin{Kind: "discord", AppID: i.AppID, Token: i.Token, ChannelID: i.ChannelID,
-		GuildID: i.GuildID, UserID: uid, CreatedMS: created.UnixMilli()})
+		GuildID: i.GuildID, UserID: uid, CreatedMS: created.UnixMilli(), Locale: string(i.Locale)})
 	return o
 }
 
@@ -354,7 +365,7 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 	case "imagine":
 		im, err := ParseImagine(FromInteraction(data))
 		if err != nil {
-			return a.userError(err)
+			return a.userError(err, i.Locale)
 		}
 		if im.InitImage != "" {
 			return a.submitDeferred(c, i, uid, im)
@@ -363,10 +374,10 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 	case "queue":
 		entries, err := a.svc.Queue(ctx, c)
 		if err != nil {
-			return a.userError(err)
+			return a.userError(err, i.Locale)
 		}
 		if len(entries) == 0 {
-			return ephemeral("You have no jobs in line.")
+			return ephemeral(commands.T(string(i.Locale), "no_jobs"))
 		}
 		var b strings.Builder
 		for _, e := range entries {
@@ -387,33 +398,34 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 		if id == "" {
 			entries, err := a.svc.Queue(ctx, c)
 			if err != nil || len(entries) == 0 {
-				return ephemeral("You have no jobs to cancel.")
+				return ephemeral(commands.T(string(i.Locale), "no_jobs_to_cancel"))
 			}
 			id = entries[len(entries)-1].Job.ID
 		}
 		if _, err := a.svc.Cancel(ctx, c, id); err != nil {
-			return a.userError(err)
+			return a.userError(err, i.Locale)
 		}
-		return ephemeral("Canceled `" + id + "`.")
+		return ephemeral(commands.T(string(i.Locale), "canceled_job", id))
 	case "usage":
 		u, err := a.svc.Usage(ctx, c)
 		if err != nil {
-			return a.userError(err)
+			return a.userError(err, i.Locale)
 		}
-		limit := "no daily limit"
+		loc := string(i.Locale)
+		limit := commands.T(loc, "no_limit")
 		if u.UserLimit > 0 {
-			limit = fmt.Sprintf("%d left of %d; resets in %s", max(u.UserLimit-u.UserImages, 0), u.UserLimit, u.ResetsIn.Round(time.Minute))
+			limit = commands.T(loc, "usage_left", max(u.UserLimit-u.UserImages, 0), u.UserLimit, u.ResetsIn.Round(time.Minute))
 		}
-		return ephemeral(fmt.Sprintf("You made %d images today (%s).", u.UserImages, limit))
+		return ephemeral(commands.T(loc, "usage", u.UserImages, limit))
 	case "easel-admin":
-		return a.admin(ctx, c, data)
+		return a.admin(ctx, c, i)
 	case "models":
 		cat, err := a.svc.Models(ctx)
 		if err != nil {
-			return a.userError(err)
+			return a.userError(err, i.Locale)
 		}
 		if len(cat.Backends) == 0 {
-			return ephemeral("No GPU worker is advertising its models right now.")
+			return ephemeral(commands.T(string(i.Locale), "no_models"))
 		}
 		return ephemeral(clip(modelsText(cat), 1900))
 	case "settings":
@@ -429,12 +441,12 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 			st, err = a.svc.Settings(ctx, c)
 		}
 		if err != nil {
-			return a.userError(err)
+			return a.userError(err, i.Locale)
 		}
 		raw, _ := json.Marshal(st)
-		return ephemeral("Your defaults: `" + string(raw) + "`")
+		return ephemeral(commands.T(string(i.Locale), "your_defaults", string(raw)))
 	}
-	return ephemeral("Unknown command.")
+	return ephemeral(commands.T(string(i.Locale), "unknown_command"))
 }
 
 // autocomplete offers the backends' real models and samplers.
@@ -487,7 +499,8 @@ func (a *Adapter) autocomplete(ctx context.Context, i *discordgo.Interaction) *d
 	return resp
 }
 
-func (a *Adapter) admin(ctx context.Context, c commands.Caller, data discordgo.ApplicationCommandInteractionData) *discordgo.InteractionResponse {
+func (a *Adapter) admin(ctx context.Context, c commands.Caller, i *discordgo.Interaction) *discordgo.InteractionResponse {
+	data := i.ApplicationCommandData()
 	if len(data.Options) == 0 {
 		return ephemeral("Pick a subcommand.")
 	}
@@ -517,6 +530,13 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, data discordgo.A
 		if err = a.svc.Block(ctx, c, arg["user"], sub.Name == "block"); err == nil {
 			msg = fmt.Sprintf("<@%s> %sed.", arg["user"], sub.Name)
 		}
+	case "defaults":
+		msg, err = a.adminDefaults(ctx, c, i, arg)
+	case "spoilers":
+		on := arg["on"] == "true"
+		if _, err = a.svc.SetSpoilers(ctx, c, on); err == nil {
+			msg = commands.T(string(i.Locale), map[bool]string{true: "spoilers_on", false: "spoilers_off"}[on])
+		}
 	case "usage":
 		var top []scheduler.Usage
 		if top, err = a.svc.TopUsers(ctx, c, 10); err == nil {
@@ -531,29 +551,31 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, data discordgo.A
 		msg = "Unknown subcommand."
 	}
 	if err != nil {
-		return a.userError(err)
+		return a.userError(err, i.Locale)
 	}
 	return ephemeral(msg)
 }
 
 func (a *Adapter) submit(ctx context.Context, c commands.Caller, i *discordgo.Interaction, uid string, im commands.Imagine) *discordgo.InteractionResponse {
+	c.NSFW = a.nsfwAllowed(i)
 	res, im, err := a.svc.Imagine(ctx, c, a.origin(i, uid), im, i.ID)
 	if err != nil {
-		return a.userError(err)
+		return a.userError(err, i.Locale)
 	}
-	line := "Starting…"
+	loc := string(i.Locale)
+	line := commands.T(loc, "starting")
 	if res.Position > 0 {
-		line = fmt.Sprintf("Queued — #%d in line", res.Position)
+		line = commands.T(loc, "queued", res.Position)
 		if eta, err := a.sched.ETA(ctx, res.Position); err == nil && eta > 0 {
-			line += fmt.Sprintf(", ~%s", eta.Round(time.Second))
+			line += commands.T(loc, "eta", eta.Round(time.Second))
 		}
 	}
 	if res.Relaxed {
-		line += " (relax mode: you are over today's quota, so this runs after everyone else's)"
+		line += commands.T(loc, "relaxed")
 	}
 	r := message(fmt.Sprintf("**%s**\n%s", clip(im.Prompt, 300), line))
 	r.Data.Components = []discordgo.MessageComponent{discordgo.ActionsRow{Components: []discordgo.MessageComponent{
-		discordgo.Button{Label: "Cancel", Style: discordgo.DangerButton, CustomID: "easel:cancel:" + res.ID}}}}
+		discordgo.Button{Label: commands.T(loc, "button_cancel"), Style: discordgo.DangerButton, CustomID: "easel:cancel:" + res.ID}}}}
 	return r
 }
 
@@ -567,29 +589,29 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 	action, jobID := parts[1], parts[2]
 	job, err := a.svc.Job(ctx, c, jobID)
 	if err != nil {
-		return a.userError(err)
+		return a.userError(err, i.Locale)
 	}
 	if job.User != uid && !c.Admin {
-		return ephemeral("🚫 Only the person who asked (or a server admin) can use these buttons.")
+		return ephemeral(commands.T(string(i.Locale), "not_owner"))
 	}
 	switch action {
 	case "cancel":
 		if _, err := a.svc.Cancel(ctx, c, jobID); err != nil {
-			return a.userError(err)
+			return a.userError(err, i.Locale)
 		}
-		return ephemeral("Canceled.")
+		return ephemeral(commands.T(string(i.Locale), "canceled"))
 	case "up":
 		n, err := strconv.Atoi(parts[len(parts)-1])
 		if err != nil {
-			return ephemeral("No such image.")
+			return ephemeral(commands.T(string(i.Locale), "no_such_image"))
 		}
 		res, err := a.svc.Upscale(ctx, c, a.origin(i, uid), jobID, n, i.ID)
 		if err != nil {
-			return a.userError(err)
+			return a.userError(err, i.Locale)
 		}
-		line := "Upscaling…"
+		line := commands.T(string(i.Locale), "upscaling")
 		if res.Position > 0 {
-			line = fmt.Sprintf("Upscale queued — #%d in line", res.Position)
+			line = commands.T(string(i.Locale), "upscale_queued", res.Position)
 		}
 		return message(fmt.Sprintf("**U%d** of `%s`\n%s", n+1, jobID, line))
 	case "reroll", "var":
@@ -597,12 +619,12 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 		if action == "var" {
 			var err error
 			if n, err = strconv.Atoi(parts[len(parts)-1]); err != nil || n < 0 {
-				return ephemeral("No such image.")
+				return ephemeral(commands.T(string(i.Locale), "no_such_image"))
 			}
 		}
 		im, err := commands.Rerun(job, n)
 		if err != nil {
-			return ephemeral("No such image.")
+			return ephemeral(commands.T(string(i.Locale), "no_such_image"))
 		}
 		return a.submit(ctx, c, i, uid, im)
 	}
@@ -630,22 +652,23 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	var up commands.UpscalePayload
 	_ = json.Unmarshal(job.Payload, &up)
 	head := fmt.Sprintf("**%s**\n", clip(im.Prompt, 300))
+	loc := o.Locale
 	var content string
 	var files []*discordgo.File
 	var comps []discordgo.MessageComponent
 	cancelRow := discordgo.ActionsRow{Components: []discordgo.MessageComponent{
-		discordgo.Button{Label: "Cancel", Style: discordgo.DangerButton, CustomID: "easel:cancel:" + job.ID}}}
+		discordgo.Button{Label: commands.T(loc, "button_cancel"), Style: discordgo.DangerButton, CustomID: "easel:cancel:" + job.ID}}}
 	switch ev.Type {
 	case scheduler.EventQueued:
-		content = head + fmt.Sprintf("Queued — #%d in line", ev.Position)
+		content = head + commands.T(loc, "queued", ev.Position)
 		comps = []discordgo.MessageComponent{cancelRow}
 	case scheduler.EventStarted:
-		content = head + "Starting on " + ev.Backend + "…"
+		content = head + commands.T(loc, "starting_on", ev.Backend)
 		comps = []discordgo.MessageComponent{cancelRow}
 	case scheduler.EventProgress:
 		content = head + fmt.Sprintf("%s %d/%d", adapters.ProgressBar(ev.Fraction), ev.Step, ev.Steps)
 		if ev.ETASec > 0 {
-			content += fmt.Sprintf(" · ~%ds left", int(ev.ETASec+0.5))
+			content += commands.T(loc, "left", int(ev.ETASec+0.5))
 		}
 		// Coalescing may have dropped the event that carried the latest
 		// preview; the record keeps its name.
@@ -660,25 +683,30 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		}
 		comps = []discordgo.MessageComponent{cancelRow}
 	case scheduler.EventRetrying:
-		content = head + fmt.Sprintf("Retrying in %.0fs: %s", ev.AfterS, ev.Reason)
+		content = head + commands.T(loc, "retrying", ev.AfterS, ev.Reason)
 		comps = []discordgo.MessageComponent{cancelRow}
 	case scheduler.EventSucceeded:
 		seeds := make([]string, len(job.Seeds))
 		for i, s := range job.Seeds {
 			seeds[i] = strconv.FormatInt(s, 10)
 		}
-		content = head + fmt.Sprintf("%d×%d · %d steps · cfg %g · seed %s", im.Width, im.Height, im.Steps, im.CFGScale, strings.Join(seeds, ", "))
+		content = head + commands.T(loc, "done", im.Width, im.Height, im.Steps, im.CFGScale, strings.Join(seeds, ", "))
 		if up.Kind == "upscale" {
-			content = head + fmt.Sprintf("Upscaled ×%g (image %d of `%s`)", up.Factor, up.SourceImage+1, up.SourceJob)
+			content = head + commands.T(loc, "upscaled", up.Factor, up.SourceImage+1, up.SourceJob)
 		}
+		spoiler := a.spoilers(ctx, job.Tenant)
 		for n := 0; n < min(job.Images, 10); n++ {
 			img, err := a.sched.Image(ctx, job, n)
 			if err != nil {
 				return fmt.Errorf("discord: image %d: %w", n, err)
 			}
-			files = append(files, a.file(fmt.Sprintf("easel-%s-%d", job.ID, n+1), img))
+			name := fmt.Sprintf("easel-%s-%d", job.ID, n+1)
+			if spoiler {
+				name = "SPOILER_" + name // Discord blurs attachments named so
+			}
+			files = append(files, a.file(name, img))
 		}
-		row := []discordgo.MessageComponent{discordgo.Button{Label: "Reroll", Emoji: &discordgo.ComponentEmoji{Name: "🔁"},
+		row := []discordgo.MessageComponent{discordgo.Button{Label: commands.T(loc, "button_reroll"), Emoji: &discordgo.ComponentEmoji{Name: "🔁"},
 			Style: discordgo.SecondaryButton, CustomID: "easel:reroll:" + job.ID}}
 		for n := 0; n < min(job.Images, 4); n++ {
 			row = append(row, discordgo.Button{Label: fmt.Sprintf("V%d", n+1), Style: discordgo.SecondaryButton,
@@ -697,10 +725,10 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 			comps = []discordgo.MessageComponent{}
 		}
 	case scheduler.EventFailed:
-		content = head + "❌ " + ev.Message
+		content = head + commands.T(loc, "failed", ev.Message)
 		comps = []discordgo.MessageComponent{}
 	case scheduler.EventCanceled:
-		content = head + "Canceled."
+		content = head + commands.T(loc, "canceled")
 		comps = []discordgo.MessageComponent{}
 	default:
 		return nil

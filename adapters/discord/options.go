@@ -140,6 +140,16 @@ func ParseImagine(opts []Option) (commands.Imagine, error) {
 
 func ptrF(v float64) *float64 { return &v }
 
+// fieldChoices offers setting fields as choices ("negative_prompt" shown
+// as "negative prompt").
+func fieldChoices(fields []string) []*discordgo.ApplicationCommandOptionChoice {
+	out := make([]*discordgo.ApplicationCommandOptionChoice, 0, len(fields))
+	for _, f := range fields {
+		out = append(out, &discordgo.ApplicationCommandOptionChoice{Name: strings.ReplaceAll(f, "_", " "), Value: f})
+	}
+	return out
+}
+
 // commandDefs are the slash commands, kept as data.
 func commandDefs() []*discordgo.ApplicationCommand {
 	one, four, maxSteps := ptrF(1), 4.0, 150.0
@@ -176,9 +186,7 @@ func commandDefs() []*discordgo.ApplicationCommand {
 		{Name: "usage", Description: "Your images today and your quota"},
 		{Name: "models", Description: "Models, samplers, schedulers and LoRAs the GPUs offer"},
 		{Name: "settings", Description: "Your defaults for /imagine", Options: []*discordgo.ApplicationCommandOption{
-			{Type: str, Name: "field", Description: "what to set", Choices: []*discordgo.ApplicationCommandOptionChoice{
-				{Name: "width", Value: "width"}, {Name: "height", Value: "height"}, {Name: "steps", Value: "steps"},
-				{Name: "negative prompt", Value: "negative_prompt"}}},
+			{Type: str, Name: "field", Description: "what to set", Choices: fieldChoices(commands.SettingFields)},
 			{Type: str, Name: "value", Description: "the value (empty clears it)"}}},
 		{Name: "easel-admin", Description: "Server settings for Easel", DefaultMemberPermissions: &manage,
 			Options: []*discordgo.ApplicationCommandOption{
@@ -190,6 +198,14 @@ func commandDefs() []*discordgo.ApplicationCommand {
 				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "block", Description: "block a member", Options: []*discordgo.ApplicationCommandOption{userOpt}},
 				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "unblock", Description: "unblock a member", Options: []*discordgo.ApplicationCommandOption{userOpt}},
 				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "usage", Description: "top members today"},
+				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "defaults", Description: "show or set the server's or this channel's defaults",
+					Options: []*discordgo.ApplicationCommandOption{
+						{Type: str, Name: "field", Description: "what to set", Choices: fieldChoices(commands.DefaultFields)},
+						{Type: str, Name: "value", Description: "the value (empty clears it)"},
+						{Type: str, Name: "scope", Description: "the whole server or this channel only", Choices: []*discordgo.ApplicationCommandOptionChoice{
+							{Name: "server", Value: "server"}, {Name: "channel", Value: "channel"}}}}},
+				{Type: discordgo.ApplicationCommandOptionSubCommand, Name: "spoilers", Description: "send images as spoilers",
+					Options: []*discordgo.ApplicationCommandOption{{Type: discordgo.ApplicationCommandOptionBoolean, Name: "on", Description: "on or off", Required: true}}},
 			}},
 	}
 }

@@ -40,7 +40,26 @@ type Server struct {
 	inFlight map[string]int
 	maxInFl  int
 	sent     map[string]time.Time // interaction token → dispatched at
+	channels map[string]Channel
 }
+
+// Channel is a guild text channel the fake knows. Modelled on Discord's
+// channel object (discord-api-docs docs/resources/Channel.md): "nsfw" is
+// the age-restricted flag, id and type 0 (GUILD_TEXT). GET
+// /channels/{id} returns it, and a dispatched interaction from it carries
+// the partial "channel" (id, type, nsfw) as Discord's interaction object
+// does (docs/interactions/Receiving_and_Responding.md).
+type Channel struct {
+	ID   string
+	NSFW bool
+}
+
+// NormalChannel and AgeRestrictedChannel are the fake's channel ids;
+// "c1", the default channel of interactions, is normal too.
+const (
+	NormalChannel        = "c1"
+	AgeRestrictedChannel = "c-nsfw"
+)
 
 // Call is one recorded REST call.
 type Call struct {
@@ -48,6 +67,7 @@ type Call struct {
 	Body         map[string]any
 	Files        []string // attachment file names
 	FileBytes    [][]byte
+	Raw          []byte // a JSON body as sent (command registration sends an array)
 	Status       int
 	At           time.Time
 }
@@ -55,7 +75,8 @@ type Call struct {
 // New starts a fake Discord on a loopback port; logf receives its errors.
 func New(logf func(string, ...any)) *Server {
 	f := &Server{logf: logf, notify: make(chan struct{}, 1), gwReady: make(chan struct{}), inFlight: map[string]int{},
-		sent: map[string]time.Time{}}
+		sent: map[string]time.Time{}, channels: map[string]Channel{
+			NormalChannel: {ID: NormalChannel}, AgeRestrictedChannel: {ID: AgeRestrictedChannel, NSFW: true}}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v9/gateway", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"url": "ws://" + r.Host + "/gw"})
@@ -163,6 +184,11 @@ func (f *Server) Dispatch(interaction map[string]any) {
 	if tok, ok := interaction["token"].(string); ok {
 		f.sent[tok] = time.Now()
 	}
+	if id, ok := interaction["channel_id"].(string); ok {
+		if ch, known := f.channels[id]; known {
+			interaction["channel"] = ch.json()
+		}
+	}
 	if err := f.gw.WriteJSON(map[string]any{"op": 0, "t": "INTERACTION_CREATE", "s": f.seq, "d": interaction}); err != nil {
 		f.logf("dispatch: %v", err)
 	}
@@ -188,6 +214,7 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		b, _ := io.ReadAll(r.Body)
+		c.Raw = b
 		_ = json.Unmarshal(b, &c.Body)
 	}
 	isEdit := r.Method == "PATCH" && strings.HasPrefix(c.Path, "/webhooks/")
@@ -220,6 +247,15 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 	case c.Status == 429:
 		w.Header().Set("Retry-After", "0.05")
 		writeJSON(w, 429, map[string]any{"message": "You are being rate limited.", "retry_after": 0.05, "global": false})
+	case r.Method == "GET" && strings.HasPrefix(c.Path, "/channels/") && strings.Count(c.Path, "/") == 2:
+		f.mu.Lock()
+		ch, ok := f.channels[strings.TrimPrefix(c.Path, "/channels/")]
+		f.mu.Unlock()
+		if !ok {
+			writeJSON(w, 404, map[string]any{"message": "Unknown Channel", "code": 10003})
+			return
+		}
+		writeJSON(w, 200, ch.json())
 	case strings.HasSuffix(c.Path, "/callback"):
 		w.WriteHeader(http.StatusNoContent)
 	case r.Method == "PUT" && strings.HasSuffix(c.Path, "/commands"):
@@ -229,6 +265,10 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, 200, map[string]any{"id": fmt.Sprint(len(f.calls) + 5000), "channel_id": "c1", "content": c.Body["content"]})
 	}
+}
+
+func (ch Channel) json() map[string]any {
+	return map[string]any{"id": ch.ID, "type": 0, "nsfw": ch.NSFW, "guild_id": "g1", "name": ch.ID}
 }
 
 // MustJSON marshals v.

@@ -1,0 +1,186 @@
+package commands
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Languages lists the shipped message catalogs; English is the reference
+// every other catalog must cover (a test checks keys and format verbs).
+var Languages = []string{"en", "de", "ja"}
+
+// Lang maps a platform locale to a shipped language: Discord says "de" or
+// "en-US", Slack "de-DE" or "ja-JP". Anything else is English.
+func Lang(locale string) string {
+	l := strings.ToLower(strings.TrimSpace(locale))
+	l, _, _ = strings.Cut(strings.ReplaceAll(l, "_", "-"), "-")
+	if _, ok := catalogs[l]; ok {
+		return l
+	}
+	return "en"
+}
+
+// T formats the message key in the language of locale, falling back to
+// English for a key the language lacks (the completeness test prevents
+// that) and to the key itself for an unknown key.
+func T(locale, key string, args ...any) string {
+	msg, ok := catalogs[Lang(locale)][key]
+	if !ok {
+		if msg, ok = catalogs["en"][key]; !ok {
+			return key
+		}
+	}
+	if len(args) == 0 {
+		return msg
+	}
+	return fmt.Sprintf(msg, args...)
+}
+
+// CatalogKeys returns the keys of a language's catalog, sorted (for tests).
+func CatalogKeys(lang string) []string {
+	out := make([]string, 0, len(catalogs[lang]))
+	for k := range catalogs[lang] {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Message returns the raw catalog entry (for tests).
+func Message(lang, key string) (string, bool) {
+	m, ok := catalogs[lang][key]
+	return m, ok
+}
+
+var catalogs = map[string]map[string]string{
+	"en": {
+		"queued":            "Queued — #%d in line",
+		"eta":               ", ~%s",
+		"starting":          "Starting…",
+		"starting_on":       "Starting on %s…",
+		"left":              " · ~%ds left",
+		"retrying":          "Retrying in %.0fs: %s",
+		"done":              "%d×%d · %d steps · cfg %g · seed %s",
+		"upscaled":          "Upscaled ×%g (image %d of `%s`)",
+		"upscaling":         "Upscaling…",
+		"upscale_queued":    "Upscale queued — #%d in line",
+		"canceled":          "Canceled.",
+		"canceled_job":      "Canceled `%s`.",
+		"failed":            "❌ %s",
+		"relaxed":           " (relax mode: you are over today's quota, so this runs after everyone else's)",
+		"button_cancel":     "Cancel",
+		"button_reroll":     "Reroll",
+		"nsfw_refused":      "🔞 %q is tagged NSFW: it runs only in age-restricted channels (or where an admin allows it). Nothing was queued.",
+		"invalid_here":      "⚠️ %s on this server",
+		"refused":           "⏳ %s",
+		"forbidden":         "🚫 %s",
+		"no_such_job":       "No such job.",
+		"no_such_image":     "No such image.",
+		"finished":          "That job already finished.",
+		"internal":          "Something went wrong on our side; please try again.",
+		"not_owner":         "🚫 Only the person who asked (or a server admin) can use these buttons.",
+		"no_jobs":           "You have no jobs in line.",
+		"no_jobs_to_cancel": "You have no jobs to cancel.",
+		"usage":             "You made %d images today (%s).",
+		"no_limit":          "no daily limit",
+		"usage_left":        "%d left of %d; resets in %s",
+		"your_defaults":     "Your defaults: `%s`",
+		"defaults_shown":    "Defaults here (server < channel): server `%s`, channel `%s`",
+		"defaults_set":      "Set the %s default `%s` to `%s`.",
+		"scope_server":      "server",
+		"scope_channel":     "channel",
+		"spoilers_on":       "Images on this server are now sent as spoilers.",
+		"spoilers_off":      "Images on this server are no longer sent as spoilers.",
+		"nsfw_channel_on":   "NSFW-tagged models may now run in this channel.",
+		"nsfw_channel_off":  "NSFW-tagged models may no longer run in this channel.",
+		"no_models":         "No GPU worker is advertising its models right now.",
+		"unknown_command":   "Unknown command.",
+	},
+	"de": {
+		"queued":            "In der Warteschlange — Platz %d",
+		"eta":               ", ~%s",
+		"starting":          "Wird gestartet…",
+		"starting_on":       "Startet auf %s…",
+		"left":              " · noch ~%ds",
+		"retrying":          "Neuer Versuch in %.0fs: %s",
+		"done":              "%d×%d · %d Schritte · CFG %g · Seed %s",
+		"upscaled":          "Hochskaliert ×%g (Bild %d von `%s`)",
+		"upscaling":         "Wird hochskaliert…",
+		"upscale_queued":    "Hochskalierung in der Warteschlange — Platz %d",
+		"canceled":          "Abgebrochen.",
+		"canceled_job":      "`%s` abgebrochen.",
+		"failed":            "❌ %s",
+		"relaxed":           " (Relax-Modus: Du hast dein heutiges Kontingent überschritten, daher läuft dies nach allen anderen)",
+		"button_cancel":     "Abbrechen",
+		"button_reroll":     "Neu würfeln",
+		"nsfw_refused":      "🔞 %q ist als NSFW markiert: Es läuft nur in altersbeschränkten Kanälen (oder wo ein Admin es erlaubt). Nichts wurde eingereiht.",
+		"invalid_here":      "⚠️ %s auf diesem Server",
+		"refused":           "⏳ %s",
+		"forbidden":         "🚫 %s",
+		"no_such_job":       "Diesen Auftrag gibt es nicht.",
+		"no_such_image":     "Dieses Bild gibt es nicht.",
+		"finished":          "Dieser Auftrag ist schon beendet.",
+		"internal":          "Bei uns ist etwas schiefgegangen; bitte versuche es noch einmal.",
+		"not_owner":         "🚫 Nur wer gefragt hat (oder ein Server-Admin) kann diese Schaltflächen benutzen.",
+		"no_jobs":           "Du hast keine Aufträge in der Warteschlange.",
+		"no_jobs_to_cancel": "Du hast keine Aufträge zum Abbrechen.",
+		"usage":             "Du hast heute %d Bilder erstellt (%s).",
+		"no_limit":          "kein Tageslimit",
+		"usage_left":        "noch %d von %d; Zurücksetzung in %s",
+		"your_defaults":     "Deine Standardwerte: `%s`",
+		"defaults_shown":    "Standardwerte hier (Server < Kanal): Server `%s`, Kanal `%s`",
+		"defaults_set":      "Standardwert (%s) `%s` auf `%s` gesetzt.",
+		"scope_server":      "Server",
+		"scope_channel":     "Kanal",
+		"spoilers_on":       "Bilder auf diesem Server werden jetzt als Spoiler gesendet.",
+		"spoilers_off":      "Bilder auf diesem Server werden nicht mehr als Spoiler gesendet.",
+		"nsfw_channel_on":   "NSFW-markierte Modelle dürfen jetzt in diesem Kanal laufen.",
+		"nsfw_channel_off":  "NSFW-markierte Modelle dürfen in diesem Kanal nicht mehr laufen.",
+		"no_models":         "Gerade bietet kein GPU-Worker seine Modelle an.",
+		"unknown_command":   "Unbekannter Befehl.",
+	},
+	"ja": {
+		"queued":            "待機中 — %d 番目",
+		"eta":               "、約 %s",
+		"starting":          "開始しています…",
+		"starting_on":       "%s で開始しています…",
+		"left":              " · 残り約 %d 秒",
+		"retrying":          "%.0f 秒後に再試行します: %s",
+		"done":              "%d×%d · %d ステップ · CFG %g · シード %s",
+		"upscaled":          "×%g にアップスケール（画像 %d、`%s`）",
+		"upscaling":         "アップスケールしています…",
+		"upscale_queued":    "アップスケール待機中 — %d 番目",
+		"canceled":          "キャンセルしました。",
+		"canceled_job":      "`%s` をキャンセルしました。",
+		"failed":            "❌ %s",
+		"relaxed":           "（リラックスモード：本日の上限を超えているため、他の人の後に実行されます）",
+		"button_cancel":     "キャンセル",
+		"button_reroll":     "再生成",
+		"nsfw_refused":      "🔞 %q は NSFW に指定されています。年齢制限のあるチャンネル（または管理者が許可した場所）でのみ実行できます。何もキューに入れていません。",
+		"invalid_here":      "⚠️ %s（このサーバーの設定）",
+		"refused":           "⏳ %s",
+		"forbidden":         "🚫 %s",
+		"no_such_job":       "そのジョブはありません。",
+		"no_such_image":     "その画像はありません。",
+		"finished":          "そのジョブはすでに終了しています。",
+		"internal":          "こちらで問題が発生しました。もう一度お試しください。",
+		"not_owner":         "🚫 これらのボタンは依頼した本人（またはサーバー管理者）だけが使えます。",
+		"no_jobs":           "待機中のジョブはありません。",
+		"no_jobs_to_cancel": "キャンセルできるジョブはありません。",
+		"usage":             "今日は %d 枚の画像を作成しました（%s）。",
+		"no_limit":          "1 日の上限なし",
+		"usage_left":        "残り %d / %d、リセットまで %s",
+		"your_defaults":     "あなたの既定値: `%s`",
+		"defaults_shown":    "ここでの既定値（サーバー < チャンネル）: サーバー `%s`、チャンネル `%s`",
+		"defaults_set":      "%s の既定値 `%s` を `%s` に設定しました。",
+		"scope_server":      "サーバー",
+		"scope_channel":     "チャンネル",
+		"spoilers_on":       "このサーバーの画像はスポイラーとして送信されます。",
+		"spoilers_off":      "このサーバーの画像はスポイラーとして送信されなくなりました。",
+		"nsfw_channel_on":   "このチャンネルで NSFW 指定のモデルを実行できるようになりました。",
+		"nsfw_channel_off":  "このチャンネルでは NSFW 指定のモデルを実行できなくなりました。",
+		"no_models":         "現在、モデルを公開している GPU ワーカーはありません。",
+		"unknown_command":   "不明なコマンドです。",
+	},
+}
