@@ -55,6 +55,7 @@ func Message(lang, key string) (string, bool) {
 
 var catalogs = map[string]map[string]string{
 	"en": {
+		"slack_done":        "Done · %d×%d · %d steps · seed %s",
 		"queued":            "Queued — #%d in line",
 		"eta":               ", ~%s",
 		"starting":          "Starting…",
@@ -98,6 +99,7 @@ var catalogs = map[string]map[string]string{
 		"unknown_command":   "Unknown command.",
 	},
 	"de": {
+		"slack_done":        "Fertig · %d×%d · %d Schritte · Seed %s",
 		"queued":            "In der Warteschlange — Platz %d",
 		"eta":               ", ~%s",
 		"starting":          "Wird gestartet…",
@@ -141,6 +143,7 @@ var catalogs = map[string]map[string]string{
 		"unknown_command":   "Unbekannter Befehl.",
 	},
 	"ja": {
+		"slack_done":        "完了 · %d×%d · %d ステップ · シード %s",
 		"queued":            "待機中 — %d 番目",
 		"eta":               "、約 %s",
 		"starting":          "開始しています…",

@@ -38,6 +38,8 @@ type req struct {
 	// files are the files attached to a mention; the first image is the
 	// init image of an img2img request.
 	files []slack.File
+	// locale is the user's Slack locale (users.info), "" until known.
+	locale string
 }
 
 // verified reads the body and checks Slack's signature; it answers 401 and
@@ -220,6 +222,9 @@ func (a *Adapter) text(r req, text string) {
 		word = strings.ToLower(fields[0])
 	}
 	c := a.caller(ctx, r.team, r.user, word == "admin" || word == "cancel")
+	c.Channel = r.channel
+	c.NSFW = func(ctx context.Context) (bool, error) { return a.svc.NSFWChannel(ctx, c.Tenant, r.channel) }
+	r.locale = a.locale(ctx, r.user)
 	switch word {
 	case "help", "--help":
 		say(commands.FlagHelp)
@@ -239,14 +244,14 @@ func (a *Adapter) text(r req, text string) {
 			b.WriteString("\n")
 		}
 		if b.Len() == 0 {
-			b.WriteString("You have no jobs in line.")
+			b.WriteString(commands.T(r.locale, "no_jobs"))
 		}
 		say(b.String())
 		return
 	case "cancel":
 		entries, err := a.svc.Queue(ctx, commands.Caller{Tenant: c.Tenant, User: r.user})
 		if err != nil || len(entries) == 0 {
-			say("You have no jobs to cancel.")
+			say(commands.T(r.locale, "no_jobs_to_cancel"))
 			return
 		}
 		id := entries[len(entries)-1].Job.ID
@@ -257,7 +262,7 @@ func (a *Adapter) text(r req, text string) {
 			say(userError(err))
 			return
 		}
-		say("Canceled `" + id + "`.")
+		say(commands.T(r.locale, "canceled_job", id))
 		return
 	case "usage":
 		u, err := a.svc.Usage(ctx, c)
@@ -265,11 +270,11 @@ func (a *Adapter) text(r req, text string) {
 			say(userError(err))
 			return
 		}
-		limit := "no daily limit"
+		limit := commands.T(r.locale, "no_limit")
 		if u.UserLimit > 0 {
-			limit = fmt.Sprintf("%d left of %d; resets in %s", max(u.UserLimit-u.UserImages, 0), u.UserLimit, u.ResetsIn.Round(time.Minute))
+			limit = commands.T(r.locale, "usage_left", max(u.UserLimit-u.UserImages, 0), u.UserLimit, u.ResetsIn.Round(time.Minute))
 		}
-		say(fmt.Sprintf("You made %d images today (%s).", u.UserImages, limit))
+		say(commands.T(r.locale, "usage", u.UserImages, limit))
 		return
 	case "admin":
 		say(a.admin(ctx, c, fields[1:]))
@@ -298,7 +303,7 @@ func (a *Adapter) text(r req, text string) {
 // response_url and the user is told how to invite the bot; any other failed
 // post is explained to the user and nothing is enqueued.
 func (a *Adapter) submit(ctx context.Context, c commands.Caller, r req, im commands.Imagine) {
-	o := Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, User: r.user}
+	o := Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, User: r.user, Locale: r.locale}
 	reply, err := a.post(ctx, r.channel, r.thread, "Submitting…")
 	if err != nil && a.cfg.JoinChannels && errorCode(err) == "not_in_channel" {
 		if _, _, _, jerr := a.api.JoinConversationContext(ctx, r.channel); jerr != nil {
@@ -360,6 +365,15 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, args []string) s
 		if _, err = a.svc.SetPolicy(ctx, c, "", args[1], value); err == nil {
 			msg = fmt.Sprintf("Set `%s` to `%s`.", args[1], escape(value))
 		}
+	case sub == "nsfw" && len(args) == 2 && (args[1] == "on" || args[1] == "off"):
+		if _, err = a.svc.SetNSFWChannel(ctx, c, c.Channel, args[1] == "on"); err == nil {
+			msg = "NSFW-tagged models may now run in this channel."
+			if args[1] == "off" {
+				msg = "NSFW-tagged models may no longer run in this channel."
+			}
+		}
+	case sub == "defaults":
+		msg, err = a.adminDefaults(ctx, c, args[1:])
 	case (sub == "reset" || sub == "block" || sub == "unblock") && len(args) == 2:
 		u, _, _ := strings.Cut(strings.Trim(args[1], "<@>"), "|")
 		if sub == "reset" {
@@ -369,7 +383,9 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, args []string) s
 		}
 		msg = "Done."
 	default:
-		msg = "Admin commands: `admin policy`, `admin set <field> <value>`, `admin reset @user`, `admin block @user`, `admin unblock @user`."
+		msg = "Admin commands: `admin policy`, `admin set <field> <value>`, `admin reset @user`, `admin block @user`, `admin unblock @user`, " +
+			"`admin nsfw on|off` (this channel), `admin defaults [channel] <field> <value>` (empty value clears)."
+
 	}
 	if err != nil {
 		return userError(err)
@@ -380,7 +396,10 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, args []string) s
 func userError(err error) string {
 	var ve *commands.ValidationError
 	var re *scheduler.RefusedError
+	var nsfw *commands.NSFWError
 	switch {
+	case errors.As(err, &nsfw):
+		return "🔞 `" + escape(nsfw.Name) + "` is tagged NSFW: it runs only in channels an admin allowed (`@easel admin nsfw on`). Nothing was queued."
 	case errors.As(err, &ve):
 		return "⚠️ " + ve.Error() + ". Try `--help`."
 	case errors.As(err, &re):

@@ -119,16 +119,17 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	if o.ResponseURL != "" {
 		return a.renderResponse(ctx, job, ev, o, im)
 	}
+	loc := o.Locale
 	cancelBtn := func() slack.Block {
-		return slack.NewActionBlock(blockID("c"), button("Cancel", "easel:cancel:"+job.ID))
+		return slack.NewActionBlock(blockID("c"), button(commands.T(loc, "button_cancel"), "easel:cancel:"+job.ID))
 	}
 	var status string
 	var extra []slack.Block
 	switch ev.Type {
 	case scheduler.EventQueued:
-		status, extra = fmt.Sprintf("Queued — #%d in line", ev.Position), []slack.Block{cancelBtn()}
+		status, extra = commands.T(loc, "queued", ev.Position), []slack.Block{cancelBtn()}
 	case scheduler.EventStarted:
-		status, extra = "Starting on "+ev.Backend+"…", []slack.Block{cancelBtn()}
+		status, extra = commands.T(loc, "starting_on", ev.Backend), []slack.Block{cancelBtn()}
 	case scheduler.EventProgress:
 		if !a.spend(ctx, o.Team) {
 			return nil
@@ -139,11 +140,11 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		}
 		extra = append(extra, cancelBtn())
 	case scheduler.EventRetrying:
-		status, extra = fmt.Sprintf("Retrying in %.0fs: %s", ev.AfterS, ev.Reason), []slack.Block{cancelBtn()}
+		status, extra = commands.T(loc, "retrying", ev.AfterS, ev.Reason), []slack.Block{cancelBtn()}
 	case scheduler.EventFailed:
-		status = "❌ " + ev.Message
+		status = commands.T(loc, "failed", ev.Message)
 	case scheduler.EventCanceled:
-		status = "Canceled."
+		status = commands.T(loc, "canceled")
 	case scheduler.EventSucceeded:
 		if _, err := a.uploadOnce(ctx, job, o.Channel, o.ThreadTS); err != nil {
 			if !permanent(err) {
@@ -158,8 +159,8 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		for i, s := range job.Seeds {
 			seeds[i] = strconv.FormatInt(s, 10)
 		}
-		status = fmt.Sprintf("Done · %d×%d · %d steps · seed %s", im.Width, im.Height, im.Steps, strings.Join(seeds, ", "))
-		els := []slack.BlockElement{button("Reroll", "easel:reroll:"+job.ID)}
+		status = commands.T(loc, "slack_done", im.Width, im.Height, im.Steps, strings.Join(seeds, ", "))
+		els := []slack.BlockElement{button(commands.T(loc, "button_reroll"), "easel:reroll:"+job.ID)}
 		for n := 0; n < min(job.Images, 4); n++ {
 			els = append(els, button(fmt.Sprintf("V%d", n+1), fmt.Sprintf("easel:var:%s:%d", job.ID, n)),
 				button(fmt.Sprintf("U%d", n+1), fmt.Sprintf("easel:up:%s:%d", job.ID, n)))

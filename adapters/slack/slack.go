@@ -57,6 +57,9 @@ type Origin struct {
 	// ResponseURL is set when the bot cannot post in the channel (it is not
 	// a member): the result goes through the slash command's response_url.
 	ResponseURL string `json:"response_url,omitempty"`
+	// Locale is the user's Slack locale from users.info ("de-DE"); the
+	// job's messages use its catalog.
+	Locale string `json:"locale,omitempty"`
 }
 
 // userCacheTTL is how long a users.info answer is reused.

@@ -1,0 +1,54 @@
+package slack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/commands"
+)
+
+// locale is the user's Slack locale from users.info (cached with the
+// admin check); "" (English) when Slack cannot say.
+func (a *Adapter) locale(ctx context.Context, user string) string {
+	u, err := a.userInfo(ctx, user)
+	if err != nil {
+		a.log.Info("slack: users.info for locale", zap.Error(err))
+		return ""
+	}
+	return u.Locale
+}
+
+// adminDefaults shows the workspace's and this channel's defaults, or
+// sets one field: `defaults <field> <value…>` for the workspace,
+// `defaults channel <field> <value…>` for this channel; no value clears.
+func (a *Adapter) adminDefaults(ctx context.Context, c commands.Caller, args []string) (string, error) {
+	if len(args) == 0 {
+		server, err := a.svc.Defaults(ctx, c.Tenant, "")
+		if err != nil {
+			return "", err
+		}
+		ch, err := a.svc.Defaults(ctx, c.Tenant, c.Channel)
+		if err != nil {
+			return "", err
+		}
+		sj, _ := json.Marshal(server)
+		cj, _ := json.Marshal(ch)
+		return fmt.Sprintf("Defaults (workspace < channel): workspace `%s`, this channel `%s`", escape(string(sj)), escape(string(cj))), nil
+	}
+	channel, scope := "", "workspace"
+	if args[0] == "channel" {
+		channel, scope, args = c.Channel, "channel", args[1:]
+	}
+	if len(args) == 0 {
+		return "", &commands.ValidationError{Field: "field", Message: "is required: admin defaults [channel] <field> <value>"}
+	}
+	value := Unescape(strings.Join(args[1:], " "))
+	if _, err := a.svc.SetDefault(ctx, c, channel, args[0], value); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("Set the %s default `%s` to `%s`.", scope, escape(args[0]), escape(value)), nil
+}

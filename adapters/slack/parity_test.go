@@ -1,0 +1,79 @@
+package slack_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/easelbot/easel/adapters/slack/slackfake"
+	"github.com/easelbot/easel/commands"
+)
+
+func textWith(cs []slackfake.Call, method, text string) bool {
+	for _, c := range calls(cs, method) {
+		if strings.Contains(c.Form.Get("text"), text) || strings.Contains(c.Form.Get("blocks"), text) {
+			return true
+		}
+	}
+	return false
+}
+
+// An NSFW-tagged model runs only in a channel on the workspace's
+// allow-list, which admins edit with `admin nsfw on|off`.
+func TestSlackNSFWChannelAllowList(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, options{step: 0, limits: commands.Limits{NSFWModels: []string{"fake-xl"}}})
+	mention := func(user, text string) {
+		body, _ := mentionEvent(user, text, nil)
+		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	}
+	mention("U1", "a fox --model fake-xl --steps 2")
+	b.fake.Wait(t, "refusal", func(cs []slackfake.Call) bool {
+		return textWith(cs, "chat.update", "tagged NSFW") || textWith(cs, "chat.postEphemeral", "tagged NSFW")
+	})
+	active, err := b.sched.Active(b.ctx, "slack:T1")
+	require.NoError(t, err)
+	require.Empty(t, active, "nothing enqueued")
+
+	mention("U1", "admin nsfw on")
+	b.fake.Wait(t, "non-admin refused", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Only workspace admins") })
+	mention("UADMIN1", "admin nsfw on")
+	b.fake.Wait(t, "allowed", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "may now run in this channel") })
+	ok, err := b.svc.NSFWChannel(b.ctx, "slack:T1", "C1")
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	mention("U1", "a fox --model fake-xl --steps 2")
+	b.fake.Wait(t, "final", finalUpdate)
+	require.Contains(t, b.sd.LastRequest().OverrideSettings["sd_model_checkpoint"], "fake-xl")
+
+	mention("UADMIN1", "admin nsfw off")
+	b.fake.Wait(t, "disallowed", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "may no longer run") })
+	ok, err = b.svc.NSFWChannel(b.ctx, "slack:T1", "C1")
+	require.NoError(t, err)
+	require.False(t, ok)
+}
+
+// A user whose Slack locale is German (users.info) gets German status and
+// final text; workspace and channel defaults set with `admin defaults`
+// apply to the request.
+func TestSlackGermanUserAndDefaults(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, options{step: 0})
+	b.fake.AddUser(slackfake.User{ID: "UDE", Name: "hans", Locale: "de-DE"})
+	mention := func(user, text string) {
+		body, _ := mentionEvent(user, text, nil)
+		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	}
+	mention("UADMIN1", "admin defaults steps 9")
+	b.fake.Wait(t, "workspace default", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Set the workspace default `steps` to `9`") })
+	mention("UADMIN1", "admin defaults channel negative_prompt blurry, dark")
+	b.fake.Wait(t, "channel default", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Set the channel default `negative_prompt`") })
+	mention("UADMIN1", "admin defaults steps 9999")
+	b.fake.Wait(t, "bad default", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "steps: must be between") })
+
+	mention("UDE", "ein Fuchs")
+	b.fake.Wait(t, "German final", func(cs []slackfake.Call) bool { return textWith(cs, "chat.update", "Fertig · 512×512 · 9 Schritte") })
+	require.Equal(t, "blurry, dark", b.sd.LastRequest().NegativePrompt)
+}
