@@ -45,6 +45,11 @@ type SubmitRequest struct {
 	IdempotencyKey string
 	// Admission holds the limits to enforce; nil means none (weight 1).
 	Admission *Admission
+	// Model is the checkpoint the job runs on, as the request names it; ""
+	// when it names none (the backend's loaded or default one). Dispatch
+	// hands the job only to a worker slot whose backend advertised this
+	// model (Slot.Advertise), preferring one that has it loaded.
+	Model string
 }
 
 // SubmitResult is the admitted job.
@@ -115,7 +120,7 @@ func (t EventType) Terminal() bool {
 }
 
 // Event is one job event. Fields beyond the common ones are set per type:
-// queued {position}, started {backend, attempt}, progress {step, steps,
+// queued {position, and reason when no backend has the job's model}, started {backend, attempt}, progress {step, steps,
 // fraction, eta_s, preview}, retrying {attempt, after_s, reason},
 // succeeded {images, seeds, info}, failed {code, message}, canceled {by}.
 type Event struct {

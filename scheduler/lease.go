@@ -56,7 +56,11 @@ func (sl *Slot) deliveredLease(m rueidis.RedisMessage) (*Lease, error) {
 	if err != nil || len(f) == 0 {
 		return nil, err
 	}
-	return sl.parseDelivery(f), nil
+	l := sl.parseDelivery(f)
+	if l != nil {
+		sl.saw(l.EntryID)
+	}
+	return l, nil
 }
 
 // Renew extends the lease; workers call it every Lease/3.

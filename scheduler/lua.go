@@ -40,6 +40,8 @@ const (
 	scriptSubmit   = "submit"
 	scriptOffer    = "offer"
 	scriptWithdraw = "withdraw"
+	// scriptCaps records a slot's capabilities for routing (routing.go).
+	scriptCaps     = "caps"
 	scriptRenew    = "renew"
 	scriptCheck    = "check"
 	scriptProgress = "progress"
@@ -54,7 +56,7 @@ const (
 	scriptQueuePage = "queuepage"
 )
 
-var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptRenew, scriptCheck,
+var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptCaps, scriptRenew, scriptCheck,
 	scriptProgress, scriptSucceed, scriptFail, scriptHandBack, scriptCancel, scriptPromote, scriptReclaim, scriptPosition,
 	scriptQueuePage}
 

@@ -165,6 +165,8 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 		return SubmitResult{}, &InvalidError{"payload", "must be valid JSON"}
 	case math.IsNaN(r.Cost) || math.IsInf(r.Cost, 0) || r.Cost < 0:
 		return SubmitResult{}, &InvalidError{"cost", "must be a finite number ≥ 0"}
+	case len(r.Model) > maxModelName:
+		return SubmitResult{}, &InvalidError{"model", fmt.Sprintf("must be at most %d bytes (got %d)", maxModelName, len(r.Model))}
 	}
 	if r.Admission != nil && r.Admission.Blocked {
 		s.refusals.WithLabelValues(RefusedBlocked).Inc()
@@ -180,7 +182,7 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 	}
 	call := submitCall{ID: NewID(s.cfg.Now()), Tenant: r.Tenant, User: r.User,
 		Request: encodeRequest(r.Payload, origin), Cost: cost, Images: r.Images, MaxAttempts: s.cfg.MaxAttempts,
-		IdempotencyKey: r.IdempotencyKey, IdempotencyTTL: s.cfg.Retention}
+		IdempotencyKey: r.IdempotencyKey, IdempotencyTTL: s.cfg.Retention, Model: r.Model}
 	if r.Admission != nil {
 		call.Admission = *r.Admission
 	}

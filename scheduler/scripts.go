@@ -12,7 +12,8 @@ import (
 
 // Each script's KEYS and ARGV are built from one struct (see the header of
 // lua/<script>.lua for their order). The common KEYS and ARGV of lib.lua come
-// first and are added by Scheduler.exec.
+// first and are added by Scheduler.exec, which also adds the slots'
+// capabilities hash as the last KEY (routing, read by every dispatch).
 
 // scriptCall is the arguments of one script.
 type scriptCall interface {
@@ -29,11 +30,12 @@ func commonKeys(k storage.Keys) []string {
 		k.Wake(), k.Slots()}
 }
 
-// noClock is a call whose script reads no clock (it saves a TIME).
-type noClock interface{ noClock() }
+// noClock is a call whose script may read no clock (it saves a TIME).
+type noClock interface{ noClock() bool }
 
-func (attemptCall) noClock()  {}
-func (positionCall) noClock() {}
+// A hand-back dispatches (offers expire, events carry a time): it needs one.
+func (c attemptCall) noClock() bool { return c.Script != scriptHandBack }
+func (positionCall) noClock() bool  { return true }
 
 // fromSlot is a call made by a worker slot (ARGV[5]): a job dispatched to
 // that slot comes back in the reply.
@@ -44,10 +46,10 @@ type fromSlot interface {
 // exec runs a script with the common KEYS and ARGV followed by its own.
 func (s *Scheduler) exec(ctx context.Context, c scriptCall) rueidis.RedisResult {
 	own := c.keys(s.keys)
-	keys := make([]string, 0, len(s.common)+len(own))
-	keys = append(append(keys, s.common...), own...)
+	keys := make([]string, 0, len(s.common)+len(own)+1)
+	keys = append(append(append(keys, s.common...), own...), s.keys.SlotCaps())
 	now := ""
-	if _, ok := c.(noClock); ok {
+	if nc, ok := c.(noClock); ok && nc.noClock() {
 		now = "-"
 	} else if s.clock {
 		now = strconv.FormatInt(s.cfg.Now().UnixMilli(), 10)
@@ -84,6 +86,8 @@ type submitCall struct {
 	IdempotencyKey string
 	IdempotencyTTL time.Duration
 	Admission      Admission
+	// Model is the job's checkpoint (routing), "" for any backend.
+	Model string
 }
 
 func (submitCall) script() string { return scriptSubmit }
@@ -110,7 +114,7 @@ func (c submitCall) argv() []string {
 	return []string{c.ID, c.Tenant, c.User, c.Request, ftoa(c.Cost), itoa(c.Images), itoa(c.MaxAttempts),
 		c.IdempotencyKey, mstoa(c.IdempotencyTTL), ftoa(w), ftoa(uw), itoa(a.MaxRunning),
 		ftoa(a.UserRate.PerMinute), itoa(a.UserRate.Burst), ftoa(a.TenantRate.PerMinute), itoa(a.TenantRate.Burst),
-		itoa(a.UserDailyImages), itoa(a.TenantDailyImages), itoa(a.MaxPendingPerUser), overflow}
+		itoa(a.UserDailyImages), itoa(a.TenantDailyImages), itoa(a.MaxPendingPerUser), overflow, ModelKey(c.Model)}
 }
 
 // slotCall offers (lua/offer.lua) or withdraws (lua/withdraw.lua) a
@@ -120,6 +124,10 @@ type slotCall struct {
 	Withdraw bool
 	// TTL is how long the offer lasts unless renewed.
 	TTL time.Duration
+	// After is the first work entry id the slot has not seen delivered: a
+	// pending entry from there on means a delivery on its way, and the slot
+	// is not offered. "" skips the check.
+	After string
 }
 
 func (c slotCall) script() string {
@@ -134,7 +142,7 @@ func (c slotCall) argv() []string {
 	if c.Withdraw {
 		return nil
 	}
-	return []string{mstoa(c.TTL)}
+	return []string{mstoa(c.TTL), c.After}
 }
 
 // attemptCall names one attempt: lua/renew.lua (with Consumer),

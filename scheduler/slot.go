@@ -46,12 +46,45 @@ func (s *Scheduler) Slot(consumer, backend string) *Slot {
 
 // push hands a delivered lease to the slot's next Next.
 func (sl *Slot) push(l *Lease) {
+	sl.saw(l.EntryID)
+	sl.deliveries <- l
+}
+
+// saw notes a work entry delivered to the slot.
+func (sl *Slot) saw(entry string) {
 	sl.mu.Lock()
-	if l.EntryID > sl.last {
-		sl.last = l.EntryID
+	if entryAfter(entry, sl.last) {
+		sl.last = entry
 	}
 	sl.mu.Unlock()
-	sl.deliveries <- l
+}
+
+// unseen is the first work entry id after the newest one delivered to the
+// slot ("-": none delivered yet).
+func (sl *Slot) unseen() string {
+	sl.mu.Lock()
+	last := sl.last
+	sl.mu.Unlock()
+	ms, seq, ok := strings.Cut(last, "-")
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if !ok || err != nil {
+		return "-"
+	}
+	return ms + "-" + strconv.FormatUint(n+1, 10)
+}
+
+// entryAfter reports whether stream entry id a comes after b ("" before all).
+func entryAfter(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	an, _ := strconv.ParseUint(am, 10, 64)
+	bn, _ := strconv.ParseUint(bm, 10, 64)
+	if an != bn {
+		return an > bn
+	}
+	ai, _ := strconv.ParseUint(as, 10, 64)
+	bi, _ := strconv.ParseUint(bs, 10, 64)
+	return ai > bi || b == ""
 }
 
 // Next offers the slot (renewing its offer) and waits up to block for a job
@@ -66,7 +99,7 @@ func (sl *Slot) Next(ctx context.Context, block time.Duration) (*Lease, error) {
 	if err := sl.listen(ctx); err != nil {
 		return nil, err
 	}
-	res, err := sl.s.exec(ctx, slotCall{Member: sl.member, TTL: sl.s.cfg.Lease}).ToMessage()
+	res, err := sl.s.exec(ctx, slotCall{Member: sl.member, TTL: sl.s.cfg.Lease, After: sl.unseen()}).ToMessage()
 	if err != nil {
 		return nil, fmt.Errorf("next: offer: %w", err)
 	}
@@ -108,10 +141,10 @@ func (sl *Slot) Withdraw(ctx context.Context) error {
 	return nil
 }
 
-// Close withdraws the slot's offer, hands back a job that was dispatched to
-// it and not yet taken, and stops listening.
+// Close withdraws the slot's offer and its capabilities, hands back a job
+// that was dispatched to it and not yet taken, and stops listening.
 func (sl *Slot) Close(ctx context.Context) error {
-	err := sl.Withdraw(ctx)
+	err := sl.forget(ctx)
 	sl.mu.Lock()
 	stop, done := sl.stop, sl.done
 	sl.mu.Unlock()

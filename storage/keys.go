@@ -81,6 +81,11 @@ func (k Keys) Global() string { return k.s() + "global" }
 // by the time (unix ms) their offer expires.
 func (k Keys) Slots() string { return k.s() + "slots" }
 
+// SlotCaps is the hash of worker slots' capabilities for routing: field
+// "<consumer>\t<backend>", value "<expires ms>\t<loaded model key>\n" then
+// each model key followed by "\n" (see scheduler/lua/lib.lua).
+func (k Keys) SlotCaps() string { return k.s() + "slotcaps" }
+
 // SlotChannel is the pub/sub channel on which a worker slot hears of the
 // jobs dispatched to it (a channel, not a key: any node of a cluster).
 func (k Keys) SlotChannel(consumer string) string { return k.s() + "c:" + consumer }

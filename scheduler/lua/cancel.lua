@@ -13,7 +13,10 @@ if st == 'queued' then
     -- Out of its user's queue (a few jobs long: the pending cap bounds it).
     local lane, u = lane_of(id), jget(id, 'user')
     -- A user left with an empty queue is skipped when dispatch reaches them.
-    if redis.call('LREM', ukey(lane, u), 1, qelem(id)) > 0 then gadd('pending', -1) end
+    if redis.call('LREM', ukey(lane, u), 1, qelem(id)) > 0 then
+      gadd('pending', -1)
+      if jget(id, 'model') ~= '' then gadd('pmodel', -1) end
+    end
   end
   refund(id)
 else

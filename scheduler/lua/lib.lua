@@ -13,7 +13,10 @@
 --   KEYS[9] {s}:wake     list: the maintainer blocks on it
 --   KEYS[10] {s}:slots   zset: idle worker slots "<consumer>\t<backend>",
 --                        scored by the time (ms) their offer expires
--- Script-specific KEYS start at 11.
+-- Script-specific KEYS start at 11. Every script also gets, as its LAST key:
+--   KEYS[#KEYS] {s}:slotcaps  hash: each worker slot's capabilities for
+--                        routing, "<expires ms>\t<loaded model key>\n"
+--                        then each model key followed by "\n"
 --
 -- ARGV common to every script:
 --   ARGV[1] the shard's key prefix "easel:{s}:" (lane, user and job keys
@@ -34,7 +37,11 @@
 -- script pays one command per hash, not one per field.
 local PFX, NOW, NOWS, EVTTL, EVMAX, SELF, DELIVERED, SELF_FREE, SELF_TTL
 local GC, GD, LC, LD, JC, JD
-local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE, SLOTS
+local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE, SLOTS, CAPS
+-- Routing caches for one call: FREE the free slots read (FREE_MORE: the
+-- read was cut short), CAPV the capabilities read by slot, LIVE and LIVE_M
+-- every live slot's capabilities and whether a model is among them.
+local FREE, FREE_MORE, CAPV, LIVE, LIVE_M
 
 -- iso renders unix ms as RFC 3339 in UTC (days-to-civil, proleptic Gregorian).
 local function iso(ms)
@@ -62,6 +69,8 @@ local function init(keys, args)
   GC, GD, LC, LD, JC, JD = nil, {}, {}, {}, {}, {}
   G, READY, RELAX, BLOCKED, WORK = keys[1], keys[2], keys[3], keys[4], keys[5]
   DELAYED, DEAD, EVENTS, WAKE, SLOTS = keys[6], keys[7], keys[8], keys[9], keys[10]
+  CAPS = keys[#keys]
+  FREE, FREE_MORE, CAPV, LIVE, LIVE_M = nil, false, {}, nil, {}
   PFX = args[1]
   SELF = args[5]
   if args[2] == '-' then
@@ -88,10 +97,12 @@ local function activekey(t) return PFX .. 't:' .. t .. ':jobs' end
 local function num(v) if v == false or v == nil or v == '' then return 0 end return tonumber(v) end
 
 -- The cached hashes. Fields not listed are read and written directly.
-local GF = {'pending', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks'}
+-- pmodel counts the pending jobs that name a model: while it is 0, dispatch
+-- takes the fairest lane without looking at its head job.
+local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks'}
 local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd'}
 local JF = {'status', 'attempt', 'tenant', 'user', 'lane', 'seq', 'cost', 'created_ms', 'started_ms',
-  'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req', 'counted'}
+  'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req', 'counted', 'model', 'unroutable', 'slot'}
 
 local function load(key, fields)
   local v = redis.call('HMGET', key, unpack(fields))
@@ -193,9 +204,23 @@ local function ready_add(lane, vt)
   lset(lane, 'rm', m)
 end
 
--- A user queue's elements are "<job id>|<cost>", so dispatch needs no read
--- of the job to know its cost.
-local function qelem(id) return id .. '|' .. jget(id, 'cost') end
+-- A user queue's elements are "<job id>|<cost>", or "<job id>|<cost>|<model
+-- key>" for a job that names a model, so dispatch needs no read of the job
+-- to know its cost and where it may run.
+local function qelem(id)
+  local e = id .. '|' .. jget(id, 'cost')
+  local m = jget(id, 'model')
+  if m ~= '' then e = e .. '|' .. m end
+  return e
+end
+
+-- parse_elem splits a queue element into job id, cost and model key.
+local function parse_elem(el)
+  local b1 = string.find(el, '|', 1, true)
+  local b2 = string.find(el, '|', b1 + 1, true)
+  if not b2 then return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1)), '' end
+  return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1, b2 - 1)), string.sub(el, b2 + 1)
+end
 
 -- enqueue puts job id at the back (or front, for a retry) of its user's queue
 -- in lane and makes the user and the lane backlogged if they were not. A
@@ -207,6 +232,7 @@ local function enqueue(lane, u, id, front)
   local len
   if front then len = redis.call('LPUSH', q, qelem(id)) else len = redis.call('RPUSH', q, qelem(id)) end
   gadd('pending', 1)
+  if jget(id, 'model') ~= '' then gadd('pmodel', 1) end
   if len == 1 then
     local ik = idlekey(lane)
     local f = redis.call('ZSCORE', ik, u)
@@ -231,8 +257,8 @@ local function pop_job(t)
     local q = ukey(t, u)
     local el = redis.call('LPOP', q)
     if el then
-      local bar = string.find(el, '|', 1, true)
-      local id, cost = string.sub(el, 1, bar - 1), tonumber(string.sub(el, bar + 1))
+      local id, cost, model = parse_elem(el)
+      if model ~= '' then gadd('pmodel', -1) end
       local uw = 1
       if lget(base_of(t), 'uws') == '1' then
         uw = num(redis.call('HGET', tkey(base_of(t)), 'uw:' .. u))
@@ -264,14 +290,215 @@ local function pop_job(t)
   return nil
 end
 
--- take_slot picks an idle worker slot whose offer has not expired: the
--- caller's own when it offered one in this call, else the longest idle. A
--- worker killed without a goodbye stops renewing its offer, and its slot
--- drops out here.
-local function take_slot()
-  if SELF_FREE then return SELF end
-  local top = redis.call('ZRANGEBYSCORE', SLOTS, NOW, '+inf', 'LIMIT', 0, 1)
-  return top[1]
+-- Routing. A job that names a model (its key, as scheduler.ModelKey folds
+-- it) runs only on a worker slot whose backend has it, preferring one that
+-- has it loaded; a job that names none runs anywhere. Dispatch looks at the
+-- head jobs of at most SCAN_LANES lanes in virtual-time order and serves the
+-- first one that has a free slot; a lane skipped keeps its place and virtual
+-- time, so it is served first when a matching slot frees up.
+local SCAN_LANES, SCAN_SLOTS = 32, 64
+
+-- free_slots is the list of free slots this call may use: the caller's own
+-- when it offered it, then offers that have not run out (a worker killed
+-- without a goodbye stops renewing its offer and drops out here), the one
+-- idle longest first. only_self limits it to the caller's own.
+local function free_slots(only_self)
+  if only_self then
+    if SELF_FREE then return {SELF} end
+    return {}
+  end
+  if not FREE or (#FREE == 0 and FREE_MORE) then
+    FREE = {}
+    if SELF_FREE then FREE[1] = SELF end
+    local r = redis.call('ZRANGEBYSCORE', SLOTS, NOW, '+inf', 'LIMIT', 0, SCAN_SLOTS)
+    for _, m in ipairs(r) do
+      if not (SELF_FREE and m == SELF) then FREE[#FREE + 1] = m end
+    end
+    FREE_MORE = #r == SCAN_SLOTS
+  end
+  return FREE
+end
+
+-- parse_caps reads one slot's capabilities: {loaded key, the value, where
+-- its model list starts}, or false when absent or run out.
+local function parse_caps(v)
+  if not v then return false end
+  local tab = string.find(v, '\t', 1, true)
+  if not tab then return false end
+  local nl = string.find(v, '\n', tab + 1, true)
+  if not nl or (tonumber(string.sub(v, 1, tab - 1)) or 0) < NOW then return false end
+  return {loaded = string.sub(v, tab + 1, nl - 1), v = v, at = nl}
+end
+
+local function has_model(c, model)
+  return string.find(c.v, '\n' .. model .. '\n', c.at, true) ~= nil
+end
+
+-- match picks the free slot for a job of model ('' for none): for none, the
+-- first of the list (the caller's own, else the one idle longest: a job
+-- that names no model runs on whatever the backend has loaded, so no slot
+-- is warmer than another); for a model, a slot whose backend has it, one
+-- that has it loaded first. Returns its index in list, or nil.
+local function match(list, model)
+  if #list == 0 then return nil end
+  if model == '' then return 1 end
+  local need = {}
+  for _, m in ipairs(list) do
+    if CAPV[m] == nil then need[#need + 1] = m end
+  end
+  if #need > 0 then
+    local v = redis.call('HMGET', CAPS, unpack(need))
+    for i, m in ipairs(need) do CAPV[m] = parse_caps(v[i]) end
+  end
+  local best
+  for i, m in ipairs(list) do
+    local c = CAPV[m]
+    if c and has_model(c, model) then
+      if c.loaded == model then return i end
+      best = best or i
+    end
+  end
+  return best
+end
+
+-- model_live says whether any worker slot, free or busy, has model by
+-- capabilities that have not run out.
+local function model_live(model)
+  if not LIVE then
+    LIVE = {}
+    for _, v in ipairs(redis.call('HVALS', CAPS)) do
+      local c = parse_caps(v)
+      if c then LIVE[#LIVE + 1] = c end
+    end
+  end
+  if LIVE_M[model] == nil then
+    LIVE_M[model] = false
+    for _, c in ipairs(LIVE) do
+      if has_model(c, model) then LIVE_M[model] = true break end
+    end
+  end
+  return LIVE_M[model]
+end
+
+-- position estimates the place in line of a queued job (1 = next): rounds of
+-- round-robin before its turn, capped by everything pending. Read time only.
+local function position(id)
+  local t = lane_of(id)
+  local u = jget(id, 'user')
+  local idx = redis.call('LPOS', ukey(t, u), qelem(id))
+  if not idx then return 0 end
+  local nusers = math.max(1, redis.call('ZCARD', userskey(t)))
+  local trank = 0
+  local rm = lget(t, 'rm')
+  if rm ~= '' then trank = redis.call('ZRANK', ready_key(t), rm) or 0 end
+  local ntenants = math.max(1, redis.call('ZCARD', ready_key(t)))
+  local est = idx * nusers * ntenants + trank + 1
+  if is_relax(t) then
+    -- Behind every normal job.
+    est = est + gnum('pending') - redis.call('ZCARD', RELAX)
+  end
+  return math.max(1, math.min(est, gnum('pending')))
+end
+
+-- note_waiting makes a skipped job's wait visible when no live slot has
+-- its model at all (every backend with it went away after the submit): one
+-- queued event with the reason, once until a slot has the model again.
+local function note_waiting(id, model)
+  local live = model_live(model)
+  local flagged = jget(id, 'unroutable') == '1'
+  if live then
+    if flagged then jset(id, 'unroutable', '') end
+    return
+  end
+  if flagged then return end
+  jset(id, 'unroutable', '1')
+  emit(id, jget(id, 'tenant'), 'queued', ',"position":' .. position(id) .. ',"reason":' ..
+    cjson.encode('no backend offers the model ' .. model .. ' now; the job waits until one does'))
+end
+
+-- head peeks at lane t's next job (its least recently served user's first),
+-- dropping users whose queue a cancel emptied, as pop_job would.
+local function head(t)
+  local users = userskey(t)
+  for _ = 1, 100 do
+    local top = redis.call('ZRANGE', users, 0, 0)
+    if #top == 0 then return nil end
+    local el = redis.call('LINDEX', ukey(t, member_name(top[1])), 0)
+    if el then return el end
+    redis.call('ZREM', users, top[1])
+  end
+  return nil
+end
+
+-- take_lane takes lane member m out of its ready set for dispatch.
+local function take_lane(rk, m, t)
+  redis.call('ZREM', rk, m)
+  lset(t, 'rm', '')
+end
+
+-- pick finds the fairest lane whose head job has a free slot in list: the
+-- normal lanes first, then (only when every normal lane was looked at) the
+-- relax lanes, each in virtual-time order, at most SCAN_LANES of each. A
+-- lane at its tenant's concurrency cap is parked on the way. Returns the
+-- lane, its virtual time and the slot's index in list, or nil.
+local function pick(list)
+  local all_seen = true
+  for _, rk in ipairs({READY, RELAX}) do
+    if not all_seen then return nil end
+    if gnum('pmodel') <= 0 then
+      -- No pending job names a model: the fairest lane, as it is.
+      local top = redis.call('ZPOPMIN', rk)
+      while #top > 0 do
+        local t = member_name(top[1])
+        local s = tonumber(top[2])
+        local base = base_of(t)
+        lset(t, 'rm', '')
+        local cap = lnum(base, 'cap')
+        if cap > 0 and lnum(base, 'running') >= cap then
+          redis.call('ZADD', BLOCKED, s, t)
+          lset(base, 'parked', '1')
+          top = redis.call('ZPOPMIN', rk)
+        else
+          return t, s, 1
+        end
+      end
+    else
+      local seen = {}
+      for pass = 1, 2 do
+        local cands = redis.call('ZRANGE', rk, 0, (pass - 1) * (SCAN_LANES - 1), 'WITHSCORES')
+        for i = 1, #cands, 2 do
+          local m = cands[i]
+          if not seen[m] then
+            seen[m] = true
+            local t, s = member_name(m), tonumber(cands[i + 1])
+            local base = base_of(t)
+            local cap = lnum(base, 'cap')
+            if cap > 0 and lnum(base, 'running') >= cap then
+              take_lane(rk, m, t)
+              redis.call('ZADD', BLOCKED, s, t)
+              lset(base, 'parked', '1')
+            else
+              local el = head(t)
+              if not el then
+                take_lane(rk, m, t)
+              else
+                local id, _, model = parse_elem(el)
+                local si = match(list, model)
+                if si then
+                  take_lane(rk, m, t)
+                  return t, s, si
+                end
+                if model ~= '' then note_waiting(id, model) end
+              end
+            end
+          end
+        end
+        if #cands < 2 * ((pass - 1) * (SCAN_LANES - 1) + 1) then break end
+        if pass == 2 then all_seen = false end
+      end
+    end
+  end
+  return nil
 end
 
 -- deliver hands one dispatched attempt to worker slot m: the entry goes into
@@ -285,17 +512,16 @@ local function deliver(m, id, tenant)
   local req = redis.call('GET', reqkey(id)) or ''
   local wid = redis.call('XADD', WORK, '*', 'id', id, 'a', attempt)
   redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1, 'STREAMS', WORK, '>')
-  if m == SELF and SELF_FREE then
-    SELF_FREE = false
-  else
-    redis.call('ZREM', SLOTS, m)
-  end
+  if m == SELF and SELF_FREE then SELF_FREE = false end
+  -- Also when the caller's own: it may still hold an earlier offer.
+  redis.call('ZREM', SLOTS, m)
   jset(id, 'attempt', attempt)
   jset(id, 'status', 'running')
   jset(id, 'wid', wid)
   jset(id, 'dispatched_ms', NOW)
   jset(id, 'started_ms', NOW)
   jset(id, 'backend', backend)
+  jset(id, 'slot', m)
   emit(id, tenant, 'started', ',"backend":' .. cjson.encode(backend) .. ',"attempt":' .. attempt)
   local d = {wid, id, string.format('%d', attempt), jget(id, 'created_ms'), string.format('%d', NOW), req}
   if m == SELF then
@@ -305,59 +531,63 @@ local function deliver(m, id, tenant)
   end
 end
 
--- dispatch moves jobs to idle worker slots while lanes have work, in
--- virtual-time order, normal lanes first. only_self limits it to the
--- caller's own slot (a worker finishing a job: other idle slots took what
--- there was when it was queued).
+-- dispatch moves jobs to free worker slots while lanes have work, in
+-- virtual-time order, normal lanes first, each job to a slot that can run
+-- it (pick). only_self limits it to the caller's own slot (a worker
+-- finishing a job: other free slots took what they could when it was
+-- queued).
 local function dispatch(only_self)
   local n = 0
   for _ = 1, 1000 do
     if gnum('pending') <= 0 then break end
     if only_self and not SELF_FREE then break end
-    local slot = take_slot()
-    if not slot then break end
-    local top = redis.call('ZPOPMIN', READY)
-    if #top == 0 then top = redis.call('ZPOPMIN', RELAX) end
-    if #top == 0 then break end
-    local t = member_name(top[1])
-    local s = tonumber(top[2])
+    local list = free_slots(only_self)
+    if #list == 0 then break end
+    local t, s, si = pick(list)
+    if not t then break end
+    local slot = table.remove(list, si)
     local base = base_of(t)
-    lset(t, 'rm', '')
     local cap = lnum(base, 'cap')
-    if cap > 0 and lnum(base, 'running') >= cap then
-      redis.call('ZADD', BLOCKED, s, t)
-      lset(base, 'parked', '1')
-    else
-      local id, cost, left = pop_job(t)
-      if id then
-        local w = lnum(base, 'w')
-        if w <= 0 then w = 1 end
-        local f = s + cost / w
-        gset(vt_field(t), s)
-        lset(t, 'vt', f)
-        if left then ready_add(t, f) end
-        -- A tenant's running jobs are counted only while it has a cap: the
-        -- count is what the cap is checked against (a cap set while jobs
-        -- run counts from the next dispatch on).
-        if cap > 0 then
-          lset(base, 'running', lnum(base, 'running') + 1)
-          jset(id, 'counted', '1')
-        end
-        gadd('running', 1)
-        -- Served GPU cost per minute, weight-normalised, for fairness metrics.
-        local minute = math.floor(NOW / 60000)
-        local sk = PFX .. 'served:' .. minute
-        redis.call('HINCRBYFLOAT', sk, base, cost / w)
-        if gnum('smin') ~= minute then
-          gset('smin', minute)
-          redis.call('PEXPIRE', sk, 3600000)
-        end
-        deliver(slot, id, base)
-        n = n + 1
+    local id, cost, left = pop_job(t)
+    if id then
+      local w = lnum(base, 'w')
+      if w <= 0 then w = 1 end
+      local f = s + cost / w
+      gset(vt_field(t), s)
+      lset(t, 'vt', f)
+      if left then ready_add(t, f) end
+      -- A tenant's running jobs are counted only while it has a cap: the
+      -- count is what the cap is checked against (a cap set while jobs
+      -- run counts from the next dispatch on).
+      if cap > 0 then
+        lset(base, 'running', lnum(base, 'running') + 1)
+        jset(id, 'counted', '1')
       end
+      gadd('running', 1)
+      -- Served GPU cost per minute, weight-normalised, for fairness metrics.
+      local minute = math.floor(NOW / 60000)
+      local sk = PFX .. 'served:' .. minute
+      redis.call('HINCRBYFLOAT', sk, base, cost / w)
+      if gnum('smin') ~= minute then
+        gset('smin', minute)
+        redis.call('PEXPIRE', sk, 3600000)
+      end
+      deliver(slot, id, base)
+      n = n + 1
     end
   end
   return n
+end
+
+-- set_loaded records that slot m's backend has model loaded now (a job of
+-- that model just succeeded on it), so the next job of that model prefers it.
+local function set_loaded(m, model)
+  if m == '' or model == '' then return end
+  local v = redis.call('HGET', CAPS, m)
+  local c = parse_caps(v)
+  if not c or c.loaded == model then return end
+  local tab = string.find(v, '\t', 1, true)
+  redis.call('HSET', CAPS, m, string.sub(v, 1, tab) .. model .. string.sub(v, c.at))
 end
 
 -- offer_self offers the caller's slot until ttl ms from now. The offer is
@@ -379,26 +609,6 @@ end
 -- it {entry, job, attempt, created ms, dispatched ms, request}, or {}.
 local function delivered()
   return DELIVERED or {}
-end
-
--- position estimates the place in line of a queued job (1 = next): rounds of
--- round-robin before its turn, capped by everything pending. Read time only.
-local function position(id)
-  local t = lane_of(id)
-  local u = jget(id, 'user')
-  local idx = redis.call('LPOS', ukey(t, u), qelem(id))
-  if not idx then return 0 end
-  local nusers = math.max(1, redis.call('ZCARD', userskey(t)))
-  local trank = 0
-  local rm = lget(t, 'rm')
-  if rm ~= '' then trank = redis.call('ZRANK', ready_key(t), rm) or 0 end
-  local ntenants = math.max(1, redis.call('ZCARD', ready_key(t)))
-  local est = idx * nusers * ntenants + trank + 1
-  if is_relax(t) then
-    -- Behind every normal job.
-    est = est + gnum('pending') - redis.call('ZCARD', RELAX)
-  end
-  return math.max(1, math.min(est, gnum('pending')))
 end
 
 -- trim drops acknowledged work entries older than the oldest one still

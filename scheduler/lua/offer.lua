@@ -3,9 +3,20 @@
 -- whose worker died drops out when the offer expires, so no phantom slot
 -- keeps taking work.
 -- KEYS: the common ones only (lib.lua).
--- ARGV[6] offer lifetime ms.
+-- ARGV[6] offer lifetime ms  [7] the first work entry id the slot has not
+-- seen delivered ("-" for any; "" skips the check below).
 -- Reply: the job dispatched to the caller's slot (see delivered() in
 -- lib.lua), or {}.
+--
+-- A slot with an entry it has not seen in its consumer's pending list
+-- already has a job: one dispatched to it whose notice is still on its way
+-- (or, after a restart under the same name, one the reclaimer takes back
+-- within a lease). It is not offered again meanwhile, so a renewal racing a
+-- delivery never makes it hold two jobs at once.
+if ARGV[7] ~= '' then
+  local consumer = string.sub(SELF, 1, string.find(SELF, '\t', 1, true) - 1)
+  if #redis.call('XPENDING', WORK, 'workers', ARGV[7], '+', 1, consumer) > 0 then return {} end
+end
 offer_self(tonumber(ARGV[6]))
 dispatch()
 finish_offer()

@@ -9,7 +9,8 @@
 -- [17] tenant max running  [18] user jobs/min  [19] user burst
 -- [20] tenant jobs/min  [21] tenant burst  [22] user daily images
 -- [23] tenant daily images  [24] max pending per user
--- [25] overflow ("reject" | "relax"). Zero limits are off.
+-- [25] overflow ("reject" | "relax") [26] model key, "" for any backend
+-- (routing). Zero limits are off.
 -- Reply: {id, position, duplicate 0|1, lane}, or when refused
 -- {"", 0, 0, reason, retry after ms, limit}.
 local id, t, u = ARGV[6], ARGV[7], ARGV[8]
@@ -50,6 +51,7 @@ for _, kv in ipairs({{'id', id}, {'tenant', t}, {'user', u}, {'status', 'queued'
   {'images_req', images}, {'attempt', 0}, {'max_attempts', ARGV[12]}, {'created_ms', NOW}, {'seq', 0}}) do
   jset(id, kv[1], kv[2])
 end
+if ARGV[26] ~= '' then jset(id, 'model', ARGV[26]) end
 if lane ~= t then
   jset(id, 'lane', lane)
 else

@@ -21,6 +21,9 @@ jset(id, 'info', ARGV[10])
 jset(id, 'step', jnum(id, 'steps'))
 jset(id, 'fraction', 1)
 finish(id, t, 'succeeded')
+-- The backend has the job's model loaded now: the next job of that model
+-- prefers this slot.
+set_loaded(jget(id, 'slot'), jget(id, 'model'))
 emit(id, t, 'succeeded', ',"images":' .. ARGV[8] .. ',"seeds":' .. ARGV[9] .. ',"info":' .. ARGV[10], true)
 if ARGV[11] ~= '0' and SELF ~= '' then
   offer_self(tonumber(ARGV[11]))
