@@ -36,7 +36,7 @@ func TestDecodeError(t *testing.T) {
 				rec.Header().Set("Retry-After", tc.header)
 			}
 			rec.WriteHeader(tc.status)
-			rec.WriteString(tc.body)
+			_, _ = rec.WriteString(tc.body)
 			require.Equal(t, &tc.want, decodeError(rec.Result()))
 		})
 	}

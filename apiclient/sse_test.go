@@ -88,7 +88,7 @@ func TestSSEReader(t *testing.T) {
 func TestSSEReaderCRNotWaitingForNextByte(t *testing.T) {
 	t.Parallel()
 	pr, pw := io.Pipe()
-	defer pr.Close()
+	defer func() { _ = pr.Close() }()
 	go func() { _, _ = pw.Write([]byte("data: x\r\r")) }() // then nothing, not even EOF
 	m, err := newSSEReader(pr).Next()
 	require.NoError(t, err)

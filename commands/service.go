@@ -34,11 +34,11 @@ type Caller struct {
 }
 
 var (
-	// ErrNotFound: no such job for this caller's tenant.
+	// ErrNotFound is the answer for no such job for this caller's tenant.
 	ErrNotFound = errors.New("no such job")
-	// ErrForbidden: the caller may not do this (not the job's owner, not an admin).
+	// ErrForbidden says the caller may not do this (not the job's owner, not an admin).
 	ErrForbidden = errors.New("only the job's owner or an admin may do that")
-	// ErrFinished: the job already ended.
+	// ErrFinished says the job already ended.
 	ErrFinished = errors.New("the job already finished")
 )
 

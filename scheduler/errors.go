@@ -6,11 +6,11 @@ import (
 )
 
 var (
-	// ErrNotFound: no such job (or its record expired).
+	// ErrNotFound says there is no such job (or its record expired).
 	ErrNotFound = errors.New("job not found")
-	// ErrFinished: the job already ended; it cannot be canceled.
+	// ErrFinished says the job already ended; it cannot be canceled.
 	ErrFinished = errors.New("job already finished")
-	// ErrStale: the caller's attempt is no longer the job's live attempt
+	// ErrStale says the caller's attempt is no longer the job's live attempt
 	// (the lease was lost, or the job was canceled); stop working on it.
 	ErrStale = errors.New("attempt is stale")
 )

@@ -404,7 +404,7 @@ func compileDeny(w string) (*regexp.Regexp, error) {
 	if len(w) > 2 && strings.HasPrefix(w, "/") && strings.HasSuffix(w, "/") {
 		re, err := regexp.Compile("(?i)" + w[1:len(w)-1])
 		if err != nil {
-			return nil, fmt.Errorf("bad regular expression %s: %v", w, err)
+			return nil, fmt.Errorf("bad regular expression %s: %w", w, err)
 		}
 		return re, nil
 	}

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -155,7 +156,7 @@ func (sl *Slot) Close(ctx context.Context) error {
 	for {
 		select {
 		case l := <-sl.deliveries:
-			if herr := l.HandBack(ctx); herr != nil && err == nil && herr != ErrStale {
+			if herr := l.HandBack(ctx); herr != nil && err == nil && !errors.Is(herr, ErrStale) {
 				err = herr
 			}
 		default:

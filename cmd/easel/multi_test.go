@@ -113,7 +113,7 @@ func (c *cluster) finishOnce(ctx context.Context, ids []string) {
 			if err == nil {
 				j, gerr := c.sched.Get(ctx, id)
 				if gerr != nil || j.Status != scheduler.StatusSucceeded || j.Images != 1 {
-					err = fmt.Errorf("job %s: %v %v", id, j, gerr)
+					err = fmt.Errorf("job %s: %v %w", id, j, gerr)
 				} else if _, ierr := c.sched.Image(ctx, j, 0); ierr != nil {
 					err = fmt.Errorf("job %s image: %w", id, ierr)
 				}

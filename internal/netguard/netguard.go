@@ -104,7 +104,7 @@ func Transport(allowPrivate bool) *http.Transport {
 				return c, err
 			}
 			if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok && Private(ta.IP) {
-				c.Close()
+				_ = c.Close()
 				return nil, fmt.Errorf("address %s is private", ta.IP)
 			}
 			return c, nil

@@ -83,7 +83,7 @@ func StartDurable(dir string) (*Server, error) {
 	}
 	unlock := func() {
 		if lock != nil {
-			lock.Close()
+			_ = lock.Close()
 		}
 	}
 	port, err := freePort()
@@ -120,7 +120,7 @@ func (s *Server) Stop(timeout time.Duration) error {
 	defer t.Stop()
 	defer func() {
 		if s.lock != nil {
-			s.lock.Close()
+			_ = s.lock.Close()
 		}
 	}()
 	select {

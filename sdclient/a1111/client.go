@@ -278,7 +278,7 @@ func (c *Client) transportError(ctx context.Context, method, route string, err e
 	if errors.As(err, &ue) {
 		err = ue.Err // the URL is already in the message
 	}
-	return fmt.Errorf("a1111: %s %s: %w: %v", method, route, sdclient.ErrUnavailable, err)
+	return fmt.Errorf("a1111: %s %s: %w: %w", method, route, sdclient.ErrUnavailable, err)
 }
 
 // getJSON GETs path within Timeouts.Connect and decodes the answer into

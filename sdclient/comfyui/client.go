@@ -185,7 +185,7 @@ func transportError(ctx context.Context, method, route string, err error) error 
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	return fmt.Errorf("comfyui: %s %s: %w: %v", method, route, sdclient.ErrUnavailable, err)
+	return fmt.Errorf("comfyui: %s %s: %w: %w", method, route, sdclient.ErrUnavailable, err)
 }
 
 func (c *Client) getJSON(ctx context.Context, path string, out any) error {

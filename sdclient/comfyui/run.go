@@ -62,6 +62,9 @@ func (c *Client) dial(ctx context.Context, clientID string) (*socket, error) {
 	h := http.Header{}
 	c.auth(h)
 	conn, resp, err := d.DialContext(ctx, c.wsBase+"/ws?clientId="+url.QueryEscape(clientID), h)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close() // the handshake's answer; the websocket has its own stream
+	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return nil, fmt.Errorf("comfyui: websocket: %w", err)
@@ -69,7 +72,7 @@ func (c *Client) dial(ctx context.Context, clientID string) (*socket, error) {
 		if resp != nil {
 			return nil, fmt.Errorf("comfyui: websocket: %w: handshake answered HTTP %d", sdclient.ErrUnavailable, resp.StatusCode)
 		}
-		return nil, fmt.Errorf("comfyui: websocket: %w: %v", sdclient.ErrUnavailable, err)
+		return nil, fmt.Errorf("comfyui: websocket: %w: %w", sdclient.ErrUnavailable, err)
 	}
 	conn.SetReadLimit(maxMessage)
 	s := &socket{conn: conn, events: make(chan wsItem, 64), done: make(chan struct{}), stop: make(chan struct{})}
@@ -423,7 +426,7 @@ func (c *Client) run(ctx context.Context, g Graph, onProgress func(sdclient.Prog
 	bg := context.WithoutCancel(ctx)
 	abandon := func(cause error) error {
 		if err := c.cancelPrompt(bg, id); err != nil {
-			return fmt.Errorf("%w (and cancelling prompt %s failed: %v)", cause, id, err)
+			return fmt.Errorf("%w (and cancelling prompt %s failed: %w)", cause, id, err)
 		}
 		return cause
 	}

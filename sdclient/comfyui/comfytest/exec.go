@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -143,11 +144,12 @@ func (s *Server) run(t *task) {
 	}
 
 	s.mu.Lock()
-	switch failure.(type) {
-	case nil:
+	var interrupted errInterrupted
+	switch {
+	case failure == nil:
 		t.status = Success
 		s.emitLocked(t, "execution_success", map[string]any{"prompt_id": t.id, "timestamp": now()}, false)
-	case errInterrupted:
+	case errors.As(failure, &interrupted):
 		t.status = Interrupted
 		s.emitLocked(t, "execution_interrupted", map[string]any{"prompt_id": t.id, "node_id": failedNode,
 			"node_type": t.prompt[failedNode].ClassType, "executed": nonNil(executed), "timestamp": now()}, true)

@@ -586,6 +586,7 @@ func (s *Server) handleView(w http.ResponseWriter, r *http.Request) {
 // "type" (input, temp or output; default input), "subfolder", "overwrite";
 // an existing name without overwrite gets " (1)" and so on.
 func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<20)
 	if err := r.ParseMultipartForm(64 << 20); err != nil {
 		w.WriteHeader(http.StatusBadRequest)
 		return
