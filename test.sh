@@ -30,6 +30,23 @@ if ! command -v redis-server >/dev/null 2>&1; then
   exit 1
 fi
 
+# Chromium drives the browser tests (adapters/httpapi); they fail, saying
+# so, without it.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then sudo="sudo"; fi
+  echo "chromium not found: installing it" >&2
+  if command -v apt-get >/dev/null 2>&1; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
+      echo "warning: could not install chromium; the browser tests will fail" >&2
+  elif command -v dnf >/dev/null 2>&1; then
+    $sudo dnf install -y -q chromium || echo "warning: could not install chromium; the browser tests will fail" >&2
+  else
+    echo "warning: install Chromium by hand (Debian/Ubuntu: apt-get install chromium); the browser tests will fail without it" >&2
+  fi
+fi
+
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then echo "gofmt needed: $unformatted"; exit 1; fi
 go vet ./...

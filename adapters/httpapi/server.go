@@ -279,7 +279,8 @@ func (s *Server) routes() {
 	for _, r := range s.extra {
 		m.Handle(r.pattern, r.h)
 	}
-	m.HandleFunc("GET /{$}", s.playground)
+	s.webRoutes()
+	s.extraRoutes()
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path, "")
 	})

@@ -704,6 +704,14 @@ local function finish(id, t, status)
   redis.call('ZREM', activekey(t), id)
   redis.call('PEXPIRE', jkey(id), EVTTL)
   redis.call('PEXPIRE', reqkey(id), EVTTL)
+  -- History (scheduler/history.go): the tenant's and the user's last
+  -- finished jobs, newest last, capped, kept as long as the records.
+  local hk = PFX .. 't:' .. t .. ':hist'
+  for _, k in ipairs({hk, hk .. ':u:' .. (redis.call('HGET', jk, 'user') or '')}) do
+    redis.call('ZADD', k, NOW, id)
+    redis.call('ZREMRANGEBYRANK', k, 0, -201)
+    redis.call('PEXPIRE', k, EVTTL)
+  end
 end
 
 -- retry_or_fail sends a lost or failed attempt back through the delayed set,
