@@ -97,7 +97,10 @@ func TestBrowserPlayground(t *testing.T) {
 	b := setup(t, opts{timeout: 90 * time.Second})
 	b.startPacedWorker(t, 40*time.Millisecond)
 	ctx := browser(t, b.ctx)
-	do := func(steps ...chromedp.Action[chromedp.Void]) { t.Helper(); require.NoError(t, chromedp.Do(ctx, steps...)) }
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		require.NoError(t, chromedp.Do(ctx, steps...))
+	}
 	text := func(sel string) string {
 		t.Helper()
 		v, err := chromedp.Run(ctx, chromedp.Text(css(sel)))
