@@ -707,7 +707,7 @@ local function finish(id, t, status)
   -- History (scheduler/history.go): the tenant's and the user's last
   -- finished jobs, newest last, capped, kept as long as the records.
   local hk = PFX .. 't:' .. t .. ':hist'
-  for _, k in ipairs({hk, hk .. ':u:' .. (redis.call('HGET', jk, 'user') or '')}) do
+  for _, k in ipairs({hk, hk .. ':u:' .. (jget(id, 'user') or '')}) do
     redis.call('ZADD', k, NOW, id)
     redis.call('ZREMRANGEBYRANK', k, 0, -201)
     redis.call('PEXPIRE', k, EVTTL)
