@@ -10,11 +10,12 @@ import (
 	"github.com/easelbot/easel/scheduler"
 )
 
-// extraRoutes mounts history and upscale.
+// extraRoutes mounts history, upscale and the OpenAPI document.
 func (s *Server) extraRoutes() {
 	m := s.mux
 	m.HandleFunc("GET /v1/jobs", s.auth(s.history))
 	m.HandleFunc("POST /v1/jobs/{id}/images/{n}/upscale", s.auth(s.upscale))
+	m.HandleFunc("GET /openapi.json", s.openapi)
 }
 
 // history lists the tenant's finished jobs, newest first, or one user's
