@@ -372,7 +372,7 @@ func TestHealthReadyPlayground(t *testing.T) {
 	require.NoError(t, err)
 	defer page.Body.Close()
 	html, _ := io.ReadAll(page.Body)
-	require.Contains(t, string(html), "EventSource")
+	require.Contains(t, string(html), `<script src="/web/playground.js">`)
 	resp, _ = b.do(t, "GET", "/nope", "", nil)
 	require.Equal(t, 404, resp.StatusCode)
 }
