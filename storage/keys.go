@@ -142,9 +142,3 @@ func (k Keys) Settings(tenant, user string) string {
 // name, value = "<expiry unix ms>:<JSON>" (one key, so a Cluster needs no
 // scan to list them).
 func (k Keys) Backends() string { return k.Prefix + ":backends" }
-
-// DiscordCommands records the hash of the slash-command definitions last
-// registered for an application in a guild ("" = global).
-func (k Keys) DiscordCommands(appID, guild string) string {
-	return k.Prefix + ":discord:commands:" + appID + ":" + guild
-}
