@@ -32,6 +32,7 @@ import (
 	"github.com/easelbot/easel/sdclient/comfyui"
 	"github.com/easelbot/easel/sdclient/fakesd"
 	"github.com/easelbot/easel/storage"
+	"github.com/easelbot/easel/storage/blob"
 	"github.com/easelbot/easel/worker"
 )
 
@@ -209,7 +210,50 @@ func (a *App) Start(ctx context.Context) error { return unwrapFx(a.app.Start(ctx
 // Stop stops every component within ctx's deadline (the grace period).
 func (a *App) Stop(ctx context.Context) error { return a.app.Stop(ctx) }
 
+// newStore opens Redis, then the image store: fs under data_dir by default
+// when that Redis is durable, the demo's Redis strings otherwise.
 func newStore(lc fx.Lifecycle, cfg *Config, log *zap.Logger, opts Options, children *childProcs) (*storage.Store, error) {
+	s, err := openRedis(lc, cfg, log, opts, children)
+	if err != nil || opts.check {
+		return s, err
+	}
+	bc := cfg.Storage.Blobs
+	if err := bc.Validate(!s.Embedded, cfg.DataDir); err != nil {
+		var fe *blob.FieldError
+		if errors.As(err, &fe) {
+			return nil, &ConfigError{fe.Field, fe.Message}
+		}
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ttl := blob.TTL{Result: cfg.Scheduler.Retention}
+	blobs, err := blob.Open(ctx, bc, ttl, opts.Lookup, s.Client, func(r blob.Ref) string { return s.Keys.Blob(r.Job, r.Attempt, r.Name) })
+	if err != nil {
+		var fe *blob.FieldError
+		if errors.As(err, &fe) {
+			return nil, &ConfigError{fe.Field, fe.Message}
+		}
+		return nil, fmt.Errorf("storage.blobs: %w", err)
+	}
+	s.Blobs = blobs
+	switch b := blobs.(type) {
+	case *blob.FS:
+		log.Info("images are kept in files", zap.String("dir", bc.Dir))
+	case *blob.S3:
+		log.Info("images are kept in an S3 bucket", zap.String("endpoint", bc.S3.Endpoint), zap.String("bucket", bc.S3.Bucket))
+		if err := b.LifecycleErr(); err != nil {
+			log.Info("the bucket takes no expiry rules; the sweeper alone deletes expired images", zap.Error(err))
+		}
+	}
+	if bc.Kind != blob.KindRedis {
+		sw := blob.NewSweeper(blobs, bc.SweepInterval, log.Named("sweeper"))
+		lc.Append(fx.Hook{OnStart: sw.Start, OnStop: sw.Stop})
+	}
+	return s, nil
+}
+
+func openRedis(lc fx.Lifecycle, cfg *Config, log *zap.Logger, opts Options, children *childProcs) (*storage.Store, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	rcfg := cfg.Redis

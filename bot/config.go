@@ -22,6 +22,7 @@ import (
 	"github.com/easelbot/easel/sdclient/comfyui"
 	"github.com/easelbot/easel/sdclient/fakesd"
 	"github.com/easelbot/easel/storage"
+	"github.com/easelbot/easel/storage/blob"
 	"github.com/easelbot/easel/worker"
 )
 
@@ -39,6 +40,8 @@ type Config struct {
 	// DataDir holds the child redis-server's data (AOF) when redis.url is
 	// empty. Default ./easel-data.
 	DataDir string `yaml:"data_dir"`
+	// Storage is where result and preview images are kept.
+	Storage StorageConfig `yaml:"storage"`
 	// HTTP is the HTTP API, SSE, webhooks and playground.
 	HTTP httpapi.Config `yaml:"http"`
 	// Discord is the Discord bot; it runs in `easel serve` when a token is set.
@@ -102,6 +105,15 @@ type BackendConfig struct {
 	// built-in graphs (kind comfyui only; see the README's ComfyUI
 	// section). Default: the built-in graphs.
 	Workflows comfyui.Workflows `yaml:"workflows"`
+}
+
+// StorageConfig is where images are kept, apart from the queue's Redis.
+type StorageConfig struct {
+	// Blobs is the image store: fs (files under data_dir, the default with
+	// a durable Redis), s3 (an S3-compatible bucket) or redis (the
+	// in-process demo only). Results are kept for scheduler.retention,
+	// previews for an hour.
+	Blobs blob.Config `yaml:"blobs"`
 }
 
 // LogConfig configures the zap logger.
@@ -190,6 +202,15 @@ func (c *Config) validate(lookup func(string) (string, bool)) error {
 	case "console", "json":
 	default:
 		p.add("log.format", "must be console or json (got %q)", c.Log.Format)
+	}
+	// The kind's default depends on the Redis actually started (see
+	// bot.newStore); here the values are checked on a copy.
+	bc := c.Storage.Blobs
+	if err := bc.Validate(true, "easel-data"); err != nil {
+		var fe *blob.FieldError
+		if errors.As(err, &fe) {
+			p.add(fe.Field, "%s", fe.Message)
+		}
 	}
 	if c.Redis.URL != "" {
 		u, err := url.Parse(c.Redis.URL)

@@ -1,7 +1,7 @@
 // Package storage owns Easel's one store, Redis: the rueidis connection, the
 // embedded in-process Redis used by the zero-setup demo, every key name (one
-// builder, one hash tag for the scheduler's keys), and the blob store that holds
-// result and preview images with a time to live.
+// builder, one hash tag for the scheduler's keys), and the handle (Store.Blobs)
+// of the image store, which lives apart in storage/blob.
 //
 // # Overview
 //

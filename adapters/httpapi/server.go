@@ -20,8 +20,6 @@ import (
 
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
-	"github.com/easelbot/easel/sdclient"
-	"github.com/easelbot/easel/storage"
 )
 
 // Config configures the HTTP API.
@@ -579,50 +577,6 @@ func (s *Server) deleteJob(w http.ResponseWriter, r *http.Request, c commands.Ca
 		return
 	}
 	writeJSON(w, http.StatusOK, view(j, 0))
-}
-
-func (s *Server) image(w http.ResponseWriter, r *http.Request, c commands.Caller) {
-	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	n, err := strconv.Atoi(r.PathValue("n"))
-	if err != nil {
-		writeError(w, http.StatusNotFound, "not_found", "no such image", "")
-		return
-	}
-	b, err := s.sched.Image(r.Context(), j, n)
-	s.writeImage(w, b, err)
-}
-
-func (s *Server) preview(w http.ResponseWriter, r *http.Request, c commands.Caller) {
-	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	b, err := s.sched.Preview(r.Context(), j.ID, r.PathValue("name"))
-	s.writeImage(w, b, err)
-}
-
-func (s *Server) writeImage(w http.ResponseWriter, b []byte, err error) {
-	if errors.Is(err, storage.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "no such image (or it expired)", "")
-		return
-	}
-	if err != nil {
-		s.writeErr(w, err)
-		return
-	}
-	ct := "application/octet-stream"
-	if f := sdclient.SniffFormat(b); f != "" {
-		ct = "image/" + f
-	}
-	w.Header().Set("Content-Type", ct)
-	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	_, _ = w.Write(b)
 }
 
 // queue lists the tenant's active jobs, or one user's with ?user=, a page

@@ -24,17 +24,17 @@ func TestComfyUIBackendProcess(t *testing.T) {
 	fakeAddr := freeAddr(t)
 	startProc(t, nil, "fakecomfy", "--addr", fakeAddr, "--step", "20ms")
 	waitHTTP(t, "http://"+fakeAddr+"/system_stats")
-	startProc(t, []string{
-		"EASEL_REDIS_URL=" + rcfg.URL,
-		"EASEL_REDIS_PREFIX=" + rcfg.Prefix,
-		"EASEL_BACKENDS=[{name: c, kind: comfyui, url: \"http://" + fakeAddr + "\", timeouts: {stall: 10s}}]",
-	}, "worker")
-
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	store, err := storage.Open(ctx, rcfg, zap.NewNop())
 	require.NoError(t, err)
 	defer store.Close()
+	startProc(t, []string{
+		"EASEL_REDIS_URL=" + rcfg.URL,
+		"EASEL_REDIS_PREFIX=" + rcfg.Prefix,
+		"EASEL_BACKENDS=[{name: c, kind: comfyui, url: \"http://" + fakeAddr + "\", timeouts: {stall: 10s}}]",
+		sharedImages(t, store),
+	}, "worker")
 	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
 	require.NoError(t, err)
 	payload, _ := json.Marshal(map[string]any{"prompt": "a lighthouse", "width": 96, "height": 64, "steps": 5, "count": 2,

@@ -27,6 +27,8 @@ type cluster struct {
 	redis storage.Config
 	keys  map[string]string // key → tenant
 	sched *scheduler.Scheduler
+	// images sets the processes' shared image directory.
+	images string
 }
 
 func (c *cluster) env(extra ...string) []string {
@@ -35,6 +37,7 @@ func (c *cluster) env(extra ...string) []string {
 		"EASEL_REDIS_URL=" + c.redis.URL, "EASEL_REDIS_PREFIX=" + c.redis.Prefix,
 		"EASEL_SCHEDULER_LEASE=1s", "EASEL_SCHEDULER_RETRY_BACKOFF=20ms", "EASEL_SCHEDULER_MAX_ATTEMPTS=10",
 		"EASEL_HTTP_KEYS=" + string(keys), "EASEL_LOG_FORMAT=json", "EASEL_POLICY_DEFAULTS_MAX_PENDING_PER_USER=0",
+		c.images,
 	}, extra...)
 }
 
@@ -85,6 +88,7 @@ func newCluster(t *testing.T, rcfg storage.Config) *cluster {
 	store, err := storage.Open(ctx, rcfg, zap.NewNop())
 	require.NoError(t, err)
 	t.Cleanup(store.Close)
+	c.images = sharedImages(t, store)
 	c.sched, err = scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
 	require.NoError(t, err)
 	return c

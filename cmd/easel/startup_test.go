@@ -62,7 +62,7 @@ func TestWorkerWithUnreachableBackend(t *testing.T) {
 	rcfg := redistest.Config(t)
 	dead, health := freeAddr(t), freeAddr(t)
 	p := startProc(t, []string{"EASEL_REDIS_URL=" + rcfg.URL, "EASEL_REDIS_PREFIX=" + rcfg.Prefix, "EASEL_HTTP_ADDR=" + health,
-		`EASEL_BACKENDS=[{name: gpu0, url: "http://u:sdpass@` + dead + `"}]`}, "worker")
+		`EASEL_BACKENDS=[{name: gpu0, url: "http://u:sdpass@` + dead + `"}]`, sharedImages(t, nil)}, "worker")
 	waitHTTP(t, "http://"+health+"/healthz")
 	resp, err := http.Get("http://" + health + "/readyz")
 	require.NoError(t, err)

@@ -54,15 +54,15 @@ type S3Config struct {
 	// AccessKeyEnv names the environment variable holding the access key.
 	// Default AWS_ACCESS_KEY_ID.
 	AccessKeyEnv string `yaml:"access_key_env"`
-	// SecretKeyEnv names the environment variable holding the secret key.
+	// KeyEnv names the environment variable holding the secret key.
 	// Default AWS_SECRET_ACCESS_KEY.
-	SecretKeyEnv string `yaml:"secret_key_env"`
+	KeyEnv string `yaml:"secret_key_env"`
 	// AccessKeyFile is a file holding the access key (e.g. a Docker
 	// secret), read when set instead of the environment. Default none.
 	AccessKeyFile string `yaml:"access_key_file"`
-	// SecretKeyFile is a file holding the secret key, read when set
+	// KeyFile is a file holding the secret key, read when set
 	// instead of the environment. Default none.
-	SecretKeyFile string `yaml:"secret_key_file"`
+	KeyFile string `yaml:"secret_key_file"`
 }
 
 // Kinds.
@@ -80,12 +80,13 @@ type FieldError struct {
 func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
 
 // Validate fills defaults and checks values; durable is whether the queue's
-// Redis survives a restart, dataDir where fs keeps its directory by default.
+// Redis survives a restart, dataDir where fs keeps its directory by default
+// (with no dataDir and no dir, the default kind is redis).
 func (c *Config) Validate(durable bool, dataDir string) error {
 	switch c.Kind {
 	case "":
 		c.Kind = KindRedis
-		if durable {
+		if durable && (dataDir != "" || c.Dir != "") {
 			c.Kind = KindFS
 		}
 	case KindFS, KindS3, KindRedis:
@@ -94,7 +95,7 @@ func (c *Config) Validate(durable bool, dataDir string) error {
 	}
 	if c.Kind == KindFS && c.Dir == "" {
 		if dataDir == "" {
-			dataDir = "easel-data"
+			return &FieldError{"storage.blobs.dir", "is required for kind fs when data_dir is empty"}
 		}
 		c.Dir = filepath.Join(dataDir, "images")
 	}
@@ -136,8 +137,8 @@ func (c *Config) Validate(durable bool, dataDir string) error {
 	if s.AccessKeyEnv == "" {
 		s.AccessKeyEnv = "AWS_ACCESS_KEY_ID"
 	}
-	if s.SecretKeyEnv == "" {
-		s.SecretKeyEnv = "AWS_SECRET_ACCESS_KEY"
+	if s.KeyEnv == "" {
+		s.KeyEnv = "AWS_SECRET_ACCESS_KEY"
 	}
 	return nil
 }
@@ -153,7 +154,7 @@ func Open(ctx context.Context, c Config, ttl TTL, lookup func(string) (string, b
 		if err != nil {
 			return nil, err
 		}
-		key, err := secret(c.S3.SecretKeyFile, c.S3.SecretKeyEnv, "storage.blobs.s3.secret_key", lookup)
+		key, err := secret(c.S3.KeyFile, c.S3.KeyEnv, "storage.blobs.s3.secret_key", lookup)
 		if err != nil {
 			return nil, err
 		}

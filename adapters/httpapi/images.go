@@ -1,0 +1,89 @@
+package httpapi
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/sdclient"
+	"github.com/easelbot/easel/storage"
+	"github.com/easelbot/easel/storage/blob"
+)
+
+// image serves result image n of a succeeded job: a redirect to a
+// presigned URL when the image store hands them out (storage.blobs.presign),
+// else the image streamed from the store with its ETag, Range support and
+// Cache-Control immutable (an image's URL never names other bytes).
+func (s *Server) image(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	n, err := strconv.Atoi(r.PathValue("n"))
+	if err != nil {
+		writeError(w, http.StatusNotFound, "not_found", "no such image", "")
+		return
+	}
+	u, err := s.sched.ImageURL(r.Context(), j, n)
+	if err == nil {
+		// The redirect itself is not cached: the signature expires.
+		w.Header().Set("Cache-Control", "private, no-store")
+		http.Redirect(w, r, u.String(), http.StatusFound)
+		return
+	}
+	if !errors.Is(err, blob.ErrNoPresign) {
+		s.writeImageErr(w, err)
+		return
+	}
+	o, etag, err := s.sched.OpenImage(r.Context(), j, n)
+	s.serveBlob(w, r, o, etag, err)
+}
+
+func (s *Server) preview(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	o, etag, err := s.sched.OpenPreview(r.Context(), j.ID, r.PathValue("name"))
+	s.serveBlob(w, r, o, etag, err)
+}
+
+func (s *Server) writeImageErr(w http.ResponseWriter, err error) {
+	if errors.Is(err, storage.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", "no such image (or it expired)", "")
+		return
+	}
+	s.writeErr(w, err)
+}
+
+// serveBlob streams an open blob; http.ServeContent answers Range,
+// If-Range and If-None-Match (against the blob's ETag).
+func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, o *blob.Object, etag string, err error) {
+	if err != nil {
+		s.writeImageErr(w, err)
+		return
+	}
+	defer o.Close()
+	head := make([]byte, 16)
+	n, err := io.ReadFull(o, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		s.writeErr(w, err)
+		return
+	}
+	if _, err := o.Seek(0, io.SeekStart); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	ct := "application/octet-stream"
+	if f := sdclient.SniffFormat(head[:n]); f != "" {
+		ct = "image/" + f
+	}
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	http.ServeContent(w, r, "", o.ModTime, o)
+}
