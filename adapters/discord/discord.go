@@ -11,12 +11,14 @@ import (
 	"image"
 	"image/jpeg"
 	_ "image/png" // decode PNGs for re-encoding
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bwmarrin/discordgo"
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,8 +91,13 @@ type Adapter struct {
 
 	mu    sync.Mutex
 	appID string
-	wg    sync.WaitGroup
-	ready chan struct{}
+	// replies gate a job's renders until the interaction's reply (the
+	// first render) is acknowledged: by job id, and the job of each
+	// interaction being answered.
+	replies  map[string]chan struct{}
+	answerOf map[string]string
+	wg       sync.WaitGroup
+	ready    chan struct{}
 }
 
 // New returns the adapter; Start connects.
@@ -116,7 +123,7 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 		return nil, fmt.Errorf("discord: %w", err)
 	}
 	a := &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), log: log, s: s,
-		now: time.Now, ready: make(chan struct{})}
+		now: time.Now, ready: make(chan struct{}), replies: map[string]chan struct{}{}, answerOf: map[string]string{}}
 	a.Errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "easel_platform_errors_total",
 		Help: "Platform API errors by platform and kind (rate_limited counts 429s, which are waited out and retried)."},
 		[]string{"platform", "kind"})
@@ -220,14 +227,21 @@ func (a *Adapter) MinInterval() time.Duration { return a.cfg.EditInterval }
 
 func (a *Adapter) onReady(_ *discordgo.Session, r *discordgo.Ready) {
 	a.mu.Lock()
-	if r.Application != nil {
+	// A bot's application id is READY's application, else its user's id
+	// (they are the same for bots created since 2019).
+	switch {
+	case r.Application != nil && r.Application.ID != "":
 		a.appID = r.Application.ID
+	case a.appID == "" && r.User != nil && r.User.ID != "":
+		a.appID = r.User.ID
 	}
 	appID := a.appID
 	a.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := a.register(ctx, appID); err != nil {
+	if appID == "" {
+		a.log.Error("discord: READY has neither an application nor a user id: commands not registered")
+	} else if err := a.register(ctx, appID); err != nil {
 		a.log.Error("discord: register commands", zap.Error(err))
 	}
 	select {
@@ -308,6 +322,58 @@ func (a *Adapter) onInteraction(_ *discordgo.Session, ic *discordgo.InteractionC
 	if err := a.s.InteractionRespond(i, resp); err != nil {
 		a.log.Warn("discord: respond", zap.Error(err))
 	}
+	a.answered(i)
+}
+
+// awaiting gates job's renders until its interaction's reply is out.
+func (a *Adapter) awaiting(interactionID, jobID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.replies[jobID] = make(chan struct{})
+	a.answerOf[interactionID] = jobID
+}
+
+// answered opens the gate of the job interaction i submitted (if any), and
+// remembers the reply's message id, which edits with the bot token need
+// once the interaction token has expired.
+func (a *Adapter) answered(i *discordgo.Interaction) {
+	a.mu.Lock()
+	jobID, ok := a.answerOf[i.ID]
+	delete(a.answerOf, i.ID)
+	gate := a.replies[jobID]
+	delete(a.replies, jobID)
+	a.mu.Unlock()
+	if !ok {
+		return
+	}
+	close(gate)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := a.s.InteractionResponse(i, discordgo.WithContext(ctx))
+	if err != nil {
+		a.log.Warn("discord: reading the reply", zap.Error(err))
+		return
+	}
+	if err := a.sched.Remember(ctx, "discord:msg:"+jobID, m.ID, 48*time.Hour); err != nil {
+		a.log.Warn("discord: remembering the reply", zap.Error(err))
+	}
+}
+
+// awaitReply waits for the reply of the interaction that submitted job,
+// when this process is answering it.
+func (a *Adapter) awaitReply(ctx context.Context, jobID string) error {
+	a.mu.Lock()
+	gate := a.replies[jobID]
+	a.mu.Unlock()
+	if gate == nil {
+		return nil
+	}
+	select {
+	case <-gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func ephemeral(msg string) *discordgo.InteractionResponse {
@@ -366,6 +432,12 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 		im, err := ParseImagine(FromInteraction(data))
 		if err != nil {
 			return a.userError(err, i.Locale)
+		}
+		if utf8.RuneCountInString(im.Model) == maxChoice || utf8.RuneCountInString(im.Sampler) == maxChoice {
+			if cat, err := a.svc.Models(ctx); err == nil {
+				im.Model = resolveClipped(im.Model, cat.ModelNames())
+				im.Sampler = resolveClipped(im.Sampler, cat.Samplers)
+			}
 		}
 		if im.InitImage != "" {
 			return a.submitDeferred(c, i, uid, im)
@@ -475,27 +547,7 @@ func (a *Adapter) autocomplete(ctx context.Context, i *discordgo.Interaction) *d
 	case "loras":
 		list = cat.LoRAs
 	}
-	typed := fmt.Sprint(focused.Value)
-	// loras is a list: complete its last item, keeping the ones before.
-	prefix := ""
-	if focused.Name == "loras" {
-		if i := strings.LastIndexByte(typed, ','); i >= 0 {
-			prefix, typed = typed[:i+1], typed[i+1:]
-		}
-		typed, _, _ = strings.Cut(strings.TrimSpace(typed), ":")
-	}
-	typed = strings.ToLower(typed)
-	for _, v := range list {
-		if strings.Contains(strings.ToLower(v), typed) && len(resp.Data.Choices) < 25 {
-			value := prefix + v
-			if focused.Name == "loras" {
-				value += ":1"
-			}
-			if len(value) <= 100 {
-				resp.Data.Choices = append(resp.Data.Choices, &discordgo.ApplicationCommandOptionChoice{Name: clip(value, 100), Value: value})
-			}
-		}
-	}
+	resp.Data.Choices = choices(list, focused.Name, fmt.Sprint(focused.Value))
 	return resp
 }
 
@@ -562,6 +614,9 @@ func (a *Adapter) submit(ctx context.Context, c commands.Caller, i *discordgo.In
 	if err != nil {
 		return a.userError(err, i.Locale)
 	}
+	if !res.Duplicate {
+		a.awaiting(i.ID, res.ID)
+	}
 	loc := string(i.Locale)
 	line := commands.T(loc, "starting")
 	if res.Position > 0 {
@@ -609,6 +664,9 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 		if err != nil {
 			return a.userError(err, i.Locale)
 		}
+		if !res.Duplicate {
+			a.awaiting(i.ID, res.ID)
+		}
 		line := commands.T(string(i.Locale), "upscaling")
 		if res.Position > 0 {
 			line = commands.T(string(i.Locale), "upscale_queued", res.Position)
@@ -631,12 +689,70 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 	return ephemeral("Unknown button.")
 }
 
+// clip shortens s to at most n runes, the last an ellipsis when cut.
 func clip(s string, n int) string {
 	r := []rune(s)
 	if len(r) <= n {
 		return s
 	}
-	return string(r[:n]) + "…"
+	return string(r[:n-1]) + "…"
+}
+
+// maxChoice is Discord's limit on an autocomplete choice's name and value,
+// in characters (docs: interactions/application-commands, "Application
+// Command Option Choice Structure": name 1-100, string value up to 100).
+const maxChoice = 100
+
+// choices are the autocomplete choices for what the user typed in option
+// name, from list: at most 25, names and values within maxChoice runes. A
+// value cut short is a prefix of the item; resolveClipped maps it back.
+func choices(list []string, name, typed string) []*discordgo.ApplicationCommandOptionChoice {
+	out := []*discordgo.ApplicationCommandOptionChoice{}
+	// loras is a list: complete its last item, keeping the ones before.
+	prefix := ""
+	if name == "loras" {
+		if i := strings.LastIndexByte(typed, ','); i >= 0 {
+			prefix, typed = typed[:i+1], typed[i+1:]
+		}
+		typed, _, _ = strings.Cut(strings.TrimSpace(typed), ":")
+	}
+	typed = strings.ToLower(typed)
+	for _, v := range list {
+		if !strings.Contains(strings.ToLower(v), typed) || len(out) == 25 {
+			continue
+		}
+		value := prefix + v
+		if name == "loras" {
+			value += ":1"
+			if utf8.RuneCountInString(value) > maxChoice {
+				continue // a cut list would lose its weights
+			}
+		}
+		r := []rune(value)
+		out = append(out, &discordgo.ApplicationCommandOptionChoice{Name: clip(value, maxChoice), Value: string(r[:min(len(r), maxChoice)])})
+	}
+	return out
+}
+
+// resolveClipped maps a value autocomplete had to cut at maxChoice runes
+// back to the one item of list it is a prefix of; other values pass.
+func resolveClipped(v string, list []string) string {
+	if utf8.RuneCountInString(v) != maxChoice {
+		return v
+	}
+	found := ""
+	for _, item := range list {
+		if strings.HasPrefix(item, v) {
+			if found != "" {
+				return v // ambiguous: let validation name it
+			}
+			found = item
+		}
+	}
+	if found == "" {
+		return v
+	}
+	return found
 }
 
 // Render implements adapters.Renderer: it edits the interaction's message,
@@ -660,6 +776,9 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		discordgo.Button{Label: commands.T(loc, "button_cancel"), Style: discordgo.DangerButton, CustomID: "easel:cancel:" + job.ID}}}
 	switch ev.Type {
 	case scheduler.EventQueued:
+		if ev.Seq == 1 {
+			return nil // the interaction's reply said so: it is the first render
+		}
 		content = head + commands.T(loc, "queued", ev.Position)
 		comps = []discordgo.MessageComponent{cancelRow}
 	case scheduler.EventStarted:
@@ -733,18 +852,48 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	default:
 		return nil
 	}
-	noAttachments := []*discordgo.MessageAttachment{}
+	// The reply is the message every edit changes: edit only once it is out.
+	if err := a.awaitReply(ctx, job.ID); err != nil {
+		return err
+	}
+	// API v10 keeps only the attachments listed, new files by their index.
+	atts := make([]*discordgo.MessageAttachment, len(files))
+	for n, f := range files {
+		atts[n] = &discordgo.MessageAttachment{ID: strconv.Itoa(n), Filename: f.Name}
+	}
 	if a.now().Sub(time.UnixMilli(o.CreatedMS)) < tokenLife {
 		_, err := a.s.WebhookMessageEdit(o.AppID, o.Token, "@original", &discordgo.WebhookEdit{
-			Content: &content, Components: &comps, Files: files, Attachments: &noAttachments}, discordgo.WithContext(ctx))
+			Content: &content, Components: &comps, Files: files, Attachments: &atts}, discordgo.WithContext(ctx))
 		if err == nil {
 			return nil
+		}
+		if unknownMessage(err) {
+			// The reply is not out yet (another process answers it): the
+			// relay retries.
+			a.Errors.WithLabelValues("discord", "unknown_message").Inc()
+			return fmt.Errorf("discord: the reply is not out yet: %w", err)
 		}
 		if !tokenDead(err) {
 			a.Errors.WithLabelValues("discord", "other").Inc()
 			return err
 		}
 		a.Errors.WithLabelValues("discord", "token_expired").Inc()
+		for _, f := range files {
+			_, _ = f.Reader.(*bytes.Reader).Seek(0, io.SeekStart) // sent once already
+		}
+	}
+	// The token is dead: edit the same message with the bot token when its
+	// id is known, else post the final state anew.
+	if id, ok, err := a.sched.Recall(ctx, "discord:msg:"+job.ID); err == nil && ok {
+		_, err := a.s.ChannelMessageEditComplex(&discordgo.MessageEdit{ID: id, Channel: o.ChannelID, Content: &content,
+			Components: &comps, Files: files, Attachments: &atts}, discordgo.WithContext(ctx))
+		if err == nil || !ev.Type.Terminal() {
+			return err
+		}
+		a.log.Warn("discord: editing with the bot token; posting instead", zap.Error(err))
+		for _, f := range files {
+			_, _ = f.Reader.(*bytes.Reader).Seek(0, io.SeekStart)
+		}
 	}
 	if !ev.Type.Terminal() {
 		return nil // progress is not worth a new message per update
@@ -752,6 +901,13 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	_, err := a.s.ChannelMessageSendComplex(o.ChannelID, &discordgo.MessageSend{Content: "<@" + o.UserID + "> " + content,
 		Files: files, Components: comps}, discordgo.WithContext(ctx))
 	return err
+}
+
+// unknownMessage reports Discord's Unknown Message (10008): an edit of
+// @original before the interaction's reply exists.
+func unknownMessage(err error) bool {
+	var re *discordgo.RESTError
+	return errors.As(err, &re) && re.Message != nil && re.Message.Code == discordgo.ErrCodeUnknownMessage
 }
 
 // halve scales img to half its size (box filter over 2×2 pixels).

@@ -35,7 +35,7 @@ type bundle struct {
 	bot   *discord.Adapter
 }
 
-func setup(t *testing.T, step time.Duration, mutate func(*discord.Config)) *bundle {
+func setup(t *testing.T, step time.Duration, mutate func(*discord.Config), fakeOpts ...discordtest.Option) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	t.Cleanup(cancel)
@@ -54,7 +54,7 @@ func setup(t *testing.T, step time.Duration, mutate func(*discord.Config)) *bund
 	require.NoError(t, err)
 	w, err := worker.New(worker.Config{Name: "w"}, sched, []worker.Backend{{Name: "gpu0", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
-	fake := discordtest.New(t.Logf)
+	fake := discordtest.New(t.Logf, fakeOpts...)
 	t.Cleanup(fake.Close)
 	cfg := discord.Config{Token: "test-token", APIBase: fake.URL, EditInterval: 30 * time.Millisecond}
 	if mutate != nil {
@@ -260,24 +260,77 @@ func TestRateLimitedEditsStillDeliverFinal(t *testing.T) {
 	require.Equal(t, 1, b.fake.MaxInFlight(), "never more than one edit in flight per message")
 }
 
-func TestExpiredTokenFallsBackToChannelMessage(t *testing.T) {
+// Once the interaction token has expired, the reply is edited with the bot
+// token (a channel message edit), not posted anew.
+func TestExpiredTokenEditsWithBotToken(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 5*time.Millisecond, nil)
 	b.fake.ExpireTokens()
-	i, _ := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 4}))
+	i, tok := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 4}))
 	b.fake.Dispatch(i)
-	calls := waitFor(t, b.fake, "channel message", func(cs []discordtest.Call) bool {
+	path := "/channels/c1/messages/m-" + tok
+	calls := waitFor(t, b.fake, "bot-token edit of the final state", func(cs []discordtest.Call) bool {
 		for _, c := range cs {
-			if c.Method == "POST" && c.Path == "/channels/c1/messages" {
+			if c.Method == "PATCH" && c.Path == path && hasCustomID(c, "easel:reroll:") {
 				return true
 			}
 		}
 		return false
 	})
 	for _, c := range calls {
-		if c.Path == "/channels/c1/messages" {
-			require.Contains(t, c.Body["content"], "<@42>")
+		require.False(t, c.Method == "POST" && c.Path == "/channels/c1/messages", "no new message")
+		if c.Method == "PATCH" && c.Path == path && hasCustomID(c, "easel:reroll:") {
 			require.Len(t, c.Files, 1)
+			require.Equal(t, c.Files, c.Attached, "the new file is listed in attachments (API v10)")
+		}
+	}
+}
+
+// The fake answers an edit of @original made before the reply with 404
+// Unknown Message, like Discord: with replies slowed down, Easel still
+// makes every edit after the reply, and none is refused.
+func TestEditsWaitForTheReply(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 5*time.Millisecond, nil)
+	b.fake.DelayReplies(400 * time.Millisecond)
+	i, tok := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a slow reply", "steps": 6}))
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "final", finalEdit(tok))
+	var replied time.Time
+	for _, c := range callbacks(calls, tok) {
+		replied = c.At
+	}
+	require.False(t, replied.IsZero())
+	n := 0
+	for _, c := range calls {
+		if strings.Contains(c.Path, "/webhooks/app1/"+tok+"/messages/@original") {
+			require.NotEqual(t, 404, c.Status, "an edit before the reply: %s %s", c.Method, c.Path)
+			require.False(t, c.At.Before(replied), "edited before the reply")
+			n++
+		}
+		if c.Method == "PATCH" && len(c.Files) > 0 {
+			require.Equal(t, c.Files, c.Attached, "new files are listed in attachments (API v10)")
+		}
+	}
+	require.Greater(t, n, 1)
+}
+
+// With no application in READY, commands are registered under the bot
+// user's id, never under an empty application id.
+func TestCommandsRegisteredUnderTheBotUser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 5*time.Millisecond, func(*discord.Config) {}, discordtest.WithoutApplication())
+	calls := waitFor(t, b.fake, "registration", func(cs []discordtest.Call) bool {
+		for _, c := range cs {
+			if c.Method == "PUT" && strings.HasSuffix(c.Path, "/commands") {
+				return true
+			}
+		}
+		return false
+	})
+	for _, c := range calls {
+		if c.Method == "PUT" && strings.HasSuffix(c.Path, "/commands") {
+			require.Equal(t, "/applications/1000/commands", c.Path)
 		}
 	}
 }

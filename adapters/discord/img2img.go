@@ -35,6 +35,7 @@ func (a *Adapter) submitDeferred(c commands.Caller, i *discordgo.Interaction, ui
 	if _, err := a.s.InteractionResponseEdit(i, edit); err != nil {
 		a.log.Warn("discord: edit deferred answer", zap.Error(err))
 	}
+	a.answered(i) // the deferred answer, now edited, is the first render
 	return nil
 }
 

@@ -3,6 +3,18 @@
 // bench` drive the Discord adapter with it: it records every REST call,
 // injects INTERACTION_CREATE dispatches, and can answer message edits with
 // 429 or 50027 (Invalid Webhook Token).
+//
+// It keeps the order Discord enforces between an interaction's reply and
+// its edits: until the callback (the reply) is processed there is no
+// @original, so an edit or read of it answers 404 Unknown Message (code
+// 10008), as documented at
+// https://discord.com/developers/docs/interactions/receiving-and-responding#edit-original-interaction-response
+// (the message is created by the initial response) and
+// https://discord.com/developers/docs/topics/opcodes-and-status-codes#json
+// (10008 Unknown message). And it keeps API v10's rule for edits with files
+// (https://discord.com/developers/docs/reference#uploading-files): only the
+// attachments listed in "attachments" (new files by their index as id)
+// stay on the message; Call.Attached records them.
 package discordtest
 
 import (
@@ -41,7 +53,14 @@ type Server struct {
 	maxInFl  int
 	sent     map[string]time.Time // interaction token → dispatched at
 	channels map[string]Channel
+	replied  map[string]bool // interaction tokens whose reply exists
+	delay    time.Duration   // before an interaction reply is processed
+	noApp    bool            // READY without an application
 }
+
+// DelayReplies makes the fake take d to process each interaction reply,
+// the window in which an edit of @original finds no message.
+func (f *Server) DelayReplies(d time.Duration) { f.mu.Lock(); f.delay = d; f.mu.Unlock() }
 
 // Channel is a guild text channel the fake knows. Modelled on Discord's
 // channel object (discord-api-docs docs/resources/Channel.md): "nsfw" is
@@ -68,15 +87,29 @@ type Call struct {
 	Files        []string // attachment file names
 	FileBytes    [][]byte
 	Raw          []byte // a JSON body as sent (command registration sends an array)
-	Status       int
-	At           time.Time
+	// Attached are the file names on the message after the call: the
+	// uploaded files listed in the payload's attachments (API v10).
+	Attached []string
+	Status   int
+	At       time.Time
 }
 
+// Option changes the fake.
+type Option func(*Server)
+
+// WithoutApplication sends READY without its application object, which
+// Discord documents as a partial application but an older or proxied
+// gateway may leave out; the bot user's id is then the application's.
+func WithoutApplication() Option { return func(f *Server) { f.noApp = true } }
+
 // New starts a fake Discord on a loopback port; logf receives its errors.
-func New(logf func(string, ...any)) *Server {
+func New(logf func(string, ...any), opts ...Option) *Server {
 	f := &Server{logf: logf, notify: make(chan struct{}, 1), gwReady: make(chan struct{}), inFlight: map[string]int{},
-		sent: map[string]time.Time{}, channels: map[string]Channel{
+		sent: map[string]time.Time{}, replied: map[string]bool{}, channels: map[string]Channel{
 			NormalChannel: {ID: NormalChannel}, AgeRestrictedChannel: {ID: AgeRestrictedChannel, NSFW: true}}}
+	for _, o := range opts {
+		o(f)
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/v9/gateway", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"url": "ws://" + r.Host + "/gw"})
@@ -154,9 +187,12 @@ func (f *Server) gateway(w http.ResponseWriter, r *http.Request) {
 		f.shards = append(f.shards, identify.D.Shard[0])
 	}
 	f.seq++
-	_ = c.WriteJSON(map[string]any{"op": 0, "t": "READY", "s": f.seq, "d": map[string]any{
-		"v": 9, "session_id": "sess", "user": map[string]any{"id": "1000", "username": "easel", "bot": true},
-		"guilds": []any{}, "application": map[string]any{"id": "app1", "flags": 0}}})
+	ready := map[string]any{"v": 9, "session_id": "sess", "user": map[string]any{"id": "1000", "username": "easel", "bot": true},
+		"guilds": []any{}, "application": map[string]any{"id": "app1", "flags": 0}}
+	if f.noApp {
+		delete(ready, "application")
+	}
+	_ = c.WriteJSON(map[string]any{"op": 0, "t": "READY", "s": f.seq, "d": ready})
 	if f.gw == nil {
 		f.gw = c
 	}
@@ -217,8 +253,32 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 		c.Raw = b
 		_ = json.Unmarshal(b, &c.Body)
 	}
+	if ids, ok := c.Body["attachments"].([]any); ok {
+		for _, a := range ids {
+			id, _ := a.(map[string]any)["id"].(string)
+			var n int
+			if _, err := fmt.Sscan(id, &n); err == nil && n >= 0 && n < len(c.Files) {
+				c.Attached = append(c.Attached, c.Files[n])
+			}
+		}
+	}
 	isEdit := r.Method == "PATCH" && strings.HasPrefix(c.Path, "/webhooks/")
+	// /webhooks/{app}/{token}/messages/@original, /interactions/{id}/{token}/callback
+	parts := strings.Split(c.Path, "/")
+	original := strings.HasPrefix(c.Path, "/webhooks/") && strings.HasSuffix(c.Path, "/messages/@original") && len(parts) > 3
+	callback := strings.HasPrefix(c.Path, "/interactions/") && strings.HasSuffix(c.Path, "/callback") && len(parts) > 3
+	if callback {
+		f.mu.Lock()
+		d := f.delay
+		f.mu.Unlock()
+		if d > 0 {
+			time.Sleep(d) // the fake's own processing time, the window tested
+		}
+	}
 	f.mu.Lock()
+	if callback {
+		f.replied[parts[3]] = true
+	}
 	f.inFlight[c.Path]++
 	if f.inFlight[c.Path] > f.maxInFl {
 		f.maxInFl = f.inFlight[c.Path]
@@ -229,6 +289,8 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 	case isEdit && f.fail429 > 0:
 		f.fail429--
 		c.Status = 429
+	case original && !f.replied[parts[3]]:
+		c.Status = 404
 	}
 	f.mu.Unlock()
 	defer func() {
@@ -244,6 +306,8 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case c.Status == 401:
 		writeJSON(w, 401, map[string]any{"message": "Invalid Webhook Token", "code": 50027})
+	case c.Status == 404:
+		writeJSON(w, 404, map[string]any{"message": "Unknown Message", "code": 10008})
 	case c.Status == 429:
 		w.Header().Set("Retry-After", "0.05")
 		writeJSON(w, 429, map[string]any{"message": "You are being rate limited.", "retry_after": 0.05, "global": false})
@@ -256,8 +320,10 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, 200, ch.json())
-	case strings.HasSuffix(c.Path, "/callback"):
+	case callback:
 		w.WriteHeader(http.StatusNoContent)
+	case original:
+		writeJSON(w, 200, map[string]any{"id": "m-" + parts[3], "channel_id": "c1", "content": c.Body["content"]})
 	case r.Method == "PUT" && strings.HasSuffix(c.Path, "/commands"):
 		var defs []any
 		_ = json.Unmarshal(MustJSON(c.Body), &defs)
