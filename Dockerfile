@@ -5,9 +5,13 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/easel ./cmd/easel
+# The images volume's mount point, owned by the runtime user (a new named
+# volume takes its ownership).
+RUN mkdir -p /out/images
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/easel /usr/local/bin/easel
+COPY --from=build --chown=nonroot:nonroot /out/images /images
 USER nonroot:nonroot
 ENV EASEL_HTTP_ADDR=0.0.0.0:8080
 EXPOSE 8080

@@ -145,6 +145,9 @@ func TestComposeServicesLoad(t *testing.T) {
 	withPW := filepath.Join(dir, "pw.env")
 	require.NoError(t, os.WriteFile(withPW, []byte("EASEL_REDIS_PASSWORD=0123456789abcdef\nEASEL_SD_USERNAME=me\nEASEL_SD_PASSWORD=pw\n"), 0o600))
 
+	withS3 := filepath.Join(dir, "s3.env")
+	require.NoError(t, os.WriteFile(withS3, []byte("EASEL_STORAGE_BLOBS_KIND=s3\nMINIO_ROOT_PASSWORD=0123456789abcdef\n"), 0o600))
+
 	// Publishing Redis without a password is refused, naming the variable.
 	_, err := renderCompose(t, empty, []string{"deploy/compose.redis-port.yml"})
 	require.ErrorContains(t, err, "EASEL_REDIS_PASSWORD")
@@ -159,6 +162,7 @@ func TestComposeServicesLoad(t *testing.T) {
 		{"gpu", empty, nil, []string{"gpu"}},
 		{"demo", empty, nil, []string{"demo"}},
 		{"password, redis port, every profile", withPW, []string{"deploy/compose.redis-port.yml"}, []string{"gpu", "demo"}},
+		{"images in MinIO", withS3, nil, []string{"s3", "demo"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cf, err := renderCompose(t, c.env, c.more, c.profiles...)
