@@ -19,6 +19,12 @@ func (e *NSFWError) Error() string {
 	return fmt.Sprintf("%s: %q is tagged NSFW and runs only in age-restricted channels", e.Field, e.Name)
 }
 
+// Unwrap makes the refusal a ValidationError too, so adapters without a
+// message of their own (the HTTP API: 400) name the field.
+func (e *NSFWError) Unwrap() error {
+	return &ValidationError{Field: e.Field, Message: fmt.Sprintf("%q is tagged NSFW and is not allowed here", e.Name)}
+}
+
 // nsfwTagged returns the field and name of the first NSFW-tagged model or
 // LoRA of im ("" when none).
 func (l Limits) nsfwTagged(im *Imagine) (field, name string) {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync"
+
+	"github.com/easelbot/easel/commands"
 )
 
 // openapiDoc is the OpenAPI 3.1 document of the HTTP API, built once.
@@ -106,6 +108,14 @@ func openapiSpec() obj {
 		"/v1/admin/policy": obj{
 			"get":   op("The tenant's policy and its users' overrides (admin)", nil, nil, "200", resp("policy", obj{"type": "object"}), "401", "403"),
 			"patch": op("Set one policy field for the tenant or a user (admin)", nil, jsonBody(ref("PolicyPatch")), "200", resp("the new policy", obj{"type": "object"}), "400", "401", "403"),
+		},
+		"/v1/admin/defaults": obj{
+			"get": op("The tenant's server defaults, and a channel's with ?channel= (admin)", []obj{param("channel", "query", "a channel id", str)}, nil,
+				"200", resp("defaults", obj{"type": "object"}), "401", "403"),
+			"patch": op("Set one field of the server's (or a channel's) defaults; empty value clears it (admin)", nil,
+				jsonBody(obj{"type": "object", "required": []string{"field"}, "additionalProperties": false, "properties": obj{
+					"field": obj{"type": "string", "enum": commands.DefaultFields}, "value": str, "channel": str}}),
+				"200", resp("the new defaults", obj{"type": "object"}), "400", "401", "403"),
 		},
 		"/v1/admin/usage":              obj{"get": op("Top users by usage (admin)", nil, nil, "200", resp("top users", obj{"type": "object"}), "401", "403")},
 		"/v1/admin/users/{user}/reset": obj{"post": op("Reset a user's usage (admin)", []obj{param("user", "path", "user", str)}, nil, "200", resp("reset", obj{"type": "object"}), "401", "403")},

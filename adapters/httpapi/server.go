@@ -265,6 +265,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/models", s.auth(s.models))
 	m.HandleFunc("GET /v1/admin/policy", s.auth(s.getPolicy))
 	m.HandleFunc("PATCH /v1/admin/policy", s.auth(s.patchPolicy))
+	m.HandleFunc("GET /v1/admin/defaults", s.auth(s.getDefaults))
+	m.HandleFunc("PATCH /v1/admin/defaults", s.auth(s.patchDefaults))
 	m.HandleFunc("GET /v1/admin/usage", s.auth(s.adminUsage))
 	m.HandleFunc("POST /v1/admin/users/{user}/reset", s.auth(s.resetUser))
 	m.HandleFunc("PUT /v1/admin/users/{user}/block", s.auth(s.blockUser(true)))
