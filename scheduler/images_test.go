@@ -102,3 +102,61 @@ func TestOnlyLatestPreviewKept(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "1-3", j.Preview)
 }
+
+// With images in files, a Redis capped at 64 MB keeps accepting and
+// finishing jobs whose images add up to several times that; with images in
+// Redis the same Redis refuses writes after a few dozen.
+func TestMaxmemoryRedisKeepsFinishingJobsWithFS(t *testing.T) {
+	t.Parallel()
+	image := make([]byte, 1500*1000)
+	for i := range image {
+		image[i] = byte(i * 7)
+	}
+	for _, kind := range []string{blob.KindFS, blob.KindRedis} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			srv := redistest.NewServer(t)
+			store, err := storage.Open(ctx, storage.Config{URL: srv.URL, Prefix: "mm"}, zap.NewNop())
+			require.NoError(t, err)
+			t.Cleanup(store.Close)
+			c := store.Client
+			require.NoError(t, c.Do(ctx, c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory", "64mb").ParameterValue("maxmemory-policy", "noeviction").Build()).Error())
+			if kind == blob.KindFS {
+				fs, err := blob.NewFS(t.TempDir(), blob.TTL{})
+				require.NoError(t, err)
+				store.Blobs = fs
+			}
+			s, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+			require.NoError(t, err)
+			slot := s.Slot("w", "fake")
+			const jobs = 200 // 300 MB of images
+			var failed error
+			done := 0
+			for i := 0; i < jobs && failed == nil; i++ {
+				r, err := s.Submit(ctx, scheduler.SubmitRequest{Tenant: "api:a", User: "u", Payload: []byte(`{"prompt":"x"}`), Images: 1})
+				if err != nil {
+					failed = err
+					break
+				}
+				l, err := slot.Next(ctx, 5*time.Second)
+				require.NoError(t, err)
+				require.NotNil(t, l)
+				if failed = l.Succeed(ctx, [][]byte{image}, []int64{1}, ""); failed == nil {
+					j, err := s.Get(ctx, r.ID)
+					require.NoError(t, err)
+					require.Equal(t, scheduler.StatusSucceeded, j.Status)
+					done++
+				}
+			}
+			if kind == blob.KindRedis {
+				require.ErrorContains(t, failed, "OOM", "images in Redis fill a 64 MB Redis (%d jobs finished)", done)
+				require.Less(t, done, 60)
+				return
+			}
+			require.NoError(t, failed)
+			require.Equal(t, jobs, done)
+		})
+	}
+}
