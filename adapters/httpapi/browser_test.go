@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient/a1111"
 	"github.com/easelbot/easel/sdclient/fakesd"
 	"github.com/easelbot/easel/worker"
@@ -173,4 +174,59 @@ func jsonField(raw []byte, name string, v any) error {
 		return err
 	}
 	return json.Unmarshal(m[name], v)
+}
+
+func TestBrowserDashboard(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{timeout: 90 * time.Second, sched: scheduler.Config{MaxAttempts: 1}})
+	b.startPacedWorker(t, 30*time.Millisecond)
+	ctx := browser(t, b.ctx)
+	do := func(steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		require.NoError(t, chromedp.Do(ctx, steps...))
+	}
+	submit := func(prompt string) string {
+		t.Helper()
+		resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": prompt, "steps": 80, "user": "ada"})
+		require.Equal(t, 202, resp.StatusCode, m)
+		return m["id"].(string)
+	}
+
+	do(chromedp.Navigate(b.srv.URL+"/admin"),
+		chromedp.WaitVisible(css(`#live.ok`)),
+		chromedp.WaitVisible(css(`#backends tr td span.ok`)))
+	noLabel, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](unlabeled))
+	require.NoError(t, err)
+	require.Empty(t, noLabel, "every control has a label")
+
+	// A job submitted after the page loaded shows up running, live.
+	id := submit("a running fox")
+	do(chromedp.WaitVisible(css(`#jobs tr[data-job="`+id+`"][data-status="running"][data-backend="fake"] progress:not([value="0"])`)),
+		chromedp.WaitVisible(css(`#users tr[data-user="ada"][data-running="1"]`)))
+	screenshot(t, ctx, "dashboard")
+	do(chromedp.WaitNotPresent(css(`#jobs tr[data-job="` + id + `"]`)))
+
+	// A job that fails for good lands in the dead letters; Retry runs it again.
+	b.fake.FailNext(1, 500)
+	dead := submit("a doomed fox")
+	do(chromedp.WaitVisible(css(`#dead tr[data-entry]`)))
+	require.NoError(t, chromedp.Do(ctx, chromedp.Click(css(`#dead tr[data-entry] button`))))
+	do(chromedp.WaitNotPresent(css(`#dead tr[data-entry]`)))
+	require.Eventually(t, func() bool { // the retried job finishes; each check is a Redis read
+		page, err := b.sched.FinishedPage(b.ctx, "api:local", "ada", "", 10)
+		return err == nil && len(page.Jobs) == 3 && page.Jobs[0].Status == scheduler.StatusSucceeded && page.Jobs[0].ID != dead
+	}, 30*time.Second, 50*time.Millisecond)
+
+	// A policy edit through the form (ada: one image a day; she has had
+	// three) applies to the next submit.
+	do(chromedp.SetValue(css("#pfield"), "user_daily_images"),
+		chromedp.SendKeys(css("#puser"), "ada"),
+		chromedp.SetValue(css("#pvalue"), "zero"),
+		chromedp.Click(css(`#pf button[type="submit"]`)),
+		chromedp.WaitVisible(css(`#pvalue[aria-invalid="true"]`)))
+	do(chromedp.SetValue(css("#pvalue"), "1"),
+		chromedp.Click(css(`#pf button[type="submit"]`)),
+		chromedp.WaitNotPresent(css(`#pvalue[aria-invalid="true"]`)))
+	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "one too many", "user": "ada"})
+	require.Equal(t, 429, resp.StatusCode, m)
 }

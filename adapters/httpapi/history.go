@@ -16,6 +16,7 @@ func (s *Server) extraRoutes() {
 	m.HandleFunc("GET /v1/jobs", s.auth(s.history))
 	m.HandleFunc("POST /v1/jobs/{id}/images/{n}/upscale", s.auth(s.upscale))
 	m.HandleFunc("GET /openapi.json", s.openapi)
+	s.adminRoutes()
 }
 
 // history lists the tenant's finished jobs, newest first, or one user's

@@ -1,0 +1,270 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/scheduler"
+)
+
+// servedWindow is the window of the dashboard's served shares.
+const servedWindow = 15 * time.Minute
+
+// adminRoutes mounts the dashboard page and its admin API.
+func (s *Server) adminRoutes() {
+	m := s.mux
+	m.HandleFunc("GET /admin", s.adminPage)
+	m.HandleFunc("GET /v1/admin/overview", s.auth(s.adminOnly(s.overview)))
+	m.HandleFunc("GET /v1/admin/overview/events", s.authStream(s.adminOnly(s.overviewEvents)))
+	m.HandleFunc("POST /v1/admin/dead/{entry}/retry", s.auth(s.adminOnly(s.retryDead)))
+	m.HandleFunc("DELETE /v1/admin/dead/{entry}", s.auth(s.adminOnly(s.deleteDead)))
+}
+
+// adminPage serves the dashboard; its data needs an admin key (or
+// loopback in open mode).
+func (s *Server) adminPage(w http.ResponseWriter, r *http.Request) {
+	s.page(w, r, "web/admin.html")
+}
+
+func (s *Server) adminOnly(h func(http.ResponseWriter, *http.Request, commands.Caller)) func(http.ResponseWriter, *http.Request, commands.Caller) {
+	return func(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+		if !c.Admin {
+			writeError(w, http.StatusForbidden, "forbidden", "the dashboard needs an admin key (http.admin_keys)", "")
+			return
+		}
+		h(w, r, c)
+	}
+}
+
+// Overview is the dashboard's snapshot of one tenant.
+type Overview struct {
+	Tenant string `json:"tenant"`
+	// Users counts each user's pending and running jobs.
+	Users []UserLoad `json:"users"`
+	// Jobs are the active jobs, oldest first (running ones with backend
+	// and progress).
+	Jobs []AdminJob `json:"jobs"`
+	// Served is each tenant's share of the GPU time served over the last
+	// 15 minutes (weight-normalised), 0..1; Weight is this tenant's.
+	Served map[string]float64 `json:"served"`
+	Weight float64            `json:"weight"`
+	// Backends and their models, from the healthy backends' catalog.
+	Catalog  commands.Catalog    `json:"catalog"`
+	Failures []JobView           `json:"failures"`
+	Dead     []DeadView          `json:"dead"`
+	Policy   commands.PolicyView `json:"policy"`
+	Usage    []scheduler.Usage   `json:"usage"`
+}
+
+// UserLoad is one user's active jobs.
+type UserLoad struct {
+	User    string `json:"user"`
+	Pending int    `json:"pending"`
+	Running int    `json:"running"`
+}
+
+// AdminJob is an active job as the dashboard shows it.
+type AdminJob struct {
+	JobView
+	Backend string `json:"backend,omitempty"`
+}
+
+// DeadView is a dead letter of the tenant.
+type DeadView struct {
+	Entry   string   `json:"entry"`
+	Code    string   `json:"code"`
+	Job     *JobView `json:"job"`
+	Message string   `json:"message"`
+}
+
+func (s *Server) snapshot(ctx context.Context, c commands.Caller) (Overview, error) {
+	o := Overview{Tenant: c.Tenant, Users: []UserLoad{}, Jobs: []AdminJob{}, Failures: []JobView{}, Dead: []DeadView{}}
+	page, err := s.sched.ActivePage(ctx, c.Tenant, "", "", scheduler.MaxPageSize)
+	if err != nil {
+		return o, err
+	}
+	loads := map[string]*UserLoad{}
+	for _, e := range page.Entries {
+		v := view(e.Job, e.Position)
+		v.ETASec = e.ETA.Seconds()
+		v.Request = nil
+		o.Jobs = append(o.Jobs, AdminJob{JobView: v, Backend: e.Job.Backend})
+		l := loads[e.Job.User]
+		if l == nil {
+			l = &UserLoad{User: e.Job.User}
+			loads[e.Job.User] = l
+		}
+		if e.Job.Status == scheduler.StatusQueued {
+			l.Pending++
+		} else {
+			l.Running++
+		}
+	}
+	for _, e := range page.Entries { // in order of first appearance
+		if l := loads[e.Job.User]; l != nil {
+			o.Users = append(o.Users, *l)
+			delete(loads, e.Job.User)
+		}
+	}
+	if o.Served, err = s.sched.Served(ctx, servedWindow); err != nil {
+		return o, err
+	}
+	if o.Policy, err = s.svc.Policy(ctx, c); err != nil {
+		return o, err
+	}
+	o.Weight = 1
+	if o.Policy.Effective.Weight != nil {
+		o.Weight = *o.Policy.Effective.Weight
+	}
+	if o.Catalog, err = s.svc.Models(ctx); err != nil {
+		return o, err
+	}
+	hist, err := s.sched.FinishedPage(ctx, c.Tenant, "", "", 50)
+	if err != nil {
+		return o, err
+	}
+	for _, j := range hist.Jobs {
+		if j.Status == scheduler.StatusFailed && len(o.Failures) < 10 {
+			v := view(j, 0)
+			v.Request = nil
+			o.Failures = append(o.Failures, v)
+		}
+	}
+	dead, err := s.sched.DeadLetters(ctx, scheduler.MaxPageSize)
+	if err != nil {
+		return o, err
+	}
+	for _, d := range dead {
+		if d.Job == nil || d.Job.Tenant != c.Tenant {
+			continue
+		}
+		v := view(d.Job, 0)
+		v.Request = nil
+		o.Dead = append(o.Dead, DeadView{Entry: d.Entry, Code: d.Code, Job: &v, Message: d.Job.Error})
+	}
+	if o.Usage, err = s.svc.TopUsers(ctx, c, 20); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	o, err := s.snapshot(r.Context(), c)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+// overviewEvents streams the overview as Server-Sent Events ("overview"):
+// one at once, then a fresh one after each batch of the shared event
+// stream that concerns the tenant (a blocking read, at most one snapshot
+// per batch), and a keep-alive comment every 15 s.
+func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.streams, cancel)()
+	_, after, err := s.sched.ReadEvents(ctx, "", 0)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	send := func(format string, args ...any) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	changed := true
+	for ctx.Err() == nil {
+		if changed {
+			o, err := s.snapshot(ctx, c)
+			if err != nil {
+				if ctx.Err() == nil {
+					data, _ := json.Marshal(map[string]string{"message": err.Error()})
+					_ = send("event: error\ndata: %s\n\n", data)
+				}
+				return
+			}
+			data, _ := json.Marshal(o)
+			if send("event: overview\ndata: %s\n\n", data) != nil {
+				return
+			}
+		} else if send(": keep-alive\n\n") != nil {
+			return
+		}
+		var evs []scheduler.Event
+		evs, after, err = s.sched.ReadEvents(ctx, after, 15*time.Second)
+		if err != nil {
+			return
+		}
+		changed = false
+		for _, e := range evs {
+			if e.Tenant == c.Tenant {
+				changed = true
+			}
+		}
+	}
+}
+
+// retryDead queues a dead letter's job again (a new job with the same
+// request, for the same user) and removes the letter.
+func (s *Server) retryDead(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	d, err := s.sched.DeadLetter(r.Context(), r.PathValue("entry"))
+	if errors.Is(err, scheduler.ErrNotFound) || (err == nil && (d.Job == nil || d.Job.Tenant != c.Tenant)) {
+		writeError(w, http.StatusNotFound, "not_found", "no such dead letter (or its job expired)", "")
+		return
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	var im commands.Imagine
+	if err := json.Unmarshal(d.Job.Payload, &im); err != nil || im.Prompt == "" {
+		writeError(w, http.StatusConflict, "not_retryable", "this job's request cannot be replayed (not an image request)", "")
+		return
+	}
+	res, _, err := s.svc.Imagine(r.Context(), keyHolder(c, d.Job.User), []byte(`{"kind":"http"}`), im, "retry:"+d.Entry)
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if _, err := s.sched.DeleteDeadLetter(r.Context(), d.Entry); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"id": res.ID, "position": res.Position,
+		"links": map[string]string{"self": "/v1/jobs/" + res.ID, "events": "/v1/jobs/" + res.ID + "/events"}})
+}
+
+func (s *Server) deleteDead(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	d, err := s.sched.DeadLetter(r.Context(), r.PathValue("entry"))
+	if errors.Is(err, scheduler.ErrNotFound) || (err == nil && d.Job != nil && d.Job.Tenant != c.Tenant) {
+		writeError(w, http.StatusNotFound, "not_found", "no such dead letter", "")
+		return
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	if _, err := s.sched.DeleteDeadLetter(r.Context(), d.Entry); err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "deleted"})
+}
