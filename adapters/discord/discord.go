@@ -45,7 +45,9 @@ type Config struct {
 	// message. Default 1.5s.
 	EditInterval time.Duration `yaml:"edit_interval"`
 	// MaxUploadBytes is the size above which images are re-encoded as JPEG
-	// before upload. Default 10 MiB (Discord's default attachment limit).
+	// before upload, when the interaction does not carry Discord's own
+	// attachment_size_limit (which then applies). Default 10 MiB (Discord's
+	// default attachment limit).
 	MaxUploadBytes int `yaml:"max_upload_bytes"`
 	// Shards is how many gateway shards this process runs; 0 asks Discord
 	// (/gateway/bot) for the recommended count. Default 0.
@@ -70,6 +72,10 @@ type Origin struct {
 	// Locale is the user's client language ("de", "en-US"); progress and
 	// final messages use its catalog.
 	Locale string `json:"locale,omitempty"`
+	// UploadLimit is the interaction's attachment_size_limit, in bytes:
+	// what Discord accepts in that channel (boosted servers allow more).
+	// 0: not sent; Config.MaxUploadBytes applies.
+	UploadLimit int64 `json:"upload_limit,omitempty"`
 }
 
 // tokenLife is how long an interaction token is used before falling back to
@@ -96,6 +102,8 @@ type Adapter struct {
 	// interaction being answered.
 	replies  map[string]chan struct{}
 	answerOf map[string]string
+	// limits are the attachment_size_limit of interactions being answered.
+	limits map[string]int64
 	wg       sync.WaitGroup
 	ready    chan struct{}
 }
@@ -123,7 +131,8 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 		return nil, fmt.Errorf("discord: %w", err)
 	}
 	a := &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), log: log, s: s,
-		now: time.Now, ready: make(chan struct{}), replies: map[string]chan struct{}{}, answerOf: map[string]string{}}
+		now: time.Now, ready: make(chan struct{}), replies: map[string]chan struct{}{}, answerOf: map[string]string{},
+		limits: map[string]int64{}}
 	a.Errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "easel_platform_errors_total",
 		Help: "Platform API errors by platform and kind (rate_limited counts 429s, which are waited out and retried)."},
 		[]string{"platform", "kind"})
@@ -137,7 +146,7 @@ func (a *Adapter) configure(s *discordgo.Session, base *url.URL) {
 	s.Identify.Intents = discordgo.IntentsGuilds // no privileged intents
 	s.ShouldRetryOnRateLimit = true
 	s.MaxRestRetries = 5
-	s.AddHandler(a.onInteraction)
+	s.AddHandler(a.onEvent)
 	s.AddHandler(func(_ *discordgo.Session, _ *discordgo.RateLimit) {
 		a.Errors.WithLabelValues("discord", "rate_limited").Inc()
 	})
@@ -298,6 +307,31 @@ func caller(i *discordgo.Interaction) (commands.Caller, string) {
 	return commands.Caller{Tenant: "discord:dm:" + uid, User: uid, Admin: true, Channel: i.ChannelID}, uid
 }
 
+// onEvent takes interactions from the raw gateway event: discordgo's
+// Interaction has no attachment_size_limit, the upload limit Discord
+// sends with each interaction (docs: interactions/receiving-and-responding,
+// "Interaction Object"), so it is read from the event's JSON.
+func (a *Adapter) onEvent(s *discordgo.Session, e *discordgo.Event) {
+	ic, ok := e.Struct.(*discordgo.InteractionCreate)
+	if e.Type != "INTERACTION_CREATE" || !ok || ic.Interaction == nil {
+		return
+	}
+	var raw struct {
+		Limit int64 `json:"attachment_size_limit"`
+	}
+	if json.Unmarshal(e.RawData, &raw) == nil && raw.Limit > 0 {
+		a.mu.Lock()
+		a.limits[ic.ID] = raw.Limit
+		a.mu.Unlock()
+		defer func() {
+			a.mu.Lock()
+			delete(a.limits, ic.ID)
+			a.mu.Unlock()
+		}()
+	}
+	a.onInteraction(s, ic)
+}
+
 func (a *Adapter) onInteraction(_ *discordgo.Session, ic *discordgo.InteractionCreate) {
 	// Every REST call goes through shard 0's session: REST is stateless.
 	a.wg.Add(1)
@@ -420,7 +454,7 @@ func (a *Adapter) origin(i *discordgo.Interaction, uid string) json.RawMessage {
 		created = t
 	}
 	o, _ := json.Marshal(Origin{Kind: "discord", AppID: i.AppID, Token: i.Token, ChannelID: i.ChannelID,
-		GuildID: i.GuildID, UserID: uid, CreatedMS: created.UnixMilli(), Locale: string(i.Locale)})
+		GuildID: i.GuildID, UserID: uid, CreatedMS: created.UnixMilli(), Locale: string(i.Locale), UploadLimit: a.uploadLimit(i.ID)})
 	return o
 }
 
@@ -797,7 +831,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		}
 		if name != "" {
 			if p, err := a.sched.Preview(ctx, job.ID, name); err == nil {
-				files = append(files, a.file("preview", p))
+				files = append(files, a.file("preview", p, o.UploadLimit))
 			}
 		}
 		comps = []discordgo.MessageComponent{cancelRow}
@@ -823,7 +857,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 			if spoiler {
 				name = "SPOILER_" + name // Discord blurs attachments named so
 			}
-			files = append(files, a.file(name, img))
+			files = append(files, a.file(name, img, o.UploadLimit))
 		}
 		row := []discordgo.MessageComponent{discordgo.Button{Label: commands.T(loc, "button_reroll"), Emoji: &discordgo.ComponentEmoji{Name: "🔁"},
 			Style: discordgo.SecondaryButton, CustomID: "easel:reroll:" + job.ID}}
@@ -939,17 +973,29 @@ func tokenDead(err error) bool {
 	return false
 }
 
-// file makes an attachment, re-encoding as JPEG when over the upload limit.
-func (a *Adapter) file(name string, b []byte) *discordgo.File {
+// uploadLimit is the attachment_size_limit of interaction id, 0 if unknown.
+func (a *Adapter) uploadLimit(id string) int64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.limits[id]
+}
+
+// file makes an attachment, re-encoding as JPEG when over the upload limit:
+// the interaction's (limit) when Discord sent one, else MaxUploadBytes.
+func (a *Adapter) file(name string, b []byte, limit int64) *discordgo.File {
 	format := sdclient.SniffFormat(b)
-	if len(b) > a.cfg.MaxUploadBytes {
+	most := a.cfg.MaxUploadBytes
+	if limit > 0 {
+		most = int(min(limit, 1<<40))
+	}
+	if len(b) > most {
 		if img, _, err := image.Decode(bytes.NewReader(b)); err == nil {
 			// JPEG at falling quality, then at half the size, until it fits.
 		fit:
 			for img.Bounds().Dx() >= 16 {
 				for q := 90; q >= 50; q -= 20 {
 					var buf bytes.Buffer
-					if jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}) == nil && buf.Len() <= a.cfg.MaxUploadBytes {
+					if jpeg.Encode(&buf, img, &jpeg.Options{Quality: q}) == nil && buf.Len() <= most {
 						b, format = buf.Bytes(), "jpeg"
 						break fit
 					}

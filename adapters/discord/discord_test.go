@@ -383,6 +383,22 @@ func TestOversizeImagesAreReencoded(t *testing.T) {
 	require.Equal(t, "jpeg", format)
 }
 
+// The upload limit Discord sends with the interaction (attachment_size_limit)
+// applies over the configured one.
+func TestInteractionUploadLimitApplies(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0, nil) // MaxUploadBytes: 10 MiB
+	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "big", "steps": 2, "width": 512, "height": 512}))
+	i["attachment_size_limit"] = 4000
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "final", finalEdit(token))
+	es := edits(calls, token)
+	final := es[len(es)-1]
+	require.Len(t, final.Files, 1)
+	require.True(t, strings.HasSuffix(final.Files[0], ".jpg"), final.Files[0])
+	require.LessOrEqual(t, len(final.FileBytes[0]), 4000)
+}
+
 func waitFor(t *testing.T, f *discordtest.Server, what string, pred func([]discordtest.Call) bool) []discordtest.Call {
 	t.Helper()
 	calls, err := f.WaitFor(20*time.Second, what, pred)
