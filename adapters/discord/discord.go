@@ -104,8 +104,8 @@ type Adapter struct {
 	answerOf map[string]string
 	// limits are the attachment_size_limit of interactions being answered.
 	limits map[string]int64
-	wg       sync.WaitGroup
-	ready    chan struct{}
+	wg     sync.WaitGroup
+	ready  chan struct{}
 }
 
 // New returns the adapter; Start connects.
