@@ -81,7 +81,7 @@ func TestOnCluster(t *testing.T) {
 	require.Equal(t, scheduler.StatusRunning, st)
 	require.Equal(t, id, <-got)
 	stop()
-	_ = <-done // the subscription ends with its context
+	require.ErrorIs(t, <-done, context.Canceled, "the subscription ends with its context")
 	require.ErrorIs(t, l.Succeed(ctx, nil, nil, ""), scheduler.ErrStale)
 
 	// A lease nobody renews is reclaimed and retried.

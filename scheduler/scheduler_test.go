@@ -244,7 +244,7 @@ func TestCancelRunningNotifiesWorkerAndFencesIt(t *testing.T) {
 	require.Equal(t, scheduler.StatusRunning, st)
 	require.Equal(t, id, <-got)
 	stop()
-	_ = <-subscribed // the subscription ends with its context
+	require.ErrorIs(t, <-subscribed, context.Canceled, "the subscription ends with its context")
 	require.ErrorIs(t, l.Succeed(b.ctx, [][]byte{[]byte("x")}, nil, ""), scheduler.ErrStale)
 	require.ErrorIs(t, l.Renew(b.ctx), scheduler.ErrStale)
 	j, err := b.s.Get(b.ctx, id)
