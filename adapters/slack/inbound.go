@@ -232,7 +232,7 @@ func (a *Adapter) text(r req, text string) {
 	case "queue":
 		entries, err := a.svc.Queue(ctx, c)
 		if err != nil {
-			say(userError(err))
+			say(userError(err, r.locale))
 			return
 		}
 		var b strings.Builder
@@ -259,7 +259,7 @@ func (a *Adapter) text(r req, text string) {
 			id = fields[1]
 		}
 		if _, err := a.svc.Cancel(ctx, c, id); err != nil {
-			say(userError(err))
+			say(userError(err, r.locale))
 			return
 		}
 		say(commands.T(r.locale, "canceled_job", id))
@@ -267,7 +267,7 @@ func (a *Adapter) text(r req, text string) {
 	case "usage":
 		u, err := a.svc.Usage(ctx, c)
 		if err != nil {
-			say(userError(err))
+			say(userError(err, r.locale))
 			return
 		}
 		limit := commands.T(r.locale, "no_limit")
@@ -288,11 +288,11 @@ func (a *Adapter) text(r req, text string) {
 		return
 	}
 	if err != nil {
-		say(userError(err))
+		say(userError(err, r.locale))
 		return
 	}
 	if err := a.attach(ctx, r, &im); err != nil {
-		say(userError(err))
+		say(userError(err, r.locale))
 		return
 	}
 	a.submit(ctx, c, r, im)
@@ -327,11 +327,11 @@ func (a *Adapter) submit(ctx context.Context, c commands.Caller, r req, im comma
 	origin, _ := json.Marshal(o)
 	if _, _, err := a.svc.Imagine(ctx, c, origin, im, ""); err != nil {
 		if o.ReplyTS != "" {
-			if a.updateText(ctx, o.Channel, o.ReplyTS, userError(err)) == nil {
+			if a.updateText(ctx, o.Channel, o.ReplyTS, userError(err, r.locale)) == nil {
 				return
 			}
 		}
-		a.notify(ctx, r, userError(err))
+		a.notify(ctx, r, userError(err, r.locale))
 		return
 	}
 	if o.ResponseURL != "" {
@@ -388,26 +388,26 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, args []string) s
 
 	}
 	if err != nil {
-		return userError(err)
+		return userError(err, "")
 	}
 	return msg
 }
 
-func userError(err error) string {
+func userError(err error, loc string) string {
 	var ve *commands.ValidationError
 	var re *scheduler.RefusedError
 	var nsfw *commands.NSFWError
 	switch {
 	case errors.As(err, &nsfw):
-		return "🔞 `" + escape(nsfw.Name) + "` is tagged NSFW: it runs only in channels an admin allowed (`@easel admin nsfw on`). Nothing was queued."
+		return commands.T(loc, "slack_nsfw_refused", escape(nsfw.Name))
 	case errors.As(err, &ve):
-		return "⚠️ " + ve.Error() + ". Try `--help`."
+		return commands.T(loc, "slack_invalid", ve.Error())
 	case errors.As(err, &re):
-		return "⏳ " + re.Error()
+		return commands.T(loc, "refused", re.Error())
 	case errors.Is(err, commands.ErrForbidden), errors.Is(err, commands.ErrNotFound), errors.Is(err, commands.ErrFinished):
-		return "🚫 " + err.Error()
+		return commands.T(loc, "forbidden", err.Error())
 	}
-	return "Something went wrong on our side; please try again."
+	return commands.T(loc, "internal")
 }
 
 func (a *Adapter) click(ctx context.Context, r req, actionID string) {
@@ -418,7 +418,7 @@ func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 	c := a.caller(ctx, r.team, r.user, true)
 	job, err := a.svc.Job(ctx, c, parts[2])
 	if err != nil {
-		a.notify(ctx, r, userError(err))
+		a.notify(ctx, r, userError(err, r.locale))
 		return
 	}
 	var o Origin
@@ -432,7 +432,7 @@ func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 	case "cancel":
 		if _, err := a.svc.Cancel(ctx, c, job.ID); err != nil && !errors.Is(err, commands.ErrFinished) {
 			a.log.Warn("slack: cancel", zap.Error(err))
-			a.notify(ctx, r, userError(err))
+			a.notify(ctx, r, userError(err, r.locale))
 		}
 	case "reroll", "var":
 		n := -1
@@ -448,7 +448,7 @@ func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 		}
 		im, err := commands.Rerun(job, n)
 		if err != nil {
-			a.notify(ctx, r, userError(err))
+			a.notify(ctx, r, userError(err, r.locale))
 			return
 		}
 		a.submit(ctx, c, r, im)
@@ -468,8 +468,8 @@ func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 		}
 		origin, _ := json.Marshal(Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, ReplyTS: reply, User: r.user})
 		if _, err := a.svc.Upscale(ctx, c, origin, job.ID, n, ""); err != nil {
-			if a.updateText(ctx, r.channel, reply, userError(err)) != nil {
-				a.notify(ctx, r, userError(err))
+			if a.updateText(ctx, r.channel, reply, userError(err, r.locale)) != nil {
+				a.notify(ctx, r, userError(err, r.locale))
 			}
 		}
 	}

@@ -76,4 +76,9 @@ func TestSlackGermanUserAndDefaults(t *testing.T) {
 	mention("UDE", "ein Fuchs")
 	b.fake.Wait(t, "German final", func(cs []slackfake.Call) bool { return textWith(cs, "chat.update", "Fertig · 512×512 · 9 Schritte") })
 	require.Equal(t, "blurry, dark", b.sd.LastRequest().NegativePrompt)
+
+	mention("UDE", "ein Fuchs --steps 9999")
+	b.fake.Wait(t, "German refusal", func(cs []slackfake.Call) bool {
+		return textWith(cs, "chat.update", "Siehe `--help`") || textWith(cs, "chat.postEphemeral", "Siehe `--help`")
+	})
 }
