@@ -87,3 +87,15 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request, o *blob.Objec
 	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
 	http.ServeContent(w, r, "", o.ModTime, o)
 }
+
+// imageResponses adds the answers of serveBlob (and of a presigned
+// redirect, for results) to an image route's OpenAPI operation.
+func imageResponses(o obj, presign bool) obj {
+	r := o["responses"].(obj)
+	r["206"] = obj{"description": "the byte range asked for with Range"}
+	r["304"] = obj{"description": "not modified (If-None-Match matched the image's ETag)"}
+	if presign {
+		r["302"] = obj{"description": "storage.blobs.presign: Location is a presigned URL of the image"}
+	}
+	return o
+}
