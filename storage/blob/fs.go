@@ -66,10 +66,13 @@ func (s *FS) Put(ctx context.Context, ref Ref, r io.Reader, size int64) error {
 	if size >= 0 && n != size {
 		return fmt.Errorf("blob: put: wrote %d bytes, expected %d", n, size)
 	}
-	// Synced before the rename: the job record that names the blob is
-	// durable in Redis's AOF, so the blob must be durable first.
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("blob: put: %w", err)
+	// A result is synced before the rename: the job record that names it is
+	// durable in Redis's AOF, so the file must be durable first. A preview
+	// is worth nothing after a crash and is not synced.
+	if !ref.Preview() {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("blob: put: %w", err)
+		}
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("blob: put: %w", err)
