@@ -19,8 +19,17 @@ func TestNoSleepPollOnJobPath(t *testing.T) {
 	banned := regexp.MustCompile(`time\.Sleep\(|time\.Tick\(`)
 	for _, dir := range []string{"scheduler", "worker", "commands", "adapters", "storage", "bot"} {
 		err := filepath.WalkDir(filepath.Join("..", dir), func(path string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			if err != nil {
 				return err
+			}
+			// The fakes of other servers (discordtest, slackfake) stand in
+			// for the outside world, whose latency they may simulate; they
+			// are not Easel's job path.
+			if d.IsDir() && (strings.HasSuffix(d.Name(), "test") || d.Name() == "slackfake") {
+				return filepath.SkipDir
+			}
+			if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return nil
 			}
 			src, err := os.ReadFile(path)
 			if err != nil {
