@@ -60,6 +60,9 @@ type Overview struct {
 	Dead     []DeadView          `json:"dead"`
 	Policy   commands.PolicyView `json:"policy"`
 	Usage    []scheduler.Usage   `json:"usage"`
+	// Refusals counts the submits this instance refused since it started,
+	// by reason (all tenants).
+	Refusals map[string]float64 `json:"refusals"`
 }
 
 // UserLoad is one user's active jobs.
@@ -148,6 +151,7 @@ func (s *Server) snapshot(ctx context.Context, c commands.Caller) (Overview, err
 		v.Request = nil
 		o.Dead = append(o.Dead, DeadView{Entry: d.Entry, Code: d.Code, Job: &v, Message: d.Job.Error})
 	}
+	o.Refusals = s.sched.Refusals()
 	if o.Usage, err = s.svc.TopUsers(ctx, c, 20); err != nil {
 		return o, err
 	}

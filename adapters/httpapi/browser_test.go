@@ -229,4 +229,6 @@ func TestBrowserDashboard(t *testing.T) {
 		chromedp.WaitNotPresent(css(`#pvalue[aria-invalid="true"]`)))
 	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "one too many", "user": "ada"})
 	require.Equal(t, 429, resp.StatusCode, m)
+	_, m = b.do(t, "GET", "/v1/admin/overview", "", nil)
+	require.Equal(t, map[string]any{"user_quota": 1.0}, m["refusals"], "the refusal is counted by reason")
 }

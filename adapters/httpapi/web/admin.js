@@ -30,6 +30,7 @@
     const settable = (o.policy && o.policy.settable) || [];
     rows('policy', settable, f => el('tr', {}, td(f), td(fmt(eff[f]))), 'No policy.');
     if ($('pfield').options.length !== settable.length) $('pfield').replaceChildren(...settable.map(f => el('option', { value: f }, f)));
+    rows('refusals', Object.entries(o.refusals || {}), ([r, n]) => el('tr', { 'data-reason': r }, td(r), td(String(n))), 'None.');
     rows('usage', o.usage || [], u => el('tr', {}, td(u.user), td(`${u.images} images today`)), 'No usage today.');
   }
 
