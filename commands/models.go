@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/easelbot/easel/scheduler"
 )
 
 // Catalog is what the healthy backends offer, merged: a backend appears
@@ -230,19 +231,11 @@ func (cat Catalog) samplerKnown(name string) bool {
 	return false
 }
 
-var (
-	hashSuffix = regexp.MustCompile(`\s*\[[0-9a-fA-F]{6,64}\]$`)
-	modelExt   = regexp.MustCompile(`(?i)\.(safetensors|ckpt|pt|pth|bin|gguf|sft)$`)
-)
-
 // modelKey is the spelling-insensitive key of a checkpoint or LoRA name:
 // A1111 lists "sub_name" where ComfyUI lists "sub/name.safetensors", and
-// A1111 also accepts a title ("name.safetensors [hash]").
-func modelKey(s string) string {
-	s = strings.TrimSpace(hashSuffix.ReplaceAllString(strings.TrimSpace(s), ""))
-	s = modelExt.ReplaceAllString(s, "")
-	return strings.ToLower(strings.NewReplacer("/", "_", `\`, "_").Replace(s))
-}
+// A1111 also accepts a title ("name.safetensors [hash]"). It is the key
+// dispatch routes jobs on, so a name accepted here finds its backend.
+func modelKey(s string) string { return scheduler.ModelKey(s) }
 
 // samplerKey is the spelling-insensitive key of a sampler or scheduler
 // name: A1111 says "DPM++ 2M" and "Euler a", ComfyUI "dpmpp_2m" and

@@ -128,7 +128,7 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	}
 	res, err := s.sched.Submit(ctx, scheduler.SubmitRequest{
 		Tenant: c.Tenant, User: c.User, Payload: body, Origin: origin, Cost: s.limits.Cost(&im), Images: im.Count,
-		IdempotencyKey: idempotencyKey, Admission: p.Admission(),
+		IdempotencyKey: idempotencyKey, Admission: p.Admission(), Model: im.Model,
 	})
 	return res, im, err
 }

@@ -49,6 +49,9 @@ type Worker struct {
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // job id → cancel
 
+	// slotOf is each backend's scheduler slot, made in Start.
+	slotOf map[string]*scheduler.Slot
+
 	takeCancel context.CancelFunc
 	runCancel  context.CancelCauseFunc
 	slots      sync.WaitGroup
@@ -117,6 +120,10 @@ func (w *Worker) Start(ctx context.Context) error {
 	takeCtx, takeCancel := context.WithCancel(context.Background())
 	runCtx, runCancel := context.WithCancelCause(context.Background())
 	w.takeCancel, w.runCancel = takeCancel, runCancel
+	w.slotOf = make(map[string]*scheduler.Slot, len(w.backends))
+	for _, b := range w.backends {
+		w.slotOf[b.Name] = w.sched.Slot(w.cfg.Name+"-"+b.Name, b.Name)
+	}
 	// Slots start once cancel notices are live, so a cancel is never missed.
 	ready := make(chan struct{})
 	w.listener.Add(1)
@@ -219,7 +226,9 @@ func (w *Worker) advertise(ctx context.Context) {
 	}
 }
 
-// advertiseOne publishes one backend's catalog.
+// advertiseOne publishes one backend's catalog, and its models and loaded
+// model to its slot for routing (a job that succeeds there updates the
+// loaded one in between).
 func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -233,6 +242,9 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 		ad.LoRAs, ad.Upscalers = cat.LoRAs, cat.Upscalers
 		raw, _ := json.Marshal(ad)
 		err = w.sched.AdvertiseBackend(actx, b.Name, raw, 15*time.Minute)
+		if err == nil {
+			err = w.slotOf[b.Name].Advertise(actx, scheduler.Capabilities{Models: ad.Models, Loaded: ad.Loaded}, 15*time.Minute)
+		}
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -256,7 +268,7 @@ func (w *Worker) unadvertise(ctx context.Context, b Backend) {
 // slot serves one backend: offer, take, run, repeat.
 func (w *Worker) slot(takeCtx, runCtx context.Context, b Backend) {
 	log := w.log.With(zap.String("backend", b.Name))
-	sl := w.sched.Slot(w.cfg.Name+"-"+b.Name, b.Name)
+	sl := w.slotOf[b.Name]
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()

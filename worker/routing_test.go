@@ -1,0 +1,128 @@
+package worker_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
+	"github.com/easelbot/easel/sdclient/fakesd"
+	"github.com/easelbot/easel/worker"
+)
+
+// routingRig runs one worker over two A1111 fakes with different
+// checkpoints, and waits until both have advertised them.
+type routingRig struct {
+	ctx   context.Context
+	sched *scheduler.Scheduler
+	fakes map[string]*fakesd.Server
+}
+
+func newRoutingRig(t *testing.T, models map[string][]string) *routingRig {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	sched, err := scheduler.New(ctx, redistest.Store(t), scheduler.Config{}, zap.NewNop())
+	require.NoError(t, err)
+	r := &routingRig{ctx: ctx, sched: sched, fakes: map[string]*fakesd.Server{}}
+	var backends []worker.Backend
+	for name, ms := range models {
+		// The first model is the one loaded at start.
+		fake := fakesd.New(fakesd.Config{StepDuration: 2 * time.Millisecond, Models: ms})
+		r.fakes[name] = fake
+		backends = append(backends, worker.Backend{Name: name, Backend: backendOn(t, fake)})
+	}
+	var mu sync.Mutex
+	advertised := map[string]bool{}
+	ready := make(chan struct{})
+	startWorker(t, ctx, sched, "w", backends, func(o worker.Observation) {
+		if o.Kind != "advertised" {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		advertised[o.Backend] = true
+		if len(advertised) == len(models) {
+			select {
+			case <-ready:
+			default:
+				close(ready)
+			}
+		}
+	})
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		t.Fatal("backends never advertised")
+	}
+	return r
+}
+
+// run submits a job for model and waits until it ends; it returns the
+// backend that ran it.
+func (r *routingRig) run(t *testing.T, tenant, model string) string {
+	t.Helper()
+	return r.wait(t, r.submit(t, tenant, model))
+}
+
+func (r *routingRig) submit(t *testing.T, tenant, model string) string {
+	t.Helper()
+	p, _ := json.Marshal(sdclient.Request{Prompt: "a lighthouse", Width: 64, Height: 64, Steps: 3, Seed: 1, Count: 1, Model: model})
+	res, err := r.sched.Submit(r.ctx, scheduler.SubmitRequest{Tenant: tenant, User: "u", Payload: p, Images: 1, Model: model})
+	require.NoError(t, err)
+	return res.ID
+}
+
+func (r *routingRig) wait(t *testing.T, id string) string {
+	t.Helper()
+	require.NoError(t, r.sched.Follow(r.ctx, id, 0, func(scheduler.Event) error { return nil }))
+	j, err := r.sched.Get(r.ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusSucceeded, j.Status, "%s: %s", j.ErrorCode, j.Error)
+	return j.Backend
+}
+
+// Two backends with different checkpoints: every job, submitted all at
+// once, runs on a backend that has its model, and no backend switches.
+func TestRoutingJobsLandOnTheirModel(t *testing.T) {
+	r := newRoutingRig(t, map[string][]string{"a": {"alpha"}, "b": {"beta"}})
+	want := map[string]string{}
+	for i := range 6 {
+		model := []string{"alpha", "beta", "alpha.safetensors"}[i%3]
+		want[r.submit(t, []string{"api:t1", "api:t2"}[i%2], model)] = map[bool]string{true: "a", false: "b"}[model != "beta"]
+	}
+	for id, backend := range want {
+		require.Equal(t, backend, r.wait(t, id), id)
+	}
+	require.Equal(t, 4, r.fakes["a"].Generations())
+	require.Equal(t, 2, r.fakes["b"].Generations())
+	require.Zero(t, r.fakes["a"].Loads()+r.fakes["b"].Loads(), "each ran its loaded checkpoint")
+}
+
+// Both backends have the checkpoint and one has it loaded: jobs for it go
+// there and nothing reloads; a checkpoint neither has loaded is loaded once,
+// and the next job for it runs where it was loaded.
+func TestRoutingNoReloadWhenLoadedSomewhere(t *testing.T) {
+	r := newRoutingRig(t, map[string][]string{"a": {"alpha", "shared", "other"}, "b": {"shared", "beta", "other"}})
+	for range 4 {
+		require.Equal(t, "b", r.run(t, "api:t", "shared"))
+	}
+	require.Equal(t, "a", r.run(t, "api:t", "alpha"))
+	require.Zero(t, r.fakes["a"].Loads()+r.fakes["b"].Loads())
+	first := r.run(t, "api:t", "other")
+	require.Equal(t, 1, r.fakes["a"].Loads()+r.fakes["b"].Loads())
+	for range 3 {
+		require.Equal(t, first, r.run(t, "api:t", "other"), "the backend that loaded it last")
+	}
+	require.Equal(t, 1, r.fakes["a"].Loads()+r.fakes["b"].Loads(), "loaded once")
+	// A job without a model runs anywhere, on whatever is loaded.
+	r.run(t, "api:t", "")
+	require.Equal(t, 1, r.fakes["a"].Loads()+r.fakes["b"].Loads())
+}
