@@ -26,6 +26,39 @@
 // a lease on their entry (renewed with XCLAIM); entries idle past the lease
 // are reclaimed with XAUTOCLAIM (following its cursor) and retried through
 // the delayed set, so retries are fair too.
+//
+// # Model-aware routing
+//
+// A job may name a model (SubmitRequest.Model); slots advertise what their
+// backend has (Slot.Advertise: the models and the loaded one, kept for a TTL
+// in one hash passed to every script as its last KEY). The rule:
+//   - a job that names a model is delivered only to a free slot whose backend
+//     has it (names compared by ModelKey), one that has it loaded first, then
+//     the caller's own, then the one idle longest; a slot that never
+//     advertised, or whose advertisement ran out, takes only jobs without a
+//     model;
+//   - a job without a model goes to any free slot (the caller's own, else the
+//     one idle longest): A1111 runs it on the loaded checkpoint, so no slot is
+//     warmer than another (ComfyUI runs its configured default);
+//   - dispatch looks at the head job (the least recently served user's first)
+//     of up to 32 lanes in virtual-time order and serves the first that has a
+//     slot; a skipped lane stays in the ready set with its virtual time, so it
+//     is first when a matching slot frees up. Relax lanes are looked at only
+//     when every normal lane was. Each dispatch is O(log T + 32) commands;
+//     while no pending job names a model (a counter), it pops the fairest
+//     lane as before without looking at its head;
+//   - a job that succeeds makes its model the slot's loaded one; a job whose
+//     model no live slot has waits, and gets one queued event with the reason.
+//
+// What fairness costs: virtual time orders tenants for every slot, but a
+// tenant can only be served by slots with its model, so fairness holds
+// among tenants that compete for the same slots. A tenant waiting for a
+// scarce model falls behind its weighted share while others use the rest,
+// keeps its low virtual time, and then goes first on its model's slots.
+// Queues stay FIFO per user, so a user's job for a busy model holds back
+// that user's later jobs (and the lane's, while it is the lane's head); and
+// when more than 32 lanes at the front all wait, a free slot idles until
+// one of them can run.
 // Every dispatch increments the job's attempt number, and every write from a
 // worker carries it: a stale attempt can change nothing.
 package scheduler

@@ -21,7 +21,9 @@ import (
 // FuzzScheduleSequence drives the scheduler with sequences of submits,
 // dispatches, completions, failures, hand-backs and cancels decoded from the
 // fuzz input, and checks after every step that no job is lost, none is
-// leased twice at once, and no tenant runs more than its cap.
+// leased twice at once, no tenant runs more than its cap, and no job runs
+// on a slot whose backend lacks its model (two slots: one has x, the other
+// x and y; jobs name x, y or no model).
 func FuzzScheduleSequence(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
 	f.Add([]byte("submit submit take take done cancel take fail back take done"))
@@ -60,16 +62,33 @@ func runSequence(t *testing.T, ops []byte) {
 		tenantOf := map[string]string{}
 		held := map[string]*scheduler.Lease{} // job → live lease
 		var ids []string
-		sl := s.Slot("w", "b")
-		defer func() { require.NoError(t, sl.Close(context.Background())) }()
-		take := func() {
-			l, err := sl.Next(ctx, 0)
+		modelOf := map[string]string{}
+		slots := []*scheduler.Slot{s.Slot("w", "b"), s.Slot("v", "c")}
+		has := []map[string]bool{{"x": true}, {"x": true, "y": true}}
+		for i, sl := range slots {
+			defer func() { require.NoError(t, sl.Close(context.Background())) }()
+			_, err := sl.Next(ctx, 0)
+			require.NoError(t, err)
+			caps := scheduler.Capabilities{Loaded: "x"}
+			for m := range has[i] {
+				caps.Models = append(caps.Models, m)
+			}
+			require.NoError(t, sl.Advertise(ctx, caps, time.Minute))
+			// Offered only while take asks, so every job comes in a reply.
+			require.NoError(t, sl.Withdraw(ctx))
+		}
+		take := func(b byte) {
+			i := int(b) % 2
+			l, err := slots[i].Next(ctx, 0)
 			require.NoError(t, err)
 			if l == nil {
-				require.NoError(t, sl.Withdraw(ctx))
+				require.NoError(t, slots[i].Withdraw(ctx))
 				return
 			}
 			require.Nil(t, held[l.JobID], "job %s leased twice", l.JobID)
+			if m := modelOf[l.JobID]; m != "" {
+				require.True(t, has[i][m], "job for model %s ran on slot %d", m, i)
+			}
 			held[l.JobID] = l
 		}
 		pick := func(b byte) *scheduler.Lease {
@@ -93,14 +112,16 @@ func runSequence(t *testing.T, ops []byte) {
 			case 0, 1: // submit
 				tn := tenants[int(arg)%3]
 				p, _ := json.Marshal(map[string]int{"n": i})
+				model := []string{"", "x", "y"}[int(arg/16)%3]
 				r, err := s.Submit(ctx, scheduler.SubmitRequest{Tenant: tn, User: fmt.Sprint("u", arg%4), Payload: p,
-					Admission: &scheduler.Admission{MaxRunning: caps[tn]}})
+					Admission: &scheduler.Admission{MaxRunning: caps[tn]}, Model: model})
 				require.NoError(t, err)
 				ids = append(ids, r.ID)
+				modelOf[r.ID] = model
 				tenantOf[r.ID] = tn
 				status[r.ID] = scheduler.StatusQueued
 			case 2: // a worker takes a job
-				take()
+				take(arg)
 			case 3: // succeed
 				if l := pick(arg); l != nil {
 					require.NoError(t, l.Succeed(ctx, [][]byte{{1}}, []int64{1}, ""))
@@ -158,7 +179,8 @@ func runSequence(t *testing.T, ops []byte) {
 			if _, err := m.Promote(ctx); err != nil {
 				t.Fatal(err)
 			}
-			take()
+			take(0)
+			take(1)
 			for id, l := range held {
 				require.NoError(t, l.Succeed(ctx, nil, nil, ""))
 				delete(held, id)

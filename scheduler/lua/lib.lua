@@ -35,13 +35,14 @@
 -- GC, LC, JC cache the global hash, lane hashes and job hashes for one call:
 -- each is read with one HMGET and written back with one HSET (flush), so a
 -- script pays one command per hash, not one per field.
-local PFX, NOW, NOWS, EVTTL, EVMAX, SELF, DELIVERED, SELF_FREE, SELF_TTL
+local PFX, NOW, NOWS, EVTTL, EVMAX, SELF, DELIVERED, SELF_FREE, SELF_TTL, SELF_LISTED
 local GC, GD, LC, LD, JC, JD
 local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE, SLOTS, CAPS
--- Routing caches for one call: FREE the free slots read (FREE_MORE: the
--- read was cut short), CAPV the capabilities read by slot, LIVE and LIVE_M
--- every live slot's capabilities and whether a model is among them.
-local FREE, FREE_MORE, CAPV, LIVE, LIVE_M
+-- Routing caches for one call: FREE the free slots known (FREE_MORE: the
+-- read was cut short; FREE_PARTIAL: only the caller's own, the offers not
+-- read yet), CAPV the capabilities read by slot, LIVE and LIVE_M every live
+-- slot's capabilities and whether a model is among them.
+local FREE, FREE_MORE, FREE_PARTIAL, CAPV, LIVE, LIVE_M
 
 -- iso renders unix ms as RFC 3339 in UTC (days-to-civil, proleptic Gregorian).
 local function iso(ms)
@@ -65,12 +66,12 @@ local function iso(ms)
 end
 
 local function init(keys, args)
-  DELIVERED, SELF_FREE, SELF_TTL = nil, false, 0
+  DELIVERED, SELF_FREE, SELF_TTL, SELF_LISTED = nil, false, 0, false
   GC, GD, LC, LD, JC, JD = nil, {}, {}, {}, {}, {}
   G, READY, RELAX, BLOCKED, WORK = keys[1], keys[2], keys[3], keys[4], keys[5]
   DELAYED, DEAD, EVENTS, WAKE, SLOTS = keys[6], keys[7], keys[8], keys[9], keys[10]
   CAPS = keys[#keys]
-  FREE, FREE_MORE, CAPV, LIVE, LIVE_M = nil, false, {}, nil, {}
+  FREE, FREE_MORE, FREE_PARTIAL, CAPV, LIVE, LIVE_M = nil, false, false, {}, nil, {}
   PFX = args[1]
   SELF = args[5]
   if args[2] == '-' then
@@ -298,23 +299,34 @@ end
 -- time, so it is served first when a matching slot frees up.
 local SCAN_LANES, SCAN_SLOTS = 32, 64
 
+-- read_free appends to FREE the offers that have not run out (a worker
+-- killed without a goodbye stops renewing its offer and drops out here),
+-- the one idle longest first.
+local function read_free()
+  local r = redis.call('ZRANGEBYSCORE', SLOTS, NOW, '+inf', 'LIMIT', 0, SCAN_SLOTS)
+  for _, m in ipairs(r) do
+    if not (SELF_FREE and m == SELF) then FREE[#FREE + 1] = m end
+  end
+  FREE_MORE, FREE_PARTIAL = #r == SCAN_SLOTS, false
+end
+
 -- free_slots is the list of free slots this call may use: the caller's own
--- when it offered it, then offers that have not run out (a worker killed
--- without a goodbye stops renewing its offer and drops out here), the one
--- idle longest first. only_self limits it to the caller's own.
+-- when it offered it (the others are read only when a job needs more than
+-- any slot), then the other offers. only_self limits it to the caller's own.
 local function free_slots(only_self)
   if only_self then
     if SELF_FREE then return {SELF} end
     return {}
   end
-  if not FREE or (#FREE == 0 and FREE_MORE) then
+  if not FREE then
     FREE = {}
-    if SELF_FREE then FREE[1] = SELF end
-    local r = redis.call('ZRANGEBYSCORE', SLOTS, NOW, '+inf', 'LIMIT', 0, SCAN_SLOTS)
-    for _, m in ipairs(r) do
-      if not (SELF_FREE and m == SELF) then FREE[#FREE + 1] = m end
+    if SELF_FREE then
+      FREE[1], FREE_PARTIAL = SELF, true
+    else
+      read_free()
     end
-    FREE_MORE = #r == SCAN_SLOTS
+  elseif #FREE == 0 and (FREE_MORE or FREE_PARTIAL) then
+    read_free()
   end
   return FREE
 end
@@ -340,6 +352,7 @@ end
 -- is warmer than another); for a model, a slot whose backend has it, one
 -- that has it loaded first. Returns its index in list, or nil.
 local function match(list, model)
+  if model ~= '' and FREE_PARTIAL and list == FREE then read_free() end
   if #list == 0 then return nil end
   if model == '' then return 1 end
   local need = {}
@@ -512,9 +525,13 @@ local function deliver(m, id, tenant)
   local req = redis.call('GET', reqkey(id)) or ''
   local wid = redis.call('XADD', WORK, '*', 'id', id, 'a', attempt)
   redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1, 'STREAMS', WORK, '>')
-  if m == SELF and SELF_FREE then SELF_FREE = false end
-  -- Also when the caller's own: it may still hold an earlier offer.
-  redis.call('ZREM', SLOTS, m)
+  if m == SELF and SELF_FREE then
+    SELF_FREE = false
+    -- A renewal's slot still holds its earlier offer.
+    if SELF_LISTED then redis.call('ZREM', SLOTS, m) end
+  else
+    redis.call('ZREM', SLOTS, m)
+  end
   jset(id, 'attempt', attempt)
   jset(id, 'status', 'running')
   jset(id, 'wid', wid)
@@ -592,8 +609,9 @@ end
 
 -- offer_self offers the caller's slot until ttl ms from now. The offer is
 -- written only if this call does not use it at once (see finish_offer).
-local function offer_self(ttl)
-  SELF_FREE, SELF_TTL = true, ttl
+-- renewal says the slot may already be listed (an offer being renewed).
+local function offer_self(ttl, renewal)
+  SELF_FREE, SELF_TTL, SELF_LISTED = true, ttl, renewal == true
 end
 
 -- finish_offer writes the caller's offer if it is still free, and drops

@@ -17,7 +17,7 @@ if ARGV[7] ~= '' then
   local consumer = string.sub(SELF, 1, string.find(SELF, '\t', 1, true) - 1)
   if #redis.call('XPENDING', WORK, 'workers', ARGV[7], '+', 1, consumer) > 0 then return {} end
 end
-offer_self(tonumber(ARGV[6]))
+offer_self(tonumber(ARGV[6]), true)
 dispatch()
 finish_offer()
 return delivered()
