@@ -95,6 +95,23 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			break
 		}
 	}
+	base = 0
+	for _, tenants := range []int{10, *maxTenants} {
+		lat, err := RoutedDispatchLatency(ctx, *redisURL, tenants, 2000)
+		if err != nil {
+			fmt.Fprintf(stderr, "easel bench: routed dispatch at %d tenants: %v\n", tenants, err)
+			return 1
+		}
+		p50 := percentile(lat, .5)
+		budget := "baseline"
+		if base == 0 {
+			base = p50
+		} else {
+			budget = fmt.Sprintf("p50 within 1.5× of 10 tenants: %.2f×", float64(p50)/float64(base))
+		}
+		fmt.Fprintf(stdout, "| dispatch latency with routing (jobs name models, 8 tenants ahead wait for a busy one), %d tenants | %s | %s |\n",
+			tenants, fmtPct(lat), budget)
+	}
 	return 0
 }
 
