@@ -17,8 +17,8 @@ func FuzzSetField(f *testing.F) {
 		var st Settings
 		err := setField(&st, field, value, SettingFields)
 		if err != nil {
-			_, ok := err.(*ValidationError)
-			require.True(t, ok, "%T %v", err, err)
+			var ve *ValidationError
+			require.ErrorAs(t, err, &ve)
 			return
 		}
 		require.GreaterOrEqual(t, min(st.Width, st.Height, st.Steps, st.Count), 0)

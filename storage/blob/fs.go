@@ -54,9 +54,9 @@ func (s *FS) Put(ctx context.Context, ref Ref, r io.Reader, size int64) error {
 	}
 	ok := false
 	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(f.Name())
+		if !ok { // the write failed: drop the partial temporary file
+			_ = f.Close()
+			_ = os.Remove(f.Name())
 		}
 	}()
 	n, err := io.Copy(f, r)
@@ -98,11 +98,11 @@ func (s *FS) Open(_ context.Context, ref Ref) (*Object, error) {
 	}
 	st, err := f.Stat()
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("blob: open: %w", err)
 	}
 	if time.Since(st.ModTime()) > s.ttl.of(ref) {
-		f.Close()
+		_ = f.Close()
 		return nil, ErrNotFound
 	}
 	return &Object{ReadSeeker: f, Closer: f, Size: st.Size(), ModTime: st.ModTime()}, nil

@@ -127,11 +127,11 @@ func (s *S3) Open(ctx context.Context, ref Ref) (*Object, error) {
 	}
 	st, err := o.Stat()
 	if err != nil {
-		o.Close()
+		_ = o.Close()
 		return nil, s.openErr(err)
 	}
 	if time.Since(st.LastModified) > s.ttl.of(ref) {
-		o.Close()
+		_ = o.Close()
 		return nil, ErrNotFound
 	}
 	return &Object{ReadSeeker: o, Closer: o, Size: st.Size, ModTime: st.LastModified}, nil
