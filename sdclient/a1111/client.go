@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -86,37 +85,25 @@ const maxAnswer = 256 << 20
 // New checks cfg, fills its defaults and returns a client. Nothing is sent to
 // the server until a method is called.
 func New(cfg Config) (*Client, error) {
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("a1111: Config.BaseURL must be an http:// or https:// URL (got %q)", cfg.BaseURL)
+	base, err := sdclient.ParseBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("a1111: %w", err)
 	}
-	if u.User != nil && cfg.Username == "" {
-		cfg.Username = u.User.Username()
-		cfg.Password, _ = u.User.Password()
+	if cfg.Username == "" {
+		cfg.Username, cfg.Password = base.Username, base.Password
 	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	for _, f := range []struct {
-		name string
-		d    time.Duration
-	}{
-		{"ProgressInterval", cfg.ProgressInterval},
-		{"Timeouts.Connect", cfg.Timeouts.Connect},
-		{"Timeouts.Queue", cfg.Timeouts.Queue},
-		{"Timeouts.ModelLoad", cfg.Timeouts.ModelLoad},
-		{"Timeouts.Stall", cfg.Timeouts.Stall},
-	} {
-		if f.d < 0 {
-			return nil, fmt.Errorf("a1111: Config.%s must not be negative (got %s)", f.name, f.d)
-		}
+	u := base.URL
+	if err := cfg.Timeouts.Validate(); err != nil {
+		return nil, fmt.Errorf("a1111: %w", err)
+	}
+	if cfg.ProgressInterval < 0 {
+		return nil, fmt.Errorf("a1111: Config.ProgressInterval must not be negative (got %s)", cfg.ProgressInterval)
 	}
 	cfg.ProgressInterval = cmpOr(cfg.ProgressInterval, 250*time.Millisecond)
 	cfg.Timeouts = cfg.Timeouts.WithDefaults()
 	hc := cfg.HTTPClient
 	if hc == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.DialContext = (&net.Dialer{Timeout: cfg.Timeouts.Connect, KeepAlive: 30 * time.Second}).DialContext
-		tr.TLSHandshakeTimeout = cfg.Timeouts.Connect
-		hc = &http.Client{Transport: tr}
+		hc = sdclient.NewHTTPClient(cfg.Timeouts)
 	}
 	reapCtx, reapCancel := context.WithCancel(context.Background())
 	return &Client{cfg: cfg, base: strings.TrimSuffix(u.String(), "/"), http: hc, reapCtx: reapCtx, reapCancel: reapCancel}, nil

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -63,25 +62,16 @@ const maxAnswer = 256 << 20
 // New checks cfg, reads the workflow files and returns a client. Nothing is
 // sent to the server until a method is called.
 func New(cfg Config) (*Client, error) {
-	u, err := url.Parse(cfg.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("comfyui: Config.BaseURL must be an http:// or https:// URL (got %q)", cfg.BaseURL)
+	base, err := sdclient.ParseBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("comfyui: %w", err)
 	}
-	if u.User != nil && cfg.Username == "" {
-		cfg.Username = u.User.Username()
-		cfg.Password, _ = u.User.Password()
+	if cfg.Username == "" {
+		cfg.Username, cfg.Password = base.Username, base.Password
 	}
-	u.User, u.RawQuery, u.Fragment = nil, "", ""
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{
-		{"Connect", int64(cfg.Timeouts.Connect)}, {"Queue", int64(cfg.Timeouts.Queue)},
-		{"ModelLoad", int64(cfg.Timeouts.ModelLoad)}, {"Stall", int64(cfg.Timeouts.Stall)},
-	} {
-		if f.v < 0 {
-			return nil, fmt.Errorf("comfyui: Config.Timeouts.%s must not be negative", f.name)
-		}
+	u := base.URL
+	if err := cfg.Timeouts.Validate(); err != nil {
+		return nil, fmt.Errorf("comfyui: %w", err)
 	}
 	wfs, err := cfg.Workflows.load()
 	if err != nil {
@@ -93,9 +83,7 @@ func New(cfg Config) (*Client, error) {
 	c.wsBase = strings.TrimSuffix(ws.String(), "/")
 	c.http = cfg.HTTPClient
 	if c.http == nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.DialContext = (&net.Dialer{Timeout: c.timeouts.Connect}).DialContext
-		c.http = &http.Client{Transport: tr}
+		c.http = sdclient.NewHTTPClient(c.timeouts)
 	}
 	return c, nil
 }
