@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"unicode/utf8"
 
@@ -131,6 +132,21 @@ func (r *JobRequest) mirror() {
 		w := l.Weight
 		r.LoRAs = append(r.LoRAs, loraInput{Name: l.Name, Weight: &w})
 	}
+}
+
+// decodeBody decodes a small JSON request body (already read in full and
+// bounded by the auth wrapper) strictly into v; errors name the field.
+func decodeBody(r *http.Request, v any) error {
+	raw, err := io.ReadAll(r.Body)
+	if err == nil {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(v)
+	}
+	if err != nil {
+		return jsonError(err)
+	}
+	return nil
 }
 
 func jsonError(err error) error {

@@ -1,10 +1,7 @@
 package httpapi
 
 import (
-	"encoding/json"
-	"io"
 	"net/http"
-	"strings"
 
 	"github.com/easelbot/easel/commands"
 )
@@ -42,14 +39,8 @@ func (s *Server) patchDefaults(w http.ResponseWriter, r *http.Request, c command
 		Value   string `json:"value"`
 		Channel string `json:"channel"`
 	}
-	raw, err := io.ReadAll(r.Body) // bounded by auth
-	if err == nil {
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(&body)
-	}
-	if err != nil {
-		s.writeErr(w, jsonError(err))
+	if err := decodeBody(r, &body); err != nil {
+		s.writeErr(w, err)
 		return
 	}
 	st, err := s.svc.SetDefault(r.Context(), c, body.Channel, body.Field, body.Value)

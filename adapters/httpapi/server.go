@@ -643,14 +643,8 @@ func (s *Server) patchPolicy(w http.ResponseWriter, r *http.Request, c commands.
 		Value string `json:"value"`
 		User  string `json:"user"`
 	}
-	raw, err := io.ReadAll(r.Body) // read in full and bounded by auth
-	if err == nil {
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
-		dec.DisallowUnknownFields()
-		err = dec.Decode(&body)
-	}
-	if err != nil {
-		s.writeErr(w, jsonError(err))
+	if err := decodeBody(r, &body); err != nil {
+		s.writeErr(w, err)
 		return
 	}
 	p, err := s.svc.SetPolicy(r.Context(), c, body.User, body.Field, body.Value)
