@@ -7,10 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
 
 	"github.com/easelbot/easel/bench"
-	"github.com/easelbot/easel/internal/redistest"
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient"
 	"github.com/easelbot/easel/worker"
@@ -32,18 +30,8 @@ func (p *panicky) Generate(ctx context.Context, req sdclient.Request, progress f
 // A panic while running a job fails that attempt with a retry; the worker
 // lives on and the retry succeeds.
 func TestPanicInJobIsRecovered(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	sched, err := scheduler.New(ctx, redistest.Store(t), scheduler.Config{MaxAttempts: 3, RetryBackoff: 5 * time.Millisecond,
-		RetryBackoffMax: 5 * time.Millisecond}, zap.NewNop())
-	require.NoError(t, err)
-	m := scheduler.NewMaintainer(sched, "m", zap.NewNop())
-	require.NoError(t, m.Start(ctx))
-	t.Cleanup(func() {
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		require.NoError(t, m.Stop(stop))
-	})
+	ctx, sched := scheduled(t, scheduler.Config{MaxAttempts: 3, RetryBackoff: 5 * time.Millisecond,
+		RetryBackoffMax: 5 * time.Millisecond})
 	startWorker(t, ctx, sched, "p", []worker.Backend{{Name: "p", Backend: &panicky{}}}, func(worker.Observation) {})
 	b := &bundle{ctx: ctx, sched: sched}
 	id := b.submit(t, 1)

@@ -187,6 +187,25 @@ func backendOn(t *testing.T, fake *fakesd.Server) *a1111.Client {
 	return client
 }
 
+// scheduled returns a 30-second test context and a scheduler on a fresh
+// Redis with its maintainer running (stopped at cleanup), for tests that
+// start their own workers.
+func scheduled(t *testing.T, cfg scheduler.Config) (context.Context, *scheduler.Scheduler) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	sched, err := scheduler.New(ctx, redistest.Store(t), cfg, zap.NewNop())
+	require.NoError(t, err)
+	m := scheduler.NewMaintainer(sched, "m", zap.NewNop())
+	require.NoError(t, m.Start(ctx))
+	t.Cleanup(func() {
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		require.NoError(t, m.Stop(stop))
+	})
+	return ctx, sched
+}
+
 func startWorker(t *testing.T, ctx context.Context, sched *scheduler.Scheduler, name string, backends []worker.Backend, observe func(worker.Observation)) {
 	t.Helper()
 	w, err := worker.New(worker.Config{Name: name, HealthInterval: 10 * time.Millisecond, BlockTimeout: time.Second}, sched, backends, zap.NewNop())
@@ -204,18 +223,8 @@ func startWorker(t *testing.T, ctx context.Context, sched *scheduler.Scheduler, 
 // timeout, not a lease renewed forever: the attempt is abandoned and the
 // job is retried and succeeds on the other backend.
 func TestStalledBackendRetriedOnAnother(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	sched, err := scheduler.New(ctx, redistest.Store(t), scheduler.Config{MaxAttempts: 5, RetryBackoff: 5 * time.Millisecond,
-		RetryBackoffMax: 20 * time.Millisecond}, zap.NewNop())
-	require.NoError(t, err)
-	m := scheduler.NewMaintainer(sched, "m", zap.NewNop())
-	require.NoError(t, m.Start(ctx))
-	t.Cleanup(func() {
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		require.NoError(t, m.Stop(stop))
-	})
+	ctx, sched := scheduled(t, scheduler.Config{MaxAttempts: 5, RetryBackoff: 5 * time.Millisecond,
+		RetryBackoffMax: 20 * time.Millisecond})
 	stuck := fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond})
 	stuck.SetHang(true)
 	good := fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond})
