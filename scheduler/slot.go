@@ -36,6 +36,11 @@ type Slot struct {
 	done      chan struct{}
 	// last is the newest entry delivered, for the rescan after a reconnect.
 	last string
+	// taken is the newest entry Next handed to the worker. The offer check
+	// looks for entries after it, not after last: a delivery that arrived
+	// but still waits in deliveries must keep the slot from being offered
+	// again, or the slot would hold two jobs at once.
+	taken string
 }
 
 // Slot returns the worker slot of consumer (unique per worker and backend)
@@ -60,11 +65,21 @@ func (sl *Slot) saw(entry string) {
 	sl.mu.Unlock()
 }
 
-// unseen is the first work entry id after the newest one delivered to the
-// slot ("-": none delivered yet).
+// take notes that Next handed lease l to the worker and returns it.
+func (sl *Slot) take(l *Lease) *Lease {
+	sl.mu.Lock()
+	if entryAfter(l.EntryID, sl.taken) {
+		sl.taken = l.EntryID
+	}
+	sl.mu.Unlock()
+	return l
+}
+
+// unseen is the first work entry id after the newest one Next handed to the
+// worker ("-": none yet).
 func (sl *Slot) unseen() string {
 	sl.mu.Lock()
-	last := sl.last
+	last := sl.taken
 	sl.mu.Unlock()
 	ms, seq, ok := strings.Cut(last, "-")
 	n, err := strconv.ParseUint(seq, 10, 64)
@@ -94,7 +109,7 @@ func entryAfter(a, b string) bool {
 func (sl *Slot) Next(ctx context.Context, block time.Duration) (*Lease, error) {
 	select {
 	case l := <-sl.deliveries:
-		return l, nil
+		return sl.take(l), nil
 	default:
 	}
 	if err := sl.listen(ctx); err != nil {
@@ -109,12 +124,12 @@ func (sl *Slot) Next(ctx context.Context, block time.Duration) (*Lease, error) {
 		return nil, fmt.Errorf("next: %w", err)
 	}
 	if l != nil {
-		return l, nil
+		return sl.take(l), nil
 	}
 	if block <= 0 {
 		select {
 		case l := <-sl.deliveries:
-			return l, nil
+			return sl.take(l), nil
 		default:
 			return nil, nil
 		}
@@ -124,7 +139,7 @@ func (sl *Slot) Next(ctx context.Context, block time.Duration) (*Lease, error) {
 	defer t.Stop()
 	select {
 	case l := <-sl.deliveries:
-		return l, nil
+		return sl.take(l), nil
 	case <-t.C:
 		return nil, nil
 	case <-ctx.Done():

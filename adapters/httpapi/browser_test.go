@@ -223,10 +223,13 @@ func TestBrowserDashboard(t *testing.T) {
 		chromedp.SendKeys(css("#puser"), "ada"),
 		chromedp.SetValue(css("#pvalue"), "zero"),
 		chromedp.Click(css(`#pf button[type="submit"]`)),
-		chromedp.WaitVisible(css(`#pvalue[aria-invalid="true"]`)))
+		chromedp.WaitVisible(css(`#pf[data-state="error"] #pvalue[aria-invalid="true"]`)))
+	// The next submit waits for the page to say the PATCH was saved, not
+	// only for the error mark to clear (which happens before the request).
 	do(chromedp.SetValue(css("#pvalue"), "1"),
 		chromedp.Click(css(`#pf button[type="submit"]`)),
-		chromedp.WaitNotPresent(css(`#pvalue[aria-invalid="true"]`)))
+		chromedp.WaitVisible(css(`#pf[data-state="saved"]`)))
+	require.NoError(t, chromedp.Do(ctx, chromedp.WaitNotPresent(css(`#pvalue[aria-invalid="true"]`))))
 	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "one too many", "user": "ada"})
 	require.Equal(t, 429, resp.StatusCode, m)
 	_, m = b.do(t, "GET", "/v1/admin/overview", "", nil)

@@ -51,10 +51,12 @@
   $('pf').addEventListener('submit', async (e) => {
     e.preventDefault();
     $('pvalue-err').textContent = ''; $('pvalue').removeAttribute('aria-invalid');
+    $('pf').removeAttribute('data-state'); $('pstatus').textContent = 'Saving…';
     const body = { field: $('pfield').value, value: $('pvalue').value };
     if ($('puser').value) body.user = $('puser').value;
     const r = await api('PATCH', '/v1/admin/policy', body);
-    if (!r.ok) { $('pvalue-err').textContent = r.body.error.message; $('pvalue').setAttribute('aria-invalid', 'true'); }
+    if (!r.ok) { $('pvalue-err').textContent = r.body.error.message; $('pvalue').setAttribute('aria-invalid', 'true'); $('pstatus').textContent = ''; $('pf').dataset.state = 'error'; return; }
+    $('pstatus').textContent = 'Saved.'; $('pf').dataset.state = 'saved';
   });
   $('apikey').value = easel.key();
   $('apikey').addEventListener('change', () => { easel.setKey($('apikey').value.trim()); connect(); });
