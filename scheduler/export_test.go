@@ -27,3 +27,23 @@ func (s *Scheduler) BlobCount(ctx context.Context, id string) (int, error) {
 	}
 	return 1, o.Close()
 }
+
+// KickPositions runs the maintainer's positions pass now instead of after
+// the interval, and waits for it (tests).
+func (m *Maintainer) KickPositions(ctx context.Context) error {
+	select {
+	case <-m.posPasses: // an earlier pass's
+	default:
+	}
+	select {
+	case m.kick <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-m.posPasses:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -112,6 +112,10 @@ const (
 	EventSucceeded EventType = "succeeded"
 	EventFailed    EventType = "failed"
 	EventCanceled  EventType = "canceled"
+	// EventPosition is a queued job's new place in line (and ETA), or why
+	// it waits: sent when either changed, at most once a PositionInterval
+	// per job (see positions.go).
+	EventPosition EventType = "position"
 )
 
 // Terminal reports whether the event ends the job.
@@ -120,7 +124,8 @@ func (t EventType) Terminal() bool {
 }
 
 // Event is one job event. Fields beyond the common ones are set per type:
-// queued {position, and reason when no backend has the job's model}, started {backend, attempt}, progress {step, steps,
+// queued {position, and reason when no backend has the job's model},
+// position {position, eta_s, or waiting while no GPU backend is up}, started {backend, attempt}, progress {step, steps,
 // fraction, eta_s, preview}, retrying {attempt, after_s, reason},
 // succeeded {images, seeds, info}, failed {code, message}, canceled {by}.
 type Event struct {
@@ -148,4 +153,22 @@ type Event struct {
 	Code    string  `json:"code,omitempty"`
 	Message string  `json:"message,omitempty"`
 	By      string  `json:"by,omitempty"`
+	// Waiting says why a queued job cannot start (position): every worker
+	// slot's backend is down.
+	Waiting *Waiting `json:"waiting,omitempty"`
+}
+
+// Waiting is why queued jobs wait: no worker slot is offered, none runs a
+// job, and these backends are reported down.
+type Waiting struct {
+	// Message is the English summary: "waiting for a GPU backend (gpu0
+	// unreachable since 19:02:11 UTC)".
+	Message  string        `json:"message"`
+	Backends []DownBackend `json:"backends"`
+}
+
+// DownBackend is a backend a worker found unreachable, and since when.
+type DownBackend struct {
+	Name  string    `json:"name"`
+	Since time.Time `json:"since"`
 }

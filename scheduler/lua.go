@@ -54,11 +54,13 @@ const (
 	scriptPosition = "position"
 	// scriptQueuePage lists a page of a tenant's active jobs (queuepage.go).
 	scriptQueuePage = "queuepage"
+	// scriptPositions announces queued jobs' changed places (positions.go).
+	scriptPositions = "positions"
 )
 
 var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptCaps, scriptRenew, scriptCheck,
 	scriptProgress, scriptSucceed, scriptFail, scriptHandBack, scriptCancel, scriptPromote, scriptReclaim, scriptPosition,
-	scriptQueuePage}
+	scriptQueuePage, scriptPositions}
 
 // library is built once from the embedded files.
 var library = mustBuildLibrary()

@@ -10,8 +10,9 @@ import (
 	"go.uber.org/zap"
 )
 
-// Maintainer promotes due retries back into fair dispatch and reclaims work
-// whose lease expired. Any number of processes may run one; the scripts are
+// Maintainer promotes due retries back into fair dispatch, reclaims work
+// whose lease expired and announces queued jobs' places in line
+// (positions.go). Any number of processes may run one; the scripts are
 // atomic. It waits by blocking on the wake list until the next deadline
 // (the next due retry or the next reclaim pass), never by polling.
 type Maintainer struct {
@@ -23,11 +24,17 @@ type Maintainer struct {
 	once     sync.Once
 	// passes is signalled after each pass; tests read it.
 	passes chan struct{}
+	// dirty marks the queue positions for a pass (positions.go); kick
+	// runs the pass without waiting out the interval (tests); posPasses is
+	// signalled after each positions pass (tests).
+	dirty, kick, posPasses chan struct{}
+	wg                     sync.WaitGroup
 }
 
 // NewMaintainer returns a maintainer; consumer names it in the workers group.
 func NewMaintainer(s *Scheduler, consumer string, log *zap.Logger) *Maintainer {
-	return &Maintainer{s: s, consumer: consumer, log: log, passes: make(chan struct{}, 1)}
+	return &Maintainer{s: s, consumer: consumer, log: log, passes: make(chan struct{}, 1),
+		dirty: make(chan struct{}, 1), kick: make(chan struct{}), posPasses: make(chan struct{}, 1)}
 }
 
 // Start runs the loop in a goroutine.
@@ -35,7 +42,10 @@ func (m *Maintainer) Start(context.Context) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.done = make(chan struct{})
-	go m.loop(ctx)
+	m.wg.Add(2)
+	go func() { defer m.wg.Done(); m.positions(ctx) }()
+	go func() { defer m.wg.Done(); m.watchQueue(ctx) }()
+	go func() { m.loop(ctx); m.wg.Wait(); close(m.done) }()
 	return nil
 }
 
@@ -54,12 +64,13 @@ func (m *Maintainer) Stop(ctx context.Context) error {
 }
 
 func (m *Maintainer) loop(ctx context.Context) {
-	defer close(m.done)
 	lease := m.s.cfg.Lease
 	nextReclaim := time.Time{}
 	for ctx.Err() == nil {
 		now := m.s.cfg.Now()
 		due, err := m.Promote(ctx)
+		// Promoted retries are back in line.
+		m.markPositions()
 		if err == nil && !now.Before(nextReclaim) {
 			_, err = m.Reclaim(ctx)
 			nextReclaim = now.Add(lease / 2)

@@ -39,6 +39,11 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// EventsMaxLen bounds the shared events stream (approximate). Default 100000.
 	EventsMaxLen int64 `yaml:"events_max_len"`
+	// PositionInterval is the least time between two position events of a
+	// queued job: position changes are announced by a pass that runs this
+	// long after the first change, so a burst of dispatches is one event
+	// per job. Default 1s.
+	PositionInterval time.Duration `yaml:"position_interval"`
 	// Now is the clock for tests. Default: the scripts read Redis's own clock
 	// (TIME), so every process agrees on "now"; Go code uses time.Now.
 	Now func() time.Time `yaml:"-"`
@@ -63,6 +68,9 @@ func (c *Config) fill() error {
 	if c.EventsMaxLen == 0 {
 		c.EventsMaxLen = 100000
 	}
+	if c.PositionInterval == 0 {
+		c.PositionInterval = time.Second
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -73,6 +81,8 @@ func (c *Config) fill() error {
 		return &InvalidError{"scheduler.max_attempts", fmt.Sprintf("must be between 1 and 100 (got %d)", c.MaxAttempts)}
 	case c.RetryBackoff < 0 || c.RetryBackoffMax < c.RetryBackoff:
 		return &InvalidError{"scheduler.retry_backoff", "must be positive and not above retry_backoff_max"}
+	case c.PositionInterval < 0:
+		return &InvalidError{"scheduler.position_interval", fmt.Sprintf("must be positive (got %s)", c.PositionInterval)}
 	case c.Retention < time.Minute:
 		return &InvalidError{"scheduler.retention", fmt.Sprintf("must be at least 1m (got %s)", c.Retention)}
 	}

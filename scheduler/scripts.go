@@ -264,3 +264,16 @@ type positionCall struct{ ID string }
 func (positionCall) script() string                 { return scriptPosition }
 func (c positionCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID)} }
 func (c positionCall) argv() []string               { return []string{c.ID} }
+
+// positionsCall is one page of the positions pass (lua/positions.lua).
+type positionsCall struct {
+	Cursor       string
+	Lanes, Jobs  int
+	StaleReports time.Duration
+}
+
+func (positionsCall) script() string               { return scriptPositions }
+func (positionsCall) keys(k storage.Keys) []string { return []string{backendsDownKey(k)} }
+func (c positionsCall) argv() []string {
+	return []string{c.Cursor, itoa(c.Lanes), itoa(c.Jobs), mstoa(c.StaleReports)}
+}

@@ -393,24 +393,34 @@ local function model_live(model)
   return LIVE_M[model]
 end
 
--- position estimates the place in line of a queued job (1 = next): rounds of
--- round-robin before its turn, capped by everything pending. Read time only.
+-- lane_rank is what a place in line in lane t is estimated from: its users
+-- (one round of round-robin each), its rank among the lanes with work, and
+-- for a relax lane every normal job ahead of it.
+local function lane_rank(t)
+  local r = {nusers = math.max(1, redis.call('ZCARD', userskey(t))), trank = 0, extra = 0}
+  local rm = lget(t, 'rm')
+  if rm ~= '' then r.trank = redis.call('ZRANK', ready_key(t), rm) or 0 end
+  r.ntenants = math.max(1, redis.call('ZCARD', ready_key(t)))
+  if is_relax(t) then r.extra = gnum('pending') - redis.call('ZCARD', RELAX) end
+  return r
+end
+
+-- estimate is the place in line (1 = next) of the job at index idx of its
+-- user's queue in a lane of rank r: rounds of round-robin before its turn,
+-- capped by everything pending.
+local function estimate(r, idx)
+  local est = idx * r.nusers * r.ntenants + r.trank + 1 + r.extra
+  return math.max(1, math.min(est, gnum('pending')))
+end
+
+-- position estimates the place in line of a queued job (1 = next). Read
+-- time only (and the positions pass, scheduler/positions.go).
 local function position(id)
   local t = lane_of(id)
   local u = jget(id, 'user')
   local idx = redis.call('LPOS', ukey(t, u), qelem(id))
   if not idx then return 0 end
-  local nusers = math.max(1, redis.call('ZCARD', userskey(t)))
-  local trank = 0
-  local rm = lget(t, 'rm')
-  if rm ~= '' then trank = redis.call('ZRANK', ready_key(t), rm) or 0 end
-  local ntenants = math.max(1, redis.call('ZCARD', ready_key(t)))
-  local est = idx * nusers * ntenants + trank + 1
-  if is_relax(t) then
-    -- Behind every normal job.
-    est = est + gnum('pending') - redis.call('ZCARD', RELAX)
-  end
-  return math.max(1, math.min(est, gnum('pending')))
+  return estimate(lane_rank(t), idx)
 end
 
 -- note_waiting makes a skipped job's wait visible when no live slot has
