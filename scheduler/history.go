@@ -8,7 +8,8 @@ import (
 )
 
 // HistoryCap is how many finished jobs the history keeps per tenant and
-// per user (lua/lib.lua's finish trims to it).
+// per user (lua/lib.lua's finish trims to it on every 16th finish, so a
+// history may hold somewhat more until the next trim).
 const HistoryCap = 200
 
 // HistoryPage is one page of finished jobs, newest first.

@@ -150,11 +150,11 @@ func (l *Lease) SucceedAndOffer(ctx context.Context, images [][]byte, seeds []in
 func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, info string, offer bool) (bool, error) {
 	var blobs []blob.Ref
 	if len(images) > 0 {
-		live, err := l.s.exec(ctx, attemptCall{Script: scriptCheck, ID: l.JobID, Attempt: l.Attempt}).AsInt64()
+		live, err := l.s.attemptLive(ctx, l.JobID, l.Attempt)
 		if err != nil {
 			return false, fmt.Errorf("succeed: %w", err)
 		}
-		if live != 1 {
+		if !live {
 			return false, ErrStale
 		}
 		for i, img := range images {
@@ -196,6 +196,21 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 		}
 	}
 	return offer, nil
+}
+
+// attemptLive says whether attempt is the job's live running one. Workers
+// ask before they write result images, so a zombie attempt writes none. It
+// is one HMGET of the record, not a script: the answer can turn stale right
+// after anyway, which the succeed script checks again (and the images are
+// removed then).
+func (s *Scheduler) attemptLive(ctx context.Context, id string, attempt int) (bool, error) {
+	v, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.keys.Job(id)).Field("status", "attempt").Build()).ToArray()
+	if err != nil {
+		return false, err
+	}
+	st, _ := v[0].ToString()
+	a, _ := v[1].ToString()
+	return st == string(StatusRunning) && a == strconv.Itoa(attempt), nil
 }
 
 // Fail ends the attempt with an error. A retryable failure goes back through

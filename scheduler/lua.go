@@ -43,7 +43,6 @@ const (
 	// scriptCaps records a slot's capabilities for routing (routing.go).
 	scriptCaps     = "caps"
 	scriptRenew    = "renew"
-	scriptCheck    = "check"
 	scriptProgress = "progress"
 	scriptSucceed  = "succeed"
 	scriptFail     = "fail"
@@ -58,7 +57,7 @@ const (
 	scriptPositions = "positions"
 )
 
-var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptCaps, scriptRenew, scriptCheck,
+var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptCaps, scriptRenew,
 	scriptProgress, scriptSucceed, scriptFail, scriptHandBack, scriptCancel, scriptPromote, scriptReclaim, scriptPosition,
 	scriptQueuePage, scriptPositions}
 

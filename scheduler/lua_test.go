@@ -177,13 +177,19 @@ func TestScriptContracts(t *testing.T) {
 		require.Equal(t, want, n)
 	}
 
-	// check and progress: 1 for the live attempt, 0 for another.
+	// The attempt check before images are written: live for the running
+	// attempt only.
+	for a, want := range map[int]bool{1: true, 2: false} {
+		live, err := s.attemptLive(ctx, "job1", a)
+		require.NoError(t, err)
+		require.Equal(t, want, live, "attempt %d", a)
+	}
+
+	// progress: 1 for the live attempt, 0 for another.
 	for _, c := range []struct {
 		call scriptCall
 		want int64
 	}{
-		{attemptCall{Script: scriptCheck, ID: "job1", Attempt: 1}, 1},
-		{attemptCall{Script: scriptCheck, ID: "job1", Attempt: 2}, 0},
 		{progressCall{ID: "job1", Attempt: 1, Step: 1, N: 2, Fraction: .5, EventBody: `,"step":1`}, 1},
 		{progressCall{ID: "job1", Attempt: 9, Step: 1, N: 2, Fraction: .5, EventBody: `,"step":1`}, 0},
 	} {

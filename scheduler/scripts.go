@@ -146,7 +146,7 @@ func (c slotCall) argv() []string {
 }
 
 // attemptCall names one attempt: lua/renew.lua (with Consumer),
-// lua/check.lua, lua/handback.lua.
+// lua/handback.lua.
 type attemptCall struct {
 	Script   string
 	ID       string

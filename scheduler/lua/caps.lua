@@ -8,7 +8,7 @@
 local m = ARGV[6]
 if ARGV[7] == '0' then
   redis.call('HDEL', CAPS, m)
-  redis.call('ZREM', SLOTS, m)
+  offers_add(-redis.call('ZREM', SLOTS, m))
   return 0
 end
 redis.call('HSET', CAPS, m, string.format('%d', NOW + tonumber(ARGV[7])) .. '\t' .. ARGV[8] .. '\n' .. ARGV[9])

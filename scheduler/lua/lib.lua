@@ -45,24 +45,34 @@ local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE, SLOTS, CAPS
 local FREE, FREE_MORE, FREE_PARTIAL, CAPV, LIVE, LIVE_M
 
 -- iso renders unix ms as RFC 3339 in UTC (days-to-civil, proleptic Gregorian).
+-- The text up to the second is kept between calls (a Functions library's
+-- locals live as long as the library): most calls in a busy second only
+-- append the milliseconds.
+local ISO_S, ISO_TXT = nil, ''
 local function iso(ms)
   local s = math.floor(ms / 1000)
   local frac = ms - s * 1000
-  local days = math.floor(s / 86400)
-  local sod = s - days * 86400
-  local z = days + 719468
-  local era = math.floor(z / 146097)
-  local doe = z - era * 146097
-  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
-  local y = yoe + era * 400
-  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-  local mp = math.floor((5 * doy + 2) / 153)
-  local d = doy - math.floor((153 * mp + 2) / 5) + 1
-  local m = mp + 3
-  if mp >= 10 then m = mp - 9 end
-  if m <= 2 then y = y + 1 end
-  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03dZ', y, m, d,
-    math.floor(sod / 3600), math.floor((sod % 3600) / 60), sod % 60, frac)
+  if s ~= ISO_S then
+    local days = math.floor(s / 86400)
+    local sod = s - days * 86400
+    local z = days + 719468
+    local era = math.floor(z / 146097)
+    local doe = z - era * 146097
+    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+    local y = yoe + era * 400
+    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+    local mp = math.floor((5 * doy + 2) / 153)
+    local d = doy - math.floor((153 * mp + 2) / 5) + 1
+    local m = mp + 3
+    if mp >= 10 then m = mp - 9 end
+    if m <= 2 then y = y + 1 end
+    ISO_S = s
+    ISO_TXT = string.format('%04d-%02d-%02dT%02d:%02d:%02d.', y, m, d,
+      math.floor(sod / 3600), math.floor((sod % 3600) / 60), sod % 60)
+  end
+  if frac < 10 then return ISO_TXT .. '00' .. frac .. 'Z' end
+  if frac < 100 then return ISO_TXT .. '0' .. frac .. 'Z' end
+  return ISO_TXT .. frac .. 'Z'
 end
 
 local function init(keys, args)
@@ -82,7 +92,7 @@ local function init(keys, args)
   else
     NOW = tonumber(args[2])
   end
-  NOWS = iso(NOW)
+  NOWS = nil
   EVTTL = tonumber(args[3])
   EVMAX = tonumber(args[4])
 end
@@ -100,7 +110,9 @@ local function num(v) if v == false or v == nil or v == '' then return 0 end ret
 -- The cached hashes. Fields not listed are read and written directly.
 -- pmodel counts the pending jobs that name a model: while it is 0, dispatch
 -- takes the fairest lane without looking at its head job.
-local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks'}
+-- offers counts the members of the slots set, run out or not, so that a
+-- dispatch with no offer at all (every slot busy) skips reading the set.
+local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks', 'offers', 'fin'}
 local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd'}
 local JF = {'status', 'attempt', 'tenant', 'user', 'lane', 'seq', 'cost', 'created_ms', 'started_ms',
   'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req', 'counted', 'model', 'unroutable', 'slot'}
@@ -164,6 +176,7 @@ end
 -- record, which saves a stream per waiting job. The job's stream gets its
 -- time to live when the job ends.
 local function emit(id, tenant, typ, body, terminal)
+  if not NOWS then NOWS = iso(NOW) end
   local seq = jnum(id, 'seq') + 1
   jset(id, 'seq', seq)
   local e = '{"type":"' .. typ .. '","job_id":"' .. id .. '","tenant":"' .. tenant ..
@@ -302,8 +315,28 @@ local SCAN_LANES, SCAN_SLOTS = 32, 64
 -- read_free appends to FREE the offers that have not run out (a worker
 -- killed without a goodbye stops renewing its offer and drops out here),
 -- the one idle longest first.
+-- offers_add keeps the global count of the slots set's members (GF offers)
+-- in step with a write to the set that added or removed n of them.
+local function offers_add(n)
+  if gget('offers') == '' then
+    -- Not counted yet (a Redis written by an older version): count once.
+    gset('offers', redis.call('ZCARD', SLOTS))
+  else
+    gadd('offers', n)
+  end
+end
+
 local function read_free()
+  FREE_MORE, FREE_PARTIAL = false, false
+  if gget('offers') == '' then offers_add(0) end
+  if gnum('offers') <= 0 then return end
   local r = redis.call('ZRANGEBYSCORE', SLOTS, NOW, '+inf', 'LIMIT', 0, SCAN_SLOTS)
+  if #r == 0 then
+    -- Only offers that ran out are left: drop them, the count is 0 again.
+    redis.call('ZREMRANGEBYSCORE', SLOTS, '-inf', NOW)
+    gset('offers', 0)
+    return
+  end
   for _, m in ipairs(r) do
     if not (SELF_FREE and m == SELF) then FREE[#FREE + 1] = m end
   end
@@ -538,9 +571,9 @@ local function deliver(m, id, tenant)
   if m == SELF and SELF_FREE then
     SELF_FREE = false
     -- A renewal's slot still holds its earlier offer.
-    if SELF_LISTED then redis.call('ZREM', SLOTS, m) end
+    if SELF_LISTED then offers_add(-redis.call('ZREM', SLOTS, m)) end
   else
-    redis.call('ZREM', SLOTS, m)
+    offers_add(-redis.call('ZREM', SLOTS, m))
   end
   jset(id, 'attempt', attempt)
   jset(id, 'status', 'running')
@@ -628,8 +661,8 @@ end
 -- offers that ran out.
 local function finish_offer()
   if SELF_FREE then
-    redis.call('ZADD', SLOTS, NOW + SELF_TTL, SELF)
-    redis.call('ZREMRANGEBYSCORE', SLOTS, '-inf', NOW)
+    offers_add(redis.call('ZADD', SLOTS, NOW + SELF_TTL, SELF))
+    offers_add(-redis.call('ZREMRANGEBYSCORE', SLOTS, '-inf', '(' .. NOW))
   end
 end
 
@@ -734,10 +767,14 @@ local function finish(id, t, status)
   redis.call('PEXPIRE', reqkey(id), EVTTL)
   -- History (scheduler/history.go): the tenant's and the user's last
   -- finished jobs, newest last, capped, kept as long as the records.
+  -- They are trimmed on every 16th finish (the global fin count), not
+  -- on each: a history may hold a few more than the cap until then.
   local hk = PFX .. 't:' .. t .. ':hist'
+  gadd('fin', 1)
+  local trim_hist = gnum('fin') % 16 == 0
   for _, k in ipairs({hk, hk .. ':u:' .. (jget(id, 'user') or '')}) do
     redis.call('ZADD', k, NOW, id)
-    redis.call('ZREMRANGEBYRANK', k, 0, -201)
+    if trim_hist then redis.call('ZREMRANGEBYRANK', k, 0, -201) end
     redis.call('PEXPIRE', k, EVTTL)
   end
 end
