@@ -65,6 +65,10 @@ type Job struct {
 	ID       string `json:"id"`
 	Status   string `json:"status"`
 	Position int    `json:"position"`
+	// ETASec is a queued job's estimated wait in seconds (0: no estimate).
+	ETASec float64 `json:"eta_s,omitempty"`
+	// Waiting says why a queued job cannot start (every backend down).
+	Waiting *Waiting `json:"waiting,omitempty"`
 	// Progress is the fraction of sampling done, 0 to 1.
 	Progress float64 `json:"progress"`
 	Step     int     `json:"step"`

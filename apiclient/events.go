@@ -21,6 +21,9 @@ const (
 	EventSucceeded = "succeeded"
 	EventFailed    = "failed"
 	EventCanceled  = "canceled"
+	// EventPosition is a queued job's new place in line and ETA, or why it
+	// waits (Waiting); at most one a second.
+	EventPosition = "position"
 )
 
 // Event is one event of a job. Which fields are set depends on Type.
@@ -32,15 +35,20 @@ type Event struct {
 	Seq  int64     `json:"seq"`
 	Time time.Time `json:"time"`
 
-	// Position is the place in the queue (queued).
+	// Position is the place in the queue, 1 = next (queued, position).
 	Position int `json:"position,omitempty"`
+	// Waiting says why a queued job cannot start: every GPU backend is
+	// down (position).
+	Waiting *Waiting `json:"waiting,omitempty"`
 	// Backend and Attempt say where and which try runs (started); Attempt
 	// is also the next try (retrying).
 	Backend string `json:"backend,omitempty"`
 	Attempt int    `json:"attempt,omitempty"`
 	// Step of Steps is how far sampling got, Fraction the same from 0 to 1,
 	// ETASec the estimated seconds left and Preview the name of the latest
-	// preview image, "" when none (progress).
+	// preview image, "" when none (progress). For a position event, ETASec
+	// is the estimated wait before the job starts: ceil(position / worker
+	// slots) × the average run time.
 	Step     int     `json:"step,omitempty"`
 	Steps    int     `json:"steps,omitempty"`
 	Fraction float64 `json:"fraction,omitempty"`
@@ -60,6 +68,21 @@ type Event struct {
 	Message string `json:"message,omitempty"`
 	// By says who canceled the job (canceled).
 	By string `json:"by,omitempty"`
+}
+
+// Waiting is why a queued job cannot start: no worker slot is free or busy,
+// and these backends are reported down.
+type Waiting struct {
+	// Message says it in English: "waiting for a GPU backend (gpu0
+	// unreachable since 19:02:11 UTC)".
+	Message  string           `json:"message"`
+	Backends []WaitingBackend `json:"backends"`
+}
+
+// WaitingBackend is a backend found unreachable, and since when.
+type WaitingBackend struct {
+	Name  string    `json:"name"`
+	Since time.Time `json:"since"`
 }
 
 // Terminal reports whether the event ends the job.

@@ -156,6 +156,8 @@ type imagineRun struct {
 	barSteps int
 	barDesc  string
 	position int
+	// queuedLine is the last position line printed.
+	queuedLine string
 }
 
 func (r *imagineRun) run(ctx context.Context) int {
@@ -214,6 +216,19 @@ func (r *imagineRun) event(e Event) {
 		if e.Seq > 1 && e.Position > 0 && e.Position != r.position {
 			r.position = e.Position
 			r.logf("queued #%d", e.Position)
+		}
+	case EventPosition:
+		// The place in line changed, or why the job waits.
+		line := fmt.Sprintf("queued #%d", e.Position)
+		switch {
+		case e.Waiting != nil:
+			line += ": " + clean(e.Waiting.Message)
+		case e.ETASec > 0:
+			line += ", about " + formatETA(time.Duration(e.ETASec*float64(time.Second)))
+		}
+		if line != r.queuedLine {
+			r.position, r.queuedLine = e.Position, line
+			r.logf("%s", line)
 		}
 	case EventStarted:
 		if e.Attempt > 1 {

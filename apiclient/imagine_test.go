@@ -162,3 +162,21 @@ func TestImagineHelpHidesKey(t *testing.T) {
 	require.Contains(t, errb, "$EASEL_API_KEY")
 	require.NotContains(t, errb, "sk-very-secret")
 }
+
+// TestImagineShowsPositionCountdown: behind two jobs on the one backend,
+// `easel imagine` prints its place in line as it changes, with an ETA
+// once a job has finished, then runs.
+func TestImagineShowsPositionCountdown(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{step: 50 * time.Millisecond, sched: scheduler.Config{PositionInterval: 20 * time.Millisecond}})
+	for _, p := range []string{"first", "second"} {
+		_, err := b.client.Submit(b.ctx, apiclient.JobRequest{Prompt: p, Steps: 10, Width: 64, Height: 64}, "")
+		require.NoError(t, err)
+	}
+	path := filepath.Join(t.TempDir(), "third.png")
+	code, _, errb := imagine(b.ctx, "third", "-o", path, "--server", b.url, "--steps", "10", "--width", "64", "--height", "64")
+	require.Equal(t, 0, code, errb)
+	// Its first line is the submit's place; a later one, as the jobs ahead
+	// finish (the last before it runs is #1, with the average run time).
+	require.Regexp(t, `(?s)^queued #2 \(job \S+\)\n.*queued #1, about \S+\n.*running on fake\n`, errb)
+}

@@ -118,6 +118,10 @@ const (
 	EventPosition EventType = "position"
 )
 
+// EventTypes are every event type, in a job's order.
+var EventTypes = []EventType{EventQueued, EventPosition, EventStarted, EventProgress, EventRetrying,
+	EventSucceeded, EventFailed, EventCanceled}
+
 // Terminal reports whether the event ends the job.
 func (t EventType) Terminal() bool {
 	return t == EventSucceeded || t == EventFailed || t == EventCanceled

@@ -75,7 +75,9 @@ func openapiSpec() obj {
 		"image/jpeg": obj{"schema": obj{"type": "string", "format": "binary"}}, "image/webp": obj{"schema": obj{"type": "string", "format": "binary"}}}}
 	events := obj{}
 	for _, e := range []struct{ name, desc string }{
-		{"queued", "waiting: position, eta_s"}, {"started", "running: backend, attempt"},
+		{"queued", "waiting: position, eta_s"},
+		{"position", "still waiting, and the place in line or the reason changed: position, eta_s (ceil(position / worker slots) × the average run time), or waiting while every GPU backend is down; at most one a second per job"},
+		{"started", "running: backend, attempt"},
 		{"progress", "step, steps, fraction, eta_s, preview (blob name for /previews/{name})"},
 		{"retrying", "attempt, after_s, reason"}, {"succeeded", "images, seeds, info (terminal)"},
 		{"failed", "code, message (terminal)"}, {"canceled", "by (terminal)"},
@@ -169,11 +171,14 @@ func openapiSpec() obj {
 					"finished_at": obj{"type": []string{"string", "null"}, "format": "date-time"},
 					"error":       obj{"type": []string{"object", "null"}, "properties": obj{"code": str, "message": str}},
 					"images":      obj{"type": "array", "items": obj{"type": "object", "properties": obj{"url": str, "seed": integer}}},
-					"request":     obj{"type": "object"}, "user": str, "attempt": integer}},
+					"request":     obj{"type": "object"}, "user": str, "attempt": integer, "waiting": ref("Waiting")}},
+				"Waiting": obj{"type": "object", "description": "why a queued job cannot start: no worker slot is free or busy and these backends are down",
+					"properties": obj{"message": str, "backends": obj{"type": "array", "items": obj{"type": "object",
+						"properties": obj{"name": str, "since": obj{"type": "string", "format": "date-time"}}}}}},
 				"Event": obj{"type": "object", "properties": obj{"type": str, "job_id": str, "tenant": str, "seq": integer, "time": obj{"type": "string", "format": "date-time"},
 					"position": integer, "backend": str, "attempt": integer, "step": integer, "steps": integer, "fraction": number, "eta_s": number,
 					"preview": str, "after_s": number, "reason": str, "images": integer, "seeds": obj{"type": "array", "items": integer},
-					"info": str, "code": str, "message": str, "by": str}},
+					"info": str, "code": str, "message": str, "by": str, "waiting": ref("Waiting")}},
 				"Catalog": obj{"type": "object", "properties": obj{"models": obj{"type": "array", "items": obj{"type": "object",
 					"properties": obj{"name": str, "backends": obj{"type": "array", "items": str}, "loaded_on": obj{"type": "array", "items": str}}}},
 					"samplers": obj{"type": "array", "items": str}, "schedulers": obj{"type": "array", "items": str},

@@ -45,6 +45,11 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	require.Equal(t, 200, resp.StatusCode)
 	require.Equal(t, "3.1.0", doc["openapi"])
 	paths := doc["paths"].(map[string]any)
+	// Every event type a job's stream carries is documented.
+	sse := paths["/v1/jobs/{id}/events"].(map[string]any)["get"].(map[string]any)["responses"].(map[string]any)["200"].(map[string]any)["x-sse-events"].(map[string]any)
+	for _, typ := range scheduler.EventTypes {
+		require.Contains(t, sse, string(typ), "event type %s is not in /openapi.json", typ)
+	}
 
 	documented := map[string]bool{}
 	for p, ops := range paths {

@@ -463,6 +463,8 @@ type JobView struct {
 	Request    json.RawMessage `json:"request,omitempty"`
 	User       string          `json:"user"`
 	Attempt    int             `json:"attempt"`
+	// Waiting says why a queued job cannot start (every backend down).
+	Waiting *scheduler.Waiting `json:"waiting,omitempty"`
 }
 
 // ErrorView is a failed job's error.
@@ -542,6 +544,15 @@ func (s *Server) jobView(ctx context.Context, j *scheduler.Job) (JobView, error)
 	}
 	v := view(j, pos)
 	v.ETASec = eta.Seconds()
+	if j.Status == scheduler.StatusQueued {
+		w, err := s.sched.WaitingFor(ctx)
+		if err != nil {
+			return JobView{}, err
+		}
+		if v.Waiting = w; w != nil {
+			v.ETASec = 0 // no estimate while nothing can run
+		}
+	}
 	return v, nil
 }
 

@@ -95,7 +95,12 @@
     follow(r.body.id, body);
     status(r.body.position > 0 ? queuedText(r.body.position) : 'Starting…');
   }
-  function queuedText(pos, eta) { return `Queued — #${pos} in line` + (eta ? `, about ${Math.ceil(eta)} s` : ''); }
+  // queuedText is a queued job's line: its place, and the server's estimate
+  // of the wait (rounds of every worker slot × the average run time).
+  function queuedText(pos, eta) {
+    const wait = !eta ? '' : eta < 90 ? `, about ${Math.ceil(eta)} s` : `, about ${Math.round(eta / 60)} min`;
+    return `Queued — #${pos} in line` + wait;
+  }
 
   function follow(id, body) {
     current = { id, body };
@@ -107,6 +112,8 @@
       if (current.id !== id) return;
       switch (type) {
         case 'queued': status(queuedText(d.position, d.eta_s)); break;
+        // The place in line changed, or why it waits (every GPU backend down).
+        case 'position': status(d.waiting ? `Queued — #${d.position} in line, ${d.waiting.message}` : queuedText(d.position, d.eta_s)); break;
         case 'started': status(`Running on ${d.backend}…`); break;
         case 'retrying': status(`Retrying in ${(d.after_s || 0).toFixed(1)} s: ${d.reason}`); break;
         case 'progress':
