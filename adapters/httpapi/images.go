@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -16,7 +17,14 @@ import (
 // presigned URL when the image store hands them out (storage.blobs.presign),
 // else the image streamed from the store with its ETag, Range support and
 // Cache-Control immutable (an image's URL never names other bytes).
+// ?size=thumb serves a JPEG thumbnail (scheduler.ThumbSide pixels on the
+// long side) instead, made on first ask and kept beside the image.
 func (s *Server) image(w http.ResponseWriter, r *http.Request, c commands.Caller) {
+	size := r.URL.Query().Get("size")
+	if size != "" && size != "full" && size != "thumb" {
+		writeError(w, http.StatusBadRequest, "invalid_request", `size: must be "full" or "thumb"`, "size")
+		return
+	}
 	j, err := s.svc.Job(r.Context(), c, r.PathValue("id"))
 	if err != nil {
 		s.writeErr(w, err)
@@ -25,6 +33,16 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request, c commands.Caller
 	n, err := strconv.Atoi(r.PathValue("n"))
 	if err != nil {
 		writeError(w, http.StatusNotFound, "not_found", "no such image", "")
+		return
+	}
+	if size == "thumb" {
+		// Making a thumbnail is CPU work the Redis deadline was not meant
+		// for: the first ask gets the write timeout instead (and the
+		// thumbnail is kept even if the client leaves).
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.WriteTimeout)
+		defer cancel()
+		o, etag, err := s.sched.OpenThumb(ctx, j, n)
+		s.serveBlob(w, r, o, etag, err)
 		return
 	}
 	u, err := s.sched.ImageURL(r.Context(), j, n)

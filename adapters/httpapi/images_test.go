@@ -1,7 +1,11 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
+	"image"
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -162,4 +166,56 @@ func TestImagesPresignedRedirect(t *testing.T) {
 	require.Contains(t, loc, "X-Amz-Signature=")
 	_, body := get(t, loc)
 	require.True(t, strings.HasPrefix(string(body), "\x89PNG"))
+}
+
+// ?size=thumb serves a JPEG thumbnail, made once and kept beside the image
+// in the store, with its own ETag and the same caching; a bad size is
+// refused naming the field.
+func TestImageThumbnails(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b, _ := setupBlobs(t, func(*storage.Store) blob.Store {
+		fs, err := blob.NewFS(dir, blob.TTL{})
+		require.NoError(t, err)
+		return fs
+	})
+	id, url := b.finished(t, 1024, 768)
+	_, full := get(t, b.srv.URL+url)
+	fullCfg, _, err := image.DecodeConfig(bytes.NewReader(full))
+	require.NoError(t, err)
+	_, m := b.do(t, "GET", "/v1/jobs/"+id, "", nil)
+	thumbURL := m["images"].([]any)[0].(map[string]any)["thumb_url"].(string)
+	require.Equal(t, url+"?size=thumb", thumbURL)
+	stored := filepath.Join(dir, "results", id+".1.t0")
+	require.NoFileExists(t, stored)
+
+	resp, body := get(t, b.srv.URL+thumbURL)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	require.Equal(t, "image/jpeg", resp.Header.Get("Content-Type"))
+	require.Equal(t, `"`+id+`.1.t0"`, resp.Header.Get("ETag"))
+	require.Contains(t, resp.Header.Get("Cache-Control"), "immutable")
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(body))
+	require.NoError(t, err)
+	require.Equal(t, "jpeg", format)
+	require.Equal(t, scheduler.ThumbSide, max(cfg.Width, cfg.Height))
+	require.InDelta(t, float64(fullCfg.Width)/float64(fullCfg.Height), float64(cfg.Width)/float64(cfg.Height), 0.01)
+	require.Less(t, len(body), len(full))
+	onDisk, err := os.ReadFile(stored)
+	require.NoError(t, err)
+	require.Equal(t, onDisk, body)
+
+	// The second ask reads the stored thumbnail rather than making one.
+	require.NoError(t, os.WriteFile(stored, []byte("\xFF\xD8\xFFkept"), 0o600))
+	resp, body = get(t, b.srv.URL+thumbURL)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "\xFF\xD8\xFFkept", string(body))
+	resp, _ = get(t, b.srv.URL+thumbURL, "If-None-Match", `"`+id+`.1.t0"`)
+	require.Equal(t, http.StatusNotModified, resp.StatusCode)
+
+	resp, body = get(t, b.srv.URL+url+"?size=huge")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, string(body), `"field":"size"`)
+	require.Contains(t, string(body), "size: must be")
+	resp, _ = get(t, b.srv.URL+"/v1/jobs/"+id+"/images/5?size=thumb")
+	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 }

@@ -475,8 +475,10 @@ type ErrorView struct {
 
 // ImageView is one result image.
 type ImageView struct {
-	URL  string `json:"url"`
-	Seed int64  `json:"seed"`
+	URL string `json:"url"`
+	// ThumbURL is the image's thumbnail (URL?size=thumb).
+	ThumbURL string `json:"thumb_url"`
+	Seed     int64  `json:"seed"`
 }
 
 func tp(t time.Time) *time.Time {
@@ -501,7 +503,8 @@ func view(j *scheduler.Job, pos int) JobView {
 			if i < len(j.Seeds) {
 				seed = j.Seeds[i]
 			}
-			v.Images = append(v.Images, ImageView{URL: fmt.Sprintf("/v1/jobs/%s/images/%d", j.ID, i), Seed: seed})
+			u := fmt.Sprintf("/v1/jobs/%s/images/%d", j.ID, i)
+			v.Images = append(v.Images, ImageView{URL: u, ThumbURL: u + "?size=thumb", Seed: seed})
 		}
 	}
 	return v

@@ -138,10 +138,21 @@
     const job = r.body;
     const req = job.request || {};
     const tiles = job.images.map((im, i) => {
+      // The grid shows the thumbnail; the full image is fetched when it is
+      // opened or downloaded (once).
       const img = el('img', { alt: `image ${i + 1}, seed ${im.seed}`, tabindex: '0' });
       const dl = el('a', { class: 'btnlink', download: `easel-${id}-${i}.png`, href: '#' }, 'Download');
-      blobURL(im.url).then(u => { img.src = u; dl.href = u; }).catch(() => { img.alt = 'image expired'; });
-      const open = () => { $('full-img').src = img.src; $('full-img').alt = img.alt; $('full-dl').href = img.src; $('full-dl').download = `easel-${id}-${i}.png`; $('full').showModal(); };
+      let full = null;
+      const fullURL = () => full || (full = blobURL(im.url));
+      blobURL(im.thumb_url || im.url).then(u => { img.src = u; }).catch(() => { img.alt = 'image expired'; });
+      dl.addEventListener('click', (e) => {
+        if (dl.href.startsWith('blob:')) return;
+        e.preventDefault();
+        fullURL().then(u => { dl.href = u; dl.click(); }).catch(() => status('image expired', true));
+      });
+      const open = () => fullURL().then(u => {
+        $('full-img').src = u; $('full-img').alt = img.alt; $('full-dl').href = u; $('full-dl').download = `easel-${id}-${i}.png`; $('full').showModal();
+      }).catch(() => status('image expired', true));
       img.addEventListener('click', open);
       img.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); open(); } });
       const bar = el('div', { class: 'bar' }, dl);
@@ -164,7 +175,7 @@
     if (jobs.length === 0) return;
     $('history').replaceChildren(...jobs.map(j => {
       const thumb = el('img', { alt: '' });
-      if (j.images.length) blobURL(j.thumbnail_url || j.images[0].url).then(u => thumb.src = u).catch(() => {});
+      if (j.images.length) blobURL(j.images[0].thumb_url || j.images[0].url).then(u => thumb.src = u).catch(() => {});
       const prompt = (j.request && j.request.prompt) || j.id;
       return el('button', { type: 'button', onclick: () => { current = { id: j.id, body: j.request }; showJob(j.id); status(`${j.status} — ${prompt}`); } },
         thumb, el('span', {}, el('span', {}, prompt), el('br'), el('span', { class: 'muted' }, `${j.status} · ${j.images.length} image(s)`)));
