@@ -24,6 +24,9 @@ func (s *Scheduler) DeadLetters(ctx context.Context, n int) ([]DeadLetter, error
 	if n < 1 || n > MaxPageSize {
 		return nil, &InvalidError{"limit", fmt.Sprintf("must be between 1 and %d (got %d)", MaxPageSize, n)}
 	}
+	if len(s.shards) > 1 {
+		return s.deadLettersSharded(ctx, n)
+	}
 	entries, err := s.client.Do(ctx, s.client.B().Xrevrange().Key(s.keys.Dead()).End("+").Start("-").Count(int64(n)).Build()).AsXRange()
 	if err != nil {
 		return nil, fmt.Errorf("dead letters: %w", err)
@@ -55,7 +58,18 @@ func (s *Scheduler) DeadLetter(ctx context.Context, entry string) (DeadLetter, e
 	if !streamEntry.MatchString(entry) {
 		return DeadLetter{}, ErrNotFound
 	}
-	entries, err := s.client.Do(ctx, s.client.B().Xrange().Key(s.keys.Dead()).Start(entry).End(entry).Build()).AsXRange()
+	dead := s.keys.Dead()
+	if len(s.shards) > 1 {
+		sh, err := s.deadShard(ctx, entry)
+		if err != nil {
+			return DeadLetter{}, fmt.Errorf("dead letter: %w", err)
+		}
+		if sh == nil {
+			return DeadLetter{}, ErrNotFound
+		}
+		dead = sh.keys.Dead()
+	}
+	entries, err := s.client.Do(ctx, s.client.B().Xrange().Key(dead).Start(entry).End(entry).Build()).AsXRange()
 	if err != nil {
 		return DeadLetter{}, fmt.Errorf("dead letter: %w", err)
 	}
@@ -76,7 +90,18 @@ func (s *Scheduler) DeleteDeadLetter(ctx context.Context, entry string) (bool, e
 	if !streamEntry.MatchString(entry) {
 		return false, nil
 	}
-	n, err := s.client.Do(ctx, s.client.B().Xdel().Key(s.keys.Dead()).Id(entry).Build()).AsInt64()
+	dead := s.keys.Dead()
+	if len(s.shards) > 1 {
+		sh, err := s.deadShard(ctx, entry)
+		if err != nil {
+			return false, fmt.Errorf("dead letter: delete: %w", err)
+		}
+		if sh == nil {
+			return false, nil
+		}
+		dead = sh.keys.Dead()
+	}
+	n, err := s.client.Do(ctx, s.client.B().Xdel().Key(dead).Id(entry).Build()).AsInt64()
 	if err != nil {
 		return false, fmt.Errorf("dead letter: delete: %w", err)
 	}

@@ -14,6 +14,9 @@ import (
 // no events and the stream's current end. It is the one blocking read an in-process event fan-out needs,
 // however many jobs it follows.
 func (s *Scheduler) ReadEvents(ctx context.Context, after string, block time.Duration) ([]Event, string, error) {
+	if len(s.shards) > 1 {
+		return s.readEventsSharded(ctx, after, block)
+	}
 	key := s.keys.Events()
 	if after == "" {
 		last, err := s.client.Do(ctx, s.client.B().Xrevrange().Key(key).End("+").Start("-").Count(1).Build()).AsXRange()
@@ -55,8 +58,9 @@ func (s *Scheduler) History(ctx context.Context, id string, afterSeq int64) ([]E
 	}
 	// The record is read first: a terminal status is written with its
 	// event in one script, so the range read after it holds that event.
-	res := s.client.DoMulti(ctx, s.client.B().Hgetall().Key(s.keys.Job(id)).Build(),
-		s.client.B().Xrange().Key(s.keys.JobEvents(id)).Start("-").End("+").Build())
+	k := s.kid(id)
+	res := s.client.DoMulti(ctx, s.client.B().Hgetall().Key(k.Job(id)).Build(),
+		s.client.B().Xrange().Key(k.JobEvents(id)).Start("-").End("+").Build())
 	m, err := res[0].AsStrMap()
 	if err != nil {
 		return nil, false, fmt.Errorf("history: %w", err)

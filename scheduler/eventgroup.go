@@ -25,9 +25,11 @@ type GroupEvent struct {
 // JoinEventGroup creates group on the events stream if it does not exist,
 // starting at the stream's end (a new group does not replay the history).
 func (s *Scheduler) JoinEventGroup(ctx context.Context, group string) error {
-	err := s.client.Do(ctx, s.client.B().XgroupCreate().Key(s.keys.Events()).Group(group).Id("$").Mkstream().Build()).Error()
-	if err != nil && !isBusyGroup(err) {
-		return fmt.Errorf("event group %s: %w", group, err)
+	for _, sh := range s.shards {
+		err := s.client.Do(ctx, s.client.B().XgroupCreate().Key(sh.keys.Events()).Group(group).Id("$").Mkstream().Build()).Error()
+		if err != nil && !isBusyGroup(err) {
+			return fmt.Errorf("event group %s: %w", group, err)
+		}
 	}
 	return nil
 }
@@ -41,6 +43,17 @@ func isBusyGroup(err error) bool {
 // pending true, those it read before and has not acknowledged (no wait);
 // otherwise new ones, waiting up to block.
 func (s *Scheduler) ReadEventGroup(ctx context.Context, group, consumer string, pending bool, count int, block time.Duration) ([]GroupEvent, error) {
+	if len(s.shards) > 1 {
+		id := ">"
+		if pending {
+			id = "0"
+		}
+		es, err := s.groupReadSharded(ctx, group, consumer, id, int64(count), block)
+		if err != nil {
+			return nil, fmt.Errorf("read event group: %w", err)
+		}
+		return toGroupEvents(es), nil
+	}
 	b := s.client.B().Xreadgroup().Group(group, consumer).Count(int64(count))
 	var cmd rueidis.Completed
 	if pending {
@@ -62,6 +75,13 @@ func (s *Scheduler) ReadEventGroup(ctx context.Context, group, consumer string, 
 // unacknowledged for at least minIdle (their consumer stopped or died),
 // for consumer. Claiming an event it already holds resets its idle time.
 func (s *Scheduler) ClaimEvents(ctx context.Context, group, consumer string, minIdle time.Duration, count int) ([]GroupEvent, error) {
+	if len(s.shards) > 1 {
+		es, err := s.claimSharded(ctx, group, consumer, minIdle, int64(count), 1)
+		if err != nil {
+			return nil, fmt.Errorf("claim events: %w", err)
+		}
+		return toGroupEvents(es), nil
+	}
 	res, err := s.client.Do(ctx, s.client.B().Xautoclaim().Key(s.keys.Events()).Group(group).Consumer(consumer).
 		MinIdleTime(strconv.FormatInt(minIdle.Milliseconds(), 10)).Start("0-0").Count(int64(count)).Build()).ToArray()
 	if err != nil {
@@ -80,7 +100,15 @@ func (s *Scheduler) ClaimEvents(ctx context.Context, group, consumer string, min
 // HoldEvent resets the idle time of an event consumer still works on, so
 // no other consumer claims it meanwhile.
 func (s *Scheduler) HoldEvent(ctx context.Context, group, consumer, entryID string) error {
-	err := s.client.Do(ctx, s.client.B().Xclaim().Key(s.keys.Events()).Group(group).Consumer(consumer).
+	key := s.keys.Events()
+	if len(s.shards) > 1 {
+		sh, id, ok := s.parseShardEntry(entryID)
+		if !ok {
+			return &InvalidError{"entry", "must be an entry id read from this scheduler"}
+		}
+		key, entryID = sh.keys.Events(), id
+	}
+	err := s.client.Do(ctx, s.client.B().Xclaim().Key(key).Group(group).Consumer(consumer).
 		MinIdleTime("0").Id(entryID).Justid().Build()).Error()
 	if err != nil {
 		return fmt.Errorf("hold event: %w", err)
@@ -91,6 +119,12 @@ func (s *Scheduler) HoldEvent(ctx context.Context, group, consumer, entryID stri
 // AckEvents acknowledges events of group: they are done.
 func (s *Scheduler) AckEvents(ctx context.Context, group string, entryIDs ...string) error {
 	if len(entryIDs) == 0 {
+		return nil
+	}
+	if len(s.shards) > 1 {
+		if err := s.ackSharded(ctx, group, entryIDs...); err != nil {
+			return fmt.Errorf("ack events: %w", err)
+		}
 		return nil
 	}
 	if err := s.client.Do(ctx, s.client.B().Xack().Key(s.keys.Events()).Group(group).Id(entryIDs...).Build()).Error(); err != nil {

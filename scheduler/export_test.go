@@ -11,8 +11,8 @@ import (
 // of its lane's idle-user set (tests).
 func (s *Scheduler) TenantStateSize(ctx context.Context, tenant string) (fields, idle int) {
 	c := s.client
-	f, _ := c.Do(ctx, c.B().Hlen().Key(s.keys.Tenant(tenant)).Build()).AsInt64()
-	i, _ := c.Do(ctx, c.B().Zcard().Key(s.keys.Tenant(tenant)+":idle").Build()).AsInt64()
+	f, _ := c.Do(ctx, c.B().Hlen().Key(s.kt(tenant).Tenant(tenant)).Build()).AsInt64()
+	i, _ := c.Do(ctx, c.B().Zcard().Key(s.kt(tenant).Tenant(tenant)+":idle").Build()).AsInt64()
 	return int(f), int(i)
 }
 

@@ -144,7 +144,8 @@ func (l *Lease) Succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 // Next returns. It reports whether the slot was offered (not when the
 // attempt was stale).
 func (l *Lease) SucceedAndOffer(ctx context.Context, images [][]byte, seeds []int64, info string) (bool, error) {
-	return l.succeed(ctx, images, seeds, info, l.slot != nil)
+	// With shards the slot chooses its next shard in Next (shards_slot.go).
+	return l.succeed(ctx, images, seeds, info, l.slot != nil && l.slot.parent == nil)
 }
 
 func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, info string, offer bool) (bool, error) {

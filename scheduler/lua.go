@@ -55,11 +55,13 @@ const (
 	scriptQueuePage = "queuepage"
 	// scriptPositions announces queued jobs' changed places (positions.go).
 	scriptPositions = "positions"
+	// scriptPeek reads a shard's head for a free slot (shards.go).
+	scriptPeek = "peek"
 )
 
 var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptCaps, scriptRenew,
 	scriptProgress, scriptSucceed, scriptFail, scriptHandBack, scriptCancel, scriptPromote, scriptReclaim, scriptPosition,
-	scriptQueuePage, scriptPositions}
+	scriptQueuePage, scriptPositions, scriptPeek}
 
 // library is built once from the embedded files.
 var library = mustBuildLibrary()

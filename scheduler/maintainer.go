@@ -29,16 +29,23 @@ type Maintainer struct {
 	// signalled after each positions pass (tests).
 	dirty, kick, posPasses chan struct{}
 	wg                     sync.WaitGroup
+	// subs are the per-shard maintainers with shards (shards_read.go).
+	subs []*Maintainer
 }
 
 // NewMaintainer returns a maintainer; consumer names it in the workers group.
 func NewMaintainer(s *Scheduler, consumer string, log *zap.Logger) *Maintainer {
-	return &Maintainer{s: s, consumer: consumer, log: log, passes: make(chan struct{}, 1),
+	m := &Maintainer{s: s, consumer: consumer, log: log, passes: make(chan struct{}, 1),
 		dirty: make(chan struct{}, 1), kick: make(chan struct{}), posPasses: make(chan struct{}, 1)}
+	m.shardSubs()
+	return m
 }
 
 // Start runs the loop in a goroutine.
-func (m *Maintainer) Start(context.Context) error {
+func (m *Maintainer) Start(ctx context.Context) error {
+	if m.subs != nil {
+		return m.startSubs(ctx)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.done = make(chan struct{})
@@ -51,6 +58,9 @@ func (m *Maintainer) Start(context.Context) error {
 
 // Stop ends the loop and waits for it.
 func (m *Maintainer) Stop(ctx context.Context) error {
+	if m.subs != nil {
+		return m.stopSubs(ctx)
+	}
 	if m.cancel == nil {
 		return nil
 	}
@@ -105,6 +115,9 @@ func (m *Maintainer) loop(ctx context.Context) {
 // Promote moves due retries back into their queues and dispatches. It
 // returns the due time (unix ms) of the next delayed job, or -1.
 func (m *Maintainer) Promote(ctx context.Context) (int64, error) {
+	if m.subs != nil {
+		return m.promoteSubs(ctx)
+	}
 	due, err := m.s.exec(ctx, promoteCall{Max: 1000}).AsInt64()
 	if err != nil {
 		return 0, fmt.Errorf("promote: %w", err)
@@ -116,6 +129,9 @@ func (m *Maintainer) Promote(ctx context.Context) (int64, error) {
 // It follows XAUTOCLAIM's cursor through the whole pending list, so every
 // expired lease is found however many entries are in flight.
 func (m *Maintainer) Reclaim(ctx context.Context) (int, error) {
+	if m.subs != nil {
+		return m.reclaimSubs(ctx)
+	}
 	msg, _ := json.Marshal("the worker running this job stopped responding (lease expired)")
 	total := 0
 	cursor := "0-0"

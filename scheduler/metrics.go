@@ -54,29 +54,45 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.s.submits.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	cl, k := c.s.client, c.s.keys
-	res := cl.DoMulti(ctx,
-		cl.B().Hmget().Key(k.Global()).Field("pending").Build(),
-		cl.B().Zcount().Key(k.Slots()).Min(strconv.FormatInt(time.Now().UnixMilli(), 10)).Max("+inf").Build(),
-		cl.B().Zcard().Key(k.Ready()).Build(),
-		cl.B().Zcard().Key(k.Relax()).Build(),
-		cl.B().Zcard().Key(k.Blocked()).Build(),
-		cl.B().Zcard().Key(k.Delayed()).Build(),
-	)
-	g, err := res[0].AsStrSlice()
-	if err != nil && !rueidis.IsRedisNil(err) {
-		return
+	// Every shard's counts, summed; a free slot is offered on every shard,
+	// so free slots are the most any shard sees.
+	cl := c.s.client
+	var cmds rueidis.Commands
+	for _, sh := range c.s.shards {
+		k := sh.keys
+		cmds = append(cmds,
+			cl.B().Hmget().Key(k.Global()).Field("pending").Build(),
+			cl.B().Zcount().Key(k.Slots()).Min(strconv.FormatInt(time.Now().UnixMilli(), 10)).Max("+inf").Build(),
+			cl.B().Zcard().Key(k.Ready()).Build(),
+			cl.B().Zcard().Key(k.Relax()).Build(),
+			cl.B().Zcard().Key(k.Blocked()).Build(),
+			cl.B().Zcard().Key(k.Delayed()).Build())
 	}
+	replies := cl.DoMulti(ctx, cmds...)
 	num := func(s string) float64 { f, _ := strconv.ParseFloat(s, 64); return f }
 	card := func(r rueidis.RedisResult) float64 { n, _ := r.AsInt64(); return float64(n) }
-	if len(g) == 1 {
-		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, num(g[0]))
+	var pending, free, ready, relax, blocked, delayed float64
+	for i := range c.s.shards {
+		res := replies[6*i : 6*i+6]
+		g, err := res[0].AsStrSlice()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return
+		}
+		if len(g) == 1 {
+			pending += num(g[0])
+		}
+		free = max(free, card(res[1]))
+		ready += card(res[2])
+		relax += card(res[3])
+		blocked += card(res[4])
+		delayed += card(res[5])
 	}
-	ch <- prometheus.MustNewConstMetric(c.credits, prometheus.GaugeValue, card(res[1]))
-	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, card(res[2]), "normal")
-	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, card(res[3]), "relax")
-	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.GaugeValue, card(res[4]))
-	ch <- prometheus.MustNewConstMetric(c.delayed, prometheus.GaugeValue, card(res[5]))
+	ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, pending)
+	ch <- prometheus.MustNewConstMetric(c.credits, prometheus.GaugeValue, free)
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready, "normal")
+	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, relax, "relax")
+	ch <- prometheus.MustNewConstMetric(c.blocked, prometheus.GaugeValue, blocked)
+	ch <- prometheus.MustNewConstMetric(c.delayed, prometheus.GaugeValue, delayed)
 
 	served, err := c.s.Served(ctx, c.FairnessWindow)
 	if err != nil || len(served) == 0 {
@@ -109,7 +125,9 @@ func (s *Scheduler) Served(ctx context.Context, window time.Duration) (map[strin
 	minutes := max(int64(window/time.Minute), 1)
 	cmds := make(rueidis.Commands, 0, minutes)
 	for m := now - minutes + 1; m <= now; m++ {
-		cmds = append(cmds, s.client.B().Hgetall().Key(s.keys.Served(m)).Build())
+		for _, sh := range s.shards {
+			cmds = append(cmds, s.client.B().Hgetall().Key(sh.keys.Served(m)).Build())
+		}
 	}
 	out := map[string]float64{}
 	for _, r := range s.client.DoMulti(ctx, cmds...) {

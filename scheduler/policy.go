@@ -259,7 +259,7 @@ func (ps *Policies) Set(ctx context.Context, tenant, user, field, value string) 
 	// Dispatch-time fields take effect on the tenant's bookkeeping at once.
 	if field == "max_running" && user == "" {
 		eff := ps.ownerLayer(tenant).Over(layer)
-		cmds = append(cmds, c.B().Hset().Key(ps.s.keys.Tenant(tenant)).FieldValue().FieldValue("cap", strconv.Itoa(*eff.MaxRunning)).Build())
+		cmds = append(cmds, c.B().Hset().Key(ps.s.kt(tenant).Tenant(tenant)).FieldValue().FieldValue("cap", strconv.Itoa(*eff.MaxRunning)).Build())
 	}
 	for _, r := range c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {
@@ -446,8 +446,8 @@ func (ps *Policies) UsageToday(ctx context.Context, tenant, user string) (tenant
 func (ps *Policies) quotaToday(ctx context.Context, tenant string) (map[string]string, error) {
 	c := ps.s.client
 	res := c.DoMulti(ctx,
-		c.B().Hget().Key(ps.s.keys.Tenant(tenant)).Field("qd").Build(),
-		c.B().Hgetall().Key(ps.s.keys.Quota(tenant)).Build())
+		c.B().Hget().Key(ps.s.kt(tenant).Tenant(tenant)).Field("qd").Build(),
+		c.B().Hgetall().Key(ps.s.kt(tenant).Quota(tenant)).Build())
 	day, err := res[0].ToString()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return nil, err
@@ -489,8 +489,8 @@ func (ps *Policies) TopUsers(ctx context.Context, tenant string, n int) ([]Usage
 func (ps *Policies) ResetUsage(ctx context.Context, tenant, user string) error {
 	c := ps.s.client
 	for _, r := range c.DoMulti(ctx,
-		c.B().Hdel().Key(ps.s.keys.Quota(tenant)).Field("u:"+user).Build(),
-		c.B().Del().Key(ps.s.keys.RateLimit(tenant, user)).Build()) {
+		c.B().Hdel().Key(ps.s.kt(tenant).Quota(tenant)).Field("u:"+user).Build(),
+		c.B().Del().Key(ps.s.kt(tenant).RateLimit(tenant, user)).Build()) {
 		if err := r.Error(); err != nil {
 			return fmt.Errorf("reset usage: %w", err)
 		}

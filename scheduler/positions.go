@@ -54,6 +54,15 @@ func healthStreamKey(k storage.Keys) string { return k.Prefix + ":{" + k.Tag + "
 // wait while no backend is up. A worker repeats it while the backend stays
 // down (a report counts for 2 minutes).
 func (s *Scheduler) BackendDown(ctx context.Context, backend string, since time.Time) error {
+	if len(s.shards) > 1 {
+		// Every shard's positions pass reads its own copy.
+		for _, sh := range s.shards {
+			if err := sh.view.BackendDown(ctx, backend, since); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	c := s.client
 	v := strconv.FormatInt(since.UnixMilli(), 10) + "\t" + strconv.FormatInt(s.cfg.Now().UnixMilli(), 10)
 	for _, r := range c.DoMulti(ctx,
@@ -69,6 +78,14 @@ func (s *Scheduler) BackendDown(ctx context.Context, backend string, since time.
 
 // BackendUp clears backend's down report.
 func (s *Scheduler) BackendUp(ctx context.Context, backend string) error {
+	if len(s.shards) > 1 {
+		for _, sh := range s.shards {
+			if err := sh.view.BackendUp(ctx, backend); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	c := s.client
 	n, err := c.Do(ctx, c.B().Hdel().Key(backendsDownKey(s.keys)).Field(backend).Build()).AsInt64()
 	if err != nil {
@@ -140,6 +157,17 @@ func (w *Waiting) text() string {
 // whose place in line or reason to wait changed gets a position event. It
 // returns the number of events.
 func (s *Scheduler) Positions(ctx context.Context) (int, error) {
+	if len(s.shards) > 1 {
+		total := 0
+		for _, sh := range s.shards {
+			n, err := sh.view.Positions(ctx)
+			total += n
+			if err != nil {
+				return total, err
+			}
+		}
+		return total, nil
+	}
 	cursor, total := "0", 0
 	for {
 		res, err := s.exec(ctx, positionsCall{Cursor: cursor, Lanes: positionLanes, Jobs: PositionsPerLane,

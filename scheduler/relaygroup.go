@@ -33,6 +33,13 @@ func relayEntries(es []rueidis.XRangeEntry) []RelayEntry {
 // after id: "0" for the entries it read before and did not acknowledge (a
 // restart), ">" for new ones, blocking up to block. None is (nil, nil).
 func (s *Scheduler) RelayRead(ctx context.Context, consumer, id string, count int64, block time.Duration) ([]RelayEntry, error) {
+	if len(s.shards) > 1 {
+		es, err := s.groupReadSharded(ctx, RelayGroup, consumer, id, count, block)
+		if err != nil {
+			return nil, fmt.Errorf("relay read: %w", err)
+		}
+		return es, nil
+	}
 	cmd := s.client.B().Xreadgroup().Group(RelayGroup, consumer).Count(count).Block(block.Milliseconds()).
 		Streams().Key(s.keys.Events()).Id(id).Build()
 	res, err := s.client.Do(ctx, cmd).AsXRead()
@@ -49,6 +56,13 @@ func (s *Scheduler) RelayRead(ctx context.Context, consumer, id string, count in
 // unacknowledged for minIdle (they died), following XAUTOCLAIM's cursor for
 // up to pages pages of count.
 func (s *Scheduler) RelayTakeOver(ctx context.Context, consumer string, minIdle time.Duration, count int64, pages int) ([]RelayEntry, error) {
+	if len(s.shards) > 1 {
+		es, err := s.claimSharded(ctx, RelayGroup, consumer, minIdle, count, pages)
+		if err != nil {
+			return es, fmt.Errorf("relay take over: %w", err)
+		}
+		return es, nil
+	}
 	var out []RelayEntry
 	cursor := "0-0"
 	for range pages {
@@ -74,6 +88,12 @@ func (s *Scheduler) RelayTakeOver(ctx context.Context, consumer string, minIdle 
 
 // RelayAck acknowledges an entry of the events stream for the relay group.
 func (s *Scheduler) RelayAck(ctx context.Context, id string) error {
+	if len(s.shards) > 1 {
+		if err := s.ackSharded(ctx, RelayGroup, id); err != nil {
+			return fmt.Errorf("relay ack: %w", err)
+		}
+		return nil
+	}
 	if err := s.client.Do(ctx, s.client.B().Xack().Key(s.keys.Events()).Group(RelayGroup).Id(id).Build()).Error(); err != nil {
 		return fmt.Errorf("relay ack: %w", err)
 	}
@@ -84,7 +104,7 @@ func (s *Scheduler) RelayAck(ctx context.Context, id string) error {
 // It reports whether this call claimed it, and otherwise whether the final
 // was delivered already (false: another relay holds the claim).
 func (s *Scheduler) ClaimDelivery(ctx context.Context, jobID, consumer string, ttl time.Duration) (claimed, delivered bool, err error) {
-	key := s.keys.Delivery(jobID)
+	key := s.kid(jobID).Delivery(jobID)
 	ok, err := s.client.Do(ctx, s.client.B().Set().Key(key).Value("claimed:"+consumer).Nx().Px(ttl).Build()).AsBool()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return false, false, fmt.Errorf("claim delivery: %w", err)
@@ -102,7 +122,7 @@ func (s *Scheduler) ClaimDelivery(ctx context.Context, jobID, consumer string, t
 // DeliveryDone records that a job's final event seq was delivered (kept
 // 48 h, past any retry or sweep).
 func (s *Scheduler) DeliveryDone(ctx context.Context, jobID string, seq int64) error {
-	err := s.client.Do(ctx, s.client.B().Set().Key(s.keys.Delivery(jobID)).Value("done:"+strconv.FormatInt(seq, 10)).Ex(48*time.Hour).Build()).Error()
+	err := s.client.Do(ctx, s.client.B().Set().Key(s.kid(jobID).Delivery(jobID)).Value("done:"+strconv.FormatInt(seq, 10)).Ex(48*time.Hour).Build()).Error()
 	if err != nil {
 		return fmt.Errorf("delivery done: %w", err)
 	}
@@ -112,7 +132,7 @@ func (s *Scheduler) DeliveryDone(ctx context.Context, jobID string, seq int64) e
 // ReleaseDelivery drops a claim after a failed delivery, so a retry (here
 // or by another relay) can claim it again.
 func (s *Scheduler) ReleaseDelivery(ctx context.Context, jobID string) error {
-	if err := s.client.Do(ctx, s.client.B().Del().Key(s.keys.Delivery(jobID)).Build()).Error(); err != nil {
+	if err := s.client.Do(ctx, s.client.B().Del().Key(s.kid(jobID).Delivery(jobID)).Build()).Error(); err != nil {
 		return fmt.Errorf("release delivery: %w", err)
 	}
 	return nil

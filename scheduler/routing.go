@@ -88,6 +88,9 @@ func (sl *Slot) Advertise(ctx context.Context, caps Capabilities, ttl time.Durat
 			return &InvalidError{"models", fmt.Sprintf("a model name must be at most %d bytes (got %d)", maxModelName, len(m))}
 		}
 	}
+	if sl.subs != nil {
+		return sl.advertiseMulti(ctx, caps, ttl)
+	}
 	if err := sl.s.exec(ctx, capsCall{Member: sl.member, TTL: ttl, Caps: caps}).Error(); err != nil {
 		return fmt.Errorf("advertise slot: %w", err)
 	}

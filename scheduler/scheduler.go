@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +45,12 @@ type Config struct {
 	// long after the first change, so a burst of dispatches is one event
 	// per job. Default 1s.
 	PositionInterval time.Duration `yaml:"position_interval"`
+	// Shards spreads tenants over this many hash tags, each with its own
+	// ready sets, work stream and slot offers, so a Redis Cluster runs them
+	// on different masters (a tenant's jobs all stay in one shard; free
+	// worker slots take from every shard, fairly). 1 keeps every key in one
+	// hash tag. Changing it needs an empty queue. Default 1, at most 64.
+	Shards int `yaml:"shards"`
 	// Now is the clock for tests. Default: the scripts read Redis's own clock
 	// (TIME), so every process agrees on "now"; Go code uses time.Now.
 	Now func() time.Time `yaml:"-"`
@@ -74,6 +81,9 @@ func (c *Config) fill() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Shards == 0 {
+		c.Shards = 1
+	}
 	switch {
 	case c.Lease < 300*time.Millisecond:
 		return &InvalidError{"scheduler.lease", fmt.Sprintf("must be at least 300ms (got %s)", c.Lease)}
@@ -83,6 +93,8 @@ func (c *Config) fill() error {
 		return &InvalidError{"scheduler.retry_backoff", "must be positive and not above retry_backoff_max"}
 	case c.PositionInterval < 0:
 		return &InvalidError{"scheduler.position_interval", fmt.Sprintf("must be positive (got %s)", c.PositionInterval)}
+	case c.Shards < 1 || c.Shards > maxShards:
+		return &InvalidError{"scheduler.shards", fmt.Sprintf("must be between 1 and %d (got %d)", maxShards, c.Shards)}
 	case c.Retention < time.Minute:
 		return &InvalidError{"scheduler.retention", fmt.Sprintf("must be at least 1m (got %s)", c.Retention)}
 	}
@@ -105,6 +117,12 @@ type Scheduler struct {
 	// refusals counts submits turned away, by reason.
 	refusals *prometheus.CounterVec
 	submits  prometheus.Counter
+	// shards are the hash tags tenants are spread over (shards.go); byTag
+	// finds one by its tag.
+	shards []*shard
+	byTag  map[string]*shard
+	// doubles counts jobs handed back by a slot that held one already.
+	doubles *atomic.Int64
 }
 
 // Group names of the streams' consumer groups.
@@ -133,15 +151,22 @@ func New(ctx context.Context, store *storage.Store, cfg Config, log *zap.Logger)
 			Help: "Submits refused by admission, by reason."}, []string{"reason"}),
 		submits: prometheus.NewCounter(prometheus.CounterOpts{Name: "easel_submits_total",
 			Help: "Jobs admitted into the queue."}),
+		doubles: new(atomic.Int64),
 	}
+	s.initShards(store.Keys, cfg.Shards)
 	if err := s.runner.load(ctx); err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	for stream, group := range map[string]string{s.keys.Work(): WorkersGroup, s.keys.Events(): RelayGroup} {
-		err := s.client.Do(ctx, s.client.B().XgroupCreate().Key(stream).Group(group).Id("0").Mkstream().Build()).Error()
-		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
-			return nil, fmt.Errorf("scheduler: create group %s: %w", group, err)
+	for _, sh := range s.shards {
+		for stream, group := range map[string]string{sh.keys.Work(): WorkersGroup, sh.keys.Events(): RelayGroup} {
+			err := s.client.Do(ctx, s.client.B().XgroupCreate().Key(stream).Group(group).Id("0").Mkstream().Build()).Error()
+			if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+				return nil, fmt.Errorf("scheduler: create group %s: %w", group, err)
+			}
 		}
+	}
+	if err := s.checkShards(ctx); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -190,7 +215,7 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 	if cost == 0 {
 		cost = 1
 	}
-	call := submitCall{ID: NewID(s.cfg.Now()), Tenant: r.Tenant, User: r.User,
+	call := submitCall{ID: s.newJobID(r.Tenant), Tenant: r.Tenant, User: r.User,
 		Request: encodeRequest(r.Payload, origin), Cost: cost, Images: r.Images, MaxAttempts: s.cfg.MaxAttempts,
 		IdempotencyKey: r.IdempotencyKey, IdempotencyTTL: s.cfg.Retention, Model: r.Model}
 	if r.Admission != nil {
@@ -250,8 +275,9 @@ func (s *Scheduler) Get(ctx context.Context, id string) (*Job, error) {
 func (s *Scheduler) getMany(ctx context.Context, ids []string) ([]*Job, error) {
 	cmds := make(rueidis.Commands, 0, 2*len(ids))
 	for _, id := range ids {
-		cmds = append(cmds, s.client.B().Hgetall().Key(s.keys.Job(id)).Build(),
-			s.client.B().Get().Key(s.keys.JobRequest(id)).Build())
+		k := s.kid(id)
+		cmds = append(cmds, s.client.B().Hgetall().Key(k.Job(id)).Build(),
+			s.client.B().Get().Key(k.JobRequest(id)).Build())
 	}
 	res := s.client.DoMulti(ctx, cmds...)
 	jobs := make([]*Job, len(ids))
@@ -338,6 +364,14 @@ func (s *Scheduler) ETA(ctx context.Context, position int) (time.Duration, error
 	if position <= 0 {
 		return 0, nil
 	}
+	if len(s.shards) > 1 {
+		avg, running, idle, err := s.etaSharded(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("eta: %w", err)
+		}
+		slots := max(running+idle, 1)
+		return time.Duration((position+slots-1)/slots*avg) * time.Millisecond, nil
+	}
 	c := s.client
 	res := c.DoMulti(ctx,
 		c.B().Hmget().Key(s.keys.Global()).Field("avg_ms", "running").Build(),
@@ -378,7 +412,7 @@ func (s *Scheduler) Cancel(ctx context.Context, id, by string) (Status, error) {
 
 // Active lists a tenant's queued, dispatched and running jobs, oldest first.
 func (s *Scheduler) Active(ctx context.Context, tenant string) ([]*Job, error) {
-	ids, err := s.client.Do(ctx, s.client.B().Zrange().Key(s.keys.TenantActive(tenant)).Min("0").Max("-1").Build()).AsStrSlice()
+	ids, err := s.client.Do(ctx, s.client.B().Zrange().Key(s.kt(tenant).TenantActive(tenant)).Min("0").Max("-1").Build()).AsStrSlice()
 	if err != nil {
 		return nil, fmt.Errorf("active: %w", err)
 	}
@@ -411,7 +445,7 @@ func (s *Scheduler) Follow(ctx context.Context, id string, afterSeq int64, fn fu
 			return err
 		}
 	}
-	key := s.keys.JobEvents(id)
+	key := s.kid(id).JobEvents(id)
 	last := "0"
 	for {
 		cmd := s.client.B().Xread().Count(100).Block(5000).Streams().Key(key).Id(last).Build()

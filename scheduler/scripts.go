@@ -43,11 +43,18 @@ type fromSlot interface {
 	slotMember() string
 }
 
-// exec runs a script with the common KEYS and ARGV followed by its own.
+// exec runs a script with the common KEYS and ARGV followed by its own, on
+// the call's shard (shards.go: route).
 func (s *Scheduler) exec(ctx context.Context, c scriptCall) rueidis.RedisResult {
-	own := c.keys(s.keys)
-	keys := make([]string, 0, len(s.common)+len(own)+1)
-	keys = append(append(append(keys, s.common...), own...), s.keys.SlotCaps())
+	keys, argv := s.args(s.route(c), c)
+	return s.runner.call(ctx, c.script(), keys, argv)
+}
+
+// args are a call's KEYS and ARGV on shard sh.
+func (s *Scheduler) args(sh *shard, c scriptCall) ([]string, []string) {
+	own := c.keys(sh.keys)
+	keys := make([]string, 0, len(sh.common)+len(own)+1)
+	keys = append(append(append(keys, sh.common...), own...), sh.keys.SlotCaps())
 	now := ""
 	if nc, ok := c.(noClock); ok && nc.noClock() {
 		now = "-"
@@ -60,9 +67,9 @@ func (s *Scheduler) exec(ctx context.Context, c scriptCall) rueidis.RedisResult 
 	}
 	extra := c.argv()
 	argv := make([]string, 0, 5+len(extra))
-	argv = append(argv, s.pfx, now, strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10),
+	argv = append(argv, sh.pfx, now, strconv.FormatInt(s.cfg.Retention.Milliseconds(), 10),
 		strconv.FormatInt(s.cfg.EventsMaxLen, 10), self)
-	return s.runner.call(ctx, c.script(), keys, append(argv, extra...))
+	return keys, append(argv, extra...)
 }
 
 func itoa(n int) string            { return strconv.Itoa(n) }

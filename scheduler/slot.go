@@ -41,11 +41,23 @@ type Slot struct {
 	// but still waits in deliveries must keep the slot from being offered
 	// again, or the slot would hold two jobs at once.
 	taken string
+
+	// With shards (shards_slot.go): a parent has one child per shard
+	// (subs); a child's deliveries go to its parent, which holds one job at
+	// a time (holding) and knows on which shards it is offered (listed).
+	subs            []*Slot
+	parent          *Slot
+	holding, closed bool
+	listed          []bool
+	rot             int
 }
 
 // Slot returns the worker slot of consumer (unique per worker and backend)
 // serving backend.
 func (s *Scheduler) Slot(consumer, backend string) *Slot {
+	if len(s.shards) > 1 {
+		return s.multiSlot(consumer, backend)
+	}
 	return &Slot{s: s, Consumer: consumer, Backend: backend, member: consumer + "\t" + backend,
 		channel: s.keys.SlotChannel(consumer), deliveries: make(chan *Lease, 4), ready: make(chan struct{})}
 }
@@ -53,6 +65,10 @@ func (s *Scheduler) Slot(consumer, backend string) *Slot {
 // push hands a delivered lease to the slot's next Next.
 func (sl *Slot) push(l *Lease) {
 	sl.saw(l.EntryID)
+	if sl.parent != nil {
+		sl.parent.accept(l)
+		return
+	}
 	sl.deliveries <- l
 }
 
@@ -107,6 +123,9 @@ func entryAfter(a, b string) bool {
 // dispatched to it (block 0: do not wait). It returns (nil, nil) when none
 // came in time.
 func (sl *Slot) Next(ctx context.Context, block time.Duration) (*Lease, error) {
+	if sl.subs != nil {
+		return sl.nextMulti(ctx, block)
+	}
 	select {
 	case l := <-sl.deliveries:
 		return sl.take(l), nil
@@ -151,6 +170,9 @@ func (sl *Slot) Next(ctx context.Context, block time.Duration) (*Lease, error) {
 // next Next offers it again. A job dispatched to it before the withdrawal
 // is still delivered.
 func (sl *Slot) Withdraw(ctx context.Context) error {
+	if sl.subs != nil {
+		return sl.withdrawMulti(ctx)
+	}
 	if err := sl.s.exec(ctx, slotCall{Member: sl.member, Withdraw: true}).Error(); err != nil {
 		return fmt.Errorf("withdraw slot: %w", err)
 	}
@@ -160,6 +182,9 @@ func (sl *Slot) Withdraw(ctx context.Context) error {
 // Close withdraws the slot's offer and its capabilities, hands back a job
 // that was dispatched to it and not yet taken, and stops listening.
 func (sl *Slot) Close(ctx context.Context) error {
+	if sl.subs != nil {
+		return sl.closeMulti(ctx)
+	}
 	err := sl.forget(ctx)
 	sl.mu.Lock()
 	stop, done := sl.stop, sl.done

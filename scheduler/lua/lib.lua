@@ -43,6 +43,9 @@ local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE, SLOTS, CAPS
 -- read yet), CAPV the capabilities read by slot, LIVE and LIVE_M every live
 -- slot's capabilities and whether a model is among them.
 local FREE, FREE_MORE, FREE_PARTIAL, CAPV, LIVE, LIVE_M
+-- FLOOR and RFLOOR (offer.lua, shards only) are the system's virtual times
+-- across shards: a lane is served from at least them (scheduler/shards.go).
+local FLOOR, RFLOOR
 
 -- iso renders unix ms as RFC 3339 in UTC (days-to-civil, proleptic Gregorian).
 -- The text up to the second is kept between calls (a Functions library's
@@ -82,6 +85,7 @@ local function init(keys, args)
   DELAYED, DEAD, EVENTS, WAKE, SLOTS = keys[6], keys[7], keys[8], keys[9], keys[10]
   CAPS = keys[#keys]
   FREE, FREE_MORE, FREE_PARTIAL, CAPV, LIVE, LIVE_M = nil, false, false, {}, nil, {}
+  FLOOR, RFLOOR = 0, 0
   PFX = args[1]
   SELF = args[5]
   if args[2] == '-' then
@@ -605,6 +609,7 @@ local function dispatch(only_self)
     if #list == 0 then break end
     local t, s, si = pick(list)
     if not t then break end
+    if is_relax(t) then s = math.max(s, RFLOOR) else s = math.max(s, FLOOR) end
     local slot = table.remove(list, si)
     local base = base_of(t)
     local cap = lnum(base, 'cap')

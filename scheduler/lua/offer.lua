@@ -4,7 +4,9 @@
 -- keeps taking work.
 -- KEYS: the common ones only (lib.lua).
 -- ARGV[6] offer lifetime ms  [7] the first work entry id the slot has not
--- seen delivered ("-" for any; "" skips the check below).
+-- seen delivered ("-" for any; "" skips the check below)  [8] [9] with
+-- shards: the system's normal and relax virtual times, lanes are served
+-- from at least them (scheduler/shards.go), absent otherwise.
 -- Reply: the job dispatched to the caller's slot (see delivered() in
 -- lib.lua), or {}.
 --
@@ -17,6 +19,7 @@ if ARGV[7] ~= '' then
   local consumer = string.sub(SELF, 1, string.find(SELF, '\t', 1, true) - 1)
   if #redis.call('XPENDING', WORK, 'workers', ARGV[7], '+', 1, consumer) > 0 then return {} end
 end
+if ARGV[8] then FLOOR, RFLOOR = tonumber(ARGV[8]), tonumber(ARGV[9]) end
 offer_self(tonumber(ARGV[6]), true)
 dispatch()
 finish_offer()
