@@ -10,8 +10,6 @@ import (
 
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
-
-	"github.com/easelbot/easel/storage"
 )
 
 // Live queue positions. Dispatch does no per-queued-job work: a job's place
@@ -46,9 +44,6 @@ const positionLanes = 32
 // every 30s), so a worker that died meanwhile leaves no stale report.
 const downReportTTL = 2 * time.Minute
 
-func backendsDownKey(k storage.Keys) string { return k.Prefix + ":{" + k.Tag + "}:backends:down" }
-func healthStreamKey(k storage.Keys) string { return k.Prefix + ":{" + k.Tag + "}:backends:health" }
-
 // BackendDown records that backend (a worker's name for it) is unreachable
 // since since, and wakes the positions pass, so queued jobs say why they
 // wait while no backend is up. A worker repeats it while the backend stays
@@ -66,8 +61,8 @@ func (s *Scheduler) BackendDown(ctx context.Context, backend string, since time.
 	c := s.client
 	v := strconv.FormatInt(since.UnixMilli(), 10) + "\t" + strconv.FormatInt(s.cfg.Now().UnixMilli(), 10)
 	for _, r := range c.DoMulti(ctx,
-		c.B().Hset().Key(backendsDownKey(s.keys)).FieldValue().FieldValue(backend, v).Build(),
-		c.B().Xadd().Key(healthStreamKey(s.keys)).Maxlen().Almost().Threshold("100").Id("*").FieldValue().
+		c.B().Hset().Key(s.keys.BackendsDown()).FieldValue().FieldValue(backend, v).Build(),
+		c.B().Xadd().Key(s.keys.BackendHealth()).Maxlen().Almost().Threshold("100").Id("*").FieldValue().
 			FieldValue("down", backend).Build()) {
 		if err := r.Error(); err != nil {
 			return fmt.Errorf("backend down: %w", err)
@@ -87,14 +82,14 @@ func (s *Scheduler) BackendUp(ctx context.Context, backend string) error {
 		return nil
 	}
 	c := s.client
-	n, err := c.Do(ctx, c.B().Hdel().Key(backendsDownKey(s.keys)).Field(backend).Build()).AsInt64()
+	n, err := c.Do(ctx, c.B().Hdel().Key(s.keys.BackendsDown()).Field(backend).Build()).AsInt64()
 	if err != nil {
 		return fmt.Errorf("backend up: %w", err)
 	}
 	if n == 0 {
 		return nil
 	}
-	err = c.Do(ctx, c.B().Xadd().Key(healthStreamKey(s.keys)).Maxlen().Almost().Threshold("100").Id("*").
+	err = c.Do(ctx, c.B().Xadd().Key(s.keys.BackendHealth()).Maxlen().Almost().Threshold("100").Id("*").
 		FieldValue().FieldValue("up", backend).Build()).Error()
 	if err != nil {
 		return fmt.Errorf("backend up: %w", err)
@@ -111,7 +106,7 @@ func (s *Scheduler) WaitingFor(ctx context.Context) (*Waiting, error) {
 	res := c.DoMulti(ctx,
 		c.B().Zcount().Key(s.keys.Slots()).Min(strconv.FormatInt(now.UnixMilli(), 10)).Max("+inf").Build(),
 		c.B().Hget().Key(s.keys.Global()).Field("running").Build(),
-		c.B().Hgetall().Key(backendsDownKey(s.keys)).Build())
+		c.B().Hgetall().Key(s.keys.BackendsDown()).Build())
 	idle, err := res[0].AsInt64()
 	if err != nil {
 		return nil, fmt.Errorf("waiting: %w", err)
@@ -241,7 +236,7 @@ func (m *Maintainer) positions(ctx context.Context) {
 func (m *Maintainer) watchQueue(ctx context.Context) {
 	s := m.s
 	c := s.client
-	events, health := s.keys.Events(), healthStreamKey(s.keys)
+	events, health := s.keys.Events(), s.keys.BackendHealth()
 	ids := map[string]string{}
 	for _, k := range []string{events, health} {
 		ids[k] = "0-0"

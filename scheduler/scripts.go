@@ -280,7 +280,7 @@ type positionsCall struct {
 }
 
 func (positionsCall) script() string               { return scriptPositions }
-func (positionsCall) keys(k storage.Keys) []string { return []string{backendsDownKey(k)} }
+func (positionsCall) keys(k storage.Keys) []string { return []string{k.BackendsDown()} }
 func (c positionsCall) argv() []string {
 	return []string{c.Cursor, itoa(c.Lanes), itoa(c.Jobs), mstoa(c.StaleReports)}
 }

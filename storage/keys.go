@@ -90,6 +90,14 @@ func (k Keys) SlotCaps() string { return k.s() + "slotcaps" }
 // jobs dispatched to it (a channel, not a key: any node of a cluster).
 func (k Keys) SlotChannel(consumer string) string { return k.s() + "c:" + consumer }
 
+// BackendsDown is the hash of backends workers found unreachable: field the
+// backend's name, value "<since ms>\t<last reported ms>".
+func (k Keys) BackendsDown() string { return k.s() + "backends:down" }
+
+// BackendHealth is the short stream of backends reported down or up; the
+// positions pass blocks on it (scheduler/positions.go).
+func (k Keys) BackendHealth() string { return k.s() + "backends:health" }
+
 // Wake is the list the maintenance loop blocks on.
 func (k Keys) Wake() string { return k.s() + "wake" }
 

@@ -789,6 +789,9 @@ func resolveClipped(v string, list []string) string {
 	return found
 }
 
+// discordTime is a time as Discord shows it, in the reader's own time zone.
+func discordTime(t time.Time) string { return fmt.Sprintf("<t:%d:T>", t.Unix()) }
+
 // Render implements adapters.Renderer: it edits the interaction's message,
 // or, once the token is about to die (or Discord says it did), replies in
 // the channel with the bot token.
@@ -813,7 +816,11 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		if ev.Seq == 1 {
 			return nil // the interaction's reply said so: it is the first render
 		}
-		content = head + commands.T(loc, "queued", ev.Position)
+		content = head + adapters.QueuedLine(loc, ev, discordTime)
+		comps = []discordgo.MessageComponent{cancelRow}
+	case scheduler.EventPosition:
+		// The place in line changed, or why the job waits.
+		content = head + adapters.QueuedLine(loc, ev, discordTime)
 		comps = []discordgo.MessageComponent{cancelRow}
 	case scheduler.EventStarted:
 		content = head + commands.T(loc, "starting_on", ev.Backend)

@@ -106,6 +106,12 @@ func image(fileID, alt string) slack.Block {
 	return b
 }
 
+// slackTime is a time as Slack shows it, in the reader's own time zone
+// (with UTC for clients that cannot).
+func slackTime(t time.Time) string {
+	return fmt.Sprintf("<!date^%d^{time_secs}|%s UTC>", t.Unix(), t.UTC().Format(time.TimeOnly))
+}
+
 // Render implements adapters.Renderer: it updates the thread reply (with
 // the latest preview while the job runs, within the workspace's update
 // budget) and, at the end, uploads the images into the thread once.
@@ -127,7 +133,14 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	var extra []slack.Block
 	switch ev.Type {
 	case scheduler.EventQueued:
-		status, extra = commands.T(loc, "queued", ev.Position), []slack.Block{cancelBtn()}
+		status, extra = adapters.QueuedLine(loc, ev, slackTime), []slack.Block{cancelBtn()}
+	case scheduler.EventPosition:
+		// The place in line changed (within the workspace's update budget,
+		// as progress), or why the job waits (always).
+		if ev.Waiting == nil && !a.spend(ctx, o.Team) {
+			return nil
+		}
+		status, extra = adapters.QueuedLine(loc, ev, slackTime), []slack.Block{cancelBtn()}
 	case scheduler.EventStarted:
 		status, extra = commands.T(loc, "starting_on", ev.Backend), []slack.Block{cancelBtn()}
 	case scheduler.EventProgress:
