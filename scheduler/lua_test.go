@@ -122,8 +122,7 @@ func TestScriptContracts(t *testing.T) {
 	// active set and the quota counters are written.
 	call := submitCall{ID: "job1", Tenant: "api:c", User: "u", Request: encodeRequest(json.RawMessage(`{"p":1}`), json.RawMessage(`null`)),
 		Cost: 2, Images: 3, MaxAttempts: 2, IdempotencyKey: "idem", IdempotencyTTL: time.Hour}
-	res, err := s.exec(ctx, call).ToArray()
-	require.NoError(t, err)
+	res := submitOne(ctx, t, s, call)
 	require.Equal(t, []any{"job1", int64(1), int64(0), "api:c"}, values(t, res))
 	st, err := s.client.Do(ctx, s.client.B().Hget().Key(k.Job("job1")).Field("status").Build()).ToString()
 	require.NoError(t, err)
@@ -135,14 +134,11 @@ func TestScriptContracts(t *testing.T) {
 	require.Equal(t, "3", used)
 	// The same idempotency key answers the first job as a duplicate.
 	call.ID = "job2"
-	res, err = s.exec(ctx, call).ToArray()
-	require.NoError(t, err)
+	res = submitOne(ctx, t, s, call)
 	require.Equal(t, []any{"job1", int64(0), int64(1), ""}, values(t, res))
 	// A refusal: {"", 0, 0, reason, retry after, limit}.
-	call.ID, call.IdempotencyKey, call.Admission = "job3", "", Admission{UserDailyImages: 4}
-	res, err = s.exec(ctx, call).ToArray()
-	require.NoError(t, err)
-	v := values(t, res)
+	call.ID, call.IdempotencyKey, call.Admission = "job6", "", Admission{UserDailyImages: 4}
+	v := values(t, submitOne(ctx, t, s, call))
 	require.Equal(t, "", v[0])
 	require.Equal(t, "user_quota", v[3])
 	require.Greater(t, v[4].(int64), int64(0))
@@ -293,4 +289,44 @@ func values(t *testing.T, res []rueidis.RedisMessage) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// submitOne runs one submit as a batch of one and returns its reply.
+func submitOne(ctx context.Context, t *testing.T, s *Scheduler, c submitCall) []rueidis.RedisMessage {
+	t.Helper()
+	res, err := s.exec(ctx, submitBatch{c}).ToArray()
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	one, err := res[0].ToArray()
+	require.NoError(t, err)
+	return one
+}
+
+// A batch of submits in one call: each is admitted in turn as if alone, so
+// a second submit with one idempotency key in the same batch is the first's
+// duplicate, and a refusal leaves the others admitted.
+func TestSubmitBatchContract(t *testing.T) {
+	t.Parallel()
+	s, ctx := contractSetup(t, Config{})
+	a := submitCall{ID: "job3", Tenant: "api:c", User: "u", Request: encodeRequest(json.RawMessage(`{"p":1}`), json.RawMessage(`null`)),
+		Cost: 1, Images: 1, MaxAttempts: 2, IdempotencyKey: "idem2", IdempotencyTTL: time.Hour}
+	b := a
+	b.ID = "job4"
+	refused := a
+	refused.ID, refused.IdempotencyKey, refused.Admission = "job5", "", Admission{UserDailyImages: 1}
+	batch, err := s.exec(ctx, submitBatch{a, refused, b}).ToArray()
+	require.NoError(t, err)
+	require.Len(t, batch, 3)
+	first, err := batch[0].ToArray()
+	require.NoError(t, err)
+	require.Equal(t, []any{"job3", int64(1), int64(0), "api:c"}, values(t, first))
+	no, err := batch[1].ToArray()
+	require.NoError(t, err)
+	require.Equal(t, []any{"", int64(0), int64(0), "user_quota", values(t, no)[4], "1"}, values(t, no))
+	dup, err := batch[2].ToArray()
+	require.NoError(t, err)
+	require.Equal(t, []any{"job3", int64(0), int64(1), ""}, values(t, dup))
+	n, err := s.client.Do(ctx, s.client.B().Exists().Key(s.keys.Job("job4"), s.keys.Job("job5")).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Zero(t, n, "neither the duplicate nor the refused job has a record")
 }

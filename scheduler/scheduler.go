@@ -221,7 +221,11 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 	if r.Admission != nil {
 		call.Admission = *r.Admission
 	}
-	res, err := s.exec(ctx, call).ToArray()
+	msg, err := s.submit(ctx, call)
+	if err != nil {
+		return SubmitResult{}, fmt.Errorf("submit: %w", err)
+	}
+	res, err := msg.ToArray()
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("submit: %w", err)
 	}

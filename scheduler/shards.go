@@ -60,10 +60,12 @@ type shard struct {
 	// view is the scheduler restricted to this shard (its keys as the
 	// scheduler's own), for slots and maintenance.
 	view *Scheduler
+	// submitter batches concurrent submits to this shard (submitbatch.go).
+	submitter *submitter
 }
 
 func newShard(i int, k storage.Keys) *shard {
-	return &shard{i: i, keys: k, pfx: k.ShardPrefix(), common: commonKeys(k)}
+	return &shard{i: i, keys: k, pfx: k.ShardPrefix(), common: commonKeys(k), submitter: &submitter{}}
 }
 
 // clusterSlots is the number of Redis Cluster hash slots.
@@ -180,6 +182,11 @@ func (s *Scheduler) route(c scriptCall) *shard {
 	switch c := c.(type) {
 	case submitCall:
 		return s.shardOfTenant(c.Tenant)
+	case submitBatch:
+		// A batch holds submits to one shard (submitbatch.go).
+		if len(c) > 0 {
+			return s.shardOfTenant(c[0].Tenant)
+		}
 	case queuePageCall:
 		return s.shardOfTenant(c.Tenant)
 	case attemptCall:
