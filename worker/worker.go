@@ -307,17 +307,38 @@ func (w *Worker) pause(ctx context.Context, d time.Duration) {
 }
 
 // waitHealthy keeps a failing backend out of rotation until it answers.
+// The scheduler hears that it is down (again after every failed check, so
+// the report stays fresh) and when it is back: while no backend is up,
+// queued jobs say which ones they wait for.
 func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
 	w.unadvertise(ctx, b)
 	w.observe(Observation{Backend: b.Name, Kind: "down"})
 	log.Warn("backend out of rotation until its health check passes")
+	since := time.Now()
+	// Back, or this worker stops: either way it no longer reports it.
+	up := func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := w.sched.BackendUp(uctx, b.Name); err != nil {
+			log.Warn("report backend up", zap.Error(err))
+		}
+	}
+	defer func() {
+		if ctx.Err() != nil {
+			up()
+		}
+	}()
 	d := w.cfg.HealthInterval
 	for ctx.Err() == nil {
+		if err := w.sched.BackendDown(ctx, b.Name, since); err != nil && ctx.Err() == nil {
+			log.Warn("report backend down", zap.Error(err))
+		}
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := b.Backend.Health(hctx)
 		cancel()
 		if err == nil {
 			log.Info("backend healthy again")
+			up()
 			w.advertiseOne(ctx, b)
 			w.observe(Observation{Backend: b.Name, Kind: "up"})
 			return
