@@ -101,6 +101,18 @@ var catalogs = map[string]map[string]string{
 		"nsfw_channel_off":   "NSFW-tagged models may no longer run in this channel.",
 		"no_models":          "No GPU worker is advertising its models right now.",
 		"unknown_command":    "Unknown command.",
+
+		// history (Discord /history, Slack @easel history)
+		"history_title":         "Your finished images, newest first:",
+		"history_empty":         "You have no finished images yet. Make one with /imagine.",
+		"history_entry":         "%s · %d×%d · seed %s · %s",
+		"history_default_model": "default model",
+		"history_random_seed":   "random",
+		"history_images":        "%d image(s)",
+		"history_expired":       "(images expired)",
+		"button_newer":          "Newer",
+		"button_older":          "Older",
+		"button_more":           "More",
 	},
 	"de": {
 		"slack_nsfw_refused": "🔞 `%s` ist als NSFW markiert: Es läuft nur in Kanälen, die ein Admin erlaubt hat (`@easel admin nsfw on`). Nichts wurde eingereiht.",
@@ -149,6 +161,18 @@ var catalogs = map[string]map[string]string{
 		"nsfw_channel_off":   "NSFW-markierte Modelle dürfen in diesem Kanal nicht mehr laufen.",
 		"no_models":          "Gerade bietet kein GPU-Worker seine Modelle an.",
 		"unknown_command":    "Unbekannter Befehl.",
+
+		// history
+		"history_title":         "Deine fertigen Bilder, neueste zuerst:",
+		"history_empty":         "Du hast noch keine fertigen Bilder. Erstelle eins mit /imagine.",
+		"history_entry":         "%s · %d×%d · Seed %s · %s",
+		"history_default_model": "Standardmodell",
+		"history_random_seed":   "zufällig",
+		"history_images":        "%d Bild(er)",
+		"history_expired":       "(Bilder abgelaufen)",
+		"button_newer":          "Neuere",
+		"button_older":          "Ältere",
+		"button_more":           "Mehr",
 	},
 	"ja": {
 		"slack_nsfw_refused": "🔞 `%s` は NSFW に指定されています。管理者が許可したチャンネル（`@easel admin nsfw on`）でのみ実行できます。何もキューに入れていません。",
@@ -197,5 +221,17 @@ var catalogs = map[string]map[string]string{
 		"nsfw_channel_off":   "このチャンネルでは NSFW 指定のモデルを実行できなくなりました。",
 		"no_models":          "現在、モデルを公開している GPU ワーカーはありません。",
 		"unknown_command":    "不明なコマンドです。",
+
+		// history
+		"history_title":         "完了した画像（新しい順）：",
+		"history_empty":         "完了した画像はまだありません。/imagine で作成できます。",
+		"history_entry":         "%s · %d×%d · シード %s · %s",
+		"history_default_model": "既定のモデル",
+		"history_random_seed":   "ランダム",
+		"history_images":        "画像 %d 枚",
+		"history_expired":       "（画像の保存期間が切れました）",
+		"button_newer":          "新しい",
+		"button_older":          "古い",
+		"button_more":           "もっと見る",
 	},
 }

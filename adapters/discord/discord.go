@@ -512,6 +512,8 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 			return a.userError(err, i.Locale)
 		}
 		return ephemeral(commands.T(string(i.Locale), "canceled_job", id))
+	case "history":
+		return a.history(i, "", false, false)
 	case "usage":
 		u, err := a.svc.Usage(ctx, c)
 		if err != nil {
@@ -671,6 +673,9 @@ func (a *Adapter) submit(ctx context.Context, c commands.Caller, i *discordgo.In
 // component handles button clicks: easel:<action>:<job>[:<n>].
 func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *discordgo.InteractionResponse {
 	c, uid := caller(i)
+	if id := i.MessageComponentData().CustomID; strings.HasPrefix(id, historyButton) {
+		return a.historyClick(i, id)
+	}
 	parts := strings.Split(i.MessageComponentData().CustomID, ":")
 	if len(parts) < 3 || parts[0] != "easel" {
 		return ephemeral("This button is not from Easel.")

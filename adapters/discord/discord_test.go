@@ -32,6 +32,7 @@ type bundle struct {
 	fake  *discordtest.Server
 	sd    *fakesd.Server
 	sched *scheduler.Scheduler
+	svc   *commands.Service
 	bot   *discord.Adapter
 }
 
@@ -73,7 +74,7 @@ func setup(t *testing.T, step time.Duration, mutate func(*discord.Config), fakeO
 		_ = relay.Stop(c)
 		_ = w.Stop(c)
 	})
-	return &bundle{ctx: ctx, fake: fake, sd: sd, sched: sched, bot: bot}
+	return &bundle{ctx: ctx, fake: fake, sd: sd, sched: sched, svc: svc, bot: bot}
 }
 
 type who struct {

@@ -184,6 +184,7 @@ func commandDefs() []*discordgo.ApplicationCommand {
 		{Name: "cancel", Description: "Cancel your latest job (or one by id)", Options: []*discordgo.ApplicationCommandOption{
 			{Type: str, Name: "job", Description: "job id"}}},
 		{Name: "usage", Description: "Your images today and your quota"},
+		{Name: "history", Description: "Your finished images, newest first"},
 		{Name: "models", Description: "Models, samplers, schedulers and LoRAs the GPUs offer"},
 		{Name: "settings", Description: "Your defaults for /imagine", Options: []*discordgo.ApplicationCommandOption{
 			{Type: str, Name: "field", Description: "what to set", Choices: fieldChoices(commands.SettingFields)},
