@@ -211,7 +211,7 @@ func (a *Adapter) caller(ctx context.Context, team, user string, needAdmin bool)
 }
 
 // text handles a mention or slash command: a prompt with flags, or one of
-// queue, cancel, usage, help, admin.
+// queue, cancel, usage, history, help, admin.
 func (a *Adapter) text(r req, text string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -278,6 +278,9 @@ func (a *Adapter) text(r req, text string) {
 		return
 	case "admin":
 		say(a.admin(ctx, c, fields[1:]))
+		return
+	case "history":
+		a.history(ctx, r, "", false)
 		return
 	}
 	// Slack's escaping and mentions are undone before the prompt is parsed
@@ -413,6 +416,11 @@ func userError(err error, loc string) string {
 func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 	parts := strings.Split(actionID, ":")
 	if len(parts) < 3 || parts[0] != "easel" {
+		return
+	}
+	if strings.HasPrefix(actionID, historyAction) {
+		r.locale = a.locale(ctx, r.user)
+		a.history(ctx, r, strings.TrimPrefix(actionID, historyAction), true)
 		return
 	}
 	c := a.caller(ctx, r.team, r.user, true)

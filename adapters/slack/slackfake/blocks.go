@@ -51,6 +51,7 @@ type block struct {
 	Text      *textObj  `json:"text"`
 	Fields    []textObj `json:"fields"`
 	Elements  []element `json:"elements"`
+	Accessory *element  `json:"accessory"`
 	ImageURL  string    `json:"image_url"`
 	AltText   *string   `json:"alt_text"`
 	SlackFile *struct {
@@ -116,6 +117,11 @@ func (s *Server) validateBlock(b block) error {
 				return fmt.Errorf("field longer than %d", maxFieldText)
 			}
 		}
+		if b.Accessory != nil {
+			if err := s.validateAccessory(*b.Accessory); err != nil {
+				return fmt.Errorf("accessory: %w", err)
+			}
+		}
 	case "header":
 		if b.Text == nil || b.Text.Type != "plain_text" || runes(b.Text.Text) > maxHeaderText {
 			return errors.New("header needs plain_text of at most 150")
@@ -170,6 +176,34 @@ func (s *Server) validateBlock(b block) error {
 		}
 	default:
 		return fmt.Errorf("unknown block type %q", b.Type)
+	}
+	return nil
+}
+
+// validateAccessory checks a section's accessory. Only the kinds Easel
+// sends are accepted: an image element
+// (https://docs.slack.dev/reference/block-kit/block-elements/image-element:
+// alt_text, and exactly one of image_url and slack_file, the file one the
+// app can access) or a button.
+func (s *Server) validateAccessory(e element) error {
+	switch e.Type {
+	case "image":
+		if e.AltText == "" || runes(e.AltText) > maxAltText {
+			return errors.New("image element needs alt_text of 1–2000")
+		}
+		hasFile := e.SlackFile != nil && (e.SlackFile.ID != "" || e.SlackFile.URL != "")
+		if (e.ImageURL != "") == hasFile {
+			return errors.New("image element needs exactly one of image_url and slack_file")
+		}
+		if hasFile && e.SlackFile.ID != "" {
+			f, ok := s.files[e.SlackFile.ID]
+			if !ok || !f.Completed || f.Deleted {
+				return fmt.Errorf("slack_file %q: no such file the app can access", e.SlackFile.ID)
+			}
+		}
+	case "button":
+	default:
+		return fmt.Errorf("accessory type %q", e.Type)
 	}
 	return nil
 }

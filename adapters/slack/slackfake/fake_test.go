@@ -131,3 +131,21 @@ func TestRules(t *testing.T) {
 	_, err = slack.New("xoxb-test", slack.OptionAPIURL(g.URL())).GetUserInfoContext(ctx, "U1")
 	require.Equal(t, "missing_scope", code(err))
 }
+
+// A section's image accessory needs alt text and exactly one source, and a
+// slack_file the app can access.
+func TestSectionAccessory(t *testing.T) {
+	t.Parallel()
+	f := slackfake.New(slackfake.Config{})
+	defer f.Close()
+	f.AddChannel(slackfake.Channel{ID: "C1", Member: true})
+	api := slack.New("xoxb-test", slack.OptionAPIURL(f.URL()))
+	post := func(acc *slack.ImageBlockElement) string {
+		s := slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "x", false, false), nil, slack.NewAccessory(acc))
+		_, _, err := api.PostMessageContext(context.Background(), "C1", slack.MsgOptionBlocks(s))
+		return code(err)
+	}
+	require.Equal(t, "", post(slack.NewImageBlockElement("https://example.com/a.png", "a picture")))
+	require.Equal(t, "invalid_blocks", post(slack.NewImageBlockElement("https://example.com/a.png", "")))
+	require.Equal(t, "invalid_blocks", post(slack.NewImageBlockElementSlackFile(&slack.SlackFileObject{ID: "F404"}, "a picture")))
+}
