@@ -205,7 +205,7 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 // after anyway, which the succeed script checks again (and the images are
 // removed then).
 func (s *Scheduler) attemptLive(ctx context.Context, id string, attempt int) (bool, error) {
-	v, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.keys.Job(id)).Field("status", "attempt").Build()).ToArray()
+	v, err := s.client.Do(ctx, s.client.B().Hmget().Key(s.kid(id).Job(id)).Field("status", "attempt").Build()).ToArray()
 	if err != nil {
 		return false, err
 	}

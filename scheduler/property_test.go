@@ -37,7 +37,17 @@ var (
 	fuzzStore     *storage.Store
 )
 
-func runSequence(t *testing.T, ops []byte) {
+func runSequence(t *testing.T, ops []byte) { runSequenceWith(t, ops, sequenceOpts{}) }
+
+// sequenceOpts varies the property test: shards, and worker deaths (an op
+// that kills a slot without a goodbye: its jobs are reclaimed once their
+// lease runs out, and none of its writes lands after that).
+type sequenceOpts struct {
+	shards int
+	deaths bool
+}
+
+func runSequenceWith(t *testing.T, ops []byte, o sequenceOpts) {
 	fuzzStoreOnce.Do(func() {
 		var err error
 		fuzzStore, err = storage.Open(context.Background(), redistest.Config(t), zap.NewNop())
@@ -53,22 +63,42 @@ func runSequence(t *testing.T, ops []byte) {
 		// A fresh key prefix per input: reuse the connection, not the keys.
 		st := *store
 		st.Keys.Prefix = fmt.Sprintf("%s-f%d", store.Keys.Prefix, seq())
-		s, err := scheduler.New(ctx, &st, scheduler.Config{MaxAttempts: 2, RetryBackoff: time.Millisecond, RetryBackoffMax: time.Millisecond}, zap.NewNop())
+		cfg := scheduler.Config{MaxAttempts: 2, RetryBackoff: time.Millisecond, RetryBackoffMax: time.Millisecond, Shards: o.shards}
+		if o.deaths {
+			cfg.Lease = 300 * time.Millisecond
+		}
+		s, err := scheduler.New(ctx, &st, cfg, zap.NewNop())
 		require.NoError(t, err)
 		m := scheduler.NewMaintainer(s, "m", zap.NewNop())
-		caps := map[string]int{"api:a": 1, "api:b": 2, "api:c": 0}
 		tenants := []string{"api:a", "api:b", "api:c"}
+		if o.shards > 1 {
+			tenants = tenantPerShard(t, s, "api:p")[:3]
+		}
+		caps := map[string]int{tenants[0]: 1, tenants[1]: 2, tenants[2]: 0}
 		status := map[string]scheduler.Status{} // model: last known status
 		tenantOf := map[string]string{}
 		held := map[string]*scheduler.Lease{} // job → live lease
 		var ids []string
 		modelOf := map[string]string{}
-		slots := []*scheduler.Slot{s.Slot("w", "b"), s.Slot("v", "c")}
 		has := []map[string]bool{{"x": true}, {"x": true, "y": true}}
-		for i, sl := range slots {
-			defer func() { require.NoError(t, sl.Close(context.Background())) }()
-			_, err := sl.Next(ctx, 0)
-			require.NoError(t, err)
+		var slots []*scheduler.Slot
+		var dead []*scheduler.Slot
+		defer func() {
+			// The dead slots' goroutines end with the test (after the checks).
+			for _, sl := range dead {
+				_ = sl.Close(context.Background())
+			}
+		}()
+		lives := 0
+		newSlot := func(i int) *scheduler.Slot {
+			lives++
+			sl := s.Slot(fmt.Sprint([]string{"w", "v"}[i], lives), []string{"b", "c"}[i])
+			if lives <= 2 {
+				// Nothing is queued yet: the first offer takes no job.
+				l, err := sl.Next(ctx, 0)
+				require.NoError(t, err)
+				require.Nil(t, l)
+			}
 			caps := scheduler.Capabilities{Loaded: "x"}
 			for m := range has[i] {
 				caps.Models = append(caps.Models, m)
@@ -76,7 +106,14 @@ func runSequence(t *testing.T, ops []byte) {
 			require.NoError(t, sl.Advertise(ctx, caps, time.Minute))
 			// Offered only while take asks, so every job comes in a reply.
 			require.NoError(t, sl.Withdraw(ctx))
+			return sl
 		}
+		for i := range 2 {
+			slots = append(slots, newSlot(i))
+			defer func() { require.NoError(t, slots[i].Close(context.Background())) }()
+		}
+		slotOf := map[string]int{}               // job → the slot index holding it
+		zombies := map[string]*scheduler.Lease{} // job → the lease of a dead slot
 		take := func(b byte) {
 			i := int(b) % 2
 			l, err := slots[i].Next(ctx, 0)
@@ -86,10 +123,33 @@ func runSequence(t *testing.T, ops []byte) {
 				return
 			}
 			require.Nil(t, held[l.JobID], "job %s leased twice", l.JobID)
+			if z := zombies[l.JobID]; z != nil {
+				// Running again only once the dead slot's attempt is stale.
+				require.Greater(t, l.Attempt, z.Attempt)
+				require.ErrorIs(t, z.Renew(ctx), scheduler.ErrStale, "job %s: the dead slot's lease still holds", l.JobID)
+			}
 			if m := modelOf[l.JobID]; m != "" {
 				require.True(t, has[i][m], "job for model %s ran on slot %d", m, i)
 			}
 			held[l.JobID] = l
+			slotOf[l.JobID] = i
+		}
+		// kill drops slot i without a goodbye: its jobs' leases become
+		// zombies, and a new slot (another consumer) takes its place.
+		kill := func(b byte) {
+			i := int(b) % 2
+			for id, l := range held {
+				if slotOf[id] == i {
+					zombies[id] = l
+					delete(held, id)
+				}
+			}
+			dead = append(dead, slots[i])
+			slots[i] = newSlot(i)
+		}
+		nops := byte(7)
+		if o.deaths {
+			nops = 8
 		}
 		pick := func(b byte) *scheduler.Lease {
 			i := 0
@@ -108,7 +168,7 @@ func runSequence(t *testing.T, ops []byte) {
 			if i+1 < len(ops) {
 				arg = ops[i+1]
 			}
-			switch op % 7 {
+			switch op % nops {
 			case 0, 1: // submit
 				tn := tenants[int(arg)%3]
 				p, _ := json.Marshal(map[string]int{"n": i})
@@ -147,6 +207,8 @@ func runSequence(t *testing.T, ops []byte) {
 					}
 					delete(held, id)
 				}
+			case 7: // a worker dies
+				kill(arg)
 			}
 			_, err := m.Promote(ctx)
 			require.NoError(t, err)
@@ -165,6 +227,22 @@ func runSequence(t *testing.T, ops []byte) {
 			require.NoError(t, l.Succeed(ctx, nil, nil, ""))
 		}
 		clear(held)
+		if len(zombies) > 0 {
+			// The dead slots' leases run out in Redis time: reclaim until
+			// none of their attempts is the live one.
+			require.Eventually(t, func() bool {
+				_, err := m.Reclaim(ctx)
+				require.NoError(t, err)
+				for id, z := range zombies {
+					j, err := s.Get(ctx, id)
+					require.NoError(t, err)
+					if j.Status == scheduler.StatusRunning && j.Attempt == z.Attempt {
+						return false
+					}
+				}
+				return true
+			}, 10*time.Second, 20*time.Millisecond)
+		}
 		for guard := 0; ; guard++ {
 			require.Less(t, guard, 3*len(ids)+50, "drain does not end: a job is stuck")
 			active := 0
@@ -185,6 +263,9 @@ func runSequence(t *testing.T, ops []byte) {
 				require.NoError(t, l.Succeed(ctx, nil, nil, ""))
 				delete(held, id)
 			}
+		}
+		for id, z := range zombies {
+			require.ErrorIs(t, z.Succeed(ctx, [][]byte{{2}}, nil, ""), scheduler.ErrStale, "job %s: a dead slot's write landed", id)
 		}
 		for _, id := range ids {
 			j, err := s.Get(ctx, id)
@@ -217,5 +298,20 @@ func TestRandomSequences(t *testing.T) {
 			ops[k] = byte(r.IntN(256))
 		}
 		runSequence(t, ops)
+	}
+}
+
+// TestRandomSequencesShardsAndDeaths runs pseudo-random sequences through
+// the same checks on three shards, with worker slots killed without a
+// goodbye among the operations.
+func TestRandomSequencesShardsAndDeaths(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(13, 17))
+	for range 25 {
+		ops := make([]byte, r.IntN(250))
+		for k := range ops {
+			ops[k] = byte(r.IntN(256))
+		}
+		runSequenceWith(t, ops, sequenceOpts{shards: 3, deaths: true})
 	}
 }
