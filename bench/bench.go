@@ -18,6 +18,7 @@ import (
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient"
 	"github.com/easelbot/easel/storage"
+	"github.com/easelbot/easel/storage/blob"
 	"github.com/easelbot/easel/worker"
 )
 
@@ -32,6 +33,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	maxTenants := fs.Int("max-tenants", 100000, "largest tenant count in the dispatch scenario")
 	rounds := fs.Int("rounds", 3, "interleaved asynq/Easel throughput rounds")
 	asynqDir := fs.String("asynqcmp", "bench/asynqcmp", "directory of the asynq anchor module (run with go run)")
+	finished := fs.Int("finished-jobs", 200, "jobs in the Redis-bytes-per-finished-job scenario (each makes a 1.5 MB image)")
+	only := fs.String("only", "", `run one scenario group only: "finished" (Redis bytes per finished job); default all`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -45,6 +48,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		*redisURL = srv.URL
 	}
 	fmt.Fprintf(stdout, "| scenario | result | budget |\n| --- | --- | --- |\n")
+	if err := finishedJobs(ctx, stdout, *redisURL, *finished); err != nil {
+		fmt.Fprintln(stderr, "easel bench:", err)
+		return 1
+	}
+	if *only == "finished" {
+		return 0
+	}
 	for _, sc := range []struct {
 		name string
 		run  func(context.Context, string) (string, string, error)
@@ -113,6 +123,26 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			tenants, fmtPct(lat), budget)
 	}
 	return 0
+}
+
+// finishedJobs prints Redis bytes per finished job with the images in
+// Redis and in files, measured one after the other on the same Redis.
+func finishedJobs(ctx context.Context, stdout io.Writer, url string, n int) error {
+	var fs int64
+	for _, kind := range []string{blob.KindRedis, blob.KindFS} {
+		r, err := FinishedJobMemory(ctx, url, kind, n)
+		if err != nil {
+			return fmt.Errorf("finished jobs, %s: %w", kind, err)
+		}
+		budget := "before storage.blobs (the demo only now)"
+		if kind == blob.KindFS {
+			fs = r.UsedMemory
+			budget = fmt.Sprintf("< 2 KiB: %t", fs < 2048)
+		}
+		fmt.Fprintf(stdout, "| Redis bytes per finished job, 1.5 MB image, images in %s (used_memory delta, n=%d, streams expired) | "+
+			"%d B (job's own keys %d B, shared events stream %d B) | %s |\n", kind, r.Jobs, r.UsedMemory, r.JobKeys, r.EventsStream, budget)
+	}
+	return nil
 }
 
 // compareAsynq runs the asynq anchor and Easel's throughput scenario

@@ -47,11 +47,14 @@ func (s *Scheduler) ReadEvents(ctx context.Context, after string, block time.Dur
 	return evs, after, nil
 }
 
-// History returns job id's events with Seq above afterSeq, oldest first
-// (the first, queued event rebuilt from the record, as Follow does), in one
-// round trip, and whether the job has ended: after it has, no more events
-// come (its terminal event is among them unless afterSeq passed it or the
-// stream expired). ErrNotFound for an unknown job.
+// History returns job id's events with Seq above afterSeq, oldest first,
+// and whether the job has ended: after it has, no more events come. The
+// first (queued) event is rebuilt from the record; so is a finished job's
+// terminal event once the job's own stream has expired
+// (FinishedEventsGrace after the end, to keep Redis small): a reader
+// arriving later gets queued and the terminal event, with the images,
+// seeds and info.
+// ErrNotFound for an unknown job.
 func (s *Scheduler) History(ctx context.Context, id string, afterSeq int64) ([]Event, bool, error) {
 	if !namePattern.MatchString(id) {
 		return nil, false, ErrNotFound
@@ -75,7 +78,7 @@ func (s *Scheduler) History(ctx context.Context, id string, afterSeq int64) ([]E
 	j := parseJob(m)
 	var evs []Event
 	if afterSeq < 1 {
-		evs = append(evs, Event{Type: EventQueued, JobID: j.ID, Tenant: j.Tenant, Seq: 1, Time: j.CreatedAt, Position: j.queuedPosition})
+		evs = append(evs, j.queuedEvent())
 	}
 	for _, e := range entries {
 		ev, err := DecodeEvent(e.FieldValues["e"])
@@ -85,6 +88,14 @@ func (s *Scheduler) History(ctx context.Context, id string, afterSeq int64) ([]E
 		if ev.Seq > afterSeq {
 			evs = append(evs, ev)
 		}
+	}
+	if end, ok := j.terminalEvent(); ok && end.Seq > afterSeq && (len(evs) == 0 || !evs[len(evs)-1].Type.Terminal()) {
+		if j.infoStored {
+			if end.Info, err = s.Info(ctx, j); err != nil {
+				return nil, false, fmt.Errorf("history: %w", err)
+			}
+		}
+		evs = append(evs, end)
 	}
 	return evs, j.Status.Terminal(), nil
 }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
@@ -77,4 +78,17 @@ func (s *Scheduler) OpenPreview(ctx context.Context, jobID, name string) (*blob.
 	}
 	o, err := s.store.Blobs.Open(ctx, ref)
 	return o, ref.ETag(), err
+}
+
+// Info returns a succeeded job's info text: from the record, or from the
+// blob store beside its images when it was too long for the record.
+func (s *Scheduler) Info(ctx context.Context, j *Job) (string, error) {
+	if !j.infoStored {
+		return j.Info, nil
+	}
+	b, err := blob.ReadAll(ctx, s.store.Blobs, blob.Ref{Job: j.ID, Attempt: j.ImageAttempt, Name: infoBlobName})
+	if err != nil {
+		return "", fmt.Errorf("info: %w", err)
+	}
+	return string(b), nil
 }

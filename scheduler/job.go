@@ -92,12 +92,53 @@ type Job struct {
 	Images       int
 	ImageAttempt int
 	Seeds        []int64
-	Info         string
-	ErrorCode    string
-	Error        string
-	CanceledBy   string
+	// Info is the backend's info text when the record holds it; a long one
+	// is kept in the blob store beside the images and Info is "" here
+	// (Scheduler.Info reads it either way).
+	Info       string
+	ErrorCode  string
+	Error      string
+	CanceledBy string
 	// queuedPosition is the position announced by the first event.
 	queuedPosition int
+	// seq is the Seq of the job's latest event.
+	seq int64
+	// infoStored says Info is kept in the blob store (InfoBlob), not in
+	// the record.
+	infoStored bool
+}
+
+// FinishedEventsGrace is how long a finished job's own event stream is
+// kept (lua/lib.lua's EVGRACE): a client that follows or resumes within it
+// reads the whole history; after it, History and Follow rebuild the first
+// and the terminal event from the record, and the job costs Redis its
+// record alone.
+const FinishedEventsGrace = 30 * time.Second
+
+// queuedEvent is the job's first event, rebuilt from the record (it is
+// never in the job's own stream).
+func (j *Job) queuedEvent() Event {
+	return Event{Type: EventQueued, JobID: j.ID, Tenant: j.Tenant, Seq: 1, Time: j.CreatedAt, Position: j.queuedPosition}
+}
+
+// terminalEvent is a finished job's last event, rebuilt from the record
+// (the job's stream is deleted when it ends); false while the job runs.
+func (j *Job) terminalEvent() (Event, bool) {
+	ev := Event{JobID: j.ID, Tenant: j.Tenant, Seq: j.seq, Time: j.FinishedAt}
+	switch j.Status {
+	case StatusSucceeded:
+		ev.Type, ev.Images, ev.Seeds, ev.Info = EventSucceeded, j.Images, j.Seeds, j.Info
+		if ev.Seeds == nil {
+			ev.Seeds = []int64{}
+		}
+	case StatusFailed:
+		ev.Type, ev.Code, ev.Message = EventFailed, j.ErrorCode, j.Error
+	case StatusCanceled:
+		ev.Type, ev.By = EventCanceled, j.CanceledBy
+	default:
+		return Event{}, false
+	}
+	return ev, true
 }
 
 // EventType names an event.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,6 +128,18 @@ func eventBody(ev Event) string {
 	return "," + string(b[1:len(b)-1])
 }
 
+// A backend's info text (A1111's is ~1 KB of JSON) longer than
+// maxInlineInfo bytes as a JSON string is kept in the blob store beside the
+// images, under infoBlobName, and the record's info field holds infoInBlob:
+// a hash whose values all stay within Redis's hash-max-listpack-value (64
+// by default) keeps its compact encoding, a few hundred bytes instead of
+// over a kilobyte.
+const (
+	maxInlineInfo = 64
+	infoInBlob    = "@"
+	infoBlobName  = "info"
+)
+
 // Succeed stores the images and ends the attempt. It first checks that the
 // attempt is still live, so a zombie attempt writes no images; blobs are
 // written under this attempt's own names (the image store: files, S3 or
@@ -150,7 +163,12 @@ func (l *Lease) SucceedAndOffer(ctx context.Context, images [][]byte, seeds []in
 
 func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, info string, offer bool) (bool, error) {
 	var blobs []blob.Ref
-	if len(images) > 0 {
+	infoJSON, _ := json.Marshal(info)
+	infoRecord := string(infoJSON)
+	if len(infoJSON) > maxInlineInfo {
+		infoRecord = infoInBlob
+	}
+	if len(images) > 0 || infoRecord == infoInBlob {
 		live, err := l.s.attemptLive(ctx, l.JobID, l.Attempt)
 		if err != nil {
 			return false, fmt.Errorf("succeed: %w", err)
@@ -166,14 +184,21 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 				return false, fmt.Errorf("succeed: store image: %w", err)
 			}
 		}
+		if infoRecord == infoInBlob {
+			ref := blob.Ref{Job: l.JobID, Attempt: l.Attempt, Name: infoBlobName}
+			blobs = append(blobs, ref)
+			if err := l.s.store.Blobs.Put(ctx, ref, strings.NewReader(info), int64(len(info))); err != nil {
+				_ = l.s.store.Blobs.Delete(ctx, blobs...)
+				return false, fmt.Errorf("succeed: store info: %w", err)
+			}
+		}
 	}
 	if seeds == nil {
 		seeds = []int64{}
 	}
 	seedsJSON, _ := json.Marshal(seeds)
-	infoJSON, _ := json.Marshal(info)
 	call := succeedCall{ID: l.JobID, Attempt: l.Attempt, Images: len(images),
-		SeedsJSON: string(seedsJSON), InfoJSON: string(infoJSON)}
+		SeedsJSON: string(seedsJSON), InfoJSON: string(infoJSON), InfoRecord: infoRecord}
 	if offer {
 		call.Member, call.OfferTTL = l.slot.member, l.s.cfg.Lease
 	}

@@ -35,8 +35,9 @@ type Config struct {
 	RetryBackoff time.Duration `yaml:"retry_backoff"`
 	// RetryBackoffMax caps the retry delay. Default 1m.
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
-	// Retention is how long finished job records, their event streams and
-	// their images are kept. Default 24h.
+	// Retention is how long finished job records and their images are
+	// kept (a finished job's own event stream only 30s more; then its
+	// terminal event is rebuilt from the record). Default 24h.
 	Retention time.Duration `yaml:"retention"`
 	// EventsMaxLen bounds the shared events stream (approximate). Default 100000.
 	EventsMaxLen int64 `yaml:"events_max_len"`
@@ -344,6 +345,10 @@ func parseJob(m map[string]string) *Job {
 		Error:          unq("error"),
 		CanceledBy:     unq("canceled_by"),
 		queuedPosition: atoi("qpos"),
+		seq:            int64(atoi("seq")),
+	}
+	if m["info"] == infoInBlob {
+		j.Info, j.infoStored = "", true
 	}
 	if m["seeds"] != "" {
 		_ = json.Unmarshal([]byte(m["seeds"]), &j.Seeds)
@@ -438,66 +443,71 @@ func (s *Scheduler) Active(ctx context.Context, tenant string) ([]*Job, error) {
 // Follow calls fn with each event of job id whose Seq is above afterSeq, in
 // order, blocking for new ones. It returns nil after a terminal event,
 // ctx.Err() when ctx ends, ErrNotFound for an unknown job, or fn's error.
+// It reads the job's history (History) and then the shared events stream,
+// as the HTTP API's event fan-out does: a finished job's own stream is
+// gone, and its terminal event is rebuilt from the record. An event
+// missed between two reads (the shared stream trimmed past it) is found
+// again through History.
 func (s *Scheduler) Follow(ctx context.Context, id string, afterSeq int64, fn func(Event) error) error {
-	j, err := s.Get(ctx, id)
+	_, pos, err := s.ReadEvents(ctx, "", 0)
 	if err != nil {
+		return fmt.Errorf("follow: %w", err)
+	}
+	last := afterSeq
+	// catchUp delivers what History holds past last; ended means nothing
+	// more will come.
+	catchUp := func() (bool, error) {
+		evs, over, err := s.History(ctx, id, last)
+		if err != nil {
+			return false, err
+		}
+		for _, ev := range evs {
+			if err := fn(ev); err != nil {
+				return false, err
+			}
+			last = ev.Seq
+			if ev.Type.Terminal() {
+				return true, nil
+			}
+		}
+		return over, nil
+	}
+	if ended, err := catchUp(); ended || err != nil {
 		return err
 	}
-	if afterSeq < 1 {
-		// The first event is not in the job's stream; rebuild it.
-		if err := fn(Event{Type: EventQueued, JobID: j.ID, Tenant: j.Tenant, Seq: 1, Time: j.CreatedAt, Position: j.queuedPosition}); err != nil {
-			return err
-		}
-	}
-	key := s.kid(id).JobEvents(id)
-	last := "0"
 	for {
-		cmd := s.client.B().Xread().Count(100).Block(5000).Streams().Key(key).Id(last).Build()
-		res, err := s.client.Do(ctx, cmd).AsXRead()
-		if rueidis.IsRedisNil(err) {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			// Block timed out: the stream may have expired with a finished job.
-			j, err := s.Get(ctx, id)
-			if err != nil {
-				return err
-			}
-			if j.Status.Terminal() {
-				n, err := s.client.Do(ctx, s.client.B().Exists().Key(key).Build()).AsInt64()
-				if err != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					return fmt.Errorf("follow: %w", err)
-				}
-				if n == 0 {
-					return nil
-				}
-			}
-			continue
-		}
+		evs, next, err := s.ReadEvents(ctx, pos, 5*time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			return fmt.Errorf("follow: %w", err)
 		}
-		for _, e := range res[key] {
-			last = e.ID
-			ev, err := DecodeEvent(e.FieldValues["e"])
-			if err != nil {
-				return fmt.Errorf("follow: %w", err)
+		if len(evs) == 0 && next == pos {
+			// Nothing for 5 s: the job may have ended in a trimmed-away part.
+			if ended, err := catchUp(); ended || err != nil {
+				return err
 			}
-			if ev.Seq <= afterSeq {
-				if ev.Type.Terminal() {
-					return nil // the caller has seen the end already
-				}
+			continue
+		}
+		pos = next
+		for _, ev := range evs {
+			if ev.JobID != id || ev.Seq <= last {
 				continue
+			}
+			if ev.Seq > last+1 {
+				// A gap: the events between are in the history.
+				if ended, err := catchUp(); ended || err != nil {
+					return err
+				}
+				if ev.Seq <= last {
+					continue
+				}
 			}
 			if err := fn(ev); err != nil {
 				return err
 			}
+			last = ev.Seq
 			if ev.Type.Terminal() {
 				return nil
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -156,22 +157,41 @@ func TestLateBoundDispatch(t *testing.T) {
 	require.JSONEq(t, `{"x":1}`, string(l.Payload))
 }
 
+// A follower from the start gets every event in order; one arriving after
+// the end gets the first and the terminal event, rebuilt from the record
+// (the job's own stream is gone), with the images, seeds and info.
 func TestEventsInOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t, scheduler.Config{})
 	id := b.submit(t, "api:a", "u", "A")
 	l := b.take(t, "w")
-	require.NoError(t, l.Progress(b.ctx, 1, 2, 0.5, time.Second, []byte("preview")))
-	require.NoError(t, l.Succeed(b.ctx, [][]byte{[]byte("img")}, []int64{42}, "info"))
+	got := make(chan scheduler.Event, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.s.Follow(b.ctx, id, 0, func(e scheduler.Event) error { got <- e; return nil })
+	}()
 	var evs []scheduler.Event
-	require.NoError(t, b.s.Follow(b.ctx, id, 0, func(e scheduler.Event) error { evs = append(evs, e); return nil }))
-	var types []scheduler.EventType
+	next := func() scheduler.Event {
+		select {
+		case e := <-got:
+			evs = append(evs, e)
+			return e
+		case <-b.ctx.Done():
+			t.Fatal("no event")
+			return scheduler.Event{}
+		}
+	}
+	require.Equal(t, scheduler.EventQueued, next().Type)
+	require.Equal(t, scheduler.EventStarted, next().Type)
+	require.NoError(t, l.Progress(b.ctx, 1, 2, 0.5, time.Second, []byte("preview")))
+	require.Equal(t, scheduler.EventProgress, next().Type)
+	require.NoError(t, l.Succeed(b.ctx, [][]byte{[]byte("img")}, []int64{42}, "info"))
+	require.Equal(t, scheduler.EventSucceeded, next().Type)
+	require.NoError(t, <-done)
 	for i, e := range evs {
-		types = append(types, e.Type)
 		require.Equal(t, int64(i+1), e.Seq)
 		require.Equal(t, id, e.JobID)
 	}
-	require.Equal(t, []scheduler.EventType{"queued", "started", "progress", "succeeded"}, types)
 	require.Equal(t, 1, evs[0].Position)
 	require.Equal(t, "test", evs[1].Backend)
 	p, err := b.s.Preview(b.ctx, id, evs[2].Preview)
@@ -181,14 +201,80 @@ func TestEventsInOrder(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, evs[2].Preview, j.Preview, "the record keeps the latest preview")
 	require.Equal(t, []int64{42}, evs[3].Seeds)
+	require.Equal(t, 1, evs[3].Images)
+	require.Equal(t, "info", evs[3].Info)
 	require.Equal(t, scheduler.StatusSucceeded, j.Status)
 	img, err := b.s.Image(b.ctx, j, 0)
 	require.NoError(t, err)
 	require.Equal(t, "img", string(img))
-	// Resuming after seq 3 gives only the terminal event.
-	evs = nil
-	require.NoError(t, b.s.Follow(b.ctx, id, 3, func(e scheduler.Event) error { evs = append(evs, e); return nil }))
+
+	// Within the grace after the end, a follower reads the whole history.
+	var again []scheduler.Event
+	require.NoError(t, b.s.Follow(b.ctx, id, 0, func(e scheduler.Event) error { again = append(again, e); return nil }))
+	require.Equal(t, evs, again)
+	ttl, err := b.store.Client.Do(b.ctx, b.store.Client.B().Pttl().Key(b.store.Keys.JobEvents(id)).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Positive(t, ttl)
+	require.LessOrEqual(t, ttl, scheduler.FinishedEventsGrace.Milliseconds())
+	// After it the stream is gone (deleted here as Redis does when it
+	// expires): a late follower gets the first event and the terminal one,
+	// as they were.
+	expireEvents(t, b, id)
+	var late []scheduler.Event
+	require.NoError(t, b.s.Follow(b.ctx, id, 0, func(e scheduler.Event) error { late = append(late, e); return nil }))
+	require.Equal(t, []scheduler.Event{evs[0], evs[3]}, late)
+	hist, over, err := b.s.History(b.ctx, id, 0)
+	require.NoError(t, err)
+	require.True(t, over)
+	require.Equal(t, late, hist)
+	// Resuming after seq 3 gives only the terminal event; after it, none.
+	late = nil
+	require.NoError(t, b.s.Follow(b.ctx, id, 3, func(e scheduler.Event) error { late = append(late, e); return nil }))
+	require.Equal(t, []scheduler.Event{evs[3]}, late)
+	hist, over, err = b.s.History(b.ctx, id, 4)
+	require.NoError(t, err)
+	require.True(t, over)
+	require.Empty(t, hist)
+}
+
+// expireEvents deletes a finished job's event stream, as Redis does when
+// its FinishedEventsGrace runs out.
+func expireEvents(t *testing.T, b *bundle, id string) {
+	t.Helper()
+	c := b.store.Client
+	ttl, err := c.Do(b.ctx, c.B().Pttl().Key(b.store.Keys.JobEvents(id)).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Positive(t, ttl, "the finished job's stream has its grace")
+	require.NoError(t, c.Do(b.ctx, c.B().Del().Key(b.store.Keys.JobEvents(id)).Build()).Error())
+}
+
+// A long info text is kept beside the images, not in the record, and
+// comes back whole in the late follower's terminal event.
+func TestLongInfoKeptBesideImages(t *testing.T) {
+	t.Parallel()
+	b := setup(t, scheduler.Config{})
+	id := b.submit(t, "api:a", "u", "A")
+	l := b.take(t, "w")
+	info := `{"prompt": "a lighthouse", "infotexts": ["` + strings.Repeat("Steps: 30, Sampler: DPM++ 2M, ", 40) + `"]}`
+	require.NoError(t, l.Succeed(b.ctx, [][]byte{[]byte("img")}, []int64{7}, info))
+	expireEvents(t, b, id)
+	rec, err := b.store.Client.Do(b.ctx, b.store.Client.B().Hget().Key(b.store.Keys.Job(id)).Field("info").Build()).ToString()
+	require.NoError(t, err)
+	require.Less(t, len(rec), 64, "the record stays within hash-max-listpack-value")
+	enc, err := b.store.Client.Do(b.ctx, b.store.Client.B().ObjectEncoding().Key(b.store.Keys.Job(id)).Build()).ToString()
+	require.NoError(t, err)
+	require.Equal(t, "listpack", enc)
+	j, err := b.s.Get(b.ctx, id)
+	require.NoError(t, err)
+	got, err := b.s.Info(b.ctx, j)
+	require.NoError(t, err)
+	require.Equal(t, info, got)
+	evs, over, err := b.s.History(b.ctx, id, 1)
+	require.NoError(t, err)
+	require.True(t, over)
 	require.Len(t, evs, 1)
+	require.Equal(t, info, evs[0].Info)
+	require.Equal(t, int64(3), evs[0].Seq)
 }
 
 func TestIdempotencyKey(t *testing.T) {
@@ -291,6 +377,15 @@ func TestRetryThenDeadLetter(t *testing.T) {
 	var types []scheduler.EventType
 	require.NoError(t, b.s.Follow(b.ctx, id, 0, func(e scheduler.Event) error { types = append(types, e.Type); return nil }))
 	require.Equal(t, []scheduler.EventType{"queued", "started", "retrying", "started", "failed"}, types)
+	// After the grace: the first event and the terminal one, rebuilt.
+	expireEvents(t, b, id)
+	types = nil
+	var end scheduler.Event
+	require.NoError(t, b.s.Follow(b.ctx, id, 0, func(e scheduler.Event) error { types = append(types, e.Type); end = e; return nil }))
+	require.Equal(t, []scheduler.EventType{"queued", "failed"}, types)
+	require.Equal(t, int64(5), end.Seq)
+	require.Equal(t, "backend_error", end.Code)
+	require.Equal(t, "backend answered HTTP 500", end.Message)
 }
 
 func TestReclaimExpiredLeaseAndFenceZombie(t *testing.T) {

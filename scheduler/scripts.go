@@ -194,8 +194,11 @@ type succeedCall struct {
 	Images    int
 	SeedsJSON string
 	InfoJSON  string
-	Member    string
-	OfferTTL  time.Duration
+	// InfoRecord is what the record keeps of the info: InfoJSON, or
+	// infoInBlob.
+	InfoRecord string
+	Member     string
+	OfferTTL   time.Duration
 }
 
 func (c succeedCall) slotMember() string { return c.Member }
@@ -203,7 +206,7 @@ func (c succeedCall) slotMember() string { return c.Member }
 func (succeedCall) script() string                 { return scriptSucceed }
 func (c succeedCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID)} }
 func (c succeedCall) argv() []string {
-	return []string{c.ID, itoa(c.Attempt), itoa(c.Images), c.SeedsJSON, c.InfoJSON, mstoa(c.OfferTTL)}
+	return []string{c.ID, itoa(c.Attempt), itoa(c.Images), c.SeedsJSON, c.InfoJSON, mstoa(c.OfferTTL), c.InfoRecord}
 }
 
 // backoff is the retry schedule scripts apply.

@@ -177,8 +177,12 @@ end
 -- emit appends one event of job id; body is the JSON members after "time",
 -- starting with a comma or empty. The first event (queued, at submit) goes to
 -- the shared stream only: readers of the job's own stream rebuild it from the
--- record, which saves a stream per waiting job. The job's stream gets its
--- time to live when the job ends.
+-- record, which saves a stream per waiting job. The terminal event gives the
+-- job's stream EVGRACE ms to live: a client that follows or resumes within
+-- it reads the whole history; later readers rebuild the terminal event from
+-- the finished record (scheduler.History), so a finished job costs Redis its
+-- record, not a stream (whose first node alone takes ~4 KB).
+local EVGRACE = 30000
 local function emit(id, tenant, typ, body, terminal)
   if not NOWS then NOWS = iso(NOW) end
   local seq = jnum(id, 'seq') + 1
@@ -187,7 +191,7 @@ local function emit(id, tenant, typ, body, terminal)
     '","seq":' .. seq .. ',"time":"' .. NOWS .. '"' .. body .. '}'
   if seq > 1 then
     redis.call('XADD', evkey(id), 'MAXLEN', '~', 1000, '*', 'e', e)
-    if terminal then redis.call('PEXPIRE', evkey(id), EVTTL) end
+    if terminal then redis.call('PEXPIRE', evkey(id), EVGRACE) end
   end
   redis.call('XADD', EVENTS, 'MAXLEN', '~', EVMAX, '*', 'e', e)
   return seq

@@ -3,7 +3,8 @@
 -- ARGV[6] job id  [7] attempt  [8] image count  [9] seeds JSON
 -- [10] info as a JSON string  [11] offer lifetime ms: offer the caller's
 -- slot (ARGV[5]) again at once, or "0" not to (saves the worker a round trip
--- between jobs)
+-- between jobs)  [12] info as the record keeps it: ARGV[10], or "@" when
+-- it is long and kept in the blob store (the record stays compact)
 -- Reply: {1, the job dispatched to the caller's slot or {}}, or {0} when stale.
 local id, a = ARGV[6], tonumber(ARGV[7])
 if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= a then return {0} end
@@ -17,7 +18,7 @@ gset('avg_ms', math.floor(avg))
 jset(id, 'images', ARGV[8])
 jset(id, 'image_attempt', a)
 jset(id, 'seeds', ARGV[9])
-jset(id, 'info', ARGV[10])
+jset(id, 'info', ARGV[12])
 jset(id, 'step', jnum(id, 'steps'))
 jset(id, 'fraction', 1)
 finish(id, t, 'succeeded')
