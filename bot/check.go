@@ -50,8 +50,9 @@ func Redacted(cfg *Config) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config print: %w", err)
 	}
-	head := "# The effective configuration (file and EASEL_ environment), secrets redacted.\n" +
-		"# 0, \"\" and 0s take the defaults of the README's configuration reference.\n"
+	head := "# The effective configuration (file, EASEL_ environment and defaults), secrets redacted.\n" +
+		"# Left empty: redis.url (easel serve then starts redis-server under data_dir, else an\n" +
+		"# in-process Redis) and worker.name (each process's <hostname>-<pid>).\n"
 	return append([]byte(head), out...), nil
 }
 

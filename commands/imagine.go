@@ -99,6 +99,13 @@ type Limits struct {
 	NSFWLoRAs []string `yaml:"nsfw_loras"`
 }
 
+// WithDefaults returns l with its zero fields set to their defaults, as New
+// uses it (for `easel config print`).
+func (l Limits) WithDefaults() (Limits, error) {
+	err := l.fill()
+	return l, err
+}
+
 func (l *Limits) fill() error {
 	def := func(v *int, d int) {
 		if *v == 0 {

@@ -57,6 +57,13 @@ type Config struct {
 	Now func() time.Time `yaml:"-"`
 }
 
+// WithDefaults returns c with its zero fields set to their defaults, as New
+// uses it (for `easel config print`).
+func (c Config) WithDefaults() (Config, error) {
+	err := c.fill()
+	return c, err
+}
+
 func (c *Config) fill() error {
 	if c.Lease == 0 {
 		c.Lease = 30 * time.Second

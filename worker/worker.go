@@ -79,18 +79,25 @@ var (
 	errStopping = errors.New("worker stopping")
 )
 
+// WithDefaults returns c with its zero fields set to their defaults, but
+// Name, which New sets per process ("<hostname>-<pid>").
+func (c Config) WithDefaults() Config {
+	if c.HealthInterval == 0 {
+		c.HealthInterval = 2 * time.Second
+	}
+	if c.BlockTimeout == 0 {
+		c.BlockTimeout = 10 * time.Second
+	}
+	return c
+}
+
 // New returns a worker for backends.
 func New(cfg Config, sched *scheduler.Scheduler, backends []Backend, log *zap.Logger) (*Worker, error) {
 	if cfg.Name == "" {
 		host, _ := os.Hostname()
 		cfg.Name = host + "-" + strconv.Itoa(os.Getpid())
 	}
-	if cfg.HealthInterval == 0 {
-		cfg.HealthInterval = 2 * time.Second
-	}
-	if cfg.BlockTimeout == 0 {
-		cfg.BlockTimeout = 10 * time.Second
-	}
+	cfg = cfg.WithDefaults()
 	seen := map[string]bool{}
 	for i, b := range backends {
 		if b.Name == "" || b.Backend == nil {

@@ -108,17 +108,23 @@ type Adapter struct {
 	ready  chan struct{}
 }
 
+// WithDefaults returns c with its zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.APIBase == "" {
+		c.APIBase = "https://discord.com"
+	}
+	if c.EditInterval == 0 {
+		c.EditInterval = 1500 * time.Millisecond
+	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = 10 << 20
+	}
+	return c
+}
+
 // New returns the adapter; Start connects.
 func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
-	if cfg.APIBase == "" {
-		cfg.APIBase = "https://discord.com"
-	}
-	if cfg.EditInterval == 0 {
-		cfg.EditInterval = 1500 * time.Millisecond
-	}
-	if cfg.MaxUploadBytes == 0 {
-		cfg.MaxUploadBytes = 10 << 20
-	}
+	cfg = cfg.WithDefaults()
 	base, err := url.Parse(cfg.APIBase)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, fmt.Errorf("discord.api_base: must be an http(s) URL (got %q)", cfg.APIBase)

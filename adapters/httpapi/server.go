@@ -90,6 +90,13 @@ type Config struct {
 	trusted         []*net.IPNet
 }
 
+// WithDefaults returns c with its zero fields set to their defaults, as New
+// uses it (for `easel config print`).
+func (c Config) WithDefaults() (Config, error) {
+	err := c.fill()
+	return c, err
+}
+
 func (c *Config) fill() error {
 	if c.Addr == "" {
 		c.Addr = "127.0.0.1:8080"

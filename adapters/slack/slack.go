@@ -93,6 +93,17 @@ type cachedUser struct {
 	expires time.Time
 }
 
+// WithDefaults returns c with its zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.EditInterval == 0 {
+		c.EditInterval = 1500 * time.Millisecond
+	}
+	if c.UpdatesPerMinute == 0 {
+		c.UpdatesPerMinute = 40
+	}
+	return c
+}
+
 // New returns the adapter.
 func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	if cfg.BotToken == "" {
@@ -101,12 +112,7 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	if cfg.SigningSecret == "" && cfg.AppToken == "" {
 		return nil, errors.New("slack.signing_secret: is required to verify requests from Slack (or set slack.app_token for Socket Mode)")
 	}
-	if cfg.EditInterval == 0 {
-		cfg.EditInterval = 1500 * time.Millisecond
-	}
-	if cfg.UpdatesPerMinute == 0 {
-		cfg.UpdatesPerMinute = 40
-	}
+	cfg = cfg.WithDefaults()
 	hc := &http.Client{Timeout: 30 * time.Second}
 	opts := []slack.Option{slack.OptionHTTPClient(hc)}
 	if cfg.AppToken != "" {

@@ -87,3 +87,29 @@ func TestConfigCheckAndPrint(t *testing.T) {
 	require.Contains(t, out, "acme")
 	require.True(t, strings.Contains(out, "token: <redacted>"), out)
 }
+
+// TestConfigPrintShowsDefaults: config print shows what each component
+// runs with, not zeros: defaults applied, values set kept, secrets still
+// redacted.
+func TestConfigPrintShowsDefaults(t *testing.T) {
+	t.Parallel()
+	env := []string{"EASEL_REDIS_URL=redis://:hunter2hunter2@127.0.0.1:1/0", "EASEL_SLACK_BOT_TOKEN=xoxb-SECRET",
+		"EASEL_SLACK_SIGNING_SECRET=SECRET", "EASEL_SCHEDULER_MAX_ATTEMPTS=5",
+		`EASEL_BACKENDS=[{name: gpu0, url: "http://127.0.0.1:7860"}]`}
+	out, code := easel(t, env, "config", "print")
+	require.Zero(t, code, out)
+	for _, want := range []string{
+		"\n    lease: 30s\n", "\n    max_attempts: 5\n", "\n    position_interval: 1s\n", // scheduler
+		"\n    addr: 127.0.0.1:8080\n", "\n    write_timeout: 30s\n", // http
+		"\n    default_steps: 20\n", "\n    max_size: 2048\n", // limits
+		"\n    updates_per_minute: 40\n", "\n    health_interval: 2s\n",
+		"\n    prefix: easel\n", "\n        kind: fs\n", // storage: fs with a durable Redis
+		"\n      kind: a1111\n", "\n        connect: 10s\n", // the backend and its timeouts
+	} {
+		require.Contains(t, out, want)
+	}
+	require.NotContains(t, out, "lease: 0s")
+	require.NotContains(t, out, "hunter2")
+	require.NotContains(t, out, "SECRET")
+	require.Contains(t, out, "bot_token: <redacted>")
+}

@@ -283,7 +283,12 @@ func runConfig(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if sub == "print" {
-		out, err := bot.Redacted(cfg)
+		eff, err := bot.Effective(cfg, role)
+		if err != nil {
+			printErr(stderr, "easel: ", err)
+			return 1
+		}
+		out, err := bot.Redacted(eff)
 		if err != nil {
 			fmt.Fprintln(stderr, "easel:", err)
 			return 1

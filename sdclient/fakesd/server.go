@@ -85,6 +85,9 @@ const (
 	DefaultMaxSize      = 2048
 )
 
+// WithDefaults returns cfg with its zero fields filled, as New uses it.
+func (cfg Config) WithDefaults() Config { return cfg.withDefaults() }
+
 // withDefaults returns cfg with its zero fields filled. Negative numbers are
 // treated as unset: New has no error to report them with.
 func (cfg Config) withDefaults() Config {
