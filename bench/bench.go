@@ -190,7 +190,10 @@ var prefixSeq int
 
 func newRig(ctx context.Context, url string, slots int, start bool) (*rig, error) {
 	prefixSeq++
-	store, err := storage.Open(ctx, storage.Config{URL: url, Prefix: fmt.Sprintf("bench%d-%d", os.Getpid(), prefixSeq)}, zap.NewNop())
+	// A prefix as long as the default "easel", so key sizes (and memory per
+	// job) are those of a real install; distinct per process and rig.
+	prefix := fmt.Sprintf("b%02s%02s", strconv.FormatInt(int64(os.Getpid()%1296), 36), strconv.FormatInt(int64(prefixSeq%1296), 36))
+	store, err := storage.Open(ctx, storage.Config{URL: url, Prefix: prefix}, zap.NewNop())
 	if err != nil {
 		return nil, err
 	}

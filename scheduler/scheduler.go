@@ -253,21 +253,6 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 	return SubmitResult{ID: gotID, Position: int(pos), Duplicate: dup == 1, Relaxed: strings.HasSuffix(lane, "~relax")}, nil
 }
 
-// encodeRequest joins a job's payload and origin into one string:
-// "<len(payload)>:<payload><origin>".
-func encodeRequest(payload, origin json.RawMessage) string {
-	return strconv.Itoa(len(payload)) + ":" + string(payload) + string(origin)
-}
-
-func decodeRequest(s string) (payload, origin json.RawMessage) {
-	n, rest, ok := strings.Cut(s, ":")
-	l, err := strconv.Atoi(n)
-	if !ok || err != nil || l < 0 || l > len(rest) {
-		return nil, nil
-	}
-	return json.RawMessage(rest[:l]), json.RawMessage(rest[l:])
-}
-
 // Get reads a job record.
 func (s *Scheduler) Get(ctx context.Context, id string) (*Job, error) {
 	if !namePattern.MatchString(id) {
