@@ -189,6 +189,15 @@ type rig struct {
 var prefixSeq int
 
 func newRig(ctx context.Context, url string, slots int, start bool) (*rig, error) {
+	backends := make([]sdclient.Backend, slots)
+	for i := range backends {
+		backends[i] = Noop{}
+	}
+	return newRigOn(ctx, url, backends, start)
+}
+
+// newRigOn is a rig whose worker has one slot per backend.
+func newRigOn(ctx context.Context, url string, slots []sdclient.Backend, start bool) (*rig, error) {
 	prefixSeq++
 	// A prefix as long as the default "easel", so key sizes (and memory per
 	// job) are those of a real install; distinct per process and rig.
@@ -202,8 +211,8 @@ func newRig(ctx context.Context, url string, slots int, start bool) (*rig, error
 		return nil, err
 	}
 	var backends []worker.Backend
-	for i := range slots {
-		backends = append(backends, worker.Backend{Name: "noop" + strconv.Itoa(i), Backend: Noop{}})
+	for i, b := range slots {
+		backends = append(backends, worker.Backend{Name: "noop" + strconv.Itoa(i), Backend: b})
 	}
 	w, err := worker.New(worker.Config{Name: "bench"}, sched, backends, zap.NewNop())
 	if err != nil {
@@ -332,10 +341,13 @@ func Throughput(ctx context.Context, url string, n, slots int) (ThroughputResult
 		CommandsPerJob: float64(after-before-1) / float64(n)}, nil
 }
 
-// IdleGap queues n jobs, then starts one worker slot and measures the time
-// between one job finishing and the next starting.
+// IdleGap queues n jobs, then starts one worker slot and measures, at the
+// backend, the time from the end of one request (Generate returns) to the
+// start of the next (Generate called): everything Easel does between two
+// jobs on a busy slot.
 func IdleGap(ctx context.Context, url string, n int) (string, string, error) {
-	r, err := newRig(ctx, url, 1, false)
+	b := &Stamped{}
+	r, err := newRigOn(ctx, url, []sdclient.Backend{b}, false)
 	if err != nil {
 		return "", "", err
 	}
@@ -351,21 +363,43 @@ func IdleGap(ctx context.Context, url string, n int) (string, string, error) {
 	for range n {
 		<-r.done
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var gaps []time.Duration
-	var last time.Time
-	for _, o := range r.events {
-		switch o.Kind {
-		case "finished":
-			last = o.At
-		case "started":
-			if !last.IsZero() {
-				gaps = append(gaps, o.At.Sub(last))
-			}
-		}
+	return fmtPct(b.Gaps()), "p99 < 5 ms", nil
+}
+
+// Stamped is a no-op backend that notes when each request starts and ends,
+// and reports Steps progress steps on the way.
+type Stamped struct {
+	Noop
+	Steps  int
+	mu     sync.Mutex
+	starts []time.Time
+	ends   []time.Time
+}
+
+// Generate notes the request's start and end around Noop's.
+func (s *Stamped) Generate(ctx context.Context, req sdclient.Request, progress func(sdclient.Progress)) (*sdclient.Result, error) {
+	s.mu.Lock()
+	s.starts = append(s.starts, time.Now())
+	s.mu.Unlock()
+	for i := 1; i <= s.Steps; i++ {
+		progress(sdclient.Progress{Step: i, Steps: s.Steps, Fraction: float64(i) / float64(s.Steps)})
 	}
-	return fmtPct(gaps), "p99 < 5 ms", nil
+	res, err := s.Noop.Generate(ctx, req, progress)
+	s.mu.Lock()
+	s.ends = append(s.ends, time.Now())
+	s.mu.Unlock()
+	return res, err
+}
+
+// Gaps are the times from each request's end to the next one's start.
+func (s *Stamped) Gaps() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var gaps []time.Duration
+	for i := 1; i < len(s.starts) && i <= len(s.ends); i++ {
+		gaps = append(gaps, s.starts[i].Sub(s.ends[i-1]))
+	}
+	return gaps
 }
 
 func fmtPct(d []time.Duration) string {

@@ -15,23 +15,30 @@ import (
 	"github.com/easelbot/easel/adapters/discord/discordtest"
 	"github.com/easelbot/easel/commands"
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
 )
 
-// recorder is a renderer that notes how long after each event it was called.
+// recorder is a renderer that notes each render call: which event of which
+// job it shows, and when.
 type recorder struct {
-	mu  sync.Mutex
-	lat []time.Duration
-	n   int
-	all chan struct{}
+	mu      sync.Mutex
+	renders map[string][]render
+	n       int
+	all     chan struct{}
+}
+
+type render struct {
+	seq int64
+	at  time.Time
 }
 
 func (r *recorder) Kind() string               { return "bench" }
 func (r *recorder) MinInterval() time.Duration { return 0 }
 func (r *recorder) Render(_ context.Context, _ *scheduler.Job, ev scheduler.Event) error {
-	d := time.Since(ev.Time)
+	at := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.lat = append(r.lat, d)
+	r.renders[ev.JobID] = append(r.renders[ev.JobID], render{ev.Seq, at})
 	if ev.Type.Terminal() {
 		r.n--
 		if r.n == 0 {
@@ -41,25 +48,57 @@ func (r *recorder) Render(_ context.Context, _ *scheduler.Job, ev scheduler.Even
 	return nil
 }
 
+// lag is, for every worker event of job (started, progress, the end; not
+// queued or position events, which come from submits and the scheduler),
+// the time from the event to the first render call that shows it or a later
+// event of the job (the relay may skip an event a newer one replaced).
+func (r *recorder) lag(job string, events []scheduler.Event) ([]time.Duration, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []time.Duration
+	for _, ev := range events {
+		if ev.Type == scheduler.EventQueued || ev.Type == scheduler.EventPosition {
+			continue
+		}
+		found := false
+		for _, x := range r.renders[job] {
+			if x.seq >= ev.Seq {
+				out = append(out, x.at.Sub(ev.Time))
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("job %s: event %d (%s) never rendered", job, ev.Seq, ev.Type)
+		}
+	}
+	return out, nil
+}
+
 // RelayLatency runs n jobs one after another through the real relay with a
-// recording renderer and measures worker event → render call.
+// recording renderer and measures worker event → render call over every
+// worker event: each job's start, its relaySteps progress steps and its end.
 func RelayLatency(ctx context.Context, url string, n int) (string, string, error) {
-	r, err := newRig(ctx, url, 1, true)
+	const relaySteps = 4
+	r, err := newRigOn(ctx, url, []sdclient.Backend{&Stamped{Steps: relaySteps}}, true)
 	if err != nil {
 		return "", "", err
 	}
 	defer r.close()
-	rec := &recorder{n: n, all: make(chan struct{})}
+	rec := &recorder{n: n, all: make(chan struct{}), renders: map[string][]render{}}
 	relay := adapters.NewRelay(r.sched, zap.NewNop(), rec)
 	if err := relay.Start(ctx); err != nil {
 		return "", "", err
 	}
 	defer func() { _ = relay.Stop(context.Background()) }()
+	var ids []string
 	for range n {
-		if _, err := r.sched.Submit(ctx, scheduler.SubmitRequest{Tenant: "api:t", User: "u", Payload: payload,
-			Origin: json.RawMessage(`{"kind":"bench"}`), Images: 1}); err != nil {
+		res, err := r.sched.Submit(ctx, scheduler.SubmitRequest{Tenant: "api:t", User: "u", Payload: payload,
+			Origin: json.RawMessage(`{"kind":"bench"}`), Images: 1})
+		if err != nil {
 			return "", "", err
 		}
+		ids = append(ids, res.ID)
 		<-r.done
 	}
 	select {
@@ -67,9 +106,22 @@ func RelayLatency(ctx context.Context, url string, n int) (string, string, error
 	case <-time.After(30 * time.Second):
 		return "", "", fmt.Errorf("relay delivered %d of %d final events", n-rec.n, n)
 	}
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	return fmtPct(rec.lat), "p99 < 10 ms", nil
+	var lat []time.Duration
+	for _, id := range ids {
+		evs, _, err := r.sched.History(ctx, id, 0)
+		if err != nil {
+			return "", "", err
+		}
+		l, err := rec.lag(id, evs)
+		if err != nil {
+			return "", "", err
+		}
+		lat = append(lat, l...)
+	}
+	if want := n * (relaySteps + 2); len(lat) != want {
+		return "", "", fmt.Errorf("%d worker events in the jobs' histories, want %d", len(lat), want)
+	}
+	return fmtPct(lat), "p99 < 10 ms", nil
 }
 
 // DiscordAck sends `concurrent` /imagine interactions at once through a fake
