@@ -53,10 +53,14 @@ local function lane_positions(t)
     for i, el in ipairs(els) do
       local id = parse_elem(el)
       local pos = estimate(r, i - 1)
-      local f = redis.call('HMGET', jkey(id), 'ppos', 'pwait', 'qpos', 'status')
+      local f = redis.call('HMGET', jkey(id), 'ppos', 'pwait', 'qpos', 'status', 'seq')
       local prev = f[1] or f[3]
       if f[4] == 'queued' and (tostring(pos) ~= prev or wsig ~= (f[2] or '')) then
-        redis.call('HSET', jkey(id), 'ppos', pos, 'pwait', wsig)
+        -- The job's cache holds what emit needs (its sequence number), so
+        -- the new values and the sequence are one HSET at the end.
+        if not JC[id] then JC[id], JD[id] = {seq = f[5] or ''}, {} end
+        jset(id, 'ppos', pos)
+        jset(id, 'pwait', wsig)
         local body = ',"position":' .. pos
         if waiting ~= '' then
           body = body .. ',"waiting":' .. waiting
