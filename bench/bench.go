@@ -35,8 +35,15 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	asynqDir := fs.String("asynqcmp", "bench/asynqcmp", "directory of the asynq anchor module (run with go run)")
 	finished := fs.Int("finished-jobs", 200, "jobs in the Redis-bytes-per-finished-job scenario (each makes a 1.5 MB image)")
 	only := fs.String("only", "", `run one scenario group only: "finished" (Redis bytes per finished job); default all`)
+	cluster := fs.String("cluster", "", `Redis Cluster for the shards scenario (jobs/s with scheduler.shards 1 against 3): a cluster URL, or "start" to start three masters on loopback; "" skips it`)
+	clusterOnly := fs.Bool("cluster-only", false, "run only the shards scenario (with -cluster)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cluster != "" {
+		if code := runShards(ctx, *cluster, *tput, *slots, *rounds, stdout, stderr); code != 0 || *clusterOnly {
+			return code
+		}
 	}
 	if *redisURL == "" {
 		srv, err := redisproc.StartServer(os.TempDir(), nil)
@@ -189,15 +196,24 @@ type rig struct {
 var prefixSeq int
 
 func newRig(ctx context.Context, url string, slots int, start bool) (*rig, error) {
+	return newRigWith(ctx, url, slots, start, scheduler.Config{})
+}
+
+// newRigWith is newRig with a scheduler configuration (shards).
+func newRigWith(ctx context.Context, url string, slots int, start bool, cfg scheduler.Config) (*rig, error) {
 	backends := make([]sdclient.Backend, slots)
 	for i := range backends {
 		backends[i] = Noop{}
 	}
-	return newRigOn(ctx, url, backends, start)
+	return newRigOnWith(ctx, url, backends, start, cfg)
 }
 
 // newRigOn is a rig whose worker has one slot per backend.
 func newRigOn(ctx context.Context, url string, slots []sdclient.Backend, start bool) (*rig, error) {
+	return newRigOnWith(ctx, url, slots, start, scheduler.Config{})
+}
+
+func newRigOnWith(ctx context.Context, url string, slots []sdclient.Backend, start bool, cfg scheduler.Config) (*rig, error) {
 	prefixSeq++
 	// A prefix as long as the default "easel", so key sizes (and memory per
 	// job) are those of a real install; distinct per process and rig.
@@ -206,7 +222,7 @@ func newRigOn(ctx context.Context, url string, slots []sdclient.Backend, start b
 	if err != nil {
 		return nil, err
 	}
-	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	sched, err := scheduler.New(ctx, store, cfg, zap.NewNop())
 	if err != nil {
 		return nil, err
 	}

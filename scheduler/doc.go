@@ -59,6 +59,15 @@
 // that user's later jobs (and the lane's, while it is the lane's head); and
 // when more than 32 lanes at the front all wait, a free slot idles until
 // one of them can run.
+// # Shards
+//
+// With Config.Shards above 1, tenants are spread over that many hash tags
+// by a stable hash, each a complete scheduler of its own; job ids name
+// their shard; a free slot peeks every shard and takes from the one whose
+// head has the least virtual time against the system's clock, and a slot
+// offered on several shards hands back a second job delivered at the same
+// moment. shards.go explains the choices.
+//
 // Every dispatch increments the job's attempt number, and every write from a
 // worker carries it: a stale attempt can change nothing.
 package scheduler
