@@ -17,7 +17,7 @@ import (
 // Cluster with scheduler.shards 1 and 3, interleaved rounds times.
 func runShards(ctx context.Context, cluster string, n, slots, rounds int, stdout, stderr io.Writer) int {
 	if cluster == "start" {
-		cl, err := redisproc.StartCluster(ctx, os.TempDir(), 3)
+		cl, err := redisproc.StartCluster(os.TempDir(), 3)
 		if err != nil {
 			fmt.Fprintln(stderr, "easel bench: cluster:", err)
 			return 1

@@ -28,8 +28,9 @@ func (c *Cluster) Kill() {
 
 // StartCluster starts n cluster-enabled redis-servers on loopback ports
 // (data under dir), splits the 16384 slots evenly between them, introduces
-// them (CLUSTER MEET) and returns once every node reports the cluster ok.
-func StartCluster(ctx context.Context, dir string, n int) (*Cluster, error) {
+// them (CLUSTER MEET) and returns once every node reports the cluster ok
+// (within a minute).
+func StartCluster(dir string, n int) (*Cluster, error) {
 	cl := &Cluster{}
 	addrs := make([]string, n)
 	buses := make([]int, n)
@@ -48,7 +49,7 @@ func StartCluster(ctx context.Context, dir string, n int) (*Cluster, error) {
 		cl.servers = append(cl.servers, srv)
 		addrs[i], buses[i] = srv.Addr, bus
 	}
-	if err := meet(ctx, addrs, buses); err != nil {
+	if err := meet(addrs, buses); err != nil {
 		cl.Kill()
 		return nil, err
 	}
@@ -56,8 +57,8 @@ func StartCluster(ctx context.Context, dir string, n int) (*Cluster, error) {
 	return cl, nil
 }
 
-func meet(ctx context.Context, addrs []string, buses []int) error {
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+func meet(addrs []string, buses []int) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	n := len(addrs)
 	nodes := make([]rueidis.Client, n)

@@ -65,7 +65,7 @@ func ClusterStore(t testing.TB) *storage.Store {
 // startCluster starts the shared test cluster (redisproc.StartCluster); its
 // nodes live as long as the test binary.
 func startCluster(n int) (string, error) {
-	cl, err := redisproc.StartCluster(context.Background(), os.TempDir(), n)
+	cl, err := redisproc.StartCluster(os.TempDir(), n)
 	if err != nil {
 		return "", err
 	}
