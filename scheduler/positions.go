@@ -101,6 +101,16 @@ func (s *Scheduler) BackendUp(ctx context.Context, backend string) error {
 // unless no worker slot is offered, none runs a job, and backends are
 // reported down.
 func (s *Scheduler) WaitingFor(ctx context.Context) (*Waiting, error) {
+	if len(s.shards) > 1 {
+		// Jobs running on any shard, or a slot offered: not waiting.
+		_, running, idle, err := s.etaSharded(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("waiting: %w", err)
+		}
+		if idle > 0 || running > 0 {
+			return nil, nil
+		}
+	}
 	c := s.client
 	now := s.cfg.Now()
 	res := c.DoMulti(ctx,

@@ -291,3 +291,24 @@ func TestShardsChangeNeedsEmptyQueue(t *testing.T) {
 	_, err = scheduler.New(b.ctx, store, scheduler.Config{Shards: 65}, zap.NewNop())
 	require.ErrorAs(t, err, &inv)
 }
+
+// TestShardsWaitingForCountsEveryShard: a job running on another shard
+// than the first means some backend works: queued jobs do not say they
+// wait for a backend that is down; once nothing runs anywhere, they do.
+func TestShardsWaitingForCountsEveryShard(t *testing.T) {
+	t.Parallel()
+	b := sharded(t, redistest.Store(t), scheduler.Config{Shards: 3})
+	tn := tenantPerShard(t, b.s, "api:w")[2]
+	b.submit(t, tn, "u", "x")
+	l := b.take(t, "w")
+	require.NoError(t, b.slot(t, "w").Withdraw(b.ctx))
+	require.NoError(t, b.s.BackendDown(b.ctx, "gpu1", time.Now()))
+	w, err := b.s.WaitingFor(b.ctx)
+	require.NoError(t, err)
+	require.Nil(t, w, "a job runs on shard 2")
+	require.NoError(t, l.Succeed(b.ctx, nil, nil, ""))
+	w, err = b.s.WaitingFor(b.ctx)
+	require.NoError(t, err)
+	require.NotNil(t, w)
+	require.Equal(t, "gpu1", w.Backends[0].Name)
+}
