@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // DeadLetter is one entry of the dead-letter stream: a job out of attempts.
@@ -106,27 +103,4 @@ func (s *Scheduler) DeleteDeadLetter(ctx context.Context, entry string) (bool, e
 		return false, fmt.Errorf("dead letter: delete: %w", err)
 	}
 	return n > 0, nil
-}
-
-// Refusals counts the submits this instance refused since it started, by
-// reason (the easel_refusals_total counter; all tenants).
-func (s *Scheduler) Refusals() map[string]float64 {
-	ch := make(chan prometheus.Metric, 16)
-	go func() {
-		s.refusals.Collect(ch)
-		close(ch)
-	}()
-	out := map[string]float64{}
-	for m := range ch {
-		var d dto.Metric
-		if m.Write(&d) != nil {
-			continue
-		}
-		for _, l := range d.GetLabel() {
-			if l.GetName() == "reason" {
-				out[l.GetValue()] = d.GetCounter().GetValue()
-			}
-		}
-	}
-	return out
 }

@@ -212,7 +212,7 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 		return SubmitResult{}, &InvalidError{"model", fmt.Sprintf("must be at most %d bytes (got %d)", maxModelName, len(r.Model))}
 	}
 	if r.Admission != nil && r.Admission.Blocked {
-		s.refusals.WithLabelValues(RefusedBlocked).Inc()
+		s.countRefusal(ctx, r.Tenant, RefusedBlocked)
 		return SubmitResult{}, &RefusedError{Reason: RefusedBlocked}
 	}
 	origin := r.Origin
@@ -243,7 +243,7 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 		wait, _ := res[4].AsInt64()
 		ls, _ := res[5].ToString()
 		limit, _ := strconv.ParseFloat(ls, 64)
-		s.refusals.WithLabelValues(reason).Inc()
+		s.countRefusal(ctx, r.Tenant, reason)
 		return SubmitResult{}, &RefusedError{Reason: reason, Limit: limit, RetryAfter: time.Duration(wait) * time.Millisecond}
 	}
 	s.submits.Inc()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/easelbot/easel/commands"
@@ -54,22 +55,33 @@ type Overview struct {
 	// 15 minutes (weight-normalised), 0..1; Weight is this tenant's.
 	Served map[string]float64 `json:"served"`
 	Weight float64            `json:"weight"`
+	// Entitled is the share fair dispatch entitles each backlogged tenant
+	// to now (its weight over the sum of the backlogged tenants'
+	// weights), 0..1.
+	Entitled map[string]float64 `json:"entitled"`
 	// Backends and their models, from the healthy backends' catalog.
 	Catalog  commands.Catalog    `json:"catalog"`
 	Failures []JobView           `json:"failures"`
 	Dead     []DeadView          `json:"dead"`
 	Policy   commands.PolicyView `json:"policy"`
 	Usage    []scheduler.Usage   `json:"usage"`
-	// Refusals counts the submits this instance refused since it started,
-	// by reason (all tenants).
-	Refusals map[string]float64 `json:"refusals"`
+	// Refusals counts the tenant's refused submits by reason, over every
+	// instance (kept in Redis).
+	Refusals map[string]int64 `json:"refusals"`
+	// Recent are the tenant's latest succeeded jobs (up to 8), whose
+	// images the page shows as thumbnails.
+	Recent []JobView `json:"recent"`
 }
 
-// UserLoad is one user's active jobs.
+// UserLoad is one user's active jobs, and the share of the tenant's GPU
+// time their user weight entitles them to while they have queued work
+// (their weight over the sum of the backlogged users' weights; 0 when
+// nothing of theirs waits).
 type UserLoad struct {
-	User    string `json:"user"`
-	Pending int    `json:"pending"`
-	Running int    `json:"running"`
+	User     string  `json:"user"`
+	Pending  int     `json:"pending"`
+	Running  int     `json:"running"`
+	Entitled float64 `json:"entitled"`
 }
 
 // AdminJob is an active job as the dashboard shows it.
@@ -87,7 +99,7 @@ type DeadView struct {
 }
 
 func (s *Server) snapshot(ctx context.Context, c commands.Caller) (Overview, error) {
-	o := Overview{Tenant: c.Tenant, Users: []UserLoad{}, Jobs: []AdminJob{}, Failures: []JobView{}, Dead: []DeadView{}}
+	o := Overview{Tenant: c.Tenant, Users: []UserLoad{}, Jobs: []AdminJob{}, Failures: []JobView{}, Dead: []DeadView{}, Recent: []JobView{}}
 	page, err := s.sched.ActivePage(ctx, c.Tenant, "", "", scheduler.MaxPageSize)
 	if err != nil {
 		return o, err
@@ -109,8 +121,14 @@ func (s *Server) snapshot(ctx context.Context, c commands.Caller) (Overview, err
 			l.Running++
 		}
 	}
+	ent, err := s.sched.Entitled(ctx, c.Tenant)
+	if err != nil {
+		return o, err
+	}
+	o.Entitled = ent.Tenants
 	for _, e := range page.Entries { // in order of first appearance
 		if l := loads[e.Job.User]; l != nil {
+			l.Entitled = ent.Users[l.User]
 			o.Users = append(o.Users, *l)
 			delete(loads, e.Job.User)
 		}
@@ -138,6 +156,11 @@ func (s *Server) snapshot(ctx context.Context, c commands.Caller) (Overview, err
 			v.Request = nil
 			o.Failures = append(o.Failures, v)
 		}
+		if j.Status == scheduler.StatusSucceeded && len(o.Recent) < 8 {
+			v := view(j, 0)
+			v.Request = requestView(j.Payload)
+			o.Recent = append(o.Recent, v)
+		}
 	}
 	dead, err := s.sched.DeadLetters(ctx, scheduler.MaxPageSize)
 	if err != nil {
@@ -151,7 +174,9 @@ func (s *Server) snapshot(ctx context.Context, c commands.Caller) (Overview, err
 		v.Request = nil
 		o.Dead = append(o.Dead, DeadView{Entry: d.Entry, Code: d.Code, Job: &v, Message: d.Job.Error})
 	}
-	o.Refusals = s.sched.Refusals()
+	if o.Refusals, err = s.sched.Refusals(ctx, c.Tenant); err != nil {
+		return o, err
+	}
 	if o.Usage, err = s.svc.TopUsers(ctx, c, 20); err != nil {
 		return o, err
 	}
@@ -169,17 +194,63 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, c commands.Cal
 
 // overviewEvents streams the overview as Server-Sent Events ("overview"):
 // one at once, then a fresh one after each batch of the shared event
-// stream that concerns the tenant (a blocking read, at most one snapshot
-// per batch), and a keep-alive comment every 15 s.
+// stream that concerns the tenant and after each refusal of the tenant's
+// counted by any instance (at most one snapshot per wake-up), and a
+// keep-alive comment every 15 s.
 func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c commands.Caller) {
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
 	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
 	defer context.AfterFunc(s.streams, cancel)()
 	_, after, err := s.sched.ReadEvents(ctx, "", 0)
 	if err != nil {
 		s.writeErr(w, err)
+		return
+	}
+	// Both sources wake the loop through one slot: wakes while a snapshot
+	// is being sent fold into one.
+	wake := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	subscribed := make(chan struct{})
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		defer cancel() // the stream ends with its sources
+		for ctx.Err() == nil {
+			evs, next, err := s.sched.ReadEvents(ctx, after, 15*time.Second)
+			if err != nil {
+				return
+			}
+			after = next
+			for _, e := range evs {
+				if e.Tenant == c.Tenant {
+					poke()
+					break
+				}
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		defer cancel()
+		_ = s.sched.RefusalNotices(ctx, func() { close(subscribed) }, func(tenant string) {
+			if tenant == c.Tenant {
+				poke()
+			}
+		})
+	}()
+	// The first snapshot follows the subscription: a refusal after it is
+	// in it or wakes another.
+	select {
+	case <-subscribed:
+	case <-ctx.Done():
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -193,8 +264,10 @@ func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c comman
 		}
 		return rc.Flush()
 	}
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
 	changed := true
-	for ctx.Err() == nil {
+	for {
 		if changed {
 			o, err := s.snapshot(ctx, c)
 			if err != nil {
@@ -211,16 +284,13 @@ func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c comman
 		} else if send(": keep-alive\n\n") != nil {
 			return
 		}
-		var evs []scheduler.Event
-		evs, after, err = s.sched.ReadEvents(ctx, after, 15*time.Second)
-		if err != nil {
+		select {
+		case <-ctx.Done():
 			return
-		}
-		changed = false
-		for _, e := range evs {
-			if e.Tenant == c.Tenant {
-				changed = true
-			}
+		case <-wake:
+			changed = true
+		case <-keepAlive.C:
+			changed = false
 		}
 	}
 }

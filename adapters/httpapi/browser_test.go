@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -185,12 +186,17 @@ func TestBrowserDashboard(t *testing.T) {
 		t.Helper()
 		require.NoError(t, chromedp.Do(ctx, steps...))
 	}
-	submit := func(prompt string) string {
+	submitAs := func(user, prompt string) string {
 		t.Helper()
-		resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": prompt, "steps": 80, "user": "ada"})
+		steps := 80
+		if prompt == "a running fox" {
+			steps = 150 // long enough to look at the two queued behind it
+		}
+		resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": prompt, "steps": steps, "user": user})
 		require.Equal(t, 202, resp.StatusCode, m)
 		return m["id"].(string)
 	}
+	submit := func(prompt string) string { t.Helper(); return submitAs("ada", prompt) }
 
 	do(chromedp.Navigate(b.srv.URL+"/admin"),
 		chromedp.WaitVisible(css(`#live.ok`)),
@@ -199,12 +205,30 @@ func TestBrowserDashboard(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, noLabel, "every control has a label")
 
-	// A job submitted after the page loaded shows up running, live.
+	// A job submitted after the page loaded shows up running, live; with
+	// two more queued behind it (equal user weights) each waiting user is
+	// entitled to half the tenant's share, and the tenant, the only one
+	// waiting, to all of it.
 	id := submit("a running fox")
 	do(chromedp.WaitVisible(css(`#jobs tr[data-job="`+id+`"][data-status="running"][data-backend="fake"] progress:not([value="0"])`)),
 		chromedp.WaitVisible(css(`#users tr[data-user="ada"][data-running="1"]`)))
+	submitAs("bob", "a waiting owl")
+	submitAs("cy", "a waiting hare")
+	do(chromedp.WaitVisible(css(`#users tr[data-user="cy"]`)))
+	entitled := func(sel string) string { // one read: the live page replaces its nodes
+		t.Helper()
+		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(`+strconv.Quote(sel)+`).textContent`))
+		require.NoError(t, err)
+		return v
+	}
+	require.Equal(t, "entitled now: 100%", entitled("#entitled"))
+	require.Equal(t, "50%", entitled(`#users tr[data-user="bob"] td.entitled`))
+	require.Equal(t, "50%", entitled(`#users tr[data-user="cy"] td.entitled`))
+	require.Equal(t, "—", entitled(`#users tr[data-user="ada"] td.entitled`), "nothing of ada's waits")
 	screenshot(t, ctx, "dashboard")
-	do(chromedp.WaitNotPresent(css(`#jobs tr[data-job="` + id + `"]`)))
+	do(chromedp.WaitNotPresent(css(`#jobs tr[data-job]`)))
+	// Finished jobs show as thumbnails.
+	do(chromedp.WaitVisible(css(`#recent img[src^="blob:"]`)))
 
 	// A job that fails for good lands in the dead letters; Retry runs it again.
 	b.fake.FailNext(1, 500)
@@ -234,4 +258,6 @@ func TestBrowserDashboard(t *testing.T) {
 	require.Equal(t, 429, resp.StatusCode, m)
 	_, m = b.do(t, "GET", "/v1/admin/overview", "", nil)
 	require.Equal(t, map[string]any{"user_quota": 1.0}, m["refusals"], "the refusal is counted by reason")
+	// The page learns of it without a job event: the refusal wakes it.
+	do(chromedp.WaitVisible(css(`#refusals tr[data-reason="user_quota"]`)))
 }

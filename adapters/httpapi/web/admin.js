@@ -2,7 +2,8 @@
 // usage, live from GET /v1/admin/overview/events (no reloads).
 'use strict';
 (() => {
-  const { api, stream, el } = easel;
+  const { api, stream, el, blobURL } = easel;
+  const thumbs = new Map(); // image URL → object URL of its thumbnail, fetched once
   const $ = (id) => document.getElementById(id);
   let live = null;
   const rows = (id, items, render, empty) => $(id).replaceChildren(...(items.length ? items.map(render) :
@@ -14,8 +15,22 @@
     $('tenant').textContent = o.tenant;
     const total = Object.values(o.served || {}).reduce((a, b) => a + b, 0);
     const mine = total ? (o.served[o.tenant] || 0) / total : 0;
-    $('share').replaceChildren(`Served share (last 15 min): ${(mine * 100).toFixed(0)}% of all tenants · weight ${o.weight}`);
-    rows('users', o.users, u => el('tr', { 'data-user': u.user, 'data-running': u.running }, td(u.user), td(String(u.pending)), td(String(u.running))), 'No active jobs.');
+    const pct = (x) => `${(x * 100).toFixed(0)}%`;
+    const entitled = (o.entitled || {})[o.tenant];
+    $('share').replaceChildren(`Served share (last 15 min): ${pct(mine)} of all tenants · `,
+      el('span', { id: 'entitled' }, entitled === undefined ? 'entitled now: — (nothing queued)' : `entitled now: ${pct(entitled)}`),
+      ` · weight ${o.weight}`);
+    rows('users', o.users, u => el('tr', { 'data-user': u.user, 'data-running': u.running }, td(u.user), td(String(u.pending)), td(String(u.running)),
+      el('td', { class: 'entitled' }, u.entitled ? pct(u.entitled) : '—')), 'No active jobs.');
+    $('recent').replaceChildren(...(o.recent || []).flatMap(j => j.images.map((im, i) => {
+      const prompt = (j.request && j.request.prompt) || j.id;
+      const img = el('img', { alt: `${prompt} (image ${i + 1}, seed ${im.seed})`, title: prompt });
+      const cached = thumbs.get(im.url);
+      if (cached) img.src = cached;
+      else blobURL(im.thumb_url).then(u => { thumbs.set(im.url, u); img.src = u; }).catch(() => { img.alt = 'image expired'; });
+      return img;
+    })));
+    if (!(o.recent || []).length) $('recent').replaceChildren(el('p', { class: 'muted' }, 'No images yet.'));
     rows('jobs', o.jobs, j => el('tr', { 'data-job': j.id, 'data-status': j.status, 'data-backend': j.backend || '' }, td(el('code', {}, j.id)), td(j.user), td(j.status + (j.position ? ` #${j.position}` : '')),
       td(j.backend || '—'), td(el('progress', { max: '1', value: String(j.progress || 0), 'aria-label': `progress of ${j.id}` }), ` ${j.step}/${j.steps}`)), 'Nothing queued or running.');
     const cat = o.catalog || {};
