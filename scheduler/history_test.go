@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/easelbot/easel/internal/redistest"
 	"github.com/easelbot/easel/scheduler"
 )
 
@@ -73,4 +74,36 @@ func TestHistoryPagesBothWays(t *testing.T) {
 	_, err = b.s.FinishedNewer(b.ctx, "api:a", "u", "no spaces", 2)
 	require.ErrorAs(t, err, &bad)
 	require.Equal(t, "cursor", bad.Field)
+}
+
+// With shards, each tenant's history is read from its own shard.
+func TestHistoryOnEveryShard(t *testing.T) {
+	t.Parallel()
+	b := sharded(t, redistest.Store(t), scheduler.Config{Shards: 3})
+	tenants := tenantPerShard(t, b.s, "api:h")
+	for _, tenant := range tenants {
+		b.submit(t, tenant, "u", "job")
+		require.NoError(t, b.take(t, "w").Succeed(b.ctx, [][]byte{{1}}, []int64{1}, ""))
+	}
+	for _, tenant := range tenants {
+		p, err := b.s.FinishedPage(b.ctx, tenant, "u", "", 10)
+		require.NoError(t, err)
+		require.Len(t, p.Jobs, 1, tenant)
+		require.Equal(t, tenant, p.Jobs[0].Tenant)
+		r, err := b.s.Refusals(b.ctx, tenant)
+		require.NoError(t, err)
+		require.Empty(t, r)
+	}
+	// Entitled reads every shard's backlogged tenants and their weights
+	// (a weight is written by a tenant's first submit: new tenants).
+	tenants = tenantPerShard(t, b.s, "api:w")
+	for i, tenant := range tenants {
+		_, err := b.s.Submit(b.ctx, scheduler.SubmitRequest{Tenant: tenant, User: "u", Payload: []byte(`{}`),
+			Admission: &scheduler.Admission{TenantWeight: float64(i + 1), UserWeight: 1}})
+		require.NoError(t, err)
+	}
+	e, err := b.s.Entitled(b.ctx, tenants[2])
+	require.NoError(t, err)
+	require.InDeltaMapValues(t, map[string]float64{tenants[0]: 1.0 / 6, tenants[1]: 2.0 / 6, tenants[2]: 3.0 / 6}, e.Tenants, 1e-9)
+	require.Equal(t, map[string]float64{"u": 1}, e.Users)
 }
