@@ -36,8 +36,14 @@ type Imagine struct {
 	// InitImage makes the request image-to-image: an http(s) URL (fetched
 	// under the private-address rules, Limits.MaxInitImageBytes and
 	// Limits.InitImageTimeout), a data: URL or plain base64. A job's payload
-	// carries the image as base64, so a rerun decodes it again.
+	// only says the image is kept in the blob store beside the job
+	// (sdclient.Request.InitImageBytes): a rerun reads it from there
+	// (InitImageFrom).
 	InitImage string `json:"init_image,omitempty"`
+	// InitImageFrom is the id of an earlier job whose stored init image
+	// this request uses (a reroll or variation of an img2img job); it is
+	// read from the blob store and checked like any other.
+	InitImageFrom string `json:"-"`
 	// InitImageData is an init image an adapter already downloaded (a
 	// Slack file needs the bot token); it wins over InitImage and is
 	// checked the same way.
@@ -78,8 +84,9 @@ type Limits struct {
 	CostUnitSteps  int `yaml:"cost_unit_steps"`
 	CostUnitPixels int `yaml:"cost_unit_pixels"`
 	// MaxInitImageBytes caps an img2img source image (an upload, a fetched
-	// URL or decoded base64), in bytes. The image rides in the job's
-	// payload in Redis until the job expires. Default 8388608 (8 MiB).
+	// URL or decoded base64), in bytes. The image is kept in the image
+	// store (storage.blobs) beside the job, not in Redis (except with the
+	// demo's redis store). Default 8388608 (8 MiB).
 	MaxInitImageBytes int64 `yaml:"max_init_image_bytes"`
 	// InitImageTimeout bounds fetching an img2img source image from a URL
 	// (connect, headers and body). Default 15s.
@@ -256,7 +263,7 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 	if err := checkLoRAs(im.LoRAs); err != nil {
 		return err
 	}
-	hasInit := im.InitImage != "" || im.InitImageData != nil
+	hasInit := im.InitImage != "" || im.InitImageData != nil || im.InitImageFrom != ""
 	switch {
 	case math.IsNaN(im.DenoisingStrength) || im.DenoisingStrength < 0 || im.DenoisingStrength > 1:
 		return invalid("denoising_strength", "must be greater than 0 and at most 1 (got %g)", im.DenoisingStrength)

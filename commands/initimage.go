@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/easelbot/easel/internal/netguard"
+	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient"
 )
 
@@ -105,6 +106,15 @@ func (s *Service) initImage(ctx context.Context, im *Imagine) (*InitImage, error
 		field = "init_image"
 	}
 	data := im.InitImageData
+	if data == nil && im.InitImageFrom != "" {
+		var err error
+		if data, err = s.sched.InitImage(ctx, im.InitImageFrom); err != nil {
+			if errors.Is(err, scheduler.ErrInitImageGone) || errors.Is(err, scheduler.ErrNotFound) {
+				return nil, invalid(field, "the init image of job %s is gone (images are kept for scheduler.retention)", im.InitImageFrom)
+			}
+			return nil, err
+		}
+	}
 	if data == nil {
 		src := strings.TrimSpace(im.InitImage)
 		if src == "" {

@@ -18,6 +18,13 @@ func Rerun(job *scheduler.Job, image int) (Imagine, error) {
 	if err := json.Unmarshal(job.Payload, &im); err != nil {
 		return im, fmt.Errorf("rerun %s: %w", job.ID, err)
 	}
+	var stored struct {
+		InitImageBytes int `json:"init_image_bytes"`
+	}
+	if json.Unmarshal(job.Payload, &stored) == nil && stored.InitImageBytes > 0 {
+		// An img2img job: its init image is in the blob store.
+		im.InitImageFrom = job.ID
+	}
 	random := int64(-1)
 	im.Seed = &random
 	if image < 0 {

@@ -47,3 +47,20 @@ func TestRerunImg2Img(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, png, data)
 }
+
+// A rerun of an img2img job whose init image is in the blob store names
+// the job it comes from; the service reads the image from there.
+func TestRerunStoredInitImage(t *testing.T) {
+	t.Parallel()
+	payload, err := json.Marshal(sdclient.Request{Prompt: "a fox", Width: 64, Height: 64, Steps: 4, Seed: 3, Count: 1,
+		InitImageBytes: 1234, DenoisingStrength: 0.4})
+	require.NoError(t, err)
+	im, err := Rerun(&scheduler.Job{ID: "j1", Payload: payload, Seeds: []int64{3}}, -1)
+	require.NoError(t, err)
+	require.Equal(t, "j1", im.InitImageFrom)
+	require.Empty(t, im.InitImage)
+	require.Equal(t, 0.4, im.DenoisingStrength)
+	im, err = Rerun(&scheduler.Job{ID: "j2", Payload: json.RawMessage(`{"prompt":"x"}`)}, -1)
+	require.NoError(t, err)
+	require.Empty(t, im.InitImageFrom, "txt2img stays txt2img")
+}

@@ -88,7 +88,7 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	if err != nil {
 		return scheduler.SubmitResult{}, im, err
 	}
-	hasInit := im.InitImageData != nil || strings.TrimSpace(im.InitImage) != ""
+	hasInit := im.InitImageData != nil || strings.TrimSpace(im.InitImage) != "" || im.InitImageFrom != ""
 	if hasInit {
 		// The init image's size wins over saved defaults.
 		st.Width, st.Height = 0, 0
@@ -119,8 +119,11 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	req := sdclient.Request{Prompt: im.Prompt, NegativePrompt: im.NegativePrompt, Width: im.Width, Height: im.Height,
 		Steps: im.Steps, CFGScale: im.CFGScale, Seed: *im.Seed, Sampler: im.Sampler, Model: im.Model, Count: im.Count,
 		SubseedStrength: im.VariationStrength, Scheduler: im.Scheduler, LoRAs: im.LoRAs}
+	var initData []byte
 	if init != nil {
-		req.InitImage, req.DenoisingStrength = init.Data, im.DenoisingStrength
+		// The image goes to the blob store, not into the payload Redis keeps.
+		req.InitImageBytes, req.DenoisingStrength = len(init.Data), im.DenoisingStrength
+		initData = init.Data
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -128,7 +131,7 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	}
 	res, err := s.sched.Submit(ctx, scheduler.SubmitRequest{
 		Tenant: c.Tenant, User: c.User, Payload: body, Origin: origin, Cost: s.limits.Cost(&im), Images: im.Count,
-		IdempotencyKey: idempotencyKey, Admission: p.Admission(), Model: im.Model,
+		IdempotencyKey: idempotencyKey, Admission: p.Admission(), Model: im.Model, InitImage: initData,
 	})
 	return res, im, err
 }

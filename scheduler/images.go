@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -91,4 +92,39 @@ func (s *Scheduler) Info(ctx context.Context, j *Job) (string, error) {
 		return "", fmt.Errorf("info: %w", err)
 	}
 	return string(b), nil
+}
+
+// initImageName is the blob name of a job's init image: attempt 0, as it
+// is written at submit, before any attempt.
+const initImageName = "init"
+
+func initImageRef(jobID string) blob.Ref {
+	return blob.Ref{Job: jobID, Attempt: 0, Name: initImageName}
+}
+
+// ErrInitImageGone is returned by Lease.InitImage when the job's init image
+// is missing from the blob store (swept, or removed by hand): the job
+// cannot run, and retrying will not bring it back.
+var ErrInitImageGone = errors.New("the job's init image is gone from the image store")
+
+// InitImage reads the init image the job's submit kept in the blob store
+// (SubmitRequest.InitImage).
+func (l *Lease) InitImage(ctx context.Context) ([]byte, error) {
+	return l.s.InitImage(ctx, l.JobID)
+}
+
+// InitImage reads a job's init image from the blob store, for a request
+// made again from it (a reroll or variation of an img2img job).
+func (s *Scheduler) InitImage(ctx context.Context, jobID string) ([]byte, error) {
+	if !namePattern.MatchString(jobID) {
+		return nil, ErrNotFound
+	}
+	b, err := blob.ReadAll(ctx, s.store.Blobs, initImageRef(jobID))
+	if errors.Is(err, blob.ErrNotFound) {
+		return nil, fmt.Errorf("init image: %w", ErrInitImageGone)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("init image: %w", err)
+	}
+	return b, nil
 }

@@ -160,3 +160,34 @@ func TestMaxmemoryRedisKeepsFinishingJobsWithFS(t *testing.T) {
 		})
 	}
 }
+
+// An init image is written to the image store at submit, under the job,
+// and read back through the lease; a duplicate or refused submit leaves
+// no file behind, and a missing one is ErrInitImageGone.
+func TestInitImageStoredAtSubmit(t *testing.T) {
+	t.Parallel()
+	b, dir := setupFS(t)
+	src := []byte("\x89PNG init image")
+	req := scheduler.SubmitRequest{Tenant: "api:a", User: "u", Payload: []byte(`{"init_image_bytes":16}`), InitImage: src,
+		IdempotencyKey: "k", Admission: &scheduler.Admission{MaxPendingPerUser: 1}}
+	r, err := b.s.Submit(b.ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, []string{"results/" + r.ID + ".0.init"}, files(t, dir))
+	dup, err := b.s.Submit(b.ctx, req)
+	require.NoError(t, err)
+	require.True(t, dup.Duplicate)
+	req.IdempotencyKey = "k2"
+	_, err = b.s.Submit(b.ctx, req)
+	var refused *scheduler.RefusedError
+	require.ErrorAs(t, err, &refused)
+	require.Equal(t, []string{"results/" + r.ID + ".0.init"}, files(t, dir), "no file of the duplicate or the refused submit")
+
+	l := b.take(t, "w")
+	require.Equal(t, r.ID, l.JobID)
+	got, err := l.InitImage(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, src, got)
+	require.NoError(t, os.Remove(filepath.Join(dir, "results", r.ID+".0.init")))
+	_, err = l.InitImage(b.ctx)
+	require.ErrorIs(t, err, scheduler.ErrInitImageGone)
+}

@@ -45,6 +45,11 @@ type SubmitRequest struct {
 	IdempotencyKey string
 	// Admission holds the limits to enforce; nil means none (weight 1).
 	Admission *Admission
+	// InitImage is an img2img job's source image: it is kept in the blob
+	// store under the job (like its results; swept after the retention),
+	// not in Payload, which only says it is there; a worker reads it with
+	// Lease.InitImage. nil for none.
+	InitImage []byte
 	// Model is the checkpoint the job runs on, as the request names it; ""
 	// when it names none (the backend's loaded or default one). Dispatch
 	// hands the job only to a worker slot whose backend advertised this

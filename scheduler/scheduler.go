@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -197,6 +198,8 @@ func NewID(now time.Time) string {
 // Submit admits a job into its tenant's queue and dispatches it at once when
 // a worker slot is free.
 func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, error) {
+	// admittedID is the id of the job this call created, once it has.
+	var admittedID string
 	switch {
 	case !namePattern.MatchString(r.Tenant):
 		return SubmitResult{}, &InvalidError{"tenant", "must be 1-128 characters of letters, digits and _.:@-"}
@@ -229,6 +232,20 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 	if r.Admission != nil {
 		call.Admission = *r.Admission
 	}
+	if len(r.InitImage) > 0 {
+		// Written before the job exists, under its new id (no other
+		// submit or attempt writes that name), so a worker that takes the
+		// job at once finds it; removed again unless this job is admitted.
+		ref := initImageRef(call.ID)
+		if err := s.store.Blobs.Put(ctx, ref, bytes.NewReader(r.InitImage), int64(len(r.InitImage))); err != nil {
+			return SubmitResult{}, fmt.Errorf("submit: store init image: %w", err)
+		}
+		defer func() {
+			if admittedID != call.ID {
+				_ = s.store.Blobs.Delete(context.WithoutCancel(ctx), ref)
+			}
+		}()
+	}
 	msg, err := s.submit(ctx, call)
 	if err != nil {
 		return SubmitResult{}, fmt.Errorf("submit: %w", err)
@@ -238,6 +255,9 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 		return SubmitResult{}, fmt.Errorf("submit: %w", err)
 	}
 	gotID, _ := res[0].ToString()
+	if dup, _ := res[2].AsInt64(); dup == 0 {
+		admittedID = gotID
+	}
 	if gotID == "" {
 		reason, _ := res[3].ToString()
 		wait, _ := res[4].AsInt64()

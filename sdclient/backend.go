@@ -40,6 +40,13 @@ type Request struct {
 	// InitImage is the encoded source image of an img2img job; nil for
 	// txt2img.
 	InitImage []byte `json:"init_image,omitempty"`
+	// InitImageBytes, when above 0, says the job's init image (of that
+	// many bytes) is kept in Easel's blob store beside the job
+	// (scheduler.SubmitRequest.InitImage), not in InitImage: the payload
+	// stays small in Redis, and the worker reads the image back
+	// (scheduler.Lease.InitImage) into InitImage before the request
+	// reaches a backend.
+	InitImageBytes int `json:"init_image_bytes,omitempty"`
 	// DenoisingStrength (0–1) is how far img2img departs from InitImage
 	// (A1111 denoising_strength, ComfyUI KSampler denoise). Default 0.75.
 	DenoisingStrength float64 `json:"denoising_strength,omitempty"`

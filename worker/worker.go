@@ -415,6 +415,24 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 			log.Error("fail job", zap.Error(err))
 		}
 		return true, false
+	} else if req.InitImageBytes > 0 {
+		// The init image is in the blob store, not in the payload. Gone
+		// is final (no retry brings it back); a store error is retried.
+		data, err := lease.InitImage(bg)
+		if err != nil {
+			outcome = "failed"
+			code, retry := "image_store_error", true
+			if errors.Is(err, scheduler.ErrInitImageGone) {
+				code, retry = "bad_request", false
+			}
+			if retried, ferr := lease.Fail(bg, code, err.Error(), retry); ferr != nil {
+				log.Error("fail job", zap.Error(ferr))
+			} else if retried {
+				outcome = "retrying"
+			}
+			return true, false
+		}
+		req.InitImage, req.InitImageBytes = data, 0
 	}
 
 	jobCtx, cancel := context.WithCancelCause(runCtx)

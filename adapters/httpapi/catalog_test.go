@@ -252,7 +252,8 @@ func TestInitImageRefusals(t *testing.T) {
 }
 
 // The init image's size becomes the default size (rounded to 8, within
-// limits), and the payload carries its bytes.
+// limits); the payload says the image is stored, and the blob store has
+// its bytes.
 func TestInitImageSetsSize(t *testing.T) {
 	t.Parallel()
 	imgs := imageServer(t, 1001, 499)
@@ -264,11 +265,16 @@ func TestInitImageSetsSize(t *testing.T) {
 	var req struct {
 		Width, Height     int
 		InitImage         []byte  `json:"init_image"`
+		InitImageBytes    int     `json:"init_image_bytes"`
 		DenoisingStrength float64 `json:"denoising_strength"`
 	}
 	require.NoError(t, json.Unmarshal(j.Payload, &req))
 	require.Equal(t, [2]int{1000, 496}, [2]int{req.Width, req.Height})
-	require.True(t, strings.HasPrefix(string(req.InitImage), "\x89PNG"))
+	require.Nil(t, req.InitImage)
+	src, err := b.sched.InitImage(b.ctx, j.ID)
+	require.NoError(t, err)
+	require.Equal(t, len(src), req.InitImageBytes)
+	require.True(t, strings.HasPrefix(string(src), "\x89PNG"))
 	require.Equal(t, 0.75, req.DenoisingStrength)
 }
 

@@ -33,6 +33,14 @@ import (
 // setupBlobs is setup with a worker and images in the given store.
 func setupBlobs(t *testing.T, blobs func(*storage.Store) blob.Store) (*bundle, *storage.Store) {
 	t.Helper()
+	b, store := setupBlobsIdle(t, blobs)
+	b.startWorker(t)
+	return b, store
+}
+
+// setupBlobsIdle is setupBlobs without the worker (startWorker starts it).
+func setupBlobsIdle(t *testing.T, blobs func(*storage.Store) blob.Store) (*bundle, *storage.Store) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	store := redistest.Store(t)
@@ -48,7 +56,6 @@ func setupBlobs(t *testing.T, blobs func(*storage.Store) blob.Store) (*bundle, *
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
 	b := &bundle{ctx: ctx, sched: sched, api: api, srv: srv}
-	b.startWorker(t)
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -518,21 +518,33 @@ func view(j *scheduler.Job, pos int) JobView {
 }
 
 // requestView is the job's request as the API shows it: an img2img job's
-// init image (up to megabytes of base64) is replaced by its size, so job
-// views, SSE followers and webhook bodies stay small and never echo it.
+// init image is shown by its size, {"omitted": true, "bytes": n}, whether
+// the payload holds it (jobs from before the blob store kept it, up to
+// megabytes of base64) or names its size (init_image_bytes: the image is
+// in the blob store), so job views, SSE followers and webhook bodies stay
+// small and never echo it.
 func requestView(payload []byte) json.RawMessage {
-	if !bytes.Contains(payload, []byte(`"init_image"`)) {
+	if !bytes.Contains(payload, []byte(`"init_image`)) {
 		return payload
 	}
 	var m map[string]json.RawMessage
 	if json.Unmarshal(payload, &m) != nil {
 		return payload
 	}
-	var img []byte
-	if json.Unmarshal(m["init_image"], &img) != nil {
-		return payload
+	n := -1
+	if raw, ok := m["init_image_bytes"]; ok {
+		if json.Unmarshal(raw, &n) != nil {
+			return payload
+		}
+		delete(m, "init_image_bytes")
+	} else {
+		var img []byte
+		if json.Unmarshal(m["init_image"], &img) != nil {
+			return payload
+		}
+		n = len(img)
 	}
-	m["init_image"], _ = json.Marshal(map[string]any{"omitted": true, "bytes": len(img)})
+	m["init_image"], _ = json.Marshal(map[string]any{"omitted": true, "bytes": n})
 	out, err := json.Marshal(m)
 	if err != nil {
 		return payload
