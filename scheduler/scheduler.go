@@ -461,10 +461,6 @@ func (s *Scheduler) Active(ctx context.Context, tenant string) ([]*Job, error) {
 // missed between two reads (the shared stream trimmed past it) is found
 // again through History.
 func (s *Scheduler) Follow(ctx context.Context, id string, afterSeq int64, fn func(Event) error) error {
-	_, pos, err := s.ReadEvents(ctx, "", 0)
-	if err != nil {
-		return fmt.Errorf("follow: %w", err)
-	}
 	last := afterSeq
 	// catchUp delivers what History holds past last; ended means nothing
 	// more will come.
@@ -483,6 +479,16 @@ func (s *Scheduler) Follow(ctx context.Context, id string, afterSeq int64, fn fu
 			}
 		}
 		return over, nil
+	}
+	// A finished job needs one read.
+	if ended, err := catchUp(); ended || err != nil {
+		return err
+	}
+	// A live one: where the shared stream ends now, then the history again,
+	// so no event falls between the two.
+	_, pos, err := s.ReadEvents(ctx, "", 0)
+	if err != nil {
+		return fmt.Errorf("follow: %w", err)
 	}
 	if ended, err := catchUp(); ended || err != nil {
 		return err
