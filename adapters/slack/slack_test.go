@@ -61,7 +61,7 @@ func setup(t *testing.T, step time.Duration) *bundle { return setupWith(t, optio
 // channel C1 (the bot is a member) and C2 (it is not).
 func setupWith(t *testing.T, o options) *bundle {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*slackfake.WaitTimeout)
 	t.Cleanup(cancel)
 	store := redistest.Store(t)
 	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())

@@ -125,6 +125,9 @@ type Call struct {
 	Method string
 	Form   url.Values
 	Error  string // Slack's error code, "" for ok
+	// At is when the fake answered the call (shown by Wait's timeout
+	// report, to tell a slow path from a lost one).
+	At time.Time
 }
 
 // ResponsePost is one use of a response_url.
@@ -381,11 +384,21 @@ func (s *Server) ResponsePosts() []ResponsePost {
 	return append([]ResponsePost(nil), s.respPosts...)
 }
 
+// WaitTimeout is how long Wait waits: generous, as a passing Wait returns
+// as soon as pred holds. Under a loaded race-enabled run one job has taken
+// over 20 s, most of it the fake SD backend encoding full-size PNGs and
+// its client decoding them (CPU-bound; the steps are paced by timers). It
+// stays under the relay's recovery of an unacknowledged final (its sweep
+// takes entries idle for a minute), so a final lost and only recovered by
+// the sweep still fails the test.
+const WaitTimeout = 45 * time.Second
+
 // Wait blocks until pred holds for the calls so far (checked after every
-// change), failing t after 20 seconds.
+// change), failing t after WaitTimeout with every call and its time.
 func (s *Server) Wait(t testing.TB, what string, pred func([]Call) bool) []Call {
 	t.Helper()
-	deadline := time.NewTimer(20 * time.Second)
+	start := time.Now()
+	deadline := time.NewTimer(WaitTimeout)
 	defer deadline.Stop()
 	for {
 		s.mu.Lock()
@@ -400,9 +413,9 @@ func (s *Server) Wait(t testing.TB, what string, pred func([]Call) bool) []Call 
 		case <-deadline.C:
 			var b strings.Builder
 			for _, c := range calls {
-				fmt.Fprintf(&b, "\n  %s %s %v", c.Method, c.Error, c.Form)
+				fmt.Fprintf(&b, "\n  %s (%+.3fs) %s %s %v", c.At.Format("15:04:05.000"), c.At.Sub(start).Seconds(), c.Method, c.Error, c.Form)
 			}
-			t.Fatalf("timed out waiting for %s; calls:%s", what, b.String())
+			t.Fatalf("timed out waiting for %s (since %s); calls:%s", what, start.Format("15:04:05.000"), b.String())
 		}
 	}
 }
@@ -484,7 +497,7 @@ func (s *Server) method(name string, h func(url.Values) (map[string]any, string)
 				redacted[k] = v
 			}
 		}
-		s.calls = append(s.calls, Call{Method: name, Form: redacted, Error: code})
+		s.calls = append(s.calls, Call{Method: name, Form: redacted, Error: code, At: time.Now()})
 		s.changed()
 		if body == nil {
 			body = map[string]any{}
@@ -682,7 +695,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 	default:
 		f.Bytes, f.Uploaded = data, true
 	}
-	s.calls = append(s.calls, Call{Method: "upload", Form: url.Values{"id": {id}}, Error: code})
+	s.calls = append(s.calls, Call{Method: "upload", Form: url.Values{"id": {id}}, Error: code, At: time.Now()})
 	s.changed()
 	if code != "" {
 		http.Error(w, code, http.StatusBadRequest)
@@ -796,7 +809,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request) {
 			code = "no_text"
 		}
 	}
-	s.calls = append(s.calls, Call{Method: "response_url", Form: url.Values{"id": {id}, "body": {string(raw)}}, Error: code})
+	s.calls = append(s.calls, Call{Method: "response_url", Form: url.Values{"id": {id}, "body": {string(raw)}}, Error: code, At: time.Now()})
 	if code == "" {
 		resp.uses++
 		s.respPosts = append(s.respPosts, ResponsePost{URL: id, Body: body})

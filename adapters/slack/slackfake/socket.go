@@ -51,7 +51,7 @@ func (s *Server) socket(w http.ResponseWriter, r *http.Request) {
 					close(ch)
 				}
 			}
-			s.calls = append(s.calls, Call{Method: "socket.ack", Form: map[string][]string{"envelope_id": {id}}})
+			s.calls = append(s.calls, Call{Method: "socket.ack", Form: map[string][]string{"envelope_id": {id}}, At: time.Now()})
 			s.changed()
 			s.mu.Unlock()
 		}
