@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -251,6 +252,10 @@ func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c comman
 	select {
 	case <-subscribed:
 	case <-ctx.Done():
+		if r.Context().Err() == nil { // a source failed before the first snapshot
+			w.Header().Set("Retry-After", strconv.Itoa(unavailableRetry))
+			writeError(w, http.StatusServiceUnavailable, "unavailable", "the queue store (Redis) is not answering; retry shortly", "")
+		}
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
