@@ -202,7 +202,11 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 	if offer {
 		call.Member, call.OfferTTL = l.slot.member, l.s.cfg.Lease
 	}
-	res, err := l.s.exec(ctx, call).ToArray()
+	msg, err := l.s.succeedBatched(ctx, call)
+	if err != nil {
+		return false, fmt.Errorf("succeed: %w", err)
+	}
+	res, err := msg.ToArray()
 	if err != nil {
 		return false, fmt.Errorf("succeed: %w", err)
 	}

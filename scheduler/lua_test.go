@@ -224,17 +224,15 @@ func TestScriptContracts(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, res, 6, "the retry is dispatched to the slot")
 	id2 := submitForContract(t, s, ctx, "api:c", "u2")
-	res, err = s.exec(ctx, succeedCall{ID: "job1", Attempt: 2, Images: 1, SeedsJSON: "[1]", InfoJSON: `""`,
-		Member: sl.member, OfferTTL: time.Minute}).ToArray()
-	require.NoError(t, err)
+	res = succeedOne(ctx, t, s, succeedCall{ID: "job1", Attempt: 2, Images: 1, SeedsJSON: "[1]", InfoJSON: `""`,
+		Member: sl.member, OfferTTL: time.Minute})
 	ok, _ := res[0].AsInt64()
 	require.Equal(t, int64(1), ok)
 	d, err := res[1].AsStrSlice()
 	require.NoError(t, err)
 	require.Equal(t, id2, d[1])
-	res, err = s.exec(ctx, succeedCall{ID: id2, Attempt: 1, SeedsJSON: "[]", InfoJSON: `""`,
-		Member: sl.member, OfferTTL: time.Minute}).ToArray()
-	require.NoError(t, err)
+	res = succeedOne(ctx, t, s, succeedCall{ID: id2, Attempt: 1, SeedsJSON: "[]", InfoJSON: `""`,
+		Member: sl.member, OfferTTL: time.Minute})
 	require.Len(t, res, 2)
 	d, err = res[1].AsStrSlice()
 	require.NoError(t, err)
@@ -242,8 +240,7 @@ func TestScriptContracts(t *testing.T) {
 	idle, err := s.client.Do(ctx, s.client.B().Zcard().Key(k.Slots()).Build()).AsInt64()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), idle)
-	res, err = s.exec(ctx, succeedCall{ID: "job1", Attempt: 2, SeedsJSON: "[]", InfoJSON: `""`}).ToArray()
-	require.NoError(t, err)
+	res = succeedOne(ctx, t, s, succeedCall{ID: "job1", Attempt: 2, SeedsJSON: "[]", InfoJSON: `""`})
 	require.Equal(t, []any{int64(0)}, values(t, res))
 
 	// handback: 1 for a live attempt (back at the front), 0 when stale.
@@ -329,4 +326,59 @@ func TestSubmitBatchContract(t *testing.T) {
 	n, err := s.client.Do(ctx, s.client.B().Exists().Key(s.keys.Job("job4"), s.keys.Job("job5")).Build()).AsInt64()
 	require.NoError(t, err)
 	require.Zero(t, n, "neither the duplicate nor the refused job has a record")
+}
+
+// succeedOne runs one succeed as a batch of one and returns its reply.
+func succeedOne(ctx context.Context, t *testing.T, s *Scheduler, c succeedCall) []rueidis.RedisMessage {
+	t.Helper()
+	res, err := s.exec(ctx, succeedBatch{c}).ToArray()
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	one, err := res[0].ToArray()
+	require.NoError(t, err)
+	return one
+}
+
+// A batch of succeeds from two slots in one call: each attempt ends, and
+// each slot gets its own next job back in its own reply element.
+func TestSucceedBatchContract(t *testing.T) {
+	t.Parallel()
+	s, ctx := contractSetup(t, Config{})
+	a, b := s.Slot("wa", "x"), s.Slot("wb", "x")
+	var ids []string
+	for _, sl := range []*Slot{a, b} {
+		id := submitForContract(t, s, ctx, "api:c", "u")
+		d, err := s.exec(ctx, slotCall{Member: sl.member, TTL: time.Minute}).AsStrSlice()
+		require.NoError(t, err)
+		require.Len(t, d, 6)
+		require.Equal(t, id, d[1])
+		ids = append(ids, id)
+	}
+	next := []string{submitForContract(t, s, ctx, "api:c", "u2"), submitForContract(t, s, ctx, "api:c", "u3")}
+	res, err := s.exec(ctx, succeedBatch{
+		{ID: ids[0], Attempt: 1, SeedsJSON: "[]", InfoJSON: `""`, InfoRecord: `""`, Member: a.member, OfferTTL: time.Minute},
+		{ID: ids[1], Attempt: 1, SeedsJSON: "[]", InfoJSON: `""`, InfoRecord: `""`, Member: b.member, OfferTTL: time.Minute},
+		{ID: ids[1], Attempt: 1, SeedsJSON: "[]", InfoJSON: `""`, InfoRecord: `""`, Member: b.member, OfferTTL: time.Minute},
+	}).ToArray()
+	require.NoError(t, err)
+	require.Len(t, res, 3)
+	var got []string
+	for i, want := range []int64{1, 1, 0} {
+		one, err := res[i].ToArray()
+		require.NoError(t, err)
+		ok, _ := one[0].AsInt64()
+		require.Equal(t, want, ok, "element %d", i)
+		if want == 1 {
+			d, err := one[1].AsStrSlice()
+			require.NoError(t, err)
+			require.Len(t, d, 6)
+			got = append(got, d[1])
+		}
+	}
+	require.ElementsMatch(t, next, got, "each slot got one of the waiting jobs")
+	for _, id := range ids {
+		j, err := s.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, StatusSucceeded, j.Status)
+	}
 }

@@ -201,12 +201,10 @@ type succeedCall struct {
 	OfferTTL   time.Duration
 }
 
-func (c succeedCall) slotMember() string { return c.Member }
-
 func (succeedCall) script() string                 { return scriptSucceed }
 func (c succeedCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID)} }
 func (c succeedCall) argv() []string {
-	return []string{c.ID, itoa(c.Attempt), itoa(c.Images), c.SeedsJSON, c.InfoJSON, mstoa(c.OfferTTL), c.InfoRecord}
+	return []string{c.ID, itoa(c.Attempt), itoa(c.Images), c.SeedsJSON, c.InfoJSON, mstoa(c.OfferTTL), c.InfoRecord, c.Member}
 }
 
 // backoff is the retry schedule scripts apply.

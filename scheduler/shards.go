@@ -60,12 +60,15 @@ type shard struct {
 	// view is the scheduler restricted to this shard (its keys as the
 	// scheduler's own), for slots and maintenance.
 	view *Scheduler
-	// submitter batches concurrent submits to this shard (submitbatch.go).
-	submitter *submitter
+	// submits and succeeds batch concurrent calls to this shard (batch.go).
+	submits  *batcher[submitCall]
+	succeeds *batcher[succeedCall]
 }
 
 func newShard(i int, k storage.Keys) *shard {
-	return &shard{i: i, keys: k, pfx: k.ShardPrefix(), common: commonKeys(k), submitter: &submitter{}}
+	return &shard{i: i, keys: k, pfx: k.ShardPrefix(), common: commonKeys(k),
+		submits:  newBatcher(func(c []submitCall) scriptCall { return submitBatch(c) }),
+		succeeds: newBatcher(func(c []succeedCall) scriptCall { return succeedBatch(c) })}
 }
 
 // clusterSlots is the number of Redis Cluster hash slots.
@@ -183,9 +186,13 @@ func (s *Scheduler) route(c scriptCall) *shard {
 	case submitCall:
 		return s.shardOfTenant(c.Tenant)
 	case submitBatch:
-		// A batch holds submits to one shard (submitbatch.go).
+		// A batch holds calls to one shard (batch.go).
 		if len(c) > 0 {
 			return s.shardOfTenant(c[0].Tenant)
+		}
+	case succeedBatch:
+		if len(c) > 0 {
+			return s.shardOfID(c[0].ID)
 		}
 	case queuePageCall:
 		return s.shardOfTenant(c.Tenant)

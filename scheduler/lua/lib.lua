@@ -659,6 +659,13 @@ local function set_loaded(m, model)
   redis.call('HSET', CAPS, m, string.sub(v, 1, tab) .. model .. string.sub(v, c.at))
 end
 
+-- as_slot makes slot m ("" for none) the caller's slot for what follows:
+-- a batch of succeeds comes from several slots, one per job.
+local function as_slot(m)
+  SELF, DELIVERED, SELF_FREE, SELF_TTL, SELF_LISTED = m, nil, false, 0, false
+  FREE, FREE_MORE, FREE_PARTIAL = nil, false, false
+end
+
 -- offer_self offers the caller's slot until ttl ms from now. The offer is
 -- written only if this call does not use it at once (see finish_offer).
 -- renewal says the slot may already be listed (an offer being renewed).

@@ -1,6 +1,7 @@
 package scheduler_test
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"sync"
@@ -59,4 +60,18 @@ func TestConcurrentSubmitsBatched(t *testing.T) {
 		require.JSONEq(t, `{"prompt":"p`+strconv.Itoa(i)+`"}`, string(j.Payload))
 	}
 	require.Equal(t, 1, limited, "one job of the rate-limited user admitted, the rest refused")
+}
+
+// A submit whose caller gave up before its batch left is not sent: it
+// answers the context's error and nothing is queued.
+func TestSubmitGivenUpIsNotAdmitted(t *testing.T) {
+	t.Parallel()
+	b := setup(t, scheduler.Config{})
+	ctx, cancel := context.WithCancel(b.ctx)
+	cancel()
+	_, err := b.s.Submit(ctx, scheduler.SubmitRequest{Tenant: "api:t", User: "u", Payload: json.RawMessage(`{}`)})
+	require.ErrorIs(t, err, context.Canceled)
+	active, err := b.s.Active(b.ctx, "api:t")
+	require.NoError(t, err)
+	require.Empty(t, active)
 }
