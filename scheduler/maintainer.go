@@ -12,7 +12,8 @@ import (
 
 // Maintainer promotes due retries back into fair dispatch, reclaims work
 // whose lease expired and announces queued jobs' places in line
-// (positions.go). Any number of processes may run one; the scripts are
+// (positions.go); on the reclaim pace it trims the shared events stream
+// by age (eventtrim.go). Any number of processes may run one; the scripts are
 // atomic. It waits by blocking on the wake list until the next deadline
 // (the next due retry or the next reclaim pass), never by polling.
 type Maintainer struct {
@@ -84,6 +85,10 @@ func (m *Maintainer) loop(ctx context.Context) {
 		if err == nil && !now.Before(nextReclaim) {
 			_, err = m.Reclaim(ctx)
 			nextReclaim = now.Add(lease / 2)
+			if err == nil {
+				// The shared events stream by age, at the reclaim pace.
+				_, err = m.s.trimEvents(ctx, now)
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {

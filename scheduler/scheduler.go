@@ -42,6 +42,13 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// EventsMaxLen bounds the shared events stream (approximate). Default 100000.
 	EventsMaxLen int64 `yaml:"events_max_len"`
+	// EventsGrace is how long an entry of the shared events stream is kept
+	// at least: the maintainer trims older entries once every consumer
+	// group (relays, webhooks) has read and acknowledged them
+	// (eventtrim.go); EventsMaxLen still caps the stream. A job's history
+	// does not depend on it (it is read from the job's record and own
+	// stream). Default 5m, at least 1s.
+	EventsGrace time.Duration `yaml:"events_grace"`
 	// PositionInterval is the least time between two position events of a
 	// queued job: position changes are announced by a pass that runs this
 	// long after the first change, so a burst of dispatches is one event
@@ -84,6 +91,9 @@ func (c *Config) fill() error {
 	if c.EventsMaxLen == 0 {
 		c.EventsMaxLen = 100000
 	}
+	if c.EventsGrace == 0 {
+		c.EventsGrace = 5 * time.Minute
+	}
 	if c.PositionInterval == 0 {
 		c.PositionInterval = time.Second
 	}
@@ -100,6 +110,8 @@ func (c *Config) fill() error {
 		return &InvalidError{"scheduler.max_attempts", fmt.Sprintf("must be between 1 and 100 (got %d)", c.MaxAttempts)}
 	case c.RetryBackoff < 0 || c.RetryBackoffMax < c.RetryBackoff:
 		return &InvalidError{"scheduler.retry_backoff", "must be positive and not above retry_backoff_max"}
+	case c.EventsGrace < time.Second:
+		return &InvalidError{"scheduler.events_grace", fmt.Sprintf("must be at least 1s (got %s)", c.EventsGrace)}
 	case c.PositionInterval < 0:
 		return &InvalidError{"scheduler.position_interval", fmt.Sprintf("must be positive (got %s)", c.PositionInterval)}
 	case c.Shards < 1 || c.Shards > maxShards:
