@@ -127,10 +127,12 @@ func (id streamID) String() string {
 	return strconv.FormatUint(id.ms, 10) + "-" + strconv.FormatUint(id.seq, 10)
 }
 
+// A bare number is an id with sequence 0, as Redis reads it (the embedded
+// Redis reports a new group's last-delivered-id as "0").
 func parseStreamID(s string) (streamID, bool) {
 	a, b, ok := strings.Cut(s, "-")
 	if !ok {
-		return streamID{}, false
+		b = "0"
 	}
 	ms, err1 := strconv.ParseUint(a, 10, 64)
 	seq, err2 := strconv.ParseUint(b, 10, 64)
