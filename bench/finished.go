@@ -37,6 +37,11 @@ type FinishedJobBytes struct {
 	EventsStream int64
 }
 
+// finishedEventsGrace is scheduler.events_grace in FinishedJobMemory:
+// short, so that the warm-up's events are past it before used_memory is
+// taken first (the wait for the jobs' own streams covers it after).
+const finishedEventsGrace = time.Second
+
 // finishedImageSize is the image every job of FinishedJobMemory makes: an
 // SDXL 1024×1024 PNG is about 1.5 MB.
 const finishedImageSize = 1500 * 1000
@@ -44,10 +49,15 @@ const finishedImageSize = 1500 * 1000
 // FinishedJobMemory runs n jobs to success, one at a time, through a worker
 // whose backend makes one 1.5 MB image, ~1 KB of A1111-style info and 20
 // progress events (no previews), with the images in kind's store, and
-// measures what Redis keeps per finished job. How it is taken: 10 warm-up
-// jobs first (streams, groups, scripts exist); used_memory before; n jobs;
+// measures what Redis keeps per finished job. How it is taken, with
+// scheduler.events_grace 1s: 10 warm-up jobs first (streams, groups,
+// scripts exist); a wait past the events grace, the relay group read and
+// acknowledged to the end (as a relay that keeps up does) and the shared
+// events stream trimmed by age (Scheduler.TrimEvents, as the maintainer
+// does); used_memory before; n jobs;
 // then a wait until every job's own event stream has passed its grace
-// (scheduler.FinishedEventsGrace after the job's end) and an EXISTS on
+// (scheduler.FinishedEventsGrace after the job's end; it covers the events
+// grace), the relay catch-up and trim again, and an EXISTS on
 // each (Redis deletes an expired key when it is read, so none waits for
 // the active expiry cycle), then until INFO memory's
 // lazyfree_pending_objects is 0; used_memory after. The figure is (after -
@@ -74,7 +84,7 @@ func FinishedJobMemory(ctx context.Context, url, kind string, n int) (FinishedJo
 	default:
 		return res, fmt.Errorf("finished job memory: kind %q: want redis or fs", kind)
 	}
-	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	sched, err := scheduler.New(ctx, store, scheduler.Config{EventsGrace: finishedEventsGrace}, zap.NewNop())
 	if err != nil {
 		return res, err
 	}
@@ -117,7 +127,44 @@ func FinishedJobMemory(ctx context.Context, url, kind string, n int) (FinishedJo
 		}
 		return ids, time.Now(), nil
 	}
-	if _, _, err := run(10); err != nil {
+	wait := func(until time.Time) error {
+		t := time.NewTimer(time.Until(until))
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// trim stands in for a chat relay that has read and acknowledged every
+	// event (no relay runs here; the relay group keeps what it has not
+	// read), then trims the shared events stream by age as the maintainer
+	// does.
+	trim := func() error {
+		for {
+			es, err := sched.RelayRead(ctx, "bench", ">", 1000, time.Millisecond)
+			if err != nil {
+				return err
+			}
+			if len(es) == 0 {
+				break
+			}
+			for _, e := range es {
+				if err := sched.RelayAck(ctx, e.ID); err != nil {
+					return err
+				}
+			}
+		}
+		_, err := sched.TrimEvents(ctx)
+		return err
+	}
+	if _, warm, err := run(10); err != nil {
+		return res, err
+	} else if err := wait(warm.Add(finishedEventsGrace + 100*time.Millisecond)); err != nil {
+		return res, err
+	}
+	if err := trim(); err != nil {
 		return res, err
 	}
 	c := store.Client
@@ -135,12 +182,12 @@ func FinishedJobMemory(ctx context.Context, url, kind string, n int) (FinishedJo
 		return res, err
 	}
 	// Every job's own stream expires FinishedEventsGrace after its end.
-	t := time.NewTimer(time.Until(last.Add(scheduler.FinishedEventsGrace + 100*time.Millisecond)))
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		t.Stop()
-		return res, ctx.Err()
+	// It covers the shared stream's grace too.
+	if err := wait(last.Add(scheduler.FinishedEventsGrace + 100*time.Millisecond)); err != nil {
+		return res, err
+	}
+	if err := trim(); err != nil {
+		return res, err
 	}
 	after, err := settledMemory(ctx, store, ids)
 	if err != nil {
