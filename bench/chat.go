@@ -143,7 +143,7 @@ func DiscordAck(ctx context.Context, url string, concurrent int) (string, string
 	}
 	fake := discordtest.New(func(string, ...any) {})
 	defer fake.Close()
-	bot, err := discord.New(discord.Config{Token: "bench", APIBase: fake.URL}, svc, zap.NewNop())
+	bot, err := discord.New(discord.Config{Token: "bench", APIBase: fake.URL}, svc, r.sched, zap.NewNop())
 	if err != nil {
 		return "", "", err
 	}

@@ -328,11 +328,11 @@ func newRegistry(s *scheduler.Scheduler) *prometheus.Registry {
 }
 
 // newSlack builds the Slack adapter when configured (nil otherwise).
-func newSlack(lc fx.Lifecycle, cfg *Config, svc *commands.Service, log *zap.Logger) (*slack.Adapter, error) {
+func newSlack(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.Scheduler, log *zap.Logger) (*slack.Adapter, error) {
 	if cfg.Slack.BotToken == "" {
 		return nil, nil
 	}
-	a, err := slack.New(cfg.Slack, svc, log.Named("slack"))
+	a, err := slack.New(cfg.Slack, svc, s, log.Named("slack"))
 	if err != nil {
 		field, msg, _ := strings.Cut(err.Error(), ": ")
 		return nil, &ConfigError{field, msg}
@@ -341,7 +341,7 @@ func newSlack(lc fx.Lifecycle, cfg *Config, svc *commands.Service, log *zap.Logg
 	return a, nil
 }
 
-func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, sl *slack.Adapter, reg *prometheus.Registry, rd *readiness, log *zap.Logger) (*httpapi.Server, error) {
+func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.Scheduler, sl *slack.Adapter, reg *prometheus.Registry, rd *readiness, log *zap.Logger) (*httpapi.Server, error) {
 	opts := []httpapi.Option{
 		httpapi.WithMetrics(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})),
 		httpapi.WithReadiness(rd.check),
@@ -351,7 +351,7 @@ func newHTTP(lc fx.Lifecycle, cfg *Config, svc *commands.Service, sl *slack.Adap
 			opts = append(opts, httpapi.WithHandler(pattern, h))
 		}
 	}
-	srv, err := httpapi.New(cfg.HTTP, svc, log, opts...)
+	srv, err := httpapi.New(cfg.HTTP, svc, s, log, opts...)
 	if err != nil {
 		if strings.HasPrefix(err.Error(), "http.") {
 			field, msg, _ := strings.Cut(err.Error(), ": ")
@@ -381,7 +381,7 @@ func startChat(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler
 		rd.add(sl.Ready)
 	}
 	if cfg.Discord.Token != "" {
-		d, err := discord.New(cfg.Discord, svc, log.Named("discord"))
+		d, err := discord.New(cfg.Discord, svc, s, log.Named("discord"))
 		if err != nil {
 			field, msg, _ := strings.Cut(err.Error(), ": ")
 			return &ConfigError{field, msg}

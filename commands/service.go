@@ -72,9 +72,6 @@ func New(sched *scheduler.Scheduler, policies *scheduler.Policies, limits Limits
 	return &Service{sched: sched, policies: policies, limits: limits, log: log, imageClient: imageClient}, nil
 }
 
-// Scheduler returns the scheduler, for adapters that stream events.
-func (s *Service) Scheduler() *scheduler.Scheduler { return s.sched }
-
 // Imagine validates im against the caller's policy and the backends'
 // catalog, fetches and checks its init image, and submits it. It returns
 // the admitted job and the request as filled with defaults. A refused

@@ -6,17 +6,8 @@ import (
 	"fmt"
 
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
 )
-
-// UpscalePayload is the payload of an upscale job: image SourceImage of job
-// SourceJob enlarged by Factor. Prompt is kept for display.
-type UpscalePayload struct {
-	Kind        string  `json:"kind"` // "upscale"
-	Prompt      string  `json:"prompt"`
-	SourceJob   string  `json:"source_job"`
-	SourceImage int     `json:"source_image"`
-	Factor      float64 `json:"factor"`
-}
 
 // Upscale queues an upscale of image n (0-based) of one of the caller's
 // finished jobs, through the same fair queue.
@@ -38,7 +29,7 @@ func (s *Service) Upscale(ctx context.Context, c Caller, origin json.RawMessage,
 	if px := im.Width * im.Height * factor * factor; px > 4*2048*2048 {
 		return scheduler.SubmitResult{}, invalid("image", "is too large to upscale (%d pixels)", px)
 	}
-	body, _ := json.Marshal(UpscalePayload{Kind: "upscale", Prompt: im.Prompt, SourceJob: src.ID, SourceImage: n, Factor: factor})
+	body, _ := json.Marshal(sdclient.UpscaleJob{Kind: sdclient.KindUpscale, Prompt: im.Prompt, SourceJob: src.ID, SourceImage: n, Factor: factor})
 	// An upscale costs about as much GPU as a short generation at the size.
 	cost := float64(im.Width*im.Height*factor*factor) / float64(s.limits.CostUnitPixels) * 0.25
 	res, err := s.sched.Submit(ctx, scheduler.SubmitRequest{Tenant: c.Tenant, User: c.User, Payload: body, Origin: origin,

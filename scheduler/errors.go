@@ -1,8 +1,15 @@
 package scheduler
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+
+	"github.com/redis/rueidis"
 )
 
 var (
@@ -22,3 +29,27 @@ type InvalidError struct {
 }
 
 func (e *InvalidError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Message) }
+
+// Unavailable reports whether err means Redis did not answer in time or
+// could not be reached (an outage, a restart, a failover) rather than a
+// fault of the request or of Easel: callers answer "retry shortly" (the
+// HTTP API's 503). It keeps the Redis client's error types inside the
+// scheduler.
+func Unavailable(err error) bool {
+	var ne net.Error
+	var re *rueidis.RedisError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rueidis.ErrClosing),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return true
+	case errors.As(err, &ne):
+		return true
+	case errors.As(err, &re):
+		// A restarting or failing-over server.
+		msg := re.Error()
+		return re.IsLoading() || re.IsTryAgain() || re.IsClusterDown() ||
+			strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "READONLY")
+	}
+	return false
+}

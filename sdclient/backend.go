@@ -61,6 +61,22 @@ type LoRA struct {
 	Weight float64 `json:"weight"`
 }
 
+// KindUpscale is UpscaleJob's Kind.
+const KindUpscale = "upscale"
+
+// UpscaleJob is the queued payload of an upscale job, as commands writes it
+// and the worker reads it (a generation's payload is a Request): image
+// SourceImage (0-based) of the finished job SourceJob enlarged by Factor.
+// Prompt is the source job's, kept for display.
+type UpscaleJob struct {
+	// Kind is KindUpscale; a payload without it is a Request.
+	Kind        string  `json:"kind"`
+	Prompt      string  `json:"prompt"`
+	SourceJob   string  `json:"source_job"`
+	SourceImage int     `json:"source_image"`
+	Factor      float64 `json:"factor"`
+}
+
 // UpscaleRequest enlarges one image.
 type UpscaleRequest struct {
 	// Image is the encoded source image.

@@ -389,15 +389,10 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 	}()
 
 	var req sdclient.Request
-	var kind struct {
-		Kind        string  `json:"kind"`
-		SourceJob   string  `json:"source_job"`
-		SourceImage int     `json:"source_image"`
-		Factor      float64 `json:"factor"`
-	}
+	var kind sdclient.UpscaleJob
 	_ = json.Unmarshal(lease.Payload, &kind)
 	var source []byte
-	if kind.Kind == "upscale" {
+	if kind.Kind == sdclient.KindUpscale {
 		src, err := w.sched.Get(bg, kind.SourceJob)
 		if err == nil {
 			source, err = w.sched.Image(bg, src, kind.SourceImage)

@@ -122,8 +122,9 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// New returns the adapter; Start connects.
-func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
+// New returns the adapter; Start connects. Commands run through svc; job
+// state, images and events are read from sched.
+func New(cfg Config, svc *commands.Service, sched *scheduler.Scheduler, log *zap.Logger) (*Adapter, error) {
 	cfg = cfg.WithDefaults()
 	base, err := url.Parse(cfg.APIBase)
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
@@ -136,7 +137,7 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discord: %w", err)
 	}
-	a := &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), log: log, s: s,
+	a := &Adapter{cfg: cfg, svc: svc, sched: sched, log: log, s: s,
 		now: time.Now, ready: make(chan struct{}), replies: map[string]chan struct{}{}, answerOf: map[string]string{},
 		limits: map[string]int64{}}
 	a.Errors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "easel_platform_errors_total",
@@ -813,7 +814,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 	}
 	var im commands.Imagine
 	_ = json.Unmarshal(job.Payload, &im)
-	var up commands.UpscalePayload
+	var up sdclient.UpscaleJob
 	_ = json.Unmarshal(job.Payload, &up)
 	head := fmt.Sprintf("**%s**\n", clip(im.Prompt, 300))
 	loc := o.Locale
@@ -862,7 +863,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 			seeds[i] = strconv.FormatInt(s, 10)
 		}
 		content = head + commands.T(loc, "done", im.Width, im.Height, im.Steps, im.CFGScale, strings.Join(seeds, ", "))
-		if up.Kind == "upscale" {
+		if up.Kind == sdclient.KindUpscale {
 			content = head + commands.T(loc, "upscaled", up.Factor, up.SourceImage+1, up.SourceJob)
 		}
 		spoiler := a.spoilers(ctx, job.Tenant)
@@ -892,7 +893,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 			}
 			comps = append(comps, discordgo.ActionsRow{Components: ups})
 		}
-		if up.Kind == "upscale" {
+		if up.Kind == sdclient.KindUpscale {
 			comps = []discordgo.MessageComponent{}
 		}
 	case scheduler.EventFailed:

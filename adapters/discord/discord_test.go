@@ -61,7 +61,7 @@ func setup(t *testing.T, step time.Duration, mutate func(*discord.Config), fakeO
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	bot, err := discord.New(cfg, svc, zap.NewNop())
+	bot, err := discord.New(cfg, svc, sched, zap.NewNop())
 	require.NoError(t, err)
 	relay := adapters.NewRelay(sched, zap.NewNop(), bot)
 	require.NoError(t, w.Start(ctx))

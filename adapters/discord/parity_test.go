@@ -46,7 +46,7 @@ func setupLimits(t *testing.T, limits commands.Limits, mutate func(*discord.Conf
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	bot, err := discord.New(cfg, svc, zap.NewNop())
+	bot, err := discord.New(cfg, svc, sched, zap.NewNop())
 	require.NoError(t, err)
 	relay := adapters.NewRelay(sched, zap.NewNop(), bot)
 	require.NoError(t, w.Start(ctx))

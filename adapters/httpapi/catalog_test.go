@@ -49,7 +49,7 @@ func catalogSetupObserved(t *testing.T, limits commands.Limits, fake *fakesd.Con
 	require.NoError(t, err)
 	svc, err := commands.New(sched, pol, limits, zap.NewNop())
 	require.NoError(t, err)
-	api, err := httpapi.New(httpapi.Config{}, svc, zap.NewNop())
+	api, err := httpapi.New(httpapi.Config{}, svc, sched, zap.NewNop())
 	require.NoError(t, err)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)

@@ -51,7 +51,7 @@ func setupBlobsIdle(t *testing.T, blobs func(*storage.Store) blob.Store) (*bundl
 	require.NoError(t, err)
 	svc, err := commands.New(sched, pol, commands.Limits{}, zap.NewNop())
 	require.NoError(t, err)
-	api, err := httpapi.New(httpapi.Config{}, svc, zap.NewNop())
+	api, err := httpapi.New(httpapi.Config{}, svc, sched, zap.NewNop())
 	require.NoError(t, err)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)

@@ -9,11 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
-	"syscall"
-
-	"github.com/redis/rueidis"
 
 	"github.com/easelbot/easel/commands"
 )
@@ -137,25 +133,4 @@ func clientAddr(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// unavailable reports whether err means Redis did not answer in time or
-// could not be reached, which the API answers with 503 rather than 500.
-func unavailable(err error) bool {
-	var ne net.Error
-	var re *rueidis.RedisError
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, rueidis.ErrClosing),
-		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
-		return true
-	case errors.As(err, &ne):
-		return true
-	case errors.As(err, &re):
-		// A restarting or failing-over server.
-		msg := re.Error()
-		return re.IsLoading() || re.IsTryAgain() || re.IsClusterDown() ||
-			strings.HasPrefix(msg, "MASTERDOWN") || strings.HasPrefix(msg, "READONLY")
-	}
-	return false
 }

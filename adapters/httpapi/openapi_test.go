@@ -34,7 +34,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	require.NoError(t, err)
 	svc, err := commands.New(sched, pol, commands.Limits{}, zap.NewNop())
 	require.NoError(t, err)
-	api, err := httpapi.New(httpapi.Config{}, svc, zap.NewNop(), httpapi.WithMetrics(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("# metrics\n")) })))
+	api, err := httpapi.New(httpapi.Config{}, svc, sched, zap.NewNop(), httpapi.WithMetrics(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("# metrics\n")) })))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = api.Stop(t.Context()) })
 	b := &bundle{ctx: ctx, sched: sched, api: api}

@@ -237,12 +237,13 @@ func WithReadiness(check func(context.Context) error) Option {
 	return func(s *Server) { s.ready = append(s.ready, check) }
 }
 
-// New returns the API server.
-func New(cfg Config, svc *commands.Service, log *zap.Logger, opts ...Option) (*Server, error) {
+// New returns the API server. Commands run through svc; job state, images,
+// event streams and webhooks read from sched.
+func New(cfg Config, svc *commands.Service, sched *scheduler.Scheduler, log *zap.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, svc: svc, sched: svc.Scheduler(), log: log, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, svc: svc, sched: sched, log: log, mux: http.NewServeMux()}
 	s.streams, s.endStreams = context.WithCancel(context.Background())
 	s.inFlight = limit{count: newCounter(), perKey: cfg.MaxInFlightPerKey, perAddr: cfg.MaxInFlightPerAddr,
 		keyField: "http.max_in_flight_per_key", adField: "http.max_in_flight_per_addr",
@@ -755,7 +756,7 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusForbidden, "forbidden", err.Error(), "")
 	case errors.Is(err, commands.ErrFinished):
 		writeError(w, http.StatusConflict, "finished", "the job already finished", "")
-	case unavailable(err):
+	case scheduler.Unavailable(err):
 		s.log.Warn("http api: redis unavailable", zap.Error(err))
 		w.Header().Set("Retry-After", strconv.Itoa(unavailableRetry))
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]any{

@@ -81,7 +81,7 @@ func setup(t testing.TB, o opts) *bundle {
 	require.NoError(t, err)
 	svc, err := commands.New(sched, pol, commands.Limits{}, zap.NewNop())
 	require.NoError(t, err)
-	api, err := httpapi.New(o.cfg, svc, zap.NewNop())
+	api, err := httpapi.New(o.cfg, svc, sched, zap.NewNop())
 	require.NoError(t, err)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)

@@ -104,8 +104,9 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
-// New returns the adapter.
-func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
+// New returns the adapter. Commands run through svc; job state, images,
+// events and the shared de-duplication records are read from sched.
+func New(cfg Config, svc *commands.Service, sched *scheduler.Scheduler, log *zap.Logger) (*Adapter, error) {
 	if cfg.BotToken == "" {
 		return nil, errors.New("slack.bot_token: is required")
 	}
@@ -121,7 +122,7 @@ func New(cfg Config, svc *commands.Service, log *zap.Logger) (*Adapter, error) {
 	if cfg.APIBase != "" {
 		opts = append(opts, slack.OptionAPIURL(cfg.APIBase))
 	}
-	return &Adapter{cfg: cfg, svc: svc, sched: svc.Scheduler(), log: log, http: hc,
+	return &Adapter{cfg: cfg, svc: svc, sched: sched, log: log, http: hc,
 		api: slack.New(cfg.BotToken, opts...), stateCh: make(chan struct{}), users: map[string]cachedUser{}, previews: map[string]*preview{}}, nil
 }
 

@@ -90,7 +90,7 @@ func setupWith(t *testing.T, o options) *bundle {
 		require.Empty(t, fake.Violations(), "Slack rules broken")
 	})
 	bot, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, AppToken: o.appToken,
-		APIBase: fake.URL(), EditInterval: 20 * time.Millisecond, UpdatesPerMinute: o.budget, JoinChannels: o.join}, svc, zap.NewNop())
+		APIBase: fake.URL(), EditInterval: 20 * time.Millisecond, UpdatesPerMinute: o.budget, JoinChannels: o.join}, svc, sched, zap.NewNop())
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	for p, h := range bot.Routes() {
@@ -688,7 +688,7 @@ func TestWorkspaceBudgetSharedAcrossInstances(t *testing.T) {
 	t.Parallel()
 	b := setupWith(t, options{budget: 2, noStart: true}) // burst 1, 2 a minute
 	other, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, APIBase: b.fake.URL(),
-		UpdatesPerMinute: 2}, b.svc, zap.NewNop())
+		UpdatesPerMinute: 2}, b.svc, b.sched, zap.NewNop())
 	require.NoError(t, err)
 	ts := b.fake.AddMessage("C1", "Submitting…")
 	origin, _ := json.Marshal(easelslack.Origin{Kind: "slack", Team: "T1", Channel: "C1", ThreadTS: ts, ReplyTS: ts, User: "U1"})
