@@ -95,6 +95,9 @@ type JobImage struct {
 	// the client's base URL.
 	URL  string `json:"url"`
 	Seed int64  `json:"seed"`
+	// Subseed is the image's variation subseed; nil unless the job was a
+	// variation.
+	Subseed *int64 `json:"subseed,omitempty"`
 }
 
 // Client talks to one Easel over its HTTP API. It is safe for concurrent

@@ -58,11 +58,13 @@ type Event struct {
 	// last one failed (retrying).
 	AfterS float64 `json:"after_s,omitempty"`
 	Reason string  `json:"reason,omitempty"`
-	// Images is the number of images, Seeds their seeds and Info the
-	// backend's generation info (succeeded).
-	Images int     `json:"images,omitempty"`
-	Seeds  []int64 `json:"seeds,omitempty"`
-	Info   string  `json:"info,omitempty"`
+	// Images is the number of images, Seeds their seeds, Subseeds their
+	// variation subseeds (variations only) and Info the backend's
+	// generation info (succeeded).
+	Images   int     `json:"images,omitempty"`
+	Seeds    []int64 `json:"seeds,omitempty"`
+	Subseeds []int64 `json:"subseeds,omitempty"`
+	Info     string  `json:"info,omitempty"`
 	// Code and Message say why the job failed (failed).
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`

@@ -3,6 +3,7 @@ package commands
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -67,6 +68,7 @@ var catalogs = map[string]map[string]string{
 		"left":               " · ~%ds left",
 		"retrying":           "Retrying in %.0fs: %s",
 		"done":               "%d×%d · %d steps · cfg %g · seed %s",
+		"seed_subseed":       "%d (variation subseed %d)",
 		"upscaled":           "Upscaled ×%g (image %d of `%s`)",
 		"upscaling":          "Upscaling…",
 		"upscale_queued":     "Upscale queued — #%d in line",
@@ -127,6 +129,7 @@ var catalogs = map[string]map[string]string{
 		"left":               " · noch ~%ds",
 		"retrying":           "Neuer Versuch in %.0fs: %s",
 		"done":               "%d×%d · %d Schritte · CFG %g · Seed %s",
+		"seed_subseed":       "%d (Variations-Subseed %d)",
 		"upscaled":           "Hochskaliert ×%g (Bild %d von `%s`)",
 		"upscaling":          "Wird hochskaliert…",
 		"upscale_queued":     "Hochskalierung in der Warteschlange — Platz %d",
@@ -187,6 +190,7 @@ var catalogs = map[string]map[string]string{
 		"left":               " · 残り約 %d 秒",
 		"retrying":           "%.0f 秒後に再試行します: %s",
 		"done":               "%d×%d · %d ステップ · CFG %g · シード %s",
+		"seed_subseed":       "%d（バリエーションのサブシード %d）",
 		"upscaled":           "×%g にアップスケール（画像 %d、`%s`）",
 		"upscaling":          "アップスケールしています…",
 		"upscale_queued":     "アップスケール待機中 — %d 番目",
@@ -234,4 +238,19 @@ var catalogs = map[string]map[string]string{
 		"button_older":          "古い",
 		"button_more":           "もっと見る",
 	},
+}
+
+// SeedsText lists a finished job's seeds for its final message, each with
+// its variation subseed when the job was a variation (an image is
+// reproduced from both and the strength).
+func SeedsText(locale string, seeds, subseeds []int64) string {
+	parts := make([]string, len(seeds))
+	for i, s := range seeds {
+		if i < len(subseeds) {
+			parts[i] = T(locale, "seed_subseed", s, subseeds[i])
+		} else {
+			parts[i] = strconv.FormatInt(s, 10)
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -70,3 +70,23 @@ func TestLangAndT(t *testing.T) {
 	require.Equal(t, "Queued — #3 in line", commands.T("fr", "queued", 3))
 	require.Equal(t, "no-such-key", commands.T("de", "no-such-key"))
 }
+
+func TestSeedsText(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, locale    string
+		seeds, subseeds []int64
+		want            string
+	}{
+		{"plain", "en", []int64{1, 2}, nil, "1, 2"},
+		{"none", "en", nil, nil, ""},
+		{"variation", "en", []int64{7}, []int64{99}, "7 (variation subseed 99)"},
+		{"variation de", "de", []int64{7, 8}, []int64{1, 2}, "7 (Variations-Subseed 1), 8 (Variations-Subseed 2)"},
+		{"fewer subseeds", "en", []int64{7, 8}, []int64{1}, "7 (variation subseed 1), 8"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, c.want, commands.SeedsText(c.locale, c.seeds, c.subseeds))
+		})
+	}
+}

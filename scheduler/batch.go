@@ -26,7 +26,7 @@ type submitBatch []submitCall
 func (submitBatch) script() string { return scriptSubmit }
 
 func (b submitBatch) keys(k storage.Keys) []string {
-	out := make([]string, 0, 8*len(b))
+	out := make([]string, 0, 9*len(b))
 	for _, c := range b {
 		out = append(out, c.keys(k)...)
 	}
@@ -56,7 +56,7 @@ func (b succeedBatch) keys(k storage.Keys) []string {
 }
 
 func (b succeedBatch) argv() []string {
-	out := make([]string, 0, 8*len(b))
+	out := make([]string, 0, 9*len(b))
 	for _, c := range b {
 		out = append(out, c.argv()...)
 	}

@@ -97,6 +97,10 @@ type Job struct {
 	Images       int
 	ImageAttempt int
 	Seeds        []int64
+	// Subseeds are the images' variation subseeds, in order, when the job
+	// was a variation (its request had a subseed strength); else nil. An
+	// image is reproduced from its seed, subseed and the strength.
+	Subseeds []int64
 	// Info is the backend's info text when the record holds it; a long one
 	// is kept in the blob store beside the images and Info is "" here
 	// (Scheduler.Info reads it either way).
@@ -177,7 +181,7 @@ func (t EventType) Terminal() bool {
 // queued {position, and reason when no backend has the job's model},
 // position {position, eta_s, or waiting while no GPU backend is up}, started {backend, attempt}, progress {step, steps,
 // fraction, eta_s, preview}, retrying {attempt, after_s, reason},
-// succeeded {images, seeds, info}, failed {code, message}, canceled {by}.
+// succeeded {images, seeds, subseeds, info}, failed {code, message}, canceled {by}.
 type Event struct {
 	Type   EventType `json:"type"`
 	JobID  string    `json:"job_id"`
@@ -199,10 +203,12 @@ type Event struct {
 	Reason  string  `json:"reason,omitempty"`
 	Images  int     `json:"images,omitempty"`
 	Seeds   []int64 `json:"seeds,omitempty"`
-	Info    string  `json:"info,omitempty"`
-	Code    string  `json:"code,omitempty"`
-	Message string  `json:"message,omitempty"`
-	By      string  `json:"by,omitempty"`
+	// Subseeds are a variation's subseeds (succeeded, variations only).
+	Subseeds []int64 `json:"subseeds,omitempty"`
+	Info     string  `json:"info,omitempty"`
+	Code     string  `json:"code,omitempty"`
+	Message  string  `json:"message,omitempty"`
+	By       string  `json:"by,omitempty"`
 	// Waiting says why a queued job cannot start (position): every worker
 	// slot's backend is down.
 	Waiting *Waiting `json:"waiting,omitempty"`

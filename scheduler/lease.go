@@ -148,7 +148,7 @@ const (
 // written. The record names the attempt's images (image_attempt) only when
 // the succeed script accepts the attempt.
 func (l *Lease) Succeed(ctx context.Context, images [][]byte, seeds []int64, info string) error {
-	_, err := l.succeed(ctx, images, seeds, info, false)
+	_, err := l.succeed(ctx, Result{Images: images, Seeds: seeds, Info: info}, false)
 	return err
 }
 
@@ -157,11 +157,33 @@ func (l *Lease) Succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 // Next returns. It reports whether the slot was offered (not when the
 // attempt was stale).
 func (l *Lease) SucceedAndOffer(ctx context.Context, images [][]byte, seeds []int64, info string) (bool, error) {
-	// With shards the slot chooses its next shard in Next (shards_slot.go).
-	return l.succeed(ctx, images, seeds, info, l.slot != nil && l.slot.parent == nil)
+	return l.succeed(ctx, Result{Images: images, Seeds: seeds, Info: info}, l.offers())
 }
 
-func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, info string, offer bool) (bool, error) {
+// Result is what a successful attempt stores with its job.
+type Result struct {
+	// Images are the encoded result images, in order.
+	Images [][]byte
+	// Seeds are each image's seed; Subseeds each image's variation
+	// subseed when the job was a variation (nil otherwise).
+	Seeds, Subseeds []int64
+	// Info is the backend's own description of the run.
+	Info string
+}
+
+// SucceedWith is Succeed with every part of the result, and with offer
+// SucceedAndOffer (it reports whether the slot was offered).
+func (l *Lease) SucceedWith(ctx context.Context, r Result, offer bool) (bool, error) {
+	return l.succeed(ctx, r, offer && l.offers())
+}
+
+// offers says whether the lease's slot is offered again by the succeed
+// script: with shards the slot chooses its next shard in Next
+// (shards_slot.go).
+func (l *Lease) offers() bool { return l.slot != nil && l.slot.parent == nil }
+
+func (l *Lease) succeed(ctx context.Context, r Result, offer bool) (bool, error) {
+	images, seeds, info := r.Images, r.Seeds, r.Info
 	var blobs []blob.Ref
 	infoJSON, _ := json.Marshal(info)
 	infoRecord := string(infoJSON)
@@ -199,6 +221,10 @@ func (l *Lease) succeed(ctx context.Context, images [][]byte, seeds []int64, inf
 	seedsJSON, _ := json.Marshal(seeds)
 	call := succeedCall{ID: l.JobID, Attempt: l.Attempt, Images: len(images),
 		SeedsJSON: string(seedsJSON), InfoJSON: string(infoJSON), InfoRecord: infoRecord}
+	if r.Subseeds != nil {
+		sub, _ := json.Marshal(r.Subseeds)
+		call.SubseedsJSON = string(sub)
+	}
 	if offer {
 		call.Member, call.OfferTTL = l.slot.member, l.s.cfg.Lease
 	}

@@ -377,6 +377,9 @@ func parseJob(m map[string]string) *Job {
 	if m["seeds"] != "" {
 		_ = json.Unmarshal([]byte(m["seeds"]), &j.Seeds)
 	}
+	if m["subseeds"] != "" {
+		_ = json.Unmarshal([]byte(m["subseeds"]), &j.Subseeds)
+	}
 	return j
 }
 

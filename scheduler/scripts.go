@@ -197,14 +197,18 @@ type succeedCall struct {
 	// InfoRecord is what the record keeps of the info: InfoJSON, or
 	// infoInBlob.
 	InfoRecord string
-	Member     string
-	OfferTTL   time.Duration
+	// SubseedsJSON is the variation subseeds as a JSON array, "" when the
+	// job was no variation.
+	SubseedsJSON string
+	Member       string
+	OfferTTL     time.Duration
 }
 
 func (succeedCall) script() string                 { return scriptSucceed }
 func (c succeedCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID)} }
 func (c succeedCall) argv() []string {
-	return []string{c.ID, itoa(c.Attempt), itoa(c.Images), c.SeedsJSON, c.InfoJSON, mstoa(c.OfferTTL), c.InfoRecord, c.Member}
+	return []string{c.ID, itoa(c.Attempt), itoa(c.Images), c.SeedsJSON, c.InfoJSON, mstoa(c.OfferTTL), c.InfoRecord, c.Member,
+		c.SubseedsJSON}
 }
 
 // backoff is the retry schedule scripts apply.

@@ -494,11 +494,8 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 			images[i] = img.Data
 		}
 		// Offer the slot again in the same script unless the worker stops.
-		if takeCtx.Err() == nil {
-			offered, err = lease.SucceedAndOffer(bg, images, res.Seeds, res.Info)
-		} else {
-			err = lease.Succeed(bg, images, res.Seeds, res.Info)
-		}
+		offered, err = lease.SucceedWith(bg, scheduler.Result{Images: images, Seeds: res.Seeds, Subseeds: res.Subseeds, Info: res.Info},
+			takeCtx.Err() == nil)
 		switch {
 		case err == nil:
 			outcome = "succeeded"

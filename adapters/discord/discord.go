@@ -858,11 +858,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		content = head + commands.T(loc, "retrying", ev.AfterS, ev.Reason)
 		comps = []discordgo.MessageComponent{cancelRow}
 	case scheduler.EventSucceeded:
-		seeds := make([]string, len(job.Seeds))
-		for i, s := range job.Seeds {
-			seeds[i] = strconv.FormatInt(s, 10)
-		}
-		content = head + commands.T(loc, "done", im.Width, im.Height, im.Steps, im.CFGScale, strings.Join(seeds, ", "))
+		content = head + commands.T(loc, "done", im.Width, im.Height, im.Steps, im.CFGScale, commands.SeedsText(loc, job.Seeds, job.Subseeds))
 		if up.Kind == sdclient.KindUpscale {
 			content = head + commands.T(loc, "upscaled", up.Factor, up.SourceImage+1, up.SourceJob)
 		}

@@ -499,3 +499,37 @@ func TestUpscaleButton(t *testing.T) {
 		}
 	}
 }
+
+// A variation's final message shows each image's seed with its variation
+// subseed, as the job stored them.
+func TestVariationFinalShowsSubseed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 5*time.Millisecond, nil)
+	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 4, "seed": 7}))
+	b.fake.Dispatch(i)
+	jobOf := func(calls []discordtest.Call, token string) string {
+		for _, e := range edits(calls, token) {
+			if s := string(discordtest.MustJSON(e.Body["components"])); strings.Contains(s, "easel:reroll:") {
+				return strings.Split(strings.Split(s, "easel:reroll:")[1], `"`)[0]
+			}
+		}
+		return ""
+	}
+	jobID := jobOf(waitFor(t, b.fake, "final edit", finalEdit(token)), token)
+	require.NotEmpty(t, jobID)
+	src, err := b.sched.Get(b.ctx, jobID)
+	require.NoError(t, err)
+	require.Nil(t, src.Subseeds, "no variation")
+
+	click, vtoken := interaction(3, who{user: "42", guild: "g1"}, map[string]any{"custom_id": "easel:var:" + jobID + ":0", "component_type": 2})
+	b.fake.Dispatch(click)
+	calls := waitFor(t, b.fake, "variation final", finalEdit(vtoken))
+	varID := jobOf(calls, vtoken)
+	require.NotEmpty(t, varID)
+	j, err := b.sched.Get(b.ctx, varID)
+	require.NoError(t, err)
+	require.Len(t, j.Subseeds, 1)
+	all := edits(calls, vtoken)
+	content := fmt.Sprint(all[len(all)-1].Body["content"])
+	require.Contains(t, content, fmt.Sprintf("seed 7 (variation subseed %d)", j.Subseeds[0]), content)
+}

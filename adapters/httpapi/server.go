@@ -481,12 +481,14 @@ type ErrorView struct {
 	Message string `json:"message"`
 }
 
-// ImageView is one result image.
+// ImageView is one result image: its seed, and for a variation its
+// subseed (absent otherwise).
 type ImageView struct {
 	URL string `json:"url"`
 	// ThumbURL is the image's thumbnail (URL?size=thumb).
 	ThumbURL string `json:"thumb_url"`
 	Seed     int64  `json:"seed"`
+	Subseed  *int64 `json:"subseed,omitempty"`
 }
 
 func tp(t time.Time) *time.Time {
@@ -512,7 +514,11 @@ func view(j *scheduler.Job, pos int) JobView {
 				seed = j.Seeds[i]
 			}
 			u := fmt.Sprintf("/v1/jobs/%s/images/%d", j.ID, i)
-			v.Images = append(v.Images, ImageView{URL: u, ThumbURL: u + "?size=thumb", Seed: seed})
+			iv := ImageView{URL: u, ThumbURL: u + "?size=thumb", Seed: seed}
+			if i < len(j.Subseeds) {
+				iv.Subseed = &j.Subseeds[i]
+			}
+			v.Images = append(v.Images, iv)
 		}
 	}
 	return v

@@ -44,7 +44,7 @@ func TestEndToEndShardsOnCluster(t *testing.T) {
 	require.NoError(t, err)
 	svc, err := commands.New(sched, pol, commands.Limits{}, zap.NewNop())
 	require.NoError(t, err)
-	api, err := httpapi.New(httpapi.Config{Keys: keys}, svc, zap.NewNop())
+	api, err := httpapi.New(httpapi.Config{Keys: keys}, svc, sched, zap.NewNop())
 	require.NoError(t, err)
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)

@@ -168,11 +168,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 				fmt.Sprintf("Your picture `%s` is done, but I couldn't share it here (%s).", job.ID, errorCode(err)))
 			return nil
 		}
-		seeds := make([]string, len(job.Seeds))
-		for i, s := range job.Seeds {
-			seeds[i] = strconv.FormatInt(s, 10)
-		}
-		status = commands.T(loc, "slack_done", im.Width, im.Height, im.Steps, strings.Join(seeds, ", "))
+		status = commands.T(loc, "slack_done", im.Width, im.Height, im.Steps, commands.SeedsText(loc, job.Seeds, job.Subseeds))
 		els := []slack.BlockElement{button(commands.T(loc, "button_reroll"), "easel:reroll:"+job.ID)}
 		for n := 0; n < min(job.Images, 4); n++ {
 			els = append(els, button(fmt.Sprintf("V%d", n+1), fmt.Sprintf("easel:var:%s:%d", job.ID, n)),
