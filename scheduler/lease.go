@@ -273,9 +273,21 @@ func (s *Scheduler) attemptLive(ctx context.Context, id string, attempt int) (bo
 // the delayed set with backoff while attempts remain; otherwise the job fails.
 // It reports whether the job will be retried.
 func (l *Lease) Fail(ctx context.Context, code, message string, retryable bool) (bool, error) {
+	return l.fail(ctx, failCall{Retryable: retryable, Code: code}, message)
+}
+
+// FailElsewhere ends the attempt like a retryable Fail, and the retry
+// avoids this attempt's worker slot while another live slot can run the
+// job: its backend stalled, and may well stall again. (With no other slot
+// the retry runs here after all.)
+func (l *Lease) FailElsewhere(ctx context.Context, code, message string) (bool, error) {
+	return l.fail(ctx, failCall{Retryable: true, Code: code, Avoid: true}, message)
+}
+
+func (l *Lease) fail(ctx context.Context, call failCall, message string) (bool, error) {
 	msg, _ := json.Marshal(message)
-	res, err := l.s.exec(ctx, failCall{ID: l.JobID, Attempt: l.Attempt, Retryable: retryable, Code: code,
-		MessageJSON: string(msg), Backoff: l.s.backoff()}).ToString()
+	call.ID, call.Attempt, call.MessageJSON, call.Backoff = l.JobID, l.Attempt, string(msg), l.s.backoff()
+	res, err := l.s.exec(ctx, call).ToString()
 	if err != nil {
 		return false, fmt.Errorf("fail: %w", err)
 	}

@@ -230,12 +230,15 @@ type failCall struct {
 	Code        string
 	MessageJSON string
 	Backoff     backoff
+	// Avoid makes the retry prefer another worker slot than this
+	// attempt's (its backend stalled).
+	Avoid bool
 }
 
 func (failCall) script() string                 { return scriptFail }
 func (c failCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID)} }
 func (c failCall) argv() []string {
-	return append([]string{c.ID, itoa(c.Attempt), btoa(c.Retryable), c.Code, c.MessageJSON}, c.Backoff.argv()...)
+	return append(append([]string{c.ID, itoa(c.Attempt), btoa(c.Retryable), c.Code, c.MessageJSON}, c.Backoff.argv()...), btoa(c.Avoid))
 }
 
 // cancelCall cancels a job (lua/cancel.lua).

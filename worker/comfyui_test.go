@@ -107,8 +107,13 @@ func TestComfyUICancelRunningInterruptsOurPrompt(t *testing.T) {
 }
 
 func TestComfyUIStallIsRetried(t *testing.T) {
-	b := setupComfy(t, scheduler.Config{MaxAttempts: 3, RetryBackoff: 5 * time.Millisecond, RetryBackoffMax: 10 * time.Millisecond},
-		comfytest.Config{}, sdclient.Timeouts{Stall: 100 * time.Millisecond})
+	// The stall timeout is a wall-clock bound, and on a loaded machine (the
+	// race detector, other tests) a healthy attempt may go that long
+	// between two websocket messages too: the timeout is generous, a few
+	// spare attempts absorb such a spurious stall, and the test checks the
+	// deliberate one rather than an exact count of attempts.
+	b := setupComfy(t, scheduler.Config{MaxAttempts: 5, RetryBackoff: 5 * time.Millisecond, RetryBackoffMax: 10 * time.Millisecond},
+		comfytest.Config{}, sdclient.Timeouts{Stall: 500 * time.Millisecond})
 	b.fake.StallAt(2) // the first attempt stops advancing at step 2
 	id := b.submit(t, 4)
 	evs := b.events(t, id)
@@ -116,7 +121,7 @@ func TestComfyUIStallIsRetried(t *testing.T) {
 	require.Contains(t, got, "retrying")
 	require.Equal(t, "succeeded", got[len(got)-1], "%v", got)
 	ps := b.fake.Prompts()
-	require.Len(t, ps, 2)
+	require.GreaterOrEqual(t, len(ps), 2, "a retry sent a new prompt")
 	require.Equal(t, comfytest.Interrupted, b.fake.Status(ps[0].ID), "the stalled attempt's own prompt was interrupted")
-	require.Equal(t, comfytest.Success, b.fake.Status(ps[1].ID))
+	require.Equal(t, comfytest.Success, b.fake.Status(ps[len(ps)-1].ID))
 }

@@ -508,7 +508,14 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 
 	code, retryable, healthy := classify(err)
 	msg := fmt.Sprintf("backend %s failed: %v", b.Name, err)
-	retried, ferr := lease.Fail(bg, code, msg, retryable)
+	var retried bool
+	var ferr error
+	if errors.Is(err, sdclient.ErrStalled) {
+		// The retry prefers another backend: this one may stall again.
+		retried, ferr = lease.FailElsewhere(bg, code, msg)
+	} else {
+		retried, ferr = lease.Fail(bg, code, msg, retryable)
+	}
 	switch {
 	case ferr == nil && retried:
 		outcome = "retrying"

@@ -15,7 +15,7 @@ if st == 'queued' then
     -- A user left with an empty queue is skipped when dispatch reaches them.
     if redis.call('LREM', ukey(lane, u), 1, qelem(id)) > 0 then
       gadd('pending', -1)
-      if jget(id, 'model') ~= '' then gadd('pmodel', -1) end
+      if routed(id) then gadd('pmodel', -1) end
     end
   end
   refund(id)

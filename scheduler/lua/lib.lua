@@ -112,14 +112,16 @@ local function activekey(t) return PFX .. 't:' .. t .. ':jobs' end
 local function num(v) if v == false or v == nil or v == '' then return 0 end return tonumber(v) end
 
 -- The cached hashes. Fields not listed are read and written directly.
--- pmodel counts the pending jobs that name a model: while it is 0, dispatch
--- takes the fairest lane without looking at its head job.
+-- pmodel counts the pending jobs that are routed (name a model, or avoid
+-- the slot they stalled on): while it is 0, dispatch takes the fairest lane
+-- without looking at its head job.
 -- offers counts the members of the slots set, run out or not, so that a
 -- dispatch with no offer at all (every slot busy) skips reading the set.
 local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks', 'offers', 'fin'}
 local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd'}
 local JF = {'status', 'attempt', 'tenant', 'user', 'lane', 'seq', 'cost', 'created_ms', 'started_ms',
-  'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req', 'counted', 'model', 'unroutable', 'slot'}
+  'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req', 'counted', 'model', 'unroutable', 'slot',
+  'avoid'}
 
 local function load(key, fields)
   local v = redis.call('HMGET', key, unpack(fields))
@@ -228,20 +230,32 @@ end
 
 -- A user queue's elements are "<job id>|<cost>", or "<job id>|<cost>|<model
 -- key>" for a job that names a model, so dispatch needs no read of the job
--- to know its cost and where it may run.
+-- to know its cost and where it may run. A retry that avoids the worker
+-- slot its backend stalled on adds "|<slot>" ("<id>|<cost>||<slot>" with
+-- no model).
 local function qelem(id)
   local e = id .. '|' .. jget(id, 'cost')
-  local m = jget(id, 'model')
-  if m ~= '' then e = e .. '|' .. m end
+  local m, a = jget(id, 'model'), jget(id, 'avoid')
+  if m ~= '' or a ~= '' then e = e .. '|' .. m end
+  if a ~= '' then e = e .. '|' .. a end
   return e
 end
 
--- parse_elem splits a queue element into job id, cost and model key.
+-- routed says whether a job takes part in routing (pmodel counts them).
+local function routed(id) return jget(id, 'model') ~= '' or jget(id, 'avoid') ~= '' end
+
+-- parse_elem splits a queue element into job id, cost, model key and the
+-- slot to avoid ('' for none).
 local function parse_elem(el)
   local b1 = string.find(el, '|', 1, true)
   local b2 = string.find(el, '|', b1 + 1, true)
-  if not b2 then return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1)), '' end
-  return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1, b2 - 1)), string.sub(el, b2 + 1)
+  if not b2 then return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1)), '', '' end
+  local b3 = string.find(el, '|', b2 + 1, true)
+  if not b3 then
+    return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1, b2 - 1)), string.sub(el, b2 + 1), ''
+  end
+  return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1, b2 - 1)), string.sub(el, b2 + 1, b3 - 1),
+    string.sub(el, b3 + 1)
 end
 
 -- enqueue puts job id at the back (or front, for a retry) of its user's queue
@@ -254,7 +268,7 @@ local function enqueue(lane, u, id, front)
   local len
   if front then len = redis.call('LPUSH', q, qelem(id)) else len = redis.call('RPUSH', q, qelem(id)) end
   gadd('pending', 1)
-  if jget(id, 'model') ~= '' then gadd('pmodel', 1) end
+  if routed(id) then gadd('pmodel', 1) end
   if len == 1 then
     local ik = idlekey(lane)
     local f = redis.call('ZSCORE', ik, u)
@@ -279,8 +293,8 @@ local function pop_job(t)
     local q = ukey(t, u)
     local el = redis.call('LPOP', q)
     if el then
-      local id, cost, model = parse_elem(el)
-      if model ~= '' then gadd('pmodel', -1) end
+      local id, cost, model, avoid = parse_elem(el)
+      if model ~= '' or avoid ~= '' then gadd('pmodel', -1) end
       local uw = 1
       if lget(base_of(t), 'uws') == '1' then
         uw = num(redis.call('HGET', tkey(base_of(t)), 'uw:' .. u))
@@ -387,32 +401,58 @@ local function has_model(c, model)
   return string.find(c.v, '\n' .. model .. '\n', c.at, true) ~= nil
 end
 
+-- other_live says whether a live worker slot other than avoid can run a
+-- job of model ('' for any): one whose capabilities have not run out (and,
+-- for a model, list it).
+local function other_live(avoid, model)
+  local all = redis.call('HGETALL', CAPS)
+  for k = 1, #all, 2 do
+    if all[k] ~= avoid then
+      local c = parse_caps(all[k + 1])
+      if c and (model == '' or has_model(c, model)) then return true end
+    end
+  end
+  return false
+end
+
 -- match picks the free slot for a job of model ('' for none): for none, the
 -- first of the list (the caller's own, else the one idle longest: a job
 -- that names no model runs on whatever the backend has loaded, so no slot
 -- is warmer than another); for a model, a slot whose backend has it, one
--- that has it loaded first. Returns its index in list, or nil.
-local function match(list, model)
-  if model ~= '' and FREE_PARTIAL and list == FREE then read_free() end
+-- that has it loaded first. A retry whose backend stalled avoids that slot
+-- (avoid, '' for none): it takes it only when no other live slot could run
+-- the job, and otherwise waits for one. Returns its index in list, or nil.
+local function match(list, model, avoid)
+  avoid = avoid or ''
+  if (model ~= '' or avoid ~= '') and FREE_PARTIAL and list == FREE then read_free() end
   if #list == 0 then return nil end
-  if model == '' then return 1 end
-  local need = {}
-  for _, m in ipairs(list) do
-    if CAPV[m] == nil then need[#need + 1] = m end
-  end
-  if #need > 0 then
-    local v = redis.call('HMGET', CAPS, unpack(need))
-    for i, m in ipairs(need) do CAPV[m] = parse_caps(v[i]) end
-  end
-  local best
-  for i, m in ipairs(list) do
-    local c = CAPV[m]
-    if c and has_model(c, model) then
-      if c.loaded == model then return i end
-      best = best or i
+  if model == '' and avoid == '' then return 1 end
+  if model ~= '' then
+    local need = {}
+    for _, m in ipairs(list) do
+      if CAPV[m] == nil then need[#need + 1] = m end
+    end
+    if #need > 0 then
+      local v = redis.call('HMGET', CAPS, unpack(need))
+      for i, m in ipairs(need) do CAPV[m] = parse_caps(v[i]) end
     end
   end
-  return best
+  local best, avoided
+  for i, m in ipairs(list) do
+    local c = CAPV[m]
+    if model == '' or (c and has_model(c, model)) then
+      if m == avoid then
+        avoided = i
+      elseif model ~= '' and c.loaded == model then
+        return i
+      else
+        best = best or i
+      end
+    end
+  end
+  if best then return best end
+  if avoided and not other_live(avoid, model) then return avoided end
+  return nil
 end
 
 -- model_live says whether any worker slot, free or busy, has model by
@@ -546,8 +586,8 @@ local function pick(list)
               if not el then
                 take_lane(rk, m, t)
               else
-                local id, _, model = parse_elem(el)
-                local si = match(list, model)
+                local id, _, model, avoid = parse_elem(el)
+                local si = match(list, model, avoid)
                 if si then
                   take_lane(rk, m, t)
                   return t, s, si
@@ -590,6 +630,8 @@ local function deliver(m, id, tenant)
   jset(id, 'started_ms', NOW)
   jset(id, 'backend', backend)
   jset(id, 'slot', m)
+  -- A stalled attempt's retry avoids that slot for this dispatch only.
+  if jget(id, 'avoid') ~= '' then jset(id, 'avoid', '') end
   emit(id, tenant, 'started', ',"backend":' .. cjson.encode(backend) .. ',"attempt":' .. attempt)
   local d = {wid, id, string.format('%d', attempt), jget(id, 'created_ms'), string.format('%d', NOW), req}
   if m == SELF then
