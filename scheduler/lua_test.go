@@ -116,6 +116,12 @@ func submitForContract(t *testing.T, s *Scheduler, ctx context.Context, tenant, 
 func TestScriptContracts(t *testing.T) {
 	t.Parallel()
 	s, ctx := contractSetup(t, Config{})
+	scriptContracts(t, s, ctx)
+}
+
+// scriptContracts calls the scripts one by one and checks their replies
+// and writes (TestEveryScriptOnCluster runs it on the cluster too).
+func scriptContracts(t *testing.T, s *Scheduler, ctx context.Context) {
 	k := s.keys
 
 	// submit: {id, position, duplicate, lane}; the record, its request, the

@@ -19,9 +19,14 @@
 --                        then each model key followed by "\n"
 --
 -- ARGV common to every script:
---   ARGV[1] the shard's key prefix "easel:{s}:" (lane, user and job keys
---           that a script discovers itself — a lane popped from the ready
---           set — are named from it; every such key carries the shard's tag)
+--   ARGV[1] the shard's key prefix "easel:{s}:". The keys a caller cannot
+--           know are named from it inside the scripts: the lanes, user
+--           queues and jobs that dispatch, promote and reclaim discover (a
+--           lane popped from the ready set, its user's queue, the job at its
+--           head, its request and events), the tenant keys of a job found by
+--           id, history and served-share keys. Every such key carries the
+--           shard's hash tag, so it hashes to KEYS[1]'s Cluster slot: init
+--           refuses a prefix that is not KEYS[1]'s own or has no tag.
 --   ARGV[2] now in unix ms, "" for the server's clock (TIME), or "-" for a
 --           script that reads no clock
 --   ARGV[3] retention of finished records and event streams, ms
@@ -87,6 +92,9 @@ local function init(keys, args)
   FREE, FREE_MORE, FREE_PARTIAL, CAPV, LIVE, LIVE_M = nil, false, false, {}, nil, {}
   FLOOR, RFLOOR = 0, 0
   PFX = args[1]
+  if string.sub(keys[1], 1, #PFX) ~= PFX or not string.find(PFX, '{[^{}]+}') then
+    error('scheduler: key prefix ' .. PFX .. ' is not the hash-tagged prefix of ' .. keys[1])
+  end
   SELF = args[5]
   if args[2] == '-' then
     NOW = 0 -- a script that needs no clock
