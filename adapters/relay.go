@@ -129,6 +129,7 @@ func (r *Relay) Stop(ctx context.Context) error {
 func (r *Relay) loop(ctx context.Context) {
 	// Entries this consumer read before a restart come first, then new ones.
 	id := "0"
+	seen := map[string]struct{}{}
 	lastSweep := time.Now()
 	for ctx.Err() == nil {
 		entries, err := r.sched.RelayRead(ctx, r.consumer, id, 100, 5*time.Second)
@@ -140,8 +141,22 @@ func (r *Relay) loop(ctx context.Context) {
 			pause(ctx, time.Second)
 			continue
 		}
-		if id == "0" && len(entries) == 0 {
-			id = ">"
+		if id == "0" {
+			// A final still rendering stays pending, so reading from "0"
+			// again returns it at once, without blocking: once a read of
+			// the pending entries brings nothing new, read new entries (the
+			// sweep takes over what a longer backlog leaves).
+			fresh := entries[:0]
+			for _, e := range entries {
+				if _, ok := seen[e.ID]; !ok {
+					seen[e.ID] = struct{}{}
+					fresh = append(fresh, e)
+				}
+			}
+			entries = fresh
+			if len(entries) == 0 {
+				id, seen = ">", nil
+			}
 		}
 		for _, e := range entries {
 			r.handle(ctx, e)
