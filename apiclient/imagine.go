@@ -161,11 +161,11 @@ type imagineRun struct {
 }
 
 func (r *imagineRun) run(ctx context.Context) int {
-	sub, err := r.c.Submit(ctx, r.opts.req, "imagine-"+rand.Text())
+	key := "imagine-" + rand.Text()
+	sub, err := r.c.Submit(ctx, r.opts.req, key)
 	if err != nil {
 		if ctx.Err() != nil {
-			fmt.Fprintln(r.stderr, "easel: interrupted")
-			return exitInterrupted
+			return r.interruptedSubmit(ctx, key)
 		}
 		return r.apiFailure(err)
 	}
@@ -341,6 +341,22 @@ func (r *imagineRun) downloadFailure(ctx context.Context, err error) int {
 	}
 	fmt.Fprintln(r.stderr, "easel:", clean(err.Error()))
 	return exitFailed
+}
+
+// interruptedSubmit handles an interrupt while the submit was on its way:
+// the server may have queued the job (it can even be running already) with
+// the answer lost. The same submit again under the same idempotency key
+// names that job (or queues it now), and it is canceled, so an interrupt
+// never leaves a job behind that the user was not told of.
+func (r *imagineRun) interruptedSubmit(ctx context.Context, key string) int {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cancelTimeout)
+	defer cancel()
+	sub, err := r.c.Submit(cctx, r.opts.req, key)
+	if err != nil {
+		fmt.Fprintln(r.stderr, "easel: interrupted; the job may have been queued:", clean(err.Error()))
+		return exitInterrupted
+	}
+	return r.interrupted(ctx, sub.ID)
 }
 
 // interrupted cancels the job on the server, on a context of its own since

@@ -184,7 +184,7 @@ func TestStreamAndInFlightLimits(t *testing.T) {
 		require.Equal(t, "too_many_requests", m["error"].(map[string]any)["code"])
 		require.Contains(t, m["error"].(map[string]any)["message"], "http.max_in_flight_per_addr")
 		return true
-	}, 10*time.Second, 20*time.Millisecond)
+	}, 30*time.Second, 20*time.Millisecond)
 	_, err := pw.Write([]byte(`"y"}`))
 	require.NoError(t, err)
 	require.NoError(t, pw.Close())

@@ -34,6 +34,8 @@ import (
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
+		// rueidis sleeps out a reconnect back-off in a goroutine of its own (singleflight DelayDo), which can outlive a closed client by up to a second.
+		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
 		// rueidis's reconnect backoff after an outage sleeps out its delay.
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
 		// A cluster client's slot-map refresh waits out its interval (shards on the cluster).
