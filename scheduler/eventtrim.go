@@ -79,8 +79,21 @@ func (s *Scheduler) trimEventStream(ctx context.Context, key string, minID strea
 		if !ok {
 			return 0, fmt.Errorf("group %s: last-delivered-id %q", name, last)
 		}
+		npending, _ := pm.AsInt64()
+		if name == RelayGroup && npending == 0 {
+			// The scheduler makes the relay group at start; a relay becomes
+			// its consumer with its first read. With no consumer, no relay
+			// has ever run (no chat platform is configured): nothing will
+			// read these entries, and they must not hold the trim back. A
+			// relay started later renders only jobs from chat, which did
+			// not exist before it.
+			cm := m["consumers"]
+			if n, err := cm.AsInt64(); err == nil && n == 0 {
+				continue
+			}
+		}
 		minID = minID.min(id)
-		if n, _ := pm.AsInt64(); n > 0 {
+		if npending > 0 {
 			pending = append(pending, c.B().Xpending().Key(key).Group(name).Build())
 		}
 	}

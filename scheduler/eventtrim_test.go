@@ -203,6 +203,48 @@ func TestMaintainerTrimsEvents(t *testing.T) {
 	require.LessOrEqual(t, n, int64(100))
 }
 
+// With no chat platform no relay ever reads: the relay group the scheduler
+// made has no consumer and must not hold the trim back (an HTTP-only
+// deployment's stream would otherwise grow to its length cap). Once a
+// relay has read, its position counts again.
+func TestUnreadRelayGroupDoesNotHoldTheTrim(t *testing.T) {
+	t.Parallel()
+	b := setup(t, scheduler.Config{})
+	c := b.store.Client
+	k := b.s.EventKeys()[0]
+	fill := func() {
+		cmds := make([]rueidis.Completed, 0, 350)
+		for range 350 {
+			cmds = append(cmds, c.B().Xadd().Key(k).Id("*").FieldValue().FieldValue("e", "filler").Build())
+		}
+		for _, r := range c.DoMulti(b.ctx, cmds...) {
+			require.NoError(t, r.Error())
+		}
+	}
+	xlen := func() int64 {
+		n, err := c.Do(b.ctx, c.B().Xlen().Key(k).Build()).AsInt64()
+		require.NoError(t, err)
+		return n
+	}
+	later := time.Now().Add(time.Hour)
+	fill()
+	n, err := b.s.TrimEventsAt(b.ctx, later)
+	require.NoError(t, err)
+	require.Positive(t, n)
+	require.LessOrEqual(t, xlen(), int64(100))
+
+	// A relay reads one entry and stops: what it has not read stays.
+	fill()
+	got, err := b.s.RelayRead(b.ctx, "r1", ">", 1, time.Second)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.NoError(t, b.s.RelayAck(b.ctx, got[0].ID))
+	before := xlen()
+	_, err = b.s.TrimEventsAt(b.ctx, later)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, xlen(), before-100, "the relay's unread entries stay")
+}
+
 func TestEventsGraceConfig(t *testing.T) {
 	t.Parallel()
 	c, err := scheduler.Config{}.WithDefaults()
