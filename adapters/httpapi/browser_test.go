@@ -65,6 +65,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	if dir == "" {
 		dir = t.TempDir()
 	}
+	require.NoError(t, os.MkdirAll(dir, 0o755))
 	p := filepath.Join(dir, name+".png")
 	require.NoError(t, os.WriteFile(p, png, 0o644))
 	t.Logf("screenshot: %s", p)
