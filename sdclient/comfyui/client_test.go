@@ -493,7 +493,9 @@ func TestStallMidSamplingInterruptsOurPrompt(t *testing.T) {
 
 func TestAfterTheLastStepTheModelLoadTimeoutApplies(t *testing.T) {
 	t.Parallel()
-	const stall = 100 * time.Millisecond
+	// The stall timeout must outlast a loaded machine's gaps between the
+	// sampler's steps as the client sees them (100 ms did not, once).
+	const stall = 500 * time.Millisecond
 	b := setup(t, comfytest.Config{}, comfyui.Config{Timeouts: sdclient.Timeouts{Stall: stall, ModelLoad: time.Minute}})
 	req := txt("slow decode")
 	b.fake.StallAt(req.Steps) // the sampler's last step, then nothing: like a long VAE decode
