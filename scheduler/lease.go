@@ -317,9 +317,16 @@ func (l *Lease) HandBack(ctx context.Context) error {
 // canceled, until ctx ends or the connection breaks. ready is called once
 // the subscription is live.
 func (s *Scheduler) CancelNotices(ctx context.Context, ready func(), fn func(jobID string)) error {
+	return s.notices(ctx, s.keys.CancelChannel(), "cancel notices", ready, fn)
+}
+
+// notices blocks on a subscription to Pub/Sub channel ch of its own
+// connection, calling fn with each message, until ctx ends or the
+// connection breaks; ready is called once the subscription is live. what
+// names it in errors.
+func (s *Scheduler) notices(ctx context.Context, ch, what string, ready func(), fn func(string)) error {
 	c, release := s.client.Dedicate()
 	defer release()
-	ch := s.keys.CancelChannel()
 	wait := c.SetPubSubHooks(rueidis.PubSubHooks{
 		OnMessage: func(m rueidis.PubSubMessage) { fn(m.Message) },
 		OnSubscription: func(sub rueidis.PubSubSubscription) {
@@ -329,7 +336,7 @@ func (s *Scheduler) CancelNotices(ctx context.Context, ready func(), fn func(job
 		},
 	})
 	if err := c.Do(ctx, c.B().Subscribe().Channel(ch).Build()).Error(); err != nil {
-		return fmt.Errorf("cancel notices: %w", err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	select {
 	case <-ctx.Done():

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 )
 
@@ -57,24 +56,5 @@ func (s *Scheduler) Refusals(ctx context.Context, tenant string) (map[string]int
 // or the connection fails. fn runs on the subscription's goroutine: it
 // must not block.
 func (s *Scheduler) RefusalNotices(ctx context.Context, ready func(), fn func(tenant string)) error {
-	c, release := s.client.Dedicate()
-	defer release()
-	ch := s.refusalChannel()
-	wait := c.SetPubSubHooks(rueidis.PubSubHooks{
-		OnMessage: func(m rueidis.PubSubMessage) { fn(m.Message) },
-		OnSubscription: func(sub rueidis.PubSubSubscription) {
-			if sub.Kind == "subscribe" && sub.Channel == ch && ready != nil {
-				ready()
-			}
-		},
-	})
-	if err := c.Do(ctx, c.B().Subscribe().Channel(ch).Build()).Error(); err != nil {
-		return fmt.Errorf("refusal notices: %w", err)
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case err := <-wait:
-		return err
-	}
+	return s.notices(ctx, s.refusalChannel(), "refusal notices", ready, fn)
 }
