@@ -78,12 +78,5 @@ func (s *Server) upscale(w http.ResponseWriter, r *http.Request, c commands.Call
 		s.writeErr(w, err)
 		return
 	}
-	status := "queued"
-	if res.Position == 0 {
-		status = string(scheduler.StatusDispatched)
-	}
-	writeJSON(w, http.StatusAccepted, map[string]any{
-		"id": res.ID, "status": status, "position": res.Position, "relaxed": res.Relaxed,
-		"links": map[string]string{"self": "/v1/jobs/" + res.ID, "events": "/v1/jobs/" + res.ID + "/events"},
-	})
+	writeAccepted(w, res)
 }

@@ -442,6 +442,12 @@ func (s *Server) postJob(w http.ResponseWriter, r *http.Request, c commands.Call
 		s.writeErr(w, err)
 		return
 	}
+	writeAccepted(w, res)
+}
+
+// writeAccepted answers 202 for a job just submitted: its id, status
+// (queued, or dispatched at once), place in line and links.
+func writeAccepted(w http.ResponseWriter, res scheduler.SubmitResult) {
 	status := "queued"
 	if res.Position == 0 {
 		status = string(scheduler.StatusDispatched)
