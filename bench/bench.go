@@ -319,9 +319,26 @@ func Throughput(ctx context.Context, url string, n, slots int) (ThroughputResult
 	if err != nil {
 		return ThroughputResult{}, err
 	}
+	succeeded, el, err := r.flood(ctx, n)
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	after, err := commandCalls(ctx, r)
+	if err != nil {
+		return ThroughputResult{}, err
+	}
+	return ThroughputResult{JobsPerSec: float64(succeeded) / el.Seconds(), Succeeded: succeeded, Jobs: n,
+		CommandsPerJob: float64(after-before-1) / float64(n)}, nil
+}
+
+// flood submits n jobs from 100 tenants over 16 submitters and waits for
+// every outcome; it returns how many succeeded and how long that took from
+// the first submit.
+func (r *rig) flood(ctx context.Context, n int) (int, time.Duration, error) {
 	t0 := time.Now()
 	errc := make(chan error, 16)
 	var wg sync.WaitGroup
+	defer wg.Wait()
 	for g := range 16 {
 		wg.Add(1)
 		go func() {
@@ -342,19 +359,12 @@ func Throughput(ctx context.Context, url string, n, slots int) (ThroughputResult
 				succeeded++
 			}
 		case err := <-errc:
-			return ThroughputResult{}, err
+			return 0, 0, err
 		case <-ctx.Done():
-			return ThroughputResult{}, ctx.Err()
+			return 0, 0, ctx.Err()
 		}
 	}
-	el := time.Since(t0)
-	wg.Wait()
-	after, err := commandCalls(ctx, r)
-	if err != nil {
-		return ThroughputResult{}, err
-	}
-	return ThroughputResult{JobsPerSec: float64(succeeded) / el.Seconds(), Succeeded: succeeded, Jobs: n,
-		CommandsPerJob: float64(after-before-1) / float64(n)}, nil
+	return succeeded, time.Since(t0), nil
 }
 
 // IdleGap queues n jobs, then starts one worker slot and measures, at the

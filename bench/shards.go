@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"sync"
-	"time"
 
 	"github.com/easelbot/easel/internal/redisproc"
 	"github.com/easelbot/easel/scheduler"
@@ -62,34 +59,9 @@ func ShardsThroughput(ctx context.Context, url string, n, slots, shards int) (Th
 		return ThroughputResult{}, err
 	}
 	defer r.close()
-	t0 := time.Now()
-	errc := make(chan error, 16)
-	var wg sync.WaitGroup
-	for g := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := g; i < n; i += 16 {
-				if _, err := r.submit(ctx, "api:t"+strconv.Itoa(i%100)); err != nil {
-					errc <- err
-					return
-				}
-			}
-		}()
+	succeeded, el, err := r.flood(ctx, n)
+	if err != nil {
+		return ThroughputResult{}, err
 	}
-	defer wg.Wait()
-	succeeded := 0
-	for range n {
-		select {
-		case o := <-r.done:
-			if o.Outcome == "succeeded" {
-				succeeded++
-			}
-		case err := <-errc:
-			return ThroughputResult{}, err
-		case <-ctx.Done():
-			return ThroughputResult{}, ctx.Err()
-		}
-	}
-	return ThroughputResult{JobsPerSec: float64(succeeded) / time.Since(t0).Seconds(), Succeeded: succeeded, Jobs: n}, nil
+	return ThroughputResult{JobsPerSec: float64(succeeded) / el.Seconds(), Succeeded: succeeded, Jobs: n}, nil
 }
