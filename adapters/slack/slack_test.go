@@ -1,12 +1,15 @@
 package slack_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -682,8 +685,9 @@ func TestSocketModeInvalidAuth(t *testing.T) {
 }
 
 // TestWorkspaceBudgetSharedAcrossInstances: two serve instances (two
-// adapters on one Redis) rendering progress of one workspace share its
-// chat.update budget.
+// adapters on one Redis) rendering progress with a preview of one
+// workspace share its chat.update budget: the one update allowed carries
+// the preview, and only that preview is uploaded.
 func TestWorkspaceBudgetSharedAcrossInstances(t *testing.T) {
 	t.Parallel()
 	b := setupWith(t, options{budget: 2, noStart: true}) // burst 1, 2 a minute
@@ -695,17 +699,31 @@ func TestWorkspaceBudgetSharedAcrossInstances(t *testing.T) {
 	res, _, err := b.svc.Imagine(b.ctx, commands.Caller{Tenant: "slack:T1", User: "U1"}, origin, commands.Imagine{Prompt: "a fox", Steps: 20}, "")
 	require.NoError(t, err)
 	jobID := res.ID
+	// A GPU slot takes the job and stores a preview, as the worker does.
+	slot := b.sched.Slot("w", "gpu0")
+	t.Cleanup(func() { _ = slot.Close(context.Background()) })
+	lease, err := slot.Next(b.ctx, 10*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, jobID, lease.JobID)
+	var pb bytes.Buffer
+	require.NoError(t, png.Encode(&pb, image.NewGray(image.Rect(0, 0, 8, 8))))
+	require.NoError(t, lease.Progress(b.ctx, 1, 20, 0.05, 0, pb.Bytes()))
 	job, err := b.sched.Get(b.ctx, jobID)
 	require.NoError(t, err)
+	require.NotEmpty(t, job.Preview)
 	for i := range 6 {
 		r := b.bot
 		if i%2 == 1 {
 			r = other
 		}
-		ev := scheduler.Event{JobID: jobID, Type: scheduler.EventProgress, Step: i + 1, Steps: 20, Fraction: float64(i+1) / 20}
+		ev := scheduler.Event{JobID: jobID, Type: scheduler.EventProgress, Step: i + 1, Steps: 20, Fraction: float64(i+1) / 20, Preview: job.Preview}
 		require.NoError(t, r.Render(b.ctx, job, ev))
 	}
-	require.Len(t, okCalls(b.fake.Calls(), "chat.update"), 1, "one budget of burst 1 across both instances")
+	cs := b.fake.Calls()
+	updates := okCalls(cs, "chat.update")
+	require.Len(t, updates, 1, "one budget of burst 1 across both instances")
+	require.Contains(t, updates[0].Form.Get("blocks"), `"slack_file"`, "the update within the budget shows the preview")
+	require.Equal(t, 1, countPreviewUploads(cs), "a skipped update uploads no preview")
 }
 
 func TestHelpAndBadFlagsAreEphemeral(t *testing.T) {
