@@ -39,12 +39,12 @@ func TestMentionWithAttachedImage(t *testing.T) {
 		_, _ = w.Write([]byte("just some notes"))
 	}))
 	t.Cleanup(files.Close)
-	file := func(name string) map[string]any {
-		return map[string]any{"files": []any{map[string]any{"id": "F1", "name": name, "mimetype": "image/png",
-			"url_private": files.URL + "/files-pri/T1-F1/" + name, "url_private_download": files.URL + "/files-pri/T1-F1/download/" + name}}}
+	file := func(name string) []slackfake.MentionFile {
+		return []slackfake.MentionFile{{ID: "F1", Name: name, Mimetype: "image/png",
+			URLPrivate: files.URL + "/files-pri/T1-F1/" + name, URLPrivateDownload: files.URL + "/files-pri/T1-F1/download/" + name}}
 	}
 
-	body, _ := mentionEvent("U1", "a cat in a hat --strength 0.3 --lora fake-detail:0.6 --steps 2", file("cat.png"))
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a cat in a hat --strength 0.3 --lora fake-detail:0.6 --steps 2", Files: file("cat.png")})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	b.fake.Wait(t, "final update", finalUpdate)
 	last := b.sd.LastRequest()
@@ -56,7 +56,7 @@ func TestMentionWithAttachedImage(t *testing.T) {
 	require.Equal(t, [2]int{128, 80}, [2]int{last.Width, last.Height})
 	require.Contains(t, last.Prompt, "<lora:fake-detail:0.6>")
 
-	body, _ = mentionEvent("U2", "a dog", file("notes.txt"))
+	body, _ = mentionEvent(t, slackfake.Mention{User: "U2", Text: "a dog", Files: file("notes.txt")})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	b.fake.Wait(t, "refusal", func(cs []slackfake.Call) bool {
 		for _, c := range okCalls(cs, "chat.update") {

@@ -81,7 +81,7 @@ func TestHistoryPagedWithMore(t *testing.T) {
 	}
 	b.finish(t, "U2", "someone else's")
 	for n := range 2 {
-		body, _ := mentionEvent("U1", "lighthouse number "+string(rune('F'+n))+" --steps 2 --seed 5", nil)
+		body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "lighthouse number " + string(rune('F'+n)) + " --steps 2 --seed 5"})
 		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 		b.fake.Wait(t, "final", func(cs []slackfake.Call) bool { return finals(cs) == n+1 })
 	}
@@ -89,7 +89,7 @@ func TestHistoryPagedWithMore(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, want.Jobs, 7)
 
-	body, _ := mentionEvent("U1", "history", nil)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "history"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs := b.fake.Wait(t, "history page", func(cs []slackfake.Call) bool { return len(ephemeralBlocks(cs, "U1")) == 1 })
 	page := okCalls(cs, "chat.postEphemeral")
@@ -125,7 +125,7 @@ func TestHistoryPagedWithMore(t *testing.T) {
 	require.Empty(t, more, "no More on the last page")
 
 	// U2 sees only their job; U3 has none and is told so.
-	body, _ = mentionEvent("U2", "history", nil)
+	body, _ = mentionEvent(t, slackfake.Mention{User: "U2", Text: "history"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs = b.fake.Wait(t, "U2's history", func(cs []slackfake.Call) bool { return len(ephemeralBlocks(cs, "U2")) == 1 })
 	entries, more = historyPage(t, ephemeralBlocks(cs, "U2")[0])
@@ -135,7 +135,7 @@ func TestHistoryPagedWithMore(t *testing.T) {
 	for _, j := range want.Jobs {
 		require.NotContains(t, ephemeralBlocks(cs, "U2")[0], j.ID)
 	}
-	body, _ = mentionEvent("U3", "history", nil)
+	body, _ = mentionEvent(t, slackfake.Mention{User: "U3", Text: "history"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	b.fake.Wait(t, "empty history", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "no finished images yet") })
 }

@@ -25,7 +25,7 @@ func TestSlackNSFWChannelAllowList(t *testing.T) {
 	t.Parallel()
 	b := setupWith(t, options{step: 0, limits: commands.Limits{NSFWModels: []string{"fake-xl"}}})
 	mention := func(user, text string) {
-		body, _ := mentionEvent(user, text, nil)
+		body, _ := mentionEvent(t, slackfake.Mention{User: user, Text: text})
 		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	}
 	mention("U1", "a fox --model fake-xl --steps 2")
@@ -63,7 +63,7 @@ func TestSlackGermanUserAndDefaults(t *testing.T) {
 	b := setupWith(t, options{step: 0})
 	b.fake.AddUser(slackfake.User{ID: "UDE", Name: "hans", Locale: "de-DE"})
 	mention := func(user, text string) {
-		body, _ := mentionEvent(user, text, nil)
+		body, _ := mentionEvent(t, slackfake.Mention{User: user, Text: text})
 		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	}
 	mention("UADMIN1", "admin defaults steps 9")

@@ -161,18 +161,11 @@ func nextSeq() int {
 	return eventSeq.n
 }
 
-// mentionEvent is an app_mention callback as Slack sends it (text escaped,
-// the bot's mention first); extra fields go into the inner event.
-func mentionEvent(user, text string, extra map[string]any) (string, string) {
-	n := nextSeq()
-	id := fmt.Sprintf("Ev%06d", n)
-	inner := map[string]any{"type": "app_mention", "user": user, "text": "<@UBOT> " + text, "channel": "C1",
-		"ts": fmt.Sprintf("1690000000.%06d", n), "event_ts": "1690000000.000001"}
-	for k, v := range extra {
-		inner[k] = v
-	}
-	raw, _ := json.Marshal(map[string]any{"token": "x", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
-		"event_id": id, "event_time": time.Now().Unix(), "event": inner})
+// mentionEvent is an app_mention callback as Slack sends it (the fake
+// builds it: text in Slack's format, the bot's mention first).
+func mentionEvent(t testing.TB, m slackfake.Mention) (string, string) {
+	t.Helper()
+	raw, id := slackfake.MentionEvent(t, m)
 	return string(raw), id
 }
 
@@ -227,7 +220,7 @@ func ephemeralWith(cs []slackfake.Call, text string) bool {
 func TestMentionProgressPreviewUploadAndButtons(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 10*time.Millisecond)
-	body, _ := mentionEvent("U1", "a lighthouse at dusk --ar 16:9 --steps 10 --n 2", nil)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a lighthouse at dusk --ar 16:9 --steps 10 --n 2"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs := b.fake.Wait(t, "final update", finalUpdate)
 	post := okCalls(cs, "chat.postMessage")[0]
@@ -291,7 +284,7 @@ func (b *bundle) click(t *testing.T, user, action, trigger string) int {
 func TestSignaturesAndRetries(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	body, id := mentionEvent("U1", "a fox --steps 2", nil)
+	body, id := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 2"})
 	require.Equal(t, 401, b.post(t, "/slack/events", "application/json", body, func(h http.Header) {
 		h.Set("X-Slack-Signature", "v0=deadbeef")
 	}), "forged signature")
@@ -366,7 +359,7 @@ func TestFinalUpdateRefusedUploadsOnce(t *testing.T) {
 				n = 5 // the adapter rides out 3, the relay retries the rest
 			}
 			b.fake.FailIf("chat.update", isFinal, code, n)
-			body, _ := mentionEvent("U1", "a fox --steps 2 --n 2", nil)
+			body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 2 --n 2"})
 			require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 			var cs []slackfake.Call
 			if code == "ratelimited" {
@@ -407,7 +400,7 @@ func countPreviewUploads(cs []slackfake.Call) int {
 func TestReplyMessageDeleted(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 30*time.Millisecond)
-	body, _ := mentionEvent("U1", "a fox --steps 6", nil)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 6"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	b.fake.Wait(t, "reply", func(cs []slackfake.Call) bool { return len(okCalls(cs, "chat.postMessage")) == 1 })
 	var ts string
@@ -493,14 +486,14 @@ func TestFailedPostsAreExplained(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
 	b.fake.FailNext("chat.postMessage", "ratelimited", "ratelimited", "ratelimited", "ratelimited")
-	body, _ := mentionEvent("U1", "a fox --steps 2", nil)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 2"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	b.fake.Wait(t, "explanation", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "nothing was queued") })
 	jobs, err := b.sched.Active(b.ctx, "slack:T1")
 	require.NoError(t, err)
 	require.Empty(t, jobs)
 
-	body, _ = mentionEvent("U1", "a fox --steps 2", nil)
+	body, _ = mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 2"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs := b.fake.Wait(t, "final", finalUpdate)
 	final := okCalls(cs, "chat.update")
@@ -518,8 +511,8 @@ func TestFailedPostsAreExplained(t *testing.T) {
 func TestEditedMentionsAndBotsStartNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	edited, _ := mentionEvent("U1", "a fox --steps 2", map[string]any{"edited": map[string]any{"user": "U1", "ts": "1690000001.000000"}})
-	bot, _ := mentionEvent("U2", "a robot --steps 2", map[string]any{"bot_id": "B1"})
+	edited, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 2", EditedTS: "1690000001.000000"})
+	bot, _ := mentionEvent(t, slackfake.Mention{User: "U2", Text: "a robot --steps 2", BotID: "B1"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", bot, nil))
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", edited, nil))
 	cs := b.fake.Wait(t, "hint", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Editing a message") })
@@ -536,8 +529,11 @@ func TestEditedMentionsAndBotsStartNothing(t *testing.T) {
 func TestPromptUnescaped(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	body, _ := mentionEvent("U1", "salt &amp; pepper &lt;3 <@U999> by <#C9|art> <https://ex.am/ple|ex.am/ple> --steps 2",
-		map[string]any{"thread_ts": "1690000000.424242", "files": []any{map[string]any{"id": "FUSER", "name": "ref.png"}}})
+	text := slackfake.Escape("salt & pepper <3 ") + slackfake.UserRef("U999") + " by " + slackfake.ChannelRef("C9", "art") + " " +
+		slackfake.LinkRef("https://ex.am/ple", "ex.am/ple") + " --steps 2"
+	// A file without url_private (no files:read) is ignored.
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: text, ThreadTS: "1690000000.424242",
+		Files: []slackfake.MentionFile{{ID: "FUSER", Name: "ref.png"}}})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs := b.fake.Wait(t, "final", finalUpdate)
 	require.Equal(t, "1690000000.424242", okCalls(cs, "chat.postMessage")[0].Form.Get("thread_ts"), "a mention in a thread is answered there")
@@ -553,7 +549,7 @@ func TestLongPromptFitsSlack(t *testing.T) {
 	t.Parallel()
 	b := setupWith(t, options{limits: commands.Limits{MaxPromptLength: 6000}})
 	prompt := strings.Repeat("a very long & detailed prompt ", 150)[:4400]
-	body, _ := mentionEvent("U1", strings.ReplaceAll(prompt, "&", "&amp;")+" --steps 2", nil)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: slackfake.Escape(prompt) + " --steps 2"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs := b.fake.Wait(t, "final", finalUpdate)
 	for _, c := range calls(cs, "chat.update") {
@@ -567,7 +563,7 @@ func TestRateLimitedUpdateStillDeliversFinal(t *testing.T) {
 	b := setup(t, 5*time.Millisecond)
 	b.fake.FailNext("chat.update", "ratelimited")
 	b.fake.FailNext("files.completeUploadExternal", "ratelimited")
-	body, _ := mentionEvent("U1", "a fox --steps 4", nil)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 4"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs := b.fake.Wait(t, "final after 429", finalUpdate)
 	require.Equal(t, "ratelimited", calls(cs, "files.completeUploadExternal")[0].Error, "the file method was limited once")
@@ -576,7 +572,7 @@ func TestRateLimitedUpdateStillDeliversFinal(t *testing.T) {
 func TestAdminCommandsAndUserCache(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	body, _ := mentionEvent("U7", "admin set max_steps 30", nil)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U7", Text: "admin set max_steps 30"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs := b.fake.Wait(t, "refusal", func(cs []slackfake.Call) bool { return len(calls(cs, "chat.postEphemeral")) == 1 })
 	refusal := calls(cs, "chat.postEphemeral")[0]
@@ -584,7 +580,7 @@ func TestAdminCommandsAndUserCache(t *testing.T) {
 	require.Equal(t, "U7", refusal.Form.Get("user"), "only the asker sees it")
 	require.NotEmpty(t, refusal.Form.Get("thread_ts"))
 	for i := range 2 {
-		body, _ = mentionEvent("UADMIN1", "admin set max_steps 30", nil)
+		body, _ = mentionEvent(t, slackfake.Mention{User: "UADMIN1", Text: "admin set max_steps 30"})
 		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 		cs = b.fake.Wait(t, "applied", func(cs []slackfake.Call) bool { return len(calls(cs, "chat.postEphemeral")) == 2+i })
 		require.Contains(t, calls(cs, "chat.postEphemeral")[1+i].Form.Get("text"), "Set `max_steps` to `30`")
@@ -596,7 +592,7 @@ func TestAdminCommandsAndUserCache(t *testing.T) {
 		}
 	}
 	require.Equal(t, 1, n, "users.info answers are cached")
-	body, _ = mentionEvent("U7", "a fox --steps 40", nil)
+	body, _ = mentionEvent(t, slackfake.Mention{User: "U7", Text: "a fox --steps 40"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	b.fake.Wait(t, "validation", func(cs []slackfake.Call) bool {
 		for _, c := range append(calls(cs, "chat.update"), calls(cs, "chat.postEphemeral")...) {
@@ -618,7 +614,7 @@ func TestSocketMode(t *testing.T) {
 	b := setupWith(t, options{step: 20 * time.Millisecond, appToken: "xapp-test"})
 	b.fake.WaitConnected(t, 1)
 	waitState(t, b.bot, "ready", func(err error) bool { return err == nil })
-	body, _ := mentionEvent("U1", "a fox over socket mode --steps 8", nil)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox over socket mode --steps 8"})
 	ack, err := b.fake.Send("events_api", json.RawMessage(body), 0)
 	require.NoError(t, err)
 	waitClosed(t, ack, "ack")
@@ -729,9 +725,9 @@ func TestWorkspaceBudgetSharedAcrossInstances(t *testing.T) {
 func TestHelpAndBadFlagsAreEphemeral(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	body, _ := mentionEvent("U3", "a fox --ar 2:1", nil)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U3", Text: "a fox --ar 2:1"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
-	body, _ = mentionEvent("U3", "--help", nil)
+	body, _ = mentionEvent(t, slackfake.Mention{User: "U3", Text: "--help"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
 	cs := b.fake.Wait(t, "answers", func(cs []slackfake.Call) bool { return len(calls(cs, "chat.postEphemeral")) == 2 })
 	var texts []string

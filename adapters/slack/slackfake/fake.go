@@ -8,11 +8,15 @@
 //     (channel_not_found, not_in_channel, is_archived, msg_too_long over
 //     40 000 characters, invalid_blocks, missing_scope chat:write; "1 message
 //     per second per channel, short bursts allowed", answered 429 with
-//     Retry-After — https://docs.slack.dev/apis/web-api/rate-limits)
+//     Retry-After — https://docs.slack.dev/apis/web-api/rate-limits).
+//     A user's id as channel posts into the app's DM with them (the App
+//     Home's Messages tab — https://docs.slack.dev/surfaces/app-home).
 //   - chat.update — https://docs.slack.dev/reference/methods/chat.update
 //     (message_not_found for an unknown ts, cant_update_message for a
 //     message the bot did not post, Tier 3: about 50 a minute per workspace)
 //   - chat.postEphemeral — https://docs.slack.dev/reference/methods/chat.postEphemeral
+//   - files.* — Tier 4 (about 100 a minute per workspace), answered 429
+//     with Retry-After past it.
 //   - files.getUploadURLExternal — https://docs.slack.dev/reference/methods/files.getUploadURLExternal
 //     (filename and length required, files:write) and the upload itself
 //     (the bytes received must match length)
@@ -33,6 +37,10 @@
 //     (apps.connections.open with an xapp token, hello, envelopes acknowledged
 //     within 3 seconds or redelivered with retry_attempt, disconnect with a
 //     reason such as refresh_requested).
+//   - app_mention — https://docs.slack.dev/reference/events/app_mention
+//     (Mention builds the event as Slack sends it: text in Slack's format,
+//     https://docs.slack.dev/messaging/formatting-message-text, with
+//     edited, thread_ts, bot_id and files).
 package slackfake
 
 import (
@@ -70,6 +78,10 @@ type Config struct {
 	// UpdatesPerMinute is chat.update's Tier 3 limit per workspace
 	// (default 50, burst of the same size).
 	UpdatesPerMinute int
+	// FilesPerMinute is the Tier 4 limit of files.getUploadURLExternal and
+	// files.completeUploadExternal per workspace (default 100, burst of
+	// the same size).
+	FilesPerMinute int
 	// AckTimeout is how long a Socket Mode envelope may wait for its
 	// acknowledgement before it is redelivered (default 3s).
 	AckTimeout time.Duration
@@ -156,12 +168,12 @@ type bucket struct {
 
 // Server is the fake.
 type Server struct {
-	cfg Config
-	srv *httptest.Server
-	mu  sync.Mutex
-	now func() time.Time
-	seq int
-	chg chan struct{} // closed and replaced on every change
+	cfg    Config
+	srv    *httptest.Server
+	mu     sync.Mutex
+	offset time.Duration // Advance's shift of the fake's clock
+	seq    int
+	chg    chan struct{} // closed and replaced on every change
 
 	channels   map[string]*Channel
 	users      map[string]*User
@@ -206,10 +218,13 @@ func New(cfg Config) *Server {
 	if cfg.UpdatesPerMinute == 0 {
 		cfg.UpdatesPerMinute = 50
 	}
+	if cfg.FilesPerMinute == 0 {
+		cfg.FilesPerMinute = 100
+	}
 	if cfg.AckTimeout == 0 {
 		cfg.AckTimeout = 3 * time.Second
 	}
-	s := &Server{cfg: cfg, now: time.Now, chg: make(chan struct{}), channels: map[string]*Channel{},
+	s := &Server{cfg: cfg, chg: make(chan struct{}), channels: map[string]*Channel{},
 		users: map[string]*User{}, messages: map[string]*Message{}, files: map[string]*File{},
 		responses: map[string]*response{}, fail: map[string][]string{}, postBucket: map[string]*bucket{},
 		scopes: map[string]bool{}, conns: make(chan *websocket.Conn, 4), acks: map[string]chan struct{}{}}
@@ -249,6 +264,18 @@ func (s *Server) Close() {
 		_ = c.Close()
 	}
 	s.srv.Close()
+}
+
+// now is the fake's clock (time.Now moved on by Advance); call with mu
+// held.
+func (s *Server) now() time.Time { return time.Now().Add(s.offset) }
+
+// Advance moves the fake's clock on by d, as if that much time had passed:
+// response_urls expire after 30 minutes, rate limits refill.
+func (s *Server) Advance(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offset += d
 }
 
 // AddChannel adds or replaces a channel.
@@ -564,8 +591,14 @@ func (s *Server) content(form url.Values) (json.RawMessage, []string, string) {
 
 func (s *Server) postMessage(form url.Values) (map[string]any, string) {
 	ch := form.Get("channel")
-	if e := s.channelErr(ch); e != "" {
-		return nil, e
+	// A user's id as the channel posts into the Messages tab of the app's
+	// App Home with that user, its DM with them
+	// (https://docs.slack.dev/surfaces/app-home#messages-tab); no
+	// membership needed.
+	if u, dm := s.users[ch]; !dm || u.Bot {
+		if e := s.channelErr(ch); e != "" {
+			return nil, e
+		}
 	}
 	b := s.postBucket[ch]
 	if b == nil {
@@ -644,13 +677,15 @@ func (s *Server) postEphemeral(form url.Values) (map[string]any, string) {
 	return map[string]any{"message_ts": ts}, ""
 }
 
-// fileRate applies Tier 4 (100+ a minute per workspace) to the file
-// methods; call with mu held.
+// fileRate applies Tier 4 (100+ a minute per workspace,
+// https://docs.slack.dev/apis/web-api/rate-limits) to the file methods;
+// call with mu held.
 func (s *Server) fileRate() bool {
 	if s.fileBucket == nil {
 		s.fileBucket = &bucket{}
 	}
-	return s.take(s.fileBucket, 100.0/60, 100)
+	per := float64(s.cfg.FilesPerMinute)
+	return s.take(s.fileBucket, per/60, per)
 }
 
 func (s *Server) getUploadURL(form url.Values) (map[string]any, string) {

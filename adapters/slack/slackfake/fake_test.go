@@ -3,12 +3,16 @@ package slackfake_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/slackevents"
 	"github.com/stretchr/testify/require"
 
 	"github.com/easelbot/easel/adapters/slack/slackfake"
@@ -148,4 +152,167 @@ func TestSectionAccessory(t *testing.T) {
 	require.Equal(t, "", post(slack.NewImageBlockElement("https://example.com/a.png", "a picture")))
 	require.Equal(t, "invalid_blocks", post(slack.NewImageBlockElement("https://example.com/a.png", "")))
 	require.Equal(t, "invalid_blocks", post(slack.NewImageBlockElementSlackFile(&slack.SlackFileObject{ID: "F404"}, "a picture")))
+}
+
+// The file methods are Tier 4 per workspace and chat.update Tier 3: past
+// the burst they answer 429 with Retry-After.
+func TestFileAndUpdateRateLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := slackfake.New(slackfake.Config{FilesPerMinute: 3, UpdatesPerMinute: 1})
+	defer f.Close()
+	f.AddChannel(slackfake.Channel{ID: "C1", Member: true})
+	api := slack.New("xoxb-test", slack.OptionAPIURL(f.URL()))
+	up, err := api.GetUploadURLExternalContext(ctx, slack.GetUploadURLExternalParameters{FileName: "a.png", FileSize: 3})
+	require.NoError(t, err)
+	require.NoError(t, api.UploadToURL(ctx, slack.UploadToURLParameters{UploadURL: up.UploadURL, Reader: bytes.NewReader([]byte("abc")), Filename: "a.png"}))
+	_, err = api.CompleteUploadExternalContext(ctx, slack.CompleteUploadExternalParameters{Files: []slack.FileSummary{{ID: "F404"}}, Channel: "C1"})
+	require.Equal(t, "file_not_found", code(err), "a file id getUploadURLExternal never gave")
+	_, err = api.CompleteUploadExternalContext(ctx, slack.CompleteUploadExternalParameters{Files: []slack.FileSummary{{ID: up.FileID}}, Channel: "C1"})
+	require.NoError(t, err, "the third file call of a burst of three")
+	_, err = api.GetUploadURLExternalContext(ctx, slack.GetUploadURLExternalParameters{FileName: "b.png", FileSize: 3})
+	require.Equal(t, "ratelimited", code(err), "the fourth")
+	var rl *slack.RateLimitedError
+	require.ErrorAs(t, err, &rl)
+	require.Positive(t, rl.RetryAfter, "429 with Retry-After")
+	_, err = api.CompleteUploadExternalContext(ctx, slack.CompleteUploadExternalParameters{Files: []slack.FileSummary{{ID: up.FileID}}, Channel: "C1"})
+	require.Equal(t, "ratelimited", code(err), "completeUploadExternal shares the limit")
+	f.Advance(time.Minute)
+	_, err = api.CompleteUploadExternalContext(ctx, slack.CompleteUploadExternalParameters{Files: []slack.FileSummary{{ID: up.FileID}}, Channel: "C1"})
+	require.Equal(t, "file_not_found", code(err), "a minute later: answered again, and a file is completed once")
+
+	_, ts, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("hi", false))
+	require.NoError(t, err)
+	_, _, _, err = api.UpdateMessageContext(ctx, "C1", ts, slack.MsgOptionText("one", false))
+	require.NoError(t, err)
+	_, _, _, err = api.UpdateMessageContext(ctx, "C1", ts, slack.MsgOptionText("two", false))
+	require.Equal(t, "ratelimited", code(err), "chat.update past its per-workspace tier")
+}
+
+// A user's id as channel is a DM (the App Home's Messages tab); no token
+// is not_authed; a response_url expires after 30 minutes.
+func TestDirectMessagesTokensAndExpiry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := slackfake.New(slackfake.Config{})
+	defer f.Close()
+	f.AddUser(slackfake.User{ID: "U1"})
+	api := slack.New("xoxb-test", slack.OptionAPIURL(f.URL()))
+	_, _, err := api.PostMessageContext(ctx, "U1", slack.MsgOptionText("psst", false))
+	require.NoError(t, err)
+	require.Len(t, f.Messages("U1"), 1)
+	_, _, err = api.PostMessageContext(ctx, "U404", slack.MsgOptionText("psst", false))
+	require.Equal(t, "channel_not_found", code(err))
+	_, _, err = slack.New("", slack.OptionAPIURL(f.URL())).PostMessageContext(ctx, "U1", slack.MsgOptionText("x", false))
+	require.Equal(t, "not_authed", code(err))
+	_, _, err = api.PostMessageContext(ctx, "U1", slack.MsgOptionText(strings.Repeat("x", 40001), false))
+	require.Equal(t, "msg_too_long", code(err), "a DM is checked like any message")
+
+	u := f.NewResponseURL()
+	f.Advance(31 * time.Minute)
+	resp, err := http.Post(u, "application/json", strings.NewReader(`{"text":"late"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 404, resp.StatusCode, "expired_url after 30 minutes")
+	require.Equal(t, "expired_url", f.Calls()[len(f.Calls())-1].Error)
+}
+
+// Socket Mode: apps.connections.open takes only the app token; an
+// envelope not acknowledged within the ack timeout is a violation and comes
+// again with retry_attempt 1 and retry_reason; disconnect names its reason
+// and closes the connection.
+func TestSocketModeRules(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := slackfake.New(slackfake.Config{AckTimeout: 200 * time.Millisecond})
+	defer f.Close()
+	_, _, err := slack.New("xoxb-test", slack.OptionAPIURL(f.URL()), slack.OptionAppLevelToken("xoxb-test")).StartSocketModeContext(ctx)
+	require.Equal(t, "invalid_auth", code(err), "a bot token cannot open Socket Mode")
+	_, wsURL, err := slack.New("xoxb-test", slack.OptionAPIURL(f.URL()), slack.OptionAppLevelToken("xapp-test")).StartSocketModeContext(ctx)
+	require.NoError(t, err)
+	conn, _, err := websocket.DefaultDialer.Dial(wsURL, nil)
+	require.NoError(t, err)
+	defer conn.Close()
+	type envelope struct {
+		Type         string          `json:"type"`
+		EnvelopeID   string          `json:"envelope_id"`
+		RetryAttempt int             `json:"retry_attempt"`
+		RetryReason  string          `json:"retry_reason"`
+		Reason       string          `json:"reason"`
+		Payload      json.RawMessage `json:"payload"`
+	}
+	read := func() envelope {
+		t.Helper()
+		require.NoError(t, conn.SetReadDeadline(time.Now().Add(30*time.Second)))
+		var e envelope
+		require.NoError(t, conn.ReadJSON(&e))
+		return e
+	}
+	require.Equal(t, "hello", read().Type)
+	f.WaitConnected(t, 1)
+
+	body, _ := slackfake.MentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox"})
+	_, err = f.Send("events_api", body, 0)
+	require.NoError(t, err)
+	first := read()
+	require.Equal(t, "events_api", first.Type)
+	require.Zero(t, first.RetryAttempt)
+	again := read() // not acknowledged: Slack sends it again
+	require.Equal(t, 1, again.RetryAttempt)
+	require.Equal(t, "timeout", again.RetryReason)
+	require.NotEqual(t, first.EnvelopeID, again.EnvelopeID)
+	require.JSONEq(t, string(first.Payload), string(again.Payload), "the same event")
+	require.NoError(t, conn.WriteJSON(map[string]string{"envelope_id": again.EnvelopeID}))
+	f.Wait(t, "ack", func(cs []slackfake.Call) bool {
+		for _, c := range cs {
+			if c.Method == "socket.ack" && c.Form.Get("envelope_id") == again.EnvelopeID {
+				return true
+			}
+		}
+		return false
+	})
+	require.NotEmpty(t, f.Violations())
+	require.Contains(t, f.Violations()[0], first.EnvelopeID+" (events_api) not acknowledged")
+
+	f.Disconnect("refresh_requested")
+	d := read()
+	require.Equal(t, "disconnect", d.Type)
+	require.Equal(t, "refresh_requested", d.Reason)
+	var m map[string]any
+	require.Error(t, conn.ReadJSON(&m), "the connection is closed after disconnect")
+	require.Equal(t, 1, f.Opened())
+}
+
+// Mentions are built as Slack sends them: the bot's mention first, typed
+// text escaped, edits with "edited", bot messages with bot_id, thread
+// replies with thread_ts, attachments as files.
+func TestMentionPayload(t *testing.T) {
+	t.Parallel()
+	text := slackfake.Escape("salt & pepper <3") + " " + slackfake.UserRef("U999") + " by " + slackfake.ChannelRef("C9", "art") +
+		" " + slackfake.LinkRef("https://ex.am/ple?a=1&b=2", "ex.am")
+	require.Equal(t, "salt &amp; pepper &lt;3 <@U999> by <#C9|art> <https://ex.am/ple?a=1&amp;b=2|ex.am>", text)
+	raw, id := slackfake.MentionEvent(t, slackfake.Mention{User: "U1", Text: text, ThreadTS: "1.5", EditedTS: "2.5", BotID: "B1",
+		Files: []slackfake.MentionFile{{ID: "F1", Name: "a.png", Mimetype: "image/png", URLPrivate: "https://files.slack.com/a.png"}}})
+	ev, err := slackevents.ParseEvent(raw, slackevents.OptionNoVerifyToken())
+	require.NoError(t, err)
+	require.Equal(t, slackevents.CallbackEvent, ev.Type)
+	require.Equal(t, "T1", ev.TeamID)
+	m, ok := ev.InnerEvent.Data.(*slackevents.AppMentionEvent)
+	require.True(t, ok)
+	require.Equal(t, "<@UBOT> "+text, m.Text)
+	require.Equal(t, "1.5", m.ThreadTimeStamp)
+	require.NotNil(t, m.Edited)
+	require.Equal(t, "2.5", m.Edited.TimeStamp)
+	require.Equal(t, "B1", m.BotID)
+	require.Len(t, m.Files, 1)
+	require.Equal(t, "https://files.slack.com/a.png", m.Files[0].URLPrivate)
+	_, id2 := slackfake.MentionEvent(t, slackfake.Mention{User: "U1", Text: "x"})
+	require.NotEqual(t, id, id2, "every delivery has its own event id")
+
+	for _, bad := range []string{"salt & pepper", "a <3", "x > y", "<javascript:x>", "&amp"} {
+		require.Error(t, slackfake.CheckFormat(bad), bad)
+	}
+	for _, good := range []string{"", "a fox --ar 16:9", text, "<!here> <!date^1^{date}|x> <mailto:a@b.c|mail>"} {
+		require.NoError(t, slackfake.CheckFormat(good), good)
+	}
 }
