@@ -492,11 +492,12 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 		if len(entries) == 0 {
 			return ephemeral(commands.T(string(i.Locale), "no_jobs"))
 		}
+		loc := string(i.Locale)
 		var b strings.Builder
 		for _, e := range entries {
-			fmt.Fprintf(&b, "`%s` %s", e.Job.ID, e.Job.Status)
+			fmt.Fprintf(&b, "`%s` %s", e.Job.ID, statusText(loc, e.Job.Status))
 			if e.Position > 0 {
-				fmt.Fprintf(&b, " — #%d in line, ~%s", e.Position, e.ETA.Round(time.Second))
+				b.WriteString(commands.T(loc, "queue_place", e.Position, e.ETA.Round(time.Second)))
 			}
 			b.WriteString("\n")
 		}
@@ -542,7 +543,7 @@ func (a *Adapter) command(ctx context.Context, i *discordgo.Interaction) *discor
 		if len(cat.Backends) == 0 {
 			return ephemeral(commands.T(string(i.Locale), "no_models"))
 		}
-		return ephemeral(clip(modelsText(cat), 1900))
+		return ephemeral(clip(modelsText(string(i.Locale), cat), 1900))
 	case "settings":
 		arg := map[string]string{}
 		for _, o := range data.Options {
@@ -595,9 +596,10 @@ func (a *Adapter) autocomplete(ctx context.Context, i *discordgo.Interaction) *d
 }
 
 func (a *Adapter) admin(ctx context.Context, c commands.Caller, i *discordgo.Interaction) *discordgo.InteractionResponse {
+	loc := string(i.Locale)
 	data := i.ApplicationCommandData()
 	if len(data.Options) == 0 {
-		return ephemeral("Pick a subcommand.")
+		return ephemeral(commands.T(loc, "pick_subcommand"))
 	}
 	sub := data.Options[0]
 	arg := map[string]string{}
@@ -611,39 +613,39 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, i *discordgo.Int
 		var v commands.PolicyView
 		if v, err = a.svc.Policy(ctx, c); err == nil {
 			raw, _ := json.MarshalIndent(v.Effective, "", "  ")
-			msg = "```json\n" + string(raw) + "\n```\nSettable: " + strings.Join(v.Settable, ", ")
+			msg = "```json\n" + string(raw) + "\n```\n" + commands.T(loc, "policy_settable", strings.Join(v.Settable, ", "))
 		}
 	case "set":
 		if _, err = a.svc.SetPolicy(ctx, c, "", arg["field"], arg["value"]); err == nil {
-			msg = fmt.Sprintf("Set `%s` to `%s`.", arg["field"], arg["value"])
+			msg = commands.T(loc, "policy_set", arg["field"], arg["value"])
 		}
 	case "reset":
 		if err = a.svc.ResetUsage(ctx, c, arg["user"]); err == nil {
-			msg = "Usage reset for <@" + arg["user"] + ">."
+			msg = commands.T(loc, "usage_reset", arg["user"])
 		}
 	case "block", "unblock":
 		if err = a.svc.Block(ctx, c, arg["user"], sub.Name == "block"); err == nil {
-			msg = fmt.Sprintf("<@%s> %sed.", arg["user"], sub.Name)
+			msg = commands.T(loc, "user_"+sub.Name+"ed", arg["user"])
 		}
 	case "defaults":
 		msg, err = a.adminDefaults(ctx, c, i, arg)
 	case "spoilers":
 		on := arg["on"] == "true"
 		if _, err = a.svc.SetSpoilers(ctx, c, on); err == nil {
-			msg = commands.T(string(i.Locale), map[bool]string{true: "spoilers_on", false: "spoilers_off"}[on])
+			msg = commands.T(loc, map[bool]string{true: "spoilers_on", false: "spoilers_off"}[on])
 		}
 	case "usage":
 		var top []scheduler.Usage
 		if top, err = a.svc.TopUsers(ctx, c, 10); err == nil {
 			var b strings.Builder
-			b.WriteString("Top members today:\n")
+			b.WriteString(commands.T(loc, "top_members") + "\n")
 			for _, u := range top {
-				fmt.Fprintf(&b, "<@%s>: %d images\n", u.User, u.Images)
+				b.WriteString(commands.T(loc, "top_member", u.User, u.Images) + "\n")
 			}
 			msg = b.String()
 		}
 	default:
-		msg = "Unknown subcommand."
+		msg = commands.T(loc, "unknown_subcommand")
 	}
 	if err != nil {
 		return a.userError(err, i.Locale)
@@ -685,7 +687,7 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 	}
 	parts := strings.Split(i.MessageComponentData().CustomID, ":")
 	if len(parts) < 3 || parts[0] != "easel" {
-		return ephemeral("This button is not from Easel.")
+		return ephemeral(commands.T(string(i.Locale), "not_easel_button"))
 	}
 	action, jobID := parts[1], parts[2]
 	job, err := a.svc.Job(ctx, c, jobID)
@@ -717,7 +719,7 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 		if res.Position > 0 {
 			line = commands.T(string(i.Locale), "upscale_queued", res.Position)
 		}
-		return message(fmt.Sprintf("**U%d** of `%s`\n%s", n+1, jobID, line))
+		return message(commands.T(string(i.Locale), "upscale_of", n+1, jobID) + "\n" + line)
 	case "reroll", "var":
 		n := -1
 		if action == "var" {
@@ -732,7 +734,7 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 		}
 		return a.submit(ctx, c, i, uid, im)
 	}
-	return ephemeral("Unknown button.")
+	return ephemeral(commands.T(string(i.Locale), "unknown_button"))
 }
 
 // clip shortens s to at most n runes, the last an ellipsis when cut.

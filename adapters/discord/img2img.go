@@ -39,25 +39,25 @@ func (a *Adapter) submitDeferred(c commands.Caller, i *discordgo.Interaction, ui
 	return nil
 }
 
-// modelsText renders the catalog for /models.
-func modelsText(cat commands.Catalog) string {
+// modelsText renders the catalog for /models in the reader's language.
+func modelsText(loc string, cat commands.Catalog) string {
 	var b strings.Builder
-	b.WriteString("**Models:** ")
+	b.WriteString("**" + commands.T(loc, "models_title") + ":** ")
 	for n, m := range cat.Models {
 		if n > 0 {
 			b.WriteString(", ")
 		}
 		b.WriteString(m.Name)
 		if len(m.LoadedOn) > 0 {
-			b.WriteString(" (loaded)")
+			b.WriteString(commands.T(loc, "models_loaded"))
 		}
 	}
 	for _, l := range []struct {
-		name string
+		key  string
 		list []string
-	}{{"Samplers", cat.Samplers}, {"Schedulers", cat.Schedulers}, {"LoRAs", cat.LoRAs}} {
+	}{{"models_samplers", cat.Samplers}, {"models_schedulers", cat.Schedulers}, {"models_loras", cat.LoRAs}} {
 		if len(l.list) > 0 {
-			fmt.Fprintf(&b, "\n**%s:** %s", l.name, strings.Join(l.list, ", "))
+			fmt.Fprintf(&b, "\n**%s:** %s", commands.T(loc, l.key), strings.Join(l.list, ", "))
 		}
 	}
 	return b.String()

@@ -2,6 +2,9 @@ package discord
 
 import (
 	"github.com/bwmarrin/discordgo"
+
+	"github.com/easelbot/easel/commands"
+	"github.com/easelbot/easel/scheduler"
 )
 
 // Command localizations: Discord shows a command's name and description in
@@ -149,4 +152,14 @@ func localized(path string) (names, descs map[discordgo.Locale]string) {
 		names = nil
 	}
 	return names, descs
+}
+
+// statusText is a job status in the reader's language (a status without
+// a catalog entry as it is).
+func statusText(loc string, s scheduler.Status) string {
+	key := "status_" + string(s)
+	if t := commands.T(loc, key); t != key {
+		return t
+	}
+	return string(s)
 }

@@ -250,3 +250,26 @@ func TestAdminDefaultsLayeredUnderSettings(t *testing.T) {
 	require.Contains(t, answer(t, b, i, token)["content"], `"steps":3`)
 	require.Contains(t, run(who{user: "42", guild: "g1"}, "c1"), "3 steps", "user setting over channel default")
 }
+
+// A German admin's /easel-admin answers are German too.
+func TestGermanAdminAnswers(t *testing.T) {
+	t.Parallel()
+	b := setupLimits(t, commands.Limits{}, nil)
+	mod := who{user: "9", guild: "g1", perms: 1 << 5}
+	for _, tc := range []struct {
+		sub  string
+		opts map[string]any
+		want string
+	}{
+		{"set", map[string]any{"field": "max_steps", "value": "30"}, "`max_steps` auf `30` gesetzt."},
+		{"block", map[string]any{"user": "42"}, "<@42> gesperrt."},
+		{"unblock", map[string]any{"user": "42"}, "<@42> entsperrt."},
+		{"reset", map[string]any{"user": "42"}, "Nutzung von <@42> zurückgesetzt."},
+		{"usage", nil, "Aktivste Mitglieder heute:"},
+		{"policy", nil, "Einstellbar: "},
+	} {
+		i, token := interaction(2, mod, admin(tc.sub, tc.opts))
+		i["locale"] = "de"
+		require.Contains(t, answer(t, b, i, token)["content"], tc.want, tc.sub)
+	}
+}
