@@ -82,3 +82,25 @@ func TestSlackGermanUserAndDefaults(t *testing.T) {
 		return textWith(cs, "chat.update", "Siehe `--help`") || textWith(cs, "chat.postEphemeral", "Siehe `--help`")
 	})
 }
+
+// A German user's /imagine in a channel without the bot ends, through the
+// command's response_url, with the German final line.
+func TestSlackGermanResultThroughResponseURL(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, options{step: 0})
+	b.fake.AddUser(slackfake.User{ID: "UDE", Name: "hans", Locale: "de-DE"})
+	body := slashBody(b.fake, "C2", "UDE", "ein Fuchs draußen --steps 2")
+	require.Equal(t, 200, b.post(t, "/slack/commands", "application/x-www-form-urlencoded", body, nil))
+	var text string
+	b.fake.Wait(t, "result via response_url", func([]slackfake.Call) bool {
+		for _, p := range b.fake.ResponsePosts() {
+			if p.Body["response_type"] == "in_channel" {
+				text, _ = p.Body["text"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	require.Contains(t, text, "Fertig · 512×512 · 2 Schritte · Seed ")
+	require.Contains(t, text, "<@UDE>")
+}

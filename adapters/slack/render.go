@@ -235,16 +235,17 @@ func (a *Adapter) renderResponse(ctx context.Context, job *scheduler.Job, ev sch
 			}
 			return err
 		}
-		text := sectionText(im.Prompt, fmt.Sprintf("Done · %d×%d · %d steps · <@%s>", im.Width, im.Height, im.Steps, o.User))
+		text := sectionText(im.Prompt, commands.T(o.Locale, "slack_done", im.Width, im.Height, im.Steps,
+			commands.SeedsText(o.Locale, job.Seeds, job.Subseeds))+" · <@"+o.User+">")
 		blocks := []slack.Block{section(text)}
 		for i, id := range ids {
 			blocks = append(blocks, image(id, fmt.Sprintf("image %d", i+1)))
 		}
 		body = map[string]any{"response_type": "in_channel", "text": text, "blocks": blocks}
 	case scheduler.EventFailed:
-		body = map[string]any{"response_type": "ephemeral", "text": sectionText(im.Prompt, "❌ "+ev.Message)}
+		body = map[string]any{"response_type": "ephemeral", "text": sectionText(im.Prompt, commands.T(o.Locale, "failed", ev.Message))}
 	case scheduler.EventCanceled:
-		body = map[string]any{"response_type": "ephemeral", "text": sectionText(im.Prompt, "Canceled.")}
+		body = map[string]any{"response_type": "ephemeral", "text": sectionText(im.Prompt, commands.T(o.Locale, "canceled"))}
 	default:
 		return nil // progress would spend the response_url's 5 uses
 	}
