@@ -27,6 +27,9 @@ type Imagine struct {
 	// VariationStrength (0–1) blends a random variation into the seed's
 	// image: a variation of an earlier image keeps its seed and sets this.
 	VariationStrength float64 `json:"variation_strength,omitempty"`
+	// VariationOf is the image a variation (Rerun) is made from: a backend
+	// without subseeds (ComfyUI) runs img2img of it instead.
+	VariationOf *sdclient.ImageRef `json:"-"`
 	// Scheduler is the noise schedule ("karras", …); "" for the backend's
 	// default or the one a legacy sampler name implies.
 	Scheduler string `json:"scheduler,omitempty"`

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient"
 )
 
 // variationStrength is how far a variation strays from its source image.
@@ -12,7 +13,8 @@ const variationStrength = 0.35
 
 // Rerun builds the request behind a Reroll (image < 0: the same request with
 // a random seed) or a variation of one of the job's images (image n,
-// 0-based: that image's seed, one image, a variation strength).
+// 0-based: that image's seed, one image, a variation strength, and the
+// image itself for backends that make variations by img2img).
 func Rerun(job *scheduler.Job, image int) (Imagine, error) {
 	var im Imagine
 	if err := json.Unmarshal(job.Payload, &im); err != nil {
@@ -35,5 +37,6 @@ func Rerun(job *scheduler.Job, image int) (Imagine, error) {
 	}
 	seed := job.Seeds[image]
 	im.Seed, im.Count, im.VariationStrength = &seed, 1, variationStrength
+	im.VariationOf = &sdclient.ImageRef{Job: job.ID, Image: image}
 	return im, nil
 }

@@ -19,11 +19,13 @@ func TestRerun(t *testing.T) {
 	require.Equal(t, int64(-1), *im.Seed)
 	require.Equal(t, 2, im.Count)
 	require.Zero(t, im.VariationStrength)
+	require.Nil(t, im.VariationOf)
 	im, err = Rerun(job, 1)
 	require.NoError(t, err)
 	require.Equal(t, int64(8), *im.Seed)
 	require.Equal(t, 1, im.Count)
 	require.Equal(t, variationStrength, im.VariationStrength)
+	require.Equal(t, &sdclient.ImageRef{Job: "j", Image: 1}, im.VariationOf, "a variation names its image for img2img-only backends")
 	_, err = Rerun(job, 2)
 	var ve *ValidationError
 	require.ErrorAs(t, err, &ve)

@@ -116,6 +116,9 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	req := sdclient.Request{Prompt: im.Prompt, NegativePrompt: im.NegativePrompt, Width: im.Width, Height: im.Height,
 		Steps: im.Steps, CFGScale: im.CFGScale, Seed: *im.Seed, Sampler: im.Sampler, Model: im.Model, Count: im.Count,
 		SubseedStrength: im.VariationStrength, Scheduler: im.Scheduler, LoRAs: im.LoRAs}
+	if im.VariationStrength > 0 {
+		req.VariationOf = im.VariationOf
+	}
 	var initData []byte
 	if init != nil {
 		// The image goes to the blob store, not into the payload Redis keeps.

@@ -80,6 +80,29 @@ func TestImaginePayloadIsBackendRequest(t *testing.T) {
 	require.Equal(t, "sdxl", req.Model)
 }
 
+// A variation's payload names its source image (for backends that make
+// variations by img2img); a plain request's does not.
+func TestVariationPayloadNamesItsImage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	seed := int64(8)
+	ref := &sdclient.ImageRef{Job: "j1", Image: 1}
+	for _, tc := range []struct {
+		strength float64
+		want     *sdclient.ImageRef
+	}{{0.35, ref}, {0, nil}} {
+		res, _, err := b.svc.Imagine(b.ctx, alice, nil,
+			commands.Imagine{Prompt: "a fox", Seed: &seed, Count: 1, VariationStrength: tc.strength, VariationOf: ref}, "")
+		require.NoError(t, err)
+		j, err := b.sched.Get(b.ctx, res.ID)
+		require.NoError(t, err)
+		var req sdclient.Request
+		require.NoError(t, json.Unmarshal(j.Payload, &req))
+		require.Equal(t, tc.want, req.VariationOf, "strength %g", tc.strength)
+		require.Equal(t, tc.strength, req.SubseedStrength)
+	}
+}
+
 func TestImagineRefusalEnqueuesNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

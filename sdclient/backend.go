@@ -30,6 +30,16 @@ type Request struct {
 	// SubseedStrength (0–1) makes a variation of Seed's image with a random
 	// subseed (A1111 subseed -1, subseed_strength).
 	SubseedStrength float64 `json:"subseed_strength,omitempty"`
+	// VariationOf names the earlier result a variation (SubseedStrength >
+	// 0) is made from, so that a backend without subseeds (ComfyUI) can
+	// run img2img of that image instead; nil for a variation asked for by
+	// seed alone.
+	VariationOf *ImageRef `json:"variation_of,omitempty"`
+	// VariationSource is the image VariationOf names, read by the worker
+	// from the blob store before the request reaches a backend (never in
+	// the payload); nil when the request has no VariationOf or the image
+	// is gone.
+	VariationSource []byte `json:"-"`
 	// Scheduler is the noise schedule ("karras", "normal", …; A1111 1.9+
 	// `scheduler`, ComfyUI KSampler `scheduler`); "" for the backend's
 	// default or the one implied by a legacy sampler name.
@@ -53,6 +63,13 @@ type Request struct {
 	// DistilledCFGScale is Forge's guidance for Flux models
 	// (distilled_cfg_scale); 0 leaves the backend's default (3.5).
 	DistilledCFGScale float64 `json:"distilled_cfg_scale,omitempty"`
+}
+
+// ImageRef names one image of a finished job: image Image (0-based) of
+// job Job.
+type ImageRef struct {
+	Job   string `json:"job"`
+	Image int    `json:"image"`
 }
 
 // LoRA is one low-rank adapter applied to a generation.

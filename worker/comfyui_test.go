@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"image"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
@@ -24,6 +27,7 @@ type comfyBundle struct {
 	ctx   context.Context
 	sched *scheduler.Scheduler
 	fake  *comfytest.Server
+	url   string // the fake's base URL
 }
 
 // setupComfy runs a worker on a ComfyUI backend: the comfyui client
@@ -52,7 +56,7 @@ func setupComfy(t *testing.T, scfg scheduler.Config, fcfg comfytest.Config, time
 		fake.Close()
 		srv.Close()
 	})
-	return &comfyBundle{ctx: ctx, sched: sched, fake: fake}
+	return &comfyBundle{ctx: ctx, sched: sched, fake: fake, url: srv.URL}
 }
 
 func (b *comfyBundle) submit(t *testing.T, steps int) string {
@@ -125,3 +129,50 @@ func TestComfyUIStallIsRetried(t *testing.T) {
 	require.Equal(t, comfytest.Interrupted, b.fake.Status(ps[0].ID), "the stalled attempt's own prompt was interrupted")
 	require.Equal(t, comfytest.Success, b.fake.Status(ps[len(ps)-1].ID))
 }
+
+// A variation (the chat buttons: the chosen image's seed and a variation
+// strength) runs on ComfyUI as img2img of that image, which the worker
+// reads from the image store; a variation whose image is gone fails
+// without retry and says why.
+func TestComfyUIVariationIsImg2ImgOfTheChosenImage(t *testing.T) {
+	b := setupComfy(t, scheduler.Config{}, comfytest.Config{StepDuration: time.Millisecond, NoPreviews: true}, sdclient.Timeouts{})
+	first := b.submit(t, 3)
+	require.Equal(t, "succeeded", last(types(b.events(t, first))))
+	j, err := b.sched.Get(b.ctx, first)
+	require.NoError(t, err)
+	chosen, err := b.sched.Image(b.ctx, j, 0)
+	require.NoError(t, err)
+
+	vary := func(job string) string {
+		p, _ := json.Marshal(sdclient.Request{Prompt: "a red fox", Width: 96, Height: 64, Steps: 3, Seed: j.Seeds[0], Count: 1,
+			SubseedStrength: 0.35, VariationOf: &sdclient.ImageRef{Job: job, Image: 0}})
+		r, err := b.sched.Submit(b.ctx, scheduler.SubmitRequest{Tenant: "api:t", User: "u", Payload: p, Images: 1})
+		require.NoError(t, err)
+		return r.ID
+	}
+	id := vary(first)
+	require.Equal(t, "succeeded", last(types(b.events(t, id))))
+	ps := b.fake.Prompts()
+	g := ps[len(ps)-1].Graph
+	var upload string
+	for _, n := range g {
+		if n := n.(map[string]any); n["class_type"] == "LoadImage" {
+			upload = n["inputs"].(map[string]any)["image"].(string)
+		}
+	}
+	require.NotEmpty(t, upload, "the variation is an img2img graph")
+	resp, err := http.Get(b.url + "/view?type=input&filename=" + url.QueryEscape(upload))
+	require.NoError(t, err)
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, chosen, got, "the img2img source is the chosen image")
+
+	gone := vary("no-such-job")
+	evs := b.events(t, gone)
+	require.Equal(t, []string{"queued", "started", "failed"}, types(evs))
+	require.Contains(t, evs[len(evs)-1].Message, "img2img of the chosen image")
+	require.Len(t, b.fake.Prompts(), len(ps), "nothing was sent for it")
+}
+
+func last(s []string) string { return s[len(s)-1] }

@@ -429,6 +429,16 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 		}
 		req.InitImage, req.InitImageBytes = data, 0
 	}
+	if source == nil && req.SubseedStrength > 0 && req.VariationOf != nil {
+		// A backend without subseeds (ComfyUI) makes the variation by
+		// img2img of the chosen image. Best effort: without it such a
+		// backend fails the job and says why; A1111 does not need it.
+		if src, err := w.sched.Get(bg, req.VariationOf.Job); err != nil {
+			log.Debug("variation source job", zap.Error(err))
+		} else if req.VariationSource, err = w.sched.Image(bg, src, req.VariationOf.Image); err != nil {
+			log.Debug("variation source image", zap.Error(err))
+		}
+	}
 
 	jobCtx, cancel := context.WithCancelCause(runCtx)
 	defer cancel(nil)

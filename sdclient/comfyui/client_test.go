@@ -8,10 +8,13 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -380,6 +383,44 @@ func TestVariationIsRejectedNotFaked(t *testing.T) {
 	require.ErrorAs(t, err, &pe)
 	require.Contains(t, pe.Reason, "variation_strength")
 	require.Empty(t, b.fake.Prompts(), "nothing is submitted")
+}
+
+// A variation with its chosen image runs as img2img of that image (the
+// upload is the image, byte for byte) with a fresh seed, denoise 0.3 + 0.7
+// × strength; two clicks on the same image give two different prompts.
+func TestVariationWithItsImageRunsAsImg2Img(t *testing.T) {
+	t.Parallel()
+	b := setup(t, comfytest.Config{NoPreviews: true}, comfyui.Config{})
+	src := pngOf(t, 80, 48)
+	var seeds []int64
+	for range 2 {
+		req := txt("vary")
+		req.Count, req.SubseedStrength, req.VariationSource = 1, 0.35, src
+		req.VariationOf = &sdclient.ImageRef{Job: "j", Image: 0}
+		res, err := b.client.Generate(b.ctx, req, nil)
+		require.NoError(t, err)
+		require.Len(t, res.Images, 1)
+		w, h := size(t, res.Images[0])
+		require.Equal(t, [2]int{80, 48}, [2]int{w, h}, "img2img keeps the chosen image's size")
+		require.Contains(t, res.Info, "img2img of the chosen image")
+		require.Nil(t, res.Subseeds)
+		seeds = append(seeds, res.Seeds[0])
+
+		g := lastGraph(t, b.fake)
+		require.Empty(t, nodesOf(g, "EmptyLatentImage"))
+		ks := nodesOf(g, "KSampler")[0]
+		require.Equal(t, json.Number("0.545"), ks["denoise"])
+		require.Equal(t, ks["seed"], json.Number(strconv.FormatInt(res.Seeds[0], 10)), "the seed reported is the one that ran")
+		name := nodesOf(g, "LoadImage")[0]["image"].(string)
+		resp, err := http.Get(b.srv.URL + "/view?type=input&filename=" + url.QueryEscape(name))
+		require.NoError(t, err)
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, src, got, "the chosen image is the img2img source")
+	}
+	require.NotEqual(t, seeds[0], seeds[1], "each variation gets a fresh seed")
+	require.NotEqual(t, int64(42), seeds[0])
 }
 
 func TestWebsocketDropMidJobIsRecovered(t *testing.T) {

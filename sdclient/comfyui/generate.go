@@ -34,8 +34,13 @@ const (
 // batch of Count images shares one seed in ComfyUI (EmptyLatentImage
 // batch_size, one noise seed); Result.Seeds reports that seed for every
 // image, because that is what ran, and Info says which batch index each
-// image had.
+// image had. A variation with its chosen image (VariationSource) runs as
+// img2img of that image (variationByImg2Img).
 func (c *Client) Generate(ctx context.Context, req sdclient.Request, progress func(sdclient.Progress)) (*sdclient.Result, error) {
+	variation := req.SubseedStrength > 0 && len(req.VariationSource) > 0
+	if variation {
+		req = variationByImg2Img(req)
+	}
 	p, err := c.params(ctx, req)
 	if err != nil {
 		return nil, err
@@ -63,13 +68,38 @@ func (c *Client) Generate(ctx context.Context, req sdclient.Request, progress fu
 	for range imgs {
 		res.Seeds = append(res.Seeds, p.Seed)
 	}
-	info, _ := json.Marshal(map[string]any{
+	fields := map[string]any{
 		"seed": p.Seed, "batch_size": p.Batch, "note": "a ComfyUI batch shares one seed; image i is batch index i",
 		"sampler_name": p.Sampler, "scheduler": p.Scheduler, "ckpt_name": p.Model, "steps": p.Steps, "cfg": p.CFG,
 		"denoise": p.Denoise,
-	})
+	}
+	if variation {
+		fields["variation"] = "img2img of the chosen image (ComfyUI has no subseeds); the seed alone does not reproduce it"
+	}
+	info, _ := json.Marshal(fields)
 	res.Info = string(info)
 	return res, nil
+}
+
+// A variation made by img2img departs from the chosen image by
+// variationDenoiseMin + variationDenoiseSpan × its strength (0.545 for the
+// chat buttons' 0.35): below about 0.3 img2img changes little.
+const (
+	variationDenoiseMin  = 0.3
+	variationDenoiseSpan = 0.7
+)
+
+// variationByImg2Img turns a variation into what ComfyUI can run: core
+// ComfyUI has no subseeds (A1111's variations blend a second noise seed
+// in), so the variation is img2img of the chosen image (VariationSource)
+// with a fresh seed (the image's own seed would give the same result on
+// every click, and ComfyUI would answer a repeat from its cache).
+func variationByImg2Img(req sdclient.Request) sdclient.Request {
+	req.InitImage = req.VariationSource
+	d := variationDenoiseMin + variationDenoiseSpan*req.SubseedStrength
+	req.DenoisingStrength = min(math.Round(d*1000)/1000, 1)
+	req.Seed, req.SubseedStrength, req.VariationSource = -1, 0, nil
+	return req
 }
 
 // params fills a request's defaults and picks the seed and model.
@@ -77,7 +107,7 @@ func (c *Client) params(ctx context.Context, req sdclient.Request) (genParams, e
 	if req.SubseedStrength > 0 {
 		// Silently running a plain seed would report an image as a
 		// variation it is not.
-		return genParams{}, &sdclient.PermanentError{Reason: "comfyui: variations (variation_strength, A1111's subseed) do not exist in ComfyUI's core nodes; make a variation with img2img of the chosen image instead"}
+		return genParams{}, &sdclient.PermanentError{Reason: "comfyui: variations by seed (variation_strength, A1111's subseed) do not exist in ComfyUI's core nodes; make a variation with img2img of the chosen image instead (the chat buttons do)"}
 	}
 	p := genParams{
 		Prompt: req.Prompt, Negative: req.NegativePrompt, Seed: req.Seed,
