@@ -90,3 +90,16 @@ func TestSeedsText(t *testing.T) {
 		})
 	}
 }
+
+// FuzzLang: any locale a platform sends maps to a shipped language, and
+// every message formats in it.
+func FuzzLang(f *testing.F) {
+	for _, s := range []string{"de", "de-DE", "ja_JP", "en-US", "", "fr", "DE_at", "-", "ja-", "\x00", "zh-Hant-TW"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, locale string) {
+		require.Contains(t, commands.Languages, commands.Lang(locale))
+		require.NotEmpty(t, commands.T(locale, "queued", 1))
+		require.Equal(t, commands.T(commands.Lang(locale), "canceled"), commands.T(locale, "canceled"))
+	})
+}
