@@ -221,40 +221,83 @@ func (a *Adapter) settle(ctx context.Context, job *scheduler.Job, o Origin, text
 }
 
 // renderResponse shows a job started by a slash command in a channel the
-// bot is not in, through the command's response_url (5 uses): only the
-// final state, with the images uploaded privately and shown by file id.
+// bot is not in, through the command's response_url (30 minutes, 5 uses):
+// one progress note (started, or how far) and the final state, with the images uploaded
+// privately and shown by file id. When Slack refuses the response_url
+// (expired after 30 minutes, used up), the result goes to the user as a
+// direct message instead.
 func (a *Adapter) renderResponse(ctx context.Context, job *scheduler.Job, ev scheduler.Event, o Origin, im commands.Imagine) error {
-	var body map[string]any
+	var text string
+	var blocks []slack.Block
+	public := false
 	switch ev.Type {
+	case scheduler.EventStarted, scheduler.EventProgress:
+		// Progress, once per job (the first of these the relay renders;
+		// every step would spend the 5 uses). Best effort: a refused note
+		// is not retried.
+		if !a.firstTime(ctx, "noted:"+job.ID, uploadTTL) {
+			return nil
+		}
+		status := commands.T(o.Locale, "starting_on", ev.Backend)
+		if ev.Type == scheduler.EventProgress {
+			status = fmt.Sprintf("%s %d/%d", adapters.ProgressBar(ev.Fraction), ev.Step, ev.Steps)
+		}
+		body := map[string]any{"response_type": "ephemeral", "text": sectionText(im.Prompt, status)}
+		if err := a.respond(ctx, o.ResponseURL, body); err != nil {
+			a.log.Info("slack: progress note via response_url", zap.String("job", job.ID), zap.Error(err))
+		}
+		return nil
 	case scheduler.EventSucceeded:
 		ids, err := a.uploadOnce(ctx, job, "", "")
 		if err != nil {
-			if permanent(err) {
-				a.log.Warn("slack: upload for response_url", zap.String("job", job.ID), zap.Error(err))
-				return nil
+			if !permanent(err) {
+				return err
 			}
-			return err
+			a.log.Warn("slack: upload for response_url", zap.String("job", job.ID), zap.Error(err))
+			a.notify(ctx, req{team: o.Team, channel: o.Channel, user: o.User},
+				fmt.Sprintf("Your picture `%s` is done, but I couldn't upload it (%s).", job.ID, errorCode(err)))
+			return nil
 		}
-		text := sectionText(im.Prompt, commands.T(o.Locale, "slack_done", im.Width, im.Height, im.Steps,
+		text = sectionText(im.Prompt, commands.T(o.Locale, "slack_done", im.Width, im.Height, im.Steps,
 			commands.SeedsText(o.Locale, job.Seeds, job.Subseeds))+" · <@"+o.User+">")
-		blocks := []slack.Block{section(text)}
+		blocks = []slack.Block{section(text)}
 		for i, id := range ids {
 			blocks = append(blocks, image(id, fmt.Sprintf("image %d", i+1)))
 		}
-		body = map[string]any{"response_type": "in_channel", "text": text, "blocks": blocks}
+		public = true
 	case scheduler.EventFailed:
-		body = map[string]any{"response_type": "ephemeral", "text": sectionText(im.Prompt, commands.T(o.Locale, "failed", ev.Message))}
+		text = sectionText(im.Prompt, commands.T(o.Locale, "failed", ev.Message))
 	case scheduler.EventCanceled:
-		body = map[string]any{"response_type": "ephemeral", "text": sectionText(im.Prompt, commands.T(o.Locale, "canceled"))}
+		text = sectionText(im.Prompt, commands.T(o.Locale, "canceled"))
 	default:
-		return nil // progress would spend the response_url's 5 uses
+		return nil // per-step progress would spend the response_url's 5 uses
+	}
+	body := map[string]any{"response_type": "ephemeral", "text": text}
+	if public {
+		body["response_type"], body["blocks"] = "in_channel", blocks
 	}
 	err := a.respond(ctx, o.ResponseURL, body)
-	if err != nil && permanent(err) {
-		a.log.Warn("slack: response_url refused the result", zap.String("job", job.ID), zap.Error(err))
-		return nil
+	if err == nil || !permanent(err) {
+		return err
 	}
-	return err
+	a.log.Warn("slack: response_url refused the result; sending it directly", zap.String("job", job.ID), zap.Error(err))
+	a.direct(ctx, o, text, blocks, errorCode(err))
+	return nil
+}
+
+// direct sends a job's final state to its user as a direct message (the
+// app's DM with them), saying why it did not come through the command;
+// else it tells them as notify can.
+func (a *Adapter) direct(ctx context.Context, o Origin, text string, blocks []slack.Block, code string) {
+	note := fmt.Sprintf("I couldn't answer your `/imagine` in <#%s> through the command (%s: Slack keeps a command's reply link "+
+		"for 30 minutes and 5 messages), so here it is. Invite me to the channel (`/invite @` followed by my name) to get results there.", o.Channel, code)
+	all := append([]slack.Block{section(clip(note, maxSectionText))}, blocks...)
+	_, err := a.post(ctx, o.User, "", note+"\n"+text, all...)
+	if err == nil {
+		return
+	}
+	a.log.Info("slack: direct message", zap.String("user", o.User), zap.Error(err))
+	a.notify(ctx, req{team: o.Team, channel: o.Channel, user: o.User}, note+"\n"+clip(text, 2000))
 }
 
 // spend takes one progress update from the workspace's budget, shared by

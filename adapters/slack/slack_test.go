@@ -349,7 +349,7 @@ func TestReplayedSlashCommandAndClickEnqueueOnce(t *testing.T) {
 // retries repeat only the update.
 func TestFinalUpdateRefusedUploadsOnce(t *testing.T) {
 	t.Parallel()
-	for _, code := range []string{"msg_too_long", "invalid_blocks", "ratelimited"} {
+	for _, code := range []string{"msg_too_long", "invalid_blocks", "message_not_found", "ratelimited"} {
 		t.Run(code, func(t *testing.T) {
 			t.Parallel()
 			b := setup(t, 0)
@@ -426,8 +426,8 @@ func TestReplyMessageDeleted(t *testing.T) {
 // command's response_url, images shown by file id.
 func TestSlashCommandInChannelWithoutBot(t *testing.T) {
 	t.Parallel()
-	b := setup(t, 0)
-	body := slashBody(b.fake, "C2", "U1", "a fox outside --steps 2")
+	b := setup(t, 30*time.Millisecond)
+	body := slashBody(b.fake, "C2", "U1", "a fox outside --steps 10")
 	require.Equal(t, 200, b.post(t, "/slack/commands", "application/x-www-form-urlencoded", body, nil))
 	cs := b.fake.Wait(t, "result via response_url", func(cs []slackfake.Call) bool {
 		for _, p := range b.fake.ResponsePosts() {
@@ -453,6 +453,79 @@ func TestSlashCommandInChannelWithoutBot(t *testing.T) {
 	}
 	require.True(t, hint, "the user is told how to invite the bot")
 	require.True(t, result)
+	notes := 0
+	for _, p := range b.fake.ResponsePosts() {
+		if text, _ := p.Body["text"].(string); strings.Contains(text, "Starting on gpu0") || strings.Contains(text, "▰") {
+			notes++
+		}
+	}
+	require.Equal(t, 1, notes, "one progress note through the response_url")
+	require.LessOrEqual(t, len(b.fake.ResponsePosts()), 5, "a response_url takes 5 messages")
+	require.Empty(t, b.fake.Messages("U1"), "no direct message needed")
+}
+
+// TestSlashResultAfterResponseURLExpired: when the command's response_url
+// no longer works (Slack keeps it 30 minutes), the result comes as a
+// direct message with the images, saying why; they are uploaded once.
+func TestSlashResultAfterResponseURLExpired(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	body := slashBody(b.fake, "C2", "U1", "a slow fox --steps 2")
+	b.fake.Advance(31 * time.Minute)
+	require.Equal(t, 200, b.post(t, "/slack/commands", "application/x-www-form-urlencoded", body, nil))
+	cs := b.fake.Wait(t, "direct message with the result", func(cs []slackfake.Call) bool {
+		for _, c := range okCalls(cs, "chat.postMessage") {
+			if c.Form.Get("channel") == "U1" && strings.Contains(c.Form.Get("blocks"), `"slack_file"`) {
+				return true
+			}
+		}
+		return false
+	})
+	require.Empty(t, b.fake.ResponsePosts(), "every use of the expired response_url was refused")
+	var dm slackfake.Call
+	for _, c := range okCalls(cs, "chat.postMessage") {
+		if strings.Contains(c.Form.Get("blocks"), `"slack_file"`) {
+			dm = c
+		}
+	}
+	require.Contains(t, dm.Form.Get("text"), "expired_url")
+	require.Contains(t, dm.Form.Get("text"), "a slow fox")
+	require.Contains(t, dm.Form.Get("text"), "/invite")
+	require.Len(t, calls(cs, "files.getUploadURLExternal"), 1, "the image is uploaded once")
+	require.Len(t, okCalls(cs, "files.completeUploadExternal"), 1)
+}
+
+// TestBotRemovedFromChannelMidJob: the bot is removed from the channel
+// while a job runs (after its reply was posted, Slack answers
+// not_in_channel to everything in C1); the final share is refused and the
+// user is told in a direct message; nothing is retried.
+func TestBotRemovedFromChannelMidJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 20*time.Millisecond)
+	inC1 := func(f url.Values) bool { return f.Get("channel") == "C1" || f.Get("channel_id") == "C1" }
+	for _, m := range []string{"chat.update", "chat.postEphemeral", "files.completeUploadExternal"} {
+		b.fake.FailIf(m, inC1, "not_in_channel", -1)
+	}
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 6"})
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	cs := b.fake.Wait(t, "direct message", func(cs []slackfake.Call) bool {
+		for _, c := range okCalls(cs, "chat.postMessage") {
+			if c.Form.Get("channel") == "U1" && strings.Contains(c.Form.Get("text"), "couldn't share it here (not_in_channel)") {
+				return true
+			}
+		}
+		return false
+	})
+	shared := calls(cs, "files.completeUploadExternal")
+	n := 0
+	for _, c := range shared {
+		if c.Form.Get("channel_id") != "" {
+			n++
+			require.Equal(t, "not_in_channel", c.Error)
+		}
+	}
+	require.Equal(t, 1, n, "the refused share is not retried")
+	require.Len(t, calls(cs, "files.getUploadURLExternal"), 1+countPreviewUploads(cs), "the image is uploaded once")
 }
 
 // TestJoinChannels: with join_channels and the channels:join scope, the bot
