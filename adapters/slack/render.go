@@ -222,8 +222,8 @@ func (a *Adapter) settle(ctx context.Context, job *scheduler.Job, o Origin, text
 
 // renderResponse shows a job started by a slash command in a channel the
 // bot is not in, through the command's response_url (30 minutes, 5 uses):
-// one progress note (started, or how far) and the final state, with the images uploaded
-// privately and shown by file id. When Slack refuses the response_url
+// one progress note (started, or how far) and the final state, with the
+// images uploaded privately and shown by file id. When Slack refuses the response_url
 // (expired after 30 minutes, used up), the result goes to the user as a
 // direct message instead.
 func (a *Adapter) renderResponse(ctx context.Context, job *scheduler.Job, ev scheduler.Event, o Origin, im commands.Imagine) error {
