@@ -49,7 +49,9 @@ func (s *Scheduler) ReadEvents(ctx context.Context, after string, block time.Dur
 
 // History returns job id's events with Seq above afterSeq, oldest first,
 // and whether the job has ended: after it has, no more events come. The
-// first (queued) event is rebuilt from the record; so is a finished job's
+// first (queued) event is rebuilt from the record, and so is the first
+// attempt's started event while the record keeps it (Job.startedEvent);
+// so is a finished job's
 // terminal event once the job's own stream has expired
 // (FinishedEventsGrace after the end, to keep Redis small): a reader
 // arriving later gets queued and the terminal event, with the images,
@@ -77,16 +79,25 @@ func (s *Scheduler) History(ctx context.Context, id string, afterSeq int64) ([]E
 	}
 	j := parseJob(m)
 	var evs []Event
+	last := afterSeq
 	if afterSeq < 1 {
 		evs = append(evs, j.queuedEvent())
+		last = 1
+	}
+	if st, ok := j.startedEvent(s.cfg.Now()); ok && st.Seq > last {
+		evs = append(evs, st)
+		last = st.Seq
 	}
 	for _, e := range entries {
 		ev, err := DecodeEvent(e.FieldValues["e"])
 		if err != nil {
 			return nil, false, fmt.Errorf("history: %w", err)
 		}
-		if ev.Seq > afterSeq {
+		// Above last: the kept started event may have been written to the
+		// stream between the two reads.
+		if ev.Seq > last {
 			evs = append(evs, ev)
+			last = ev.Seq
 		}
 	}
 	if end, ok := j.terminalEvent(); ok && end.Seq > afterSeq && (len(evs) == 0 || !evs[len(evs)-1].Type.Terminal()) {

@@ -115,13 +115,19 @@ type Job struct {
 	// infoStored says Info is kept in the blob store (InfoBlob), not in
 	// the record.
 	infoStored bool
+	// startedKept says the job's second event is its first attempt's
+	// started event, kept in the record (Backend, Attempt, StartedAt), not
+	// in the job's stream (lua/lib.lua's emit).
+	startedKept bool
 }
 
 // FinishedEventsGrace is how long a finished job's own event stream is
 // kept (lua/lib.lua's EVGRACE): a client that follows or resumes within it
 // reads the whole history; after it, History and Follow rebuild the first
 // and the terminal event from the record, and the job costs Redis its
-// record alone.
+// record alone. A job whose events were all rebuildable from the record
+// (queued, its first started, the terminal one) never had a stream; its
+// started event is rebuilt for as long as the grace would have lasted.
 const FinishedEventsGrace = 30 * time.Second
 
 // queuedEvent is the job's first event, rebuilt from the record (it is
@@ -130,13 +136,25 @@ func (j *Job) queuedEvent() Event {
 	return Event{Type: EventQueued, JobID: j.ID, Tenant: j.Tenant, Seq: 1, Time: j.CreatedAt, Position: j.queuedPosition}
 }
 
+// startedEvent is the first attempt's started event rebuilt from the
+// record, when the record keeps it (startedKept): while the job has no
+// other event after it, and for a finished job as long as its stream
+// would have lived (FinishedEventsGrace after the end, by now).
+func (j *Job) startedEvent(now time.Time) (Event, bool) {
+	if !j.startedKept || (j.Status.Terminal() && now.Sub(j.FinishedAt) >= FinishedEventsGrace) {
+		return Event{}, false
+	}
+	return Event{Type: EventStarted, JobID: j.ID, Tenant: j.Tenant, Seq: 2, Time: j.StartedAt,
+		Backend: j.Backend, Attempt: j.Attempt}, true
+}
+
 // terminalEvent is a finished job's last event, rebuilt from the record
 // (the job's stream is deleted when it ends); false while the job runs.
 func (j *Job) terminalEvent() (Event, bool) {
 	ev := Event{JobID: j.ID, Tenant: j.Tenant, Seq: j.seq, Time: j.FinishedAt}
 	switch j.Status {
 	case StatusSucceeded:
-		ev.Type, ev.Images, ev.Seeds, ev.Info = EventSucceeded, j.Images, j.Seeds, j.Info
+		ev.Type, ev.Images, ev.Seeds, ev.Subseeds, ev.Info = EventSucceeded, j.Images, j.Seeds, j.Subseeds, j.Info
 		if ev.Seeds == nil {
 			ev.Seeds = []int64{}
 		}

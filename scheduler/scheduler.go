@@ -370,6 +370,7 @@ func parseJob(m map[string]string) *Job {
 		CanceledBy:     unq("canceled_by"),
 		queuedPosition: atoi("qpos"),
 		seq:            int64(atoi("seq")),
+		startedKept:    m["ss"] == "1",
 	}
 	if m["info"] == infoInBlob {
 		j.Info, j.infoStored = "", true

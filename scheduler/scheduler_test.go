@@ -249,16 +249,121 @@ func expireEvents(t *testing.T, b *bundle, id string) {
 	require.NoError(t, c.Do(b.ctx, c.B().Del().Key(b.store.Keys.JobEvents(id)).Build()).Error())
 }
 
+// A job whose events after the first are only its first attempt's
+// started event and the terminal one never gets a stream of its own (two
+// writes and an expiry fewer per job): History rebuilds both from the
+// record, equal to the events sent live, while the job runs and, for the
+// started event, as long as the stream would have lived after the end.
+// A job canceled while queued has no stream either.
+func TestEventsKeptInRecord(t *testing.T) {
+	t.Parallel()
+	clock := newClock(time.Now())
+	b := setup(t, scheduler.Config{Now: clock.now})
+	c := b.store.Client
+	noStream := func(id string) {
+		t.Helper()
+		n, err := c.Do(b.ctx, c.B().Exists().Key(b.store.Keys.JobEvents(id)).Build()).AsInt64()
+		require.NoError(t, err)
+		require.Zero(t, n, "the job has no stream of its own")
+	}
+	_, pos, err := b.s.ReadEvents(b.ctx, "", 0)
+	require.NoError(t, err)
+	live := func(id string, n int) []scheduler.Event {
+		t.Helper()
+		var out []scheduler.Event
+		for len(out) < n {
+			evs, next, err := b.s.ReadEvents(b.ctx, pos, 5*time.Second)
+			require.NoError(t, err)
+			require.NoError(t, b.ctx.Err())
+			pos = next
+			for _, e := range evs {
+				if e.JobID == id {
+					out = append(out, e)
+				}
+			}
+		}
+		return out
+	}
+	history := func(id string, after int64) ([]scheduler.Event, bool) {
+		t.Helper()
+		evs, over, err := b.s.History(b.ctx, id, after)
+		require.NoError(t, err)
+		return evs, over
+	}
+
+	id := b.submit(t, "api:a", "u", "A")
+	l := b.take(t, "w")
+	sent := live(id, 2)
+	require.Equal(t, scheduler.EventStarted, sent[1].Type)
+	require.Equal(t, "test", sent[1].Backend)
+	require.Equal(t, 1, sent[1].Attempt)
+	noStream(id)
+	evs, over := history(id, 0)
+	require.False(t, over)
+	require.Equal(t, sent, evs, "running: queued and started, rebuilt")
+	evs, _ = history(id, 1)
+	require.Equal(t, sent[1:], evs)
+
+	clock.add(time.Second)
+	require.NoError(t, l.Succeed(b.ctx, [][]byte{[]byte("img")}, []int64{42}, "info"))
+	sent = append(sent, live(id, 1)...)
+	require.Equal(t, scheduler.EventSucceeded, sent[2].Type)
+	noStream(id)
+	evs, over = history(id, 0)
+	require.True(t, over)
+	require.Equal(t, sent, evs, "within the grace: the whole history")
+	for after := int64(1); after <= 2; after++ {
+		evs, _ = history(id, after)
+		require.Equal(t, sent[after:], evs)
+	}
+	evs, _ = history(id, 3)
+	require.Empty(t, evs)
+	var followed []scheduler.Event
+	require.NoError(t, b.s.Follow(b.ctx, id, 0, func(e scheduler.Event) error { followed = append(followed, e); return nil }))
+	require.Equal(t, sent, followed)
+	// After the grace, as when the stream has expired: the first event and
+	// the terminal one.
+	clock.add(scheduler.FinishedEventsGrace)
+	evs, _ = history(id, 0)
+	require.Equal(t, []scheduler.Event{sent[0], sent[2]}, evs)
+
+	// Canceled while queued (no worker slot offered): queued and canceled.
+	id = b.submit(t, "api:a", "u", "B")
+	st, err := b.s.Cancel(b.ctx, id, "u")
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusQueued, st)
+	sent = live(id, 2)
+	require.Equal(t, scheduler.EventCanceled, sent[1].Type)
+	noStream(id)
+	evs, over = history(id, 0)
+	require.True(t, over)
+	require.Equal(t, sent, evs)
+
+	// A variation's subseeds come back in the rebuilt terminal event.
+	id = b.submit(t, "api:a", "u", "C")
+	l = b.take(t, "w")
+	_, err = l.SucceedWith(b.ctx, scheduler.Result{Images: [][]byte{[]byte("img")}, Seeds: []int64{7}, Subseeds: []int64{8}}, false)
+	require.NoError(t, err)
+	sent = live(id, 3)
+	require.Equal(t, []int64{8}, sent[2].Subseeds)
+	noStream(id)
+	evs, _ = history(id, 0)
+	require.Equal(t, sent, evs)
+}
+
 // A long info text is kept beside the images, not in the record, and
 // comes back whole in the late follower's terminal event.
 func TestLongInfoKeptBesideImages(t *testing.T) {
 	t.Parallel()
-	b := setup(t, scheduler.Config{})
+	clock := newClock(time.Now())
+	b := setup(t, scheduler.Config{Now: clock.now})
 	id := b.submit(t, "api:a", "u", "A")
 	l := b.take(t, "w")
 	info := `{"prompt": "a lighthouse", "infotexts": ["` + strings.Repeat("Steps: 30, Sampler: DPM++ 2M, ", 40) + `"]}`
 	require.NoError(t, l.Succeed(b.ctx, [][]byte{[]byte("img")}, []int64{7}, info))
-	expireEvents(t, b, id)
+	// No progress: the job never had a stream of its own; after the grace
+	// only the terminal event follows the first.
+	clock.add(scheduler.FinishedEventsGrace)
 	rec, err := b.store.Client.Do(b.ctx, b.store.Client.B().Hget().Key(b.store.Keys.Job(id)).Field("info").Build()).ToString()
 	require.NoError(t, err)
 	require.Less(t, len(rec), 64, "the record stays within hash-max-listpack-value")

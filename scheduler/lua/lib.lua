@@ -129,7 +129,7 @@ local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin
 local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd'}
 local JF = {'status', 'attempt', 'tenant', 'user', 'lane', 'seq', 'cost', 'created_ms', 'started_ms',
   'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req', 'counted', 'model', 'unroutable', 'slot',
-  'avoid'}
+  'avoid', 'ss'}
 
 local function load(key, fields)
   local v = redis.call('HMGET', key, unpack(fields))
@@ -185,23 +185,53 @@ local function flush()
 end
 
 -- emit appends one event of job id; body is the JSON members after "time",
--- starting with a comma or empty. The first event (queued, at submit) goes to
--- the shared stream only: readers of the job's own stream rebuild it from the
--- record, which saves a stream per waiting job. The terminal event gives the
--- job's stream EVGRACE ms to live: a client that follows or resumes within
--- it reads the whole history; later readers rebuild the terminal event from
--- the finished record (scheduler.History), so a finished job costs Redis its
--- record, not a stream (whose first node alone takes ~4 KB).
+-- starting with a comma or empty. Every event goes to the shared stream;
+-- the job's own stream holds only those its readers cannot rebuild from
+-- the record (scheduler.History):
+--   - the first event (queued, at submit), always rebuilt, which saves a
+--     stream per waiting job;
+--   - the first attempt's started event when it is the job's second event
+--     (the record's ss field says so): the record's attempt, started_ms and
+--     slot describe it until the next event, which writes it to the stream
+--     first (started_event) and clears ss;
+--   - the terminal event while the job's stream is still empty (no event
+--     but those two came before it): the record holds it, and the job
+--     never gets a stream at all.
+-- Otherwise the terminal event gives the job's stream EVGRACE ms to live:
+-- a client that follows or resumes within it reads the whole history;
+-- later readers rebuild the terminal event from the finished record, so a
+-- finished job costs Redis its record, not a stream (whose first node
+-- alone takes ~4 KB). History rebuilds a kept started event of a finished
+-- job for EVGRACE ms after the end too, as if it were in such a stream.
 local EVGRACE = 30000
+
+-- started_event is the started event a record with ss = '1' stands for.
+local function started_event(id, tenant)
+  local m = jget(id, 'slot')
+  local backend = string.sub(m, string.find(m, '\t', 1, true) + 1)
+  return '{"type":"started","job_id":"' .. id .. '","tenant":"' .. tenant ..
+    '","seq":2,"time":"' .. iso(jnum(id, 'started_ms')) .. '","backend":' .. cjson.encode(backend) ..
+    ',"attempt":' .. jnum(id, 'attempt') .. '}'
+end
+
 local function emit(id, tenant, typ, body, terminal)
   if not NOWS then NOWS = iso(NOW) end
   local seq = jnum(id, 'seq') + 1
   jset(id, 'seq', seq)
   local e = '{"type":"' .. typ .. '","job_id":"' .. id .. '","tenant":"' .. tenant ..
     '","seq":' .. seq .. ',"time":"' .. NOWS .. '"' .. body .. '}'
-  if seq > 1 then
-    redis.call('XADD', evkey(id), 'MAXLEN', '~', 1000, '*', 'e', e)
-    if terminal then redis.call('PEXPIRE', evkey(id), EVGRACE) end
+  if seq == 2 and typ == 'started' then
+    jset(id, 'ss', '1')
+  elseif seq > 1 then
+    local kept = jget(id, 'ss') == '1'
+    if not (terminal and (seq == 2 or kept)) then
+      if kept then
+        redis.call('XADD', evkey(id), 'MAXLEN', '~', 1000, '*', 'e', started_event(id, tenant))
+        jset(id, 'ss', '')
+      end
+      redis.call('XADD', evkey(id), 'MAXLEN', '~', 1000, '*', 'e', e)
+      if terminal then redis.call('PEXPIRE', evkey(id), EVGRACE) end
+    end
   end
   redis.call('XADD', EVENTS, 'MAXLEN', '~', EVMAX, '*', 'e', e)
   return seq
