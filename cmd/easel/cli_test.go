@@ -34,7 +34,7 @@ func TestHelpListsCommands(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
 		out, code := easel(t, nil, args...)
 		require.Zero(t, code, args)
-		for _, c := range []string{"serve", "worker", "imagine", "config", "health", "fakesd", "bench", "version"} {
+		for _, c := range []string{"serve", "worker", "imagine", "config", "health", "fakesd", "fakecomfy", "bench", "version"} {
 			require.Contains(t, out, "\n  "+c+" ", "%v", args)
 		}
 		require.NotContains(t, out, "-grace", "%v prints serve's flags", args)
