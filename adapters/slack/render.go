@@ -23,9 +23,25 @@ import (
 )
 
 // Block Kit limits (https://docs.slack.dev/reference/block-kit/blocks):
-// section text at most 3 000 characters; block_id at most 255 and new on
-// every update of a message.
-const maxSectionText = 3000
+// section text at most 3 000 characters, at most 50 blocks a message;
+// block_id at most 255 and new on every update of a message.
+const (
+	maxSectionText = 3000
+	maxBlocks      = 50
+)
+
+// maxImageBlocks is how many images a message shows by file id: room is
+// left for the section and, in a direct message, the note above it.
+const maxImageBlocks = maxBlocks - 2
+
+// imageBlocks shows uploaded images by file id, at most maxImageBlocks.
+func imageBlocks(ids []string) []slack.Block {
+	var out []slack.Block
+	for i, id := range ids[:min(len(ids), maxImageBlocks)] {
+		out = append(out, image(id, fmt.Sprintf("image %d", i+1)))
+	}
+	return out
+}
 
 // uploadTTL is how long the record of a job's uploaded images is kept.
 const uploadTTL = 48 * time.Hour
@@ -258,12 +274,13 @@ func (a *Adapter) renderResponse(ctx context.Context, job *scheduler.Job, ev sch
 				fmt.Sprintf("Your picture `%s` is done, but I couldn't upload it (%s).", job.ID, errorCode(err)))
 			return nil
 		}
-		text = sectionText(im.Prompt, commands.T(o.Locale, "slack_done", im.Width, im.Height, im.Steps,
-			commands.SeedsText(o.Locale, job.Seeds, job.Subseeds))+" · <@"+o.User+">")
-		blocks = []slack.Block{section(text)}
-		for i, id := range ids {
-			blocks = append(blocks, image(id, fmt.Sprintf("image %d", i+1)))
+		status := commands.T(o.Locale, "slack_done", im.Width, im.Height, im.Steps,
+			commands.SeedsText(o.Locale, job.Seeds, job.Subseeds)) + " · <@" + o.User + ">"
+		if len(ids) > maxImageBlocks {
+			status += fmt.Sprintf(" · %d/%d", maxImageBlocks, len(ids))
 		}
+		text = sectionText(im.Prompt, status)
+		blocks = append([]slack.Block{section(text)}, imageBlocks(ids)...)
 		public = true
 	case scheduler.EventFailed:
 		text = sectionText(im.Prompt, commands.T(o.Locale, "failed", ev.Message))

@@ -63,3 +63,18 @@ func TestSectionTextFitsSlack(t *testing.T) {
 	}
 	require.Equal(t, "*a &amp; b*\nok", sectionText("a & b", "ok"))
 }
+
+// A result shown by file id stays within Slack's 50 blocks however many
+// images a policy allows, with room for the section and a note.
+func TestImageBlocksWithinSlackLimit(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{0, 1, 4, 48, 49, 100} {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = "F" + strings.Repeat("1", i+1)
+		}
+		got := imageBlocks(ids)
+		require.Len(t, got, min(n, 48), "%d images", n)
+		require.LessOrEqual(t, len(got)+2, 50)
+	}
+}
