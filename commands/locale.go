@@ -138,6 +138,10 @@ var catalogs = map[string]map[string]string{
 		"top_member":         "<@%s>: %d images",
 		"not_easel_button":   "This button is not from Easel.",
 		"unknown_button":     "Unknown button.",
+
+		// Slack buttons
+		"slack_not_owner":       "🚫 Only the person who asked (or a workspace admin) can use these buttons.",
+		"slack_upscaling_image": "Upscaling image %d…",
 	},
 	"de": {
 		"slack_nsfw_refused": "🔞 `%s` ist als NSFW markiert: Es läuft nur in Kanälen, die ein Admin erlaubt hat (`@easel admin nsfw on`). Nichts wurde eingereiht.",
@@ -222,6 +226,10 @@ var catalogs = map[string]map[string]string{
 		"top_member":         "<@%s>: %d Bilder",
 		"not_easel_button":   "Diese Schaltfläche stammt nicht von Easel.",
 		"unknown_button":     "Unbekannte Schaltfläche.",
+
+		// Slack buttons
+		"slack_not_owner":       "🚫 Nur wer gefragt hat (oder ein Workspace-Admin) kann diese Schaltflächen benutzen.",
+		"slack_upscaling_image": "Bild %d wird hochskaliert…",
 	},
 	"ja": {
 		"slack_nsfw_refused": "🔞 `%s` は NSFW に指定されています。管理者が許可したチャンネル（`@easel admin nsfw on`）でのみ実行できます。何もキューに入れていません。",
@@ -306,6 +314,10 @@ var catalogs = map[string]map[string]string{
 		"top_member":         "<@%s>: %d 枚",
 		"not_easel_button":   "このボタンは Easel のものではありません。",
 		"unknown_button":     "不明なボタンです。",
+
+		// Slack buttons
+		"slack_not_owner":       "🚫 これらのボタンは依頼した本人（またはワークスペース管理者）だけが使えます。",
+		"slack_upscaling_image": "画像 %d をアップスケールしています…",
 	},
 }
 

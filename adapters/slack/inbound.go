@@ -418,8 +418,8 @@ func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 	if len(parts) < 3 || parts[0] != "easel" {
 		return
 	}
+	r.locale = a.locale(ctx, r.user) // a rerun or upscale job keeps it
 	if strings.HasPrefix(actionID, historyAction) {
-		r.locale = a.locale(ctx, r.user)
 		a.history(ctx, r, strings.TrimPrefix(actionID, historyAction), true)
 		return
 	}
@@ -433,7 +433,7 @@ func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 	_ = json.Unmarshal(job.Origin, &o)
 	r.thread = o.ThreadTS
 	if job.User != r.user && !c.Admin {
-		a.notify(ctx, r, "🚫 Only the person who asked (or a workspace admin) can use these buttons.")
+		a.notify(ctx, r, commands.T(r.locale, "slack_not_owner"))
 		return
 	}
 	switch parts[1] {
@@ -450,7 +450,7 @@ func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 				return
 			}
 			if n, err = strconv.Atoi(parts[3]); err != nil || n < 0 {
-				a.notify(ctx, r, "No such image.")
+				a.notify(ctx, r, commands.T(r.locale, "no_such_image"))
 				return
 			}
 		}
@@ -466,15 +466,15 @@ func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 		}
 		n, err := strconv.Atoi(parts[3])
 		if err != nil || n < 0 {
-			a.notify(ctx, r, "No such image.")
+			a.notify(ctx, r, commands.T(r.locale, "no_such_image"))
 			return
 		}
-		reply, err := a.post(ctx, r.channel, r.thread, fmt.Sprintf("Upscaling image %d…", n+1))
+		reply, err := a.post(ctx, r.channel, r.thread, commands.T(r.locale, "slack_upscaling_image", n+1))
 		if err != nil {
 			a.notify(ctx, r, postFailure(err)) // no message to show it: nothing enqueued
 			return
 		}
-		origin, _ := json.Marshal(Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, ReplyTS: reply, User: r.user})
+		origin, _ := json.Marshal(Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, ReplyTS: reply, User: r.user, Locale: r.locale})
 		if _, err := a.svc.Upscale(ctx, c, origin, job.ID, n, ""); err != nil {
 			if a.updateText(ctx, r.channel, reply, userError(err, r.locale)) != nil {
 				a.notify(ctx, r, userError(err, r.locale))

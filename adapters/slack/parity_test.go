@@ -104,3 +104,37 @@ func TestSlackGermanResultThroughResponseURL(t *testing.T) {
 	require.Contains(t, text, "Fertig · 512×512 · 2 Schritte · Seed ")
 	require.Contains(t, text, "<@UDE>")
 }
+
+// A German user's button clicks keep their language: a reroll's final
+// message and an upscale's line are German, and so is the refusal a
+// German bystander gets for someone else's buttons.
+func TestSlackGermanClicks(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, options{step: 0})
+	b.fake.AddUser(slackfake.User{ID: "UDE", Name: "hans", Locale: "de-DE"})
+	b.fake.AddUser(slackfake.User{ID: "UDE2", Name: "grete", Locale: "de-DE"})
+	body, _ := mentionEvent(t, slackfake.Mention{User: "UDE", Text: "ein Fuchs --steps 2"})
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	cs := b.fake.Wait(t, "final", finalUpdate)
+	var blocks string
+	for _, c := range okCalls(cs, "chat.update") {
+		if strings.Contains(c.Form.Get("blocks"), "easel:reroll:") {
+			blocks = c.Form.Get("blocks")
+		}
+	}
+	jobID := strings.Split(strings.Split(blocks, "easel:reroll:")[1], `"`)[0]
+
+	require.Equal(t, 200, b.click(t, "UDE2", "easel:reroll:"+jobID, ""))
+	b.fake.Wait(t, "German refusal", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Nur wer gefragt hat") })
+
+	require.Equal(t, 200, b.click(t, "UDE", "easel:reroll:"+jobID, ""))
+	cs = b.fake.Wait(t, "reroll final", func(cs []slackfake.Call) bool { return finals(cs) == 2 })
+	for _, c := range okCalls(cs, "chat.update") {
+		if strings.Contains(c.Form.Get("blocks"), "easel:reroll:") {
+			require.Contains(t, c.Form.Get("text"), "Fertig · 512×512 · 2 Schritte")
+		}
+	}
+
+	require.Equal(t, 200, b.click(t, "UDE", "easel:up:"+jobID+":0", ""))
+	b.fake.Wait(t, "German upscale line", func(cs []slackfake.Call) bool { return textWith(cs, "chat.postMessage", "Bild 1 wird hochskaliert") })
+}
