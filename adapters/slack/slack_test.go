@@ -495,6 +495,38 @@ func TestSlashResultAfterResponseURLExpired(t *testing.T) {
 	require.Len(t, okCalls(cs, "files.completeUploadExternal"), 1)
 }
 
+// TestFinalUpdateNoAccessToldByDM: the images were shared, then the
+// channel became unreachable (archived) before the final update: the
+// update, the fallback post in the thread and the ephemeral notice are
+// refused, so the user is told in a direct message; the images are not
+// uploaded again.
+func TestFinalUpdateNoAccessToldByDM(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 0)
+	isFinal := func(f url.Values) bool { return strings.Contains(f.Get("blocks"), "easel:reroll:") }
+	b.fake.FailIf("chat.update", isFinal, "is_archived", -1)
+	b.fake.FailIf("chat.postMessage", func(f url.Values) bool { return f.Get("channel") == "C1" && strings.Contains(f.Get("text"), "Done") }, "is_archived", -1)
+	b.fake.FailIf("chat.postEphemeral", func(url.Values) bool { return true }, "is_archived", -1)
+	body, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 2"})
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	cs := b.fake.Wait(t, "direct message", func(cs []slackfake.Call) bool {
+		for _, c := range okCalls(cs, "chat.postMessage") {
+			if c.Form.Get("channel") == "U1" && strings.Contains(c.Form.Get("text"), "couldn't update its message (is_archived)") {
+				return true
+			}
+		}
+		return false
+	})
+	require.Len(t, calls(cs, "files.getUploadURLExternal"), 1, "the image is uploaded once")
+	n := 0
+	for _, c := range calls(cs, "chat.update") {
+		if isFinal(c.Form) {
+			n++
+		}
+	}
+	require.Equal(t, 1, n, "a permanent refusal is not retried")
+}
+
 // TestBotRemovedFromChannelMidJob: the bot is removed from the channel
 // while a job runs (after its reply was posted, Slack answers
 // not_in_channel to everything in C1); the final share is refused and the
