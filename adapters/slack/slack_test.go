@@ -616,16 +616,22 @@ func TestFailedPostsAreExplained(t *testing.T) {
 func TestEditedMentionsAndBotsStartNothing(t *testing.T) {
 	t.Parallel()
 	b := setup(t, 0)
-	edited, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 2", EditedTS: "1690000001.000000"})
+	// A mention makes one job; fixing a typo in it (Slack delivers the
+	// message again with "edited" and a new event id) makes none.
+	original, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fxo --steps 2", TS: "1690000000.777777"})
+	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", original, nil))
+	b.fake.Wait(t, "final", finalUpdate)
+	edited, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox --steps 2", TS: "1690000000.777777", EditedTS: "1690000001.000000"})
 	bot, _ := mentionEvent(t, slackfake.Mention{User: "U2", Text: "a robot --steps 2", BotID: "B1"})
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", bot, nil))
 	require.Equal(t, 200, b.post(t, "/slack/events", "application/json", edited, nil))
 	cs := b.fake.Wait(t, "hint", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Editing a message") })
-	require.Empty(t, calls(cs, "chat.postMessage"))
+	require.Len(t, calls(cs, "chat.postMessage"), 1, "only the original mention made a job")
 	require.Len(t, calls(cs, "chat.postEphemeral"), 1, "nothing for the bot's message")
 	jobs, err := b.sched.Active(b.ctx, "slack:T1")
 	require.NoError(t, err)
 	require.Empty(t, jobs)
+	require.Equal(t, "a fxo", b.sd.LastRequest().Prompt)
 }
 
 // TestPromptUnescaped: Slack's escapes, mentions and links are undone
