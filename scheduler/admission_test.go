@@ -105,6 +105,49 @@ func TestDailyQuotaRejectAndRelax(t *testing.T) {
 	require.NoError(t, err)
 }
 
+// A submit's place in line counts the lanes with work of its kind (normal
+// or relax) from the global hash's counts of the ready and relax sets, not
+// from the sets: they stay equal to the sets through submits, dispatches
+// and parking at a cap.
+func TestPositionFromKeptLaneCounts(t *testing.T) {
+	t.Parallel()
+	b := setup(t, scheduler.Config{})
+	noDrift := func() {
+		t.Helper()
+		drift, err := b.s.CountDrift(b.ctx)
+		require.NoError(t, err)
+		require.Empty(t, drift)
+	}
+	normal := &scheduler.Admission{MaxRunning: 1}
+	relax := &scheduler.Admission{UserDailyImages: 1, Relax: true}
+	var got []int
+	for _, tn := range []string{"api:a", "api:b", "api:c"} {
+		for range 2 {
+			r, err := b.submitWith(t, tn, "u", tn, 1, 0, normal)
+			require.NoError(t, err)
+			got = append(got, r.Position)
+			noDrift()
+		}
+	}
+	// The user's first job uses their one image; the next three are relaxed.
+	for range 4 {
+		r, err := b.submitWith(t, "api:r", "u", "r", 1, 1, relax)
+		require.NoError(t, err)
+		got = append(got, r.Position)
+		noDrift()
+	}
+	// Each user's second job waits a round of the lanes with work: 1, 2, 3
+	// normal lanes; the relaxed ones (a lane of their own: the first is
+	// first there) a round of the one relax lane each.
+	require.Equal(t, []int{1, 2, 1, 3, 1, 4, 1, 1, 2, 3}, got)
+	for range 10 {
+		l := b.take(t, "w")
+		noDrift()
+		require.NoError(t, l.Succeed(b.ctx, nil, nil, ""))
+		noDrift()
+	}
+}
+
 func TestCancelRefundsQuota(t *testing.T) {
 	t.Parallel()
 	b := setup(t, scheduler.Config{})

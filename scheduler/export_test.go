@@ -3,6 +3,10 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/rueidis"
 
 	"github.com/easelbot/easel/storage/blob"
 )
@@ -46,4 +50,33 @@ func (m *Maintainer) KickPositions(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// CountDrift compares, on every shard, the global hash's counts of the
+// ready, relax and slots sets' members with the sets themselves, and
+// describes the first that differs ("" when none; a count not kept yet
+// is no drift) (tests).
+func (s *Scheduler) CountDrift(ctx context.Context) (string, error) {
+	c := s.client
+	for _, sh := range s.shards {
+		k := sh.keys
+		for _, p := range []struct{ field, set string }{{"nready", k.Ready()}, {"nrelax", k.Relax()}, {"offers", k.Slots()}} {
+			res := c.DoMulti(ctx, c.B().Hget().Key(k.Global()).Field(p.field).Build(), c.B().Zcard().Key(p.set).Build())
+			v, err := res[0].ToString()
+			if rueidis.IsRedisNil(err) {
+				continue
+			}
+			if err != nil {
+				return "", err
+			}
+			n, err := res[1].AsInt64()
+			if err != nil {
+				return "", err
+			}
+			if v != strconv.FormatInt(n, 10) {
+				return fmt.Sprintf("shard %d: %s is %s, the set has %d", sh.i, p.field, v, n), nil
+			}
+		}
+	}
+	return "", nil
 }

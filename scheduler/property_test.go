@@ -23,7 +23,8 @@ import (
 // fuzz input, and checks after every step that no job is lost, none is
 // leased twice at once, no tenant runs more than its cap, and no job runs
 // on a slot whose backend lacks its model (two slots: one has x, the other
-// x and y; jobs name x, y or no model).
+// x and y; jobs name x, y or no model), and that the counts the global
+// hash keeps of the ready, relax and slots sets match them.
 func FuzzScheduleSequence(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
 	f.Add([]byte("submit submit take take done cancel take fail back take done"))
@@ -212,6 +213,9 @@ func runSequenceWith(t *testing.T, ops []byte, o sequenceOpts) {
 			}
 			_, err := m.Promote(ctx)
 			require.NoError(t, err)
+			drift, err := s.CountDrift(ctx)
+			require.NoError(t, err)
+			require.Empty(t, drift, "a kept count differs from its set")
 			running := map[string]int{}
 			for id := range held {
 				running[tenantOf[id]]++

@@ -125,7 +125,10 @@ local function num(v) if v == false or v == nil or v == '' then return 0 end ret
 -- without looking at its head job.
 -- offers counts the members of the slots set, run out or not, so that a
 -- dispatch with no offer at all (every slot busy) skips reading the set.
-local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks', 'offers', 'fin'}
+-- nready and nrelax count the members of the ready and relax sets (the
+-- lanes with work), which a submit's place-in-line estimate needs.
+local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks', 'offers', 'fin',
+  'nready', 'nrelax'}
 local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd'}
 local JF = {'status', 'attempt', 'tenant', 'user', 'lane', 'seq', 'cost', 'created_ms', 'started_ms',
   'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req', 'counted', 'model', 'unroutable', 'slot',
@@ -257,12 +260,30 @@ local function member_name(m) return string.sub(m, 18) end
 local function base_of(lane) return (string.gsub(lane, '~relax$', '')) end
 local function is_relax(lane) return string.sub(lane, -6) == '~relax' end
 local function ready_key(lane) if is_relax(lane) then return RELAX end return READY end
+
+-- lanes_add keeps the count of ready set rk's members (GF nready, nrelax)
+-- in step with a write to it that added or removed n of them; lanes is
+-- the count. Every write to the ready and relax sets goes through them.
+local function lanes_field(rk) if rk == RELAX then return 'nrelax' end return 'nready' end
+local function lanes_add(rk, n)
+  local f = lanes_field(rk)
+  if gget(f) == '' then
+    -- Not counted yet (a Redis written by an older version): count once.
+    gset(f, redis.call('ZCARD', rk))
+  else
+    gadd(f, n)
+  end
+end
+local function lanes(rk)
+  if gget(lanes_field(rk)) == '' then lanes_add(rk, 0) end
+  return gnum(lanes_field(rk))
+end
 local function vt_field(lane) if is_relax(lane) then return 'rvt' end return 'vt' end
 local function lane_of(id) local l = jget(id, 'lane') if l ~= '' then return l end return jget(id, 'tenant') end
 
 local function ready_add(lane, vt)
   local m = member(lane)
-  redis.call('ZADD', ready_key(lane), vt, m)
+  lanes_add(ready_key(lane), redis.call('ZADD', ready_key(lane), vt, m))
   lset(lane, 'rm', m)
 end
 
@@ -574,7 +595,7 @@ end
 
 -- take_lane takes lane member m out of its ready set for dispatch.
 local function take_lane(rk, m, t)
-  redis.call('ZREM', rk, m)
+  lanes_add(rk, -redis.call('ZREM', rk, m))
   lset(t, 'rm', '')
 end
 
@@ -591,6 +612,7 @@ local function pick(list)
       -- No pending job names a model: the fairest lane, as it is.
       local top = redis.call('ZPOPMIN', rk)
       while #top > 0 do
+        lanes_add(rk, -1)
         local t = member_name(top[1])
         local s = tonumber(top[2])
         local base = base_of(t)

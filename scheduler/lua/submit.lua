@@ -85,7 +85,7 @@ local function submit_one(K, A)
   -- each a round of the lanes with work, capped by everything pending.
   local pos = 1
   if len > 1 and gnum('pending') > 1 then
-    pos = math.max(1, math.min(gnum('pending'), (len - 1) * redis.call('ZCARD', ready_key(lane)) + 1))
+    pos = math.max(1, math.min(gnum('pending'), (len - 1) * lanes(ready_key(lane)) + 1))
   end
   jset(id, 'qpos', pos)
   emit(id, t, 'queued', ',"position":' .. pos)
