@@ -125,6 +125,22 @@ func TestNSFWModelOnlyInAgeRestrictedChannels(t *testing.T) {
 	require.Contains(t, b.sd.LastRequest().OverrideSettings["sd_model_checkpoint"], "fake-xl")
 }
 
+// In a thread the parent channel's age restriction decides (a thread
+// object carries no nsfw flag of its own).
+func TestNSFWInThreadsFollowsParent(t *testing.T) {
+	t.Parallel()
+	b := setupLimits(t, commands.Limits{NSFWModels: []string{"fake-xl"}}, nil)
+	i, token := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "model": "fake-xl", "steps": 2}))
+	i["channel_id"] = discordtest.NormalThread
+	require.Contains(t, answer(t, b, i, token)["content"], "age-restricted", "a thread in a normal channel")
+
+	i, token = interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "model": "fake-xl", "steps": 2}))
+	i["channel_id"] = discordtest.AgeRestrictedThread
+	b.fake.Dispatch(i)
+	waitFor(t, b.fake, "final edit in the age-restricted channel's thread", finalEdit(token))
+	require.Contains(t, b.sd.LastRequest().OverrideSettings["sd_model_checkpoint"], "fake-xl")
+}
+
 func TestNSFWInDMsWhenAllowed(t *testing.T) {
 	t.Parallel()
 	b := setupLimits(t, commands.Limits{NSFWModels: []string{"fake-xl"}}, func(c *discord.Config) { c.NSFWInDMs = true })

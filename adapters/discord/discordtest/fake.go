@@ -67,17 +67,25 @@ func (f *Server) DelayReplies(d time.Duration) { f.mu.Lock(); f.delay = d; f.mu.
 // the age-restricted flag, id and type 0 (GUILD_TEXT). GET
 // /channels/{id} returns it, and a dispatched interaction from it carries
 // the partial "channel" (id, type, nsfw) as Discord's interaction object
-// does (docs/interactions/Receiving_and_Responding.md).
+// does (docs/interactions/Receiving_and_Responding.md). A thread (Parent
+// set: type 11, PUBLIC_THREAD, with parent_id) carries no "nsfw" of its
+// own: Discord leaves it out of thread objects, and a thread is
+// age-restricted when its parent is (docs/topics/Threads.md; see
+// discord-api-docs discussion #7850).
 type Channel struct {
-	ID   string
-	NSFW bool
+	ID     string
+	NSFW   bool
+	Parent string
 }
 
 // NormalChannel and AgeRestrictedChannel are the fake's channel ids;
 // "c1", the default channel of interactions, is normal too.
+// NormalThread and AgeRestrictedThread are public threads in them.
 const (
 	NormalChannel        = "c1"
 	AgeRestrictedChannel = "c-nsfw"
+	NormalThread         = "t1"
+	AgeRestrictedThread  = "t-nsfw"
 )
 
 // Call is one recorded REST call.
@@ -106,7 +114,8 @@ func WithoutApplication() Option { return func(f *Server) { f.noApp = true } }
 func New(logf func(string, ...any), opts ...Option) *Server {
 	f := &Server{logf: logf, notify: make(chan struct{}, 1), gwReady: make(chan struct{}), inFlight: map[string]int{},
 		sent: map[string]time.Time{}, replied: map[string]bool{}, channels: map[string]Channel{
-			NormalChannel: {ID: NormalChannel}, AgeRestrictedChannel: {ID: AgeRestrictedChannel, NSFW: true}}}
+			NormalChannel: {ID: NormalChannel}, AgeRestrictedChannel: {ID: AgeRestrictedChannel, NSFW: true},
+			NormalThread: {ID: NormalThread, Parent: NormalChannel}, AgeRestrictedThread: {ID: AgeRestrictedThread, Parent: AgeRestrictedChannel}}}
 	for _, o := range opts {
 		o(f)
 	}
@@ -334,6 +343,9 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (ch Channel) json() map[string]any {
+	if ch.Parent != "" {
+		return map[string]any{"id": ch.ID, "type": 11, "parent_id": ch.Parent, "guild_id": "g1", "name": ch.ID}
+	}
 	return map[string]any{"id": ch.ID, "type": 0, "nsfw": ch.NSFW, "guild_id": "g1", "name": ch.ID}
 }
 
