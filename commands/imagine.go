@@ -57,7 +57,16 @@ type Imagine struct {
 	// DenoisingStrength (0 < s ≤ 1) is how far img2img departs from the
 	// init image; 0 takes DefaultDenoisingStrength. Only with an init image.
 	DenoisingStrength float64 `json:"denoising_strength,omitempty"`
+	// DistilledCFGScale is the guidance of guidance-distilled models such
+	// as Flux: Forge's distilled_cfg_scale, ComfyUI's FluxGuidance node.
+	// 0 leaves the backend's default (3.5); at most MaxDistilledCFG.
+	DistilledCFGScale float64 `json:"distilled_cfg_scale,omitempty"`
 }
+
+// MaxDistilledCFG is the largest distilled_cfg_scale a request may ask
+// for: the top of Forge's "Distilled CFG Scale" slider (modules/ui.py:
+// 0 to 30, default 3.5).
+const MaxDistilledCFG = 30
 
 // DefaultDenoisingStrength is an img2img request's denoising strength when
 // it names none.
@@ -250,6 +259,9 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 	}
 	if len(d.AllowedSamplers) > 0 && im.Sampler != "" && !contains(d.AllowedSamplers, im.Sampler) {
 		return invalid("sampler", "must be one of %s (got %q)", strings.Join(d.AllowedSamplers, ", "), im.Sampler)
+	}
+	if math.IsNaN(im.DistilledCFGScale) || im.DistilledCFGScale < 0 || im.DistilledCFGScale > MaxDistilledCFG {
+		return invalid("distilled_cfg_scale", "must be greater than 0 and at most %d (got %g)", MaxDistilledCFG, im.DistilledCFGScale)
 	}
 	if math.IsNaN(im.VariationStrength) || im.VariationStrength < 0 || im.VariationStrength > 1 {
 		return invalid("variation_strength", "must be between 0 and 1 (got %g)", im.VariationStrength)

@@ -35,6 +35,8 @@ func TestValidate(t *testing.T) {
 		{"server steps", Imagine{Prompt: "x", Steps: 60}, scheduler.Policy{MaxSteps: scheduler.Ptr(50)}, "steps", "between 1 and 50 (got 60)"},
 		{"count 50", Imagine{Prompt: "x", Count: 50}, scheduler.Policy{}, "count", "between 1 and 4 (got 50)"},
 		{"cfg", Imagine{Prompt: "x", CFGScale: 99}, scheduler.Policy{}, "cfg_scale", "between 1 and 30"},
+		{"distilled cfg", Imagine{Prompt: "x", DistilledCFGScale: 31}, scheduler.Policy{}, "distilled_cfg_scale", "at most 30 (got 31)"},
+		{"negative distilled cfg", Imagine{Prompt: "x", DistilledCFGScale: -1}, scheduler.Policy{}, "distilled_cfg_scale", "greater than 0"},
 		{"seed", Imagine{Prompt: "x", Seed: &seed}, scheduler.Policy{}, "seed", "-1 (random)"},
 		{"invalid utf8", Imagine{Prompt: "bad \xff"}, scheduler.Policy{}, "prompt", "UTF-8"},
 		{"long prompt", Imagine{Prompt: strings.Repeat("é", 2001)}, scheduler.Policy{}, "prompt", "at most 2000 characters (got 2001)"},

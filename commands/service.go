@@ -115,7 +115,7 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	}
 	req := sdclient.Request{Prompt: im.Prompt, NegativePrompt: im.NegativePrompt, Width: im.Width, Height: im.Height,
 		Steps: im.Steps, CFGScale: im.CFGScale, Seed: *im.Seed, Sampler: im.Sampler, Model: im.Model, Count: im.Count,
-		SubseedStrength: im.VariationStrength, Scheduler: im.Scheduler, LoRAs: im.LoRAs}
+		SubseedStrength: im.VariationStrength, Scheduler: im.Scheduler, LoRAs: im.LoRAs, DistilledCFGScale: im.DistilledCFGScale}
 	if im.VariationStrength > 0 {
 		req.VariationOf = im.VariationOf
 	}

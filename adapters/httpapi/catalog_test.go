@@ -155,6 +155,8 @@ func TestSubmitIsCheckedAgainstTheCatalog(t *testing.T) {
 		{"lora name", `{"prompt":"x","loras":[{"weight":1}]}`, "loras[0].name", []string{"is required"}},
 		{"strength without image", `{"prompt":"x","denoising_strength":0.5}`, "denoising_strength", []string{"init image"}},
 		{"strength range", `{"prompt":"x","init_image":"aGk=","denoising_strength":1.5}`, "denoising_strength", []string{"at most 1"}},
+		{"distilled cfg zero", `{"prompt":"x","distilled_cfg_scale":0}`, "distilled_cfg_scale", []string{"must not be 0"}},
+		{"distilled cfg range", `{"prompt":"x","distilled_cfg_scale":40}`, "distilled_cfg_scale", []string{"at most 30"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp, m := b.do(t, "POST", "/v1/jobs", "", c.body)
@@ -323,12 +325,18 @@ func TestImg2ImgEndToEnd(t *testing.T) {
 	require.Equal(t, map[string]any{"omitted": true, "bytes": float64(len(src))}, req["init_image"],
 		"the job view names the init image, it does not echo it")
 
-	// Inline base64 works the same way.
-	resp, m = b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "a fox", "init_image": base64.StdEncoding.EncodeToString(src), "steps": 2})
+	// Inline base64 works the same way; Forge's distilled_cfg_scale reaches
+	// the backend and shows in the job's request.
+	resp, m = b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "a fox", "init_image": base64.StdEncoding.EncodeToString(src), "steps": 2,
+		"distilled_cfg_scale": 2.5})
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
-	events = b.sse(t, "/v1/jobs/"+m["id"].(string)+"/events", "")
+	id = m["id"].(string)
+	events = b.sse(t, "/v1/jobs/"+id+"/events", "")
 	require.Equal(t, "succeeded", events[len(events)-1], events)
 	require.Len(t, b.fake.LastRequest().InitImages, 1)
+	require.Equal(t, 2.5, b.fake.LastRequest().DistilledCFGScale)
+	_, m = b.do(t, "GET", "/v1/jobs/"+id, "", nil)
+	require.Equal(t, 2.5, m["request"].(map[string]any)["distilled_cfg_scale"])
 }
 
 // A backend out of rotation leaves the catalog until it is healthy again.

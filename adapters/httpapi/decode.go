@@ -33,6 +33,7 @@ type JobRequest struct {
 	Count             *int        `json:"count,omitempty"`
 	CFGScale          *float64    `json:"cfg_scale,omitempty"`
 	DenoisingStrength *float64    `json:"denoising_strength,omitempty"`
+	DistilledCFGScale *float64    `json:"distilled_cfg_scale,omitempty"`
 	LoRAs             []loraInput `json:"loras,omitempty"`
 }
 
@@ -86,7 +87,8 @@ func DecodeJobRequest(body []byte) (JobRequest, error) {
 		name string
 		v    *float64
 		dst  *float64
-	}{{"cfg_scale", r.CFGScale, &r.Imagine.CFGScale}, {"denoising_strength", r.DenoisingStrength, &r.Imagine.DenoisingStrength}} {
+	}{{"cfg_scale", r.CFGScale, &r.Imagine.CFGScale}, {"denoising_strength", r.DenoisingStrength, &r.Imagine.DenoisingStrength},
+		{"distilled_cfg_scale", r.DistilledCFGScale, &r.Imagine.DistilledCFGScale}} {
 		if f.v == nil {
 			continue
 		}
@@ -126,7 +128,7 @@ func (r *JobRequest) mirror() {
 	}
 	im := &r.Imagine
 	r.Width, r.Height, r.Steps, r.Count = pi(im.Width), pi(im.Height), pi(im.Steps), pi(im.Count)
-	r.CFGScale, r.DenoisingStrength = pf(im.CFGScale), pf(im.DenoisingStrength)
+	r.CFGScale, r.DenoisingStrength, r.DistilledCFGScale = pf(im.CFGScale), pf(im.DenoisingStrength), pf(im.DistilledCFGScale)
 	r.LoRAs = nil
 	for _, l := range im.LoRAs {
 		w := l.Weight

@@ -392,6 +392,8 @@ func FuzzDecodeJobRequest(f *testing.F) {
 	f.Add([]byte(`{"prompt":"\ud800","user":"u","callback_url":"http://h/"}`))
 	f.Add([]byte(`{"prompt":"x","width":0,"count":0,"loras":[{"name":"a","weight":0.5},{"name":"b"}]}`))
 	f.Add([]byte(`{"prompt":"x","init_image":"data:image/png;base64,iVBORw0KGgo=","denoising_strength":0.4,"scheduler":"karras"}`))
+	f.Add([]byte(`{"prompt":"x","distilled_cfg_scale":3.5}`))
+	f.Add([]byte(`{"prompt":"x","distilled_cfg_scale":0}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := httpapi.DecodeJobRequest(b)
 		if err != nil {

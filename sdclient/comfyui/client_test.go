@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -726,6 +727,72 @@ func TestOwnerWorkflowFile(t *testing.T) {
 	require.Equal(t, "v1-5-pruned-emaonly.safetensors", nodesOf(g, "CheckpointLoaderSimple")[0]["ckpt_name"])
 	require.Len(t, nodesOf(g, "LoraLoader"), 1)
 	require.Equal(t, lora(g), ks["model"].([]any)[0], "LoRAs attach after the {{model}} loader")
+}
+
+// distilled_cfg_scale becomes a FluxGuidance node between the positive
+// prompt and the sampler in the built-in graph, {{guidance}} in a workflow
+// file (3.5 when the job names none); a job with it on a workflow without
+// the placeholder fails rather than run without it.
+func TestDistilledCFGScaleIsFluxGuidance(t *testing.T) {
+	t.Parallel()
+	b := setup(t, comfytest.Config{NoPreviews: true}, comfyui.Config{})
+	req := txt("flux")
+	req.DistilledCFGScale = 2.5
+	res, err := b.client.Generate(b.ctx, req, nil)
+	require.NoError(t, err)
+	require.Contains(t, res.Info, `"guidance":2.5`)
+	g := lastGraph(t, b.fake)
+	fg := nodesOf(g, "FluxGuidance")
+	require.Len(t, fg, 1)
+	require.Equal(t, json.Number("2.5"), fg[0]["guidance"])
+	pos := fg[0]["conditioning"].([]any)[0].(string)
+	require.Equal(t, "CLIPTextEncode", g[pos].(map[string]any)["class_type"])
+	ks := nodesOf(g, "KSampler")[0]
+	require.Equal(t, "FluxGuidance", g[ks["positive"].([]any)[0].(string)].(map[string]any)["class_type"])
+
+	_, err = b.client.Generate(b.ctx, txt("no guidance"), nil)
+	require.NoError(t, err)
+	require.Empty(t, nodesOf(lastGraph(t, b.fake), "FluxGuidance"), "none unless asked for")
+
+	dir := t.TempDir()
+	wf := func(guidance string) string {
+		return `{
+	  "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "{{model}}"}},
+	  "2": {"class_type": "CLIPTextEncode", "inputs": {"text": "{{prompt}}", "clip": ["1", 1]}},
+	  "8": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["2", 0], "guidance": ` + guidance + `}},
+	  "4": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+	  "5": {"class_type": "KSampler", "inputs": {"seed": "{{seed}}", "steps": 2, "cfg": 1, "sampler_name": "euler",
+	        "scheduler": "simple", "denoise": 1, "model": ["1", 0], "positive": ["8", 0], "negative": ["2", 0], "latent_image": ["4", 0]}},
+	  "6": {"class_type": "VAEDecode", "inputs": {"samples": ["5", 0], "vae": ["1", 2]}},
+	  "7": {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "flux"}}
+	}`
+	}
+	for _, tc := range []struct {
+		guidance string
+		job      float64
+		want     string // the guidance sent, or the error
+	}{
+		{`"{{guidance}}"`, 4, "4"},
+		{`"{{guidance}}"`, 0, "3.5"},
+		{`2`, 4, "no {{guidance}} placeholder"},
+	} {
+		file := filepath.Join(dir, tc.want+".json")
+		require.NoError(t, os.WriteFile(file, []byte(wf(tc.guidance)), 0o600))
+		b := setup(t, comfytest.Config{NoPreviews: true}, comfyui.Config{Workflows: comfyui.Workflows{Txt2Img: file}})
+		req := txt("flux file")
+		req.DistilledCFGScale = tc.job
+		_, err := b.client.Generate(b.ctx, req, nil)
+		if strings.Contains(tc.want, " ") {
+			var pe *sdclient.PermanentError
+			require.ErrorAs(t, err, &pe)
+			require.Contains(t, pe.Reason, tc.want)
+			require.Contains(t, pe.Reason, file)
+			require.Empty(t, b.fake.Prompts())
+			continue
+		}
+		require.NoError(t, err)
+		require.Equal(t, json.Number(tc.want), nodesOf(lastGraph(t, b.fake), "FluxGuidance")[0]["guidance"])
+	}
 }
 
 func lora(g map[string]any) string {

@@ -24,6 +24,9 @@ const (
 	defaultSteps   = 20
 	defaultCFG     = 7
 	defaultDenoise = 0.75
+	// defaultGuidance fills {{guidance}} when a job names none: FluxGuidance's
+	// default (comfy_extras/nodes_flux.py), as Forge's distilled_cfg_scale.
+	defaultGuidance = 3.5
 	// maxSeed keeps a picked seed exact in every JSON reader on the way
 	// (JavaScript numbers); ComfyUI itself takes up to 2^64-1.
 	maxSeed = 1 << 53
@@ -73,6 +76,9 @@ func (c *Client) Generate(ctx context.Context, req sdclient.Request, progress fu
 		"sampler_name": p.Sampler, "scheduler": p.Scheduler, "ckpt_name": p.Model, "steps": p.Steps, "cfg": p.CFG,
 		"denoise": p.Denoise,
 	}
+	if p.Guidance > 0 {
+		fields["guidance"] = p.Guidance
+	}
 	if variation {
 		fields["variation"] = "img2img of the chosen image (ComfyUI has no subseeds); the seed alone does not reproduce it"
 	}
@@ -112,7 +118,7 @@ func (c *Client) params(ctx context.Context, req sdclient.Request) (genParams, e
 	p := genParams{
 		Prompt: req.Prompt, Negative: req.NegativePrompt, Seed: req.Seed,
 		Steps: req.Steps, CFG: req.CFGScale, Width: req.Width, Height: req.Height, Batch: req.Count,
-		Model: req.Model, Denoise: 1,
+		Model: req.Model, Denoise: 1, Guidance: req.DistilledCFGScale,
 	}
 	if p.Seed < 0 {
 		p.Seed = rand.Int64N(maxSeed)
@@ -157,10 +163,17 @@ func (w *workflow) build(p genParams) (Graph, error) {
 	if len(p.LoRAs) > 0 && w.ckpt == "" {
 		return nil, &sdclient.PermanentError{Reason: fmt.Sprintf(`comfyui: workflow %s has no checkpoint loader with ckpt_name "{{model}}" to attach LoRAs to`, w.file)}
 	}
+	if p.Guidance > 0 && !w.uses["guidance"] {
+		return nil, &sdclient.PermanentError{Reason: fmt.Sprintf("comfyui: workflow %s has no {{guidance}} placeholder for the job's distilled_cfg_scale", w.file)}
+	}
+	guidance := p.Guidance
+	if guidance == 0 {
+		guidance = defaultGuidance
+	}
 	g := w.fill(map[string]any{
 		"prompt": p.Prompt, "negative": p.Negative, "seed": p.Seed, "steps": p.Steps, "cfg": p.CFG,
 		"width": p.Width, "height": p.Height, "batch": p.Batch, "sampler": p.Sampler, "scheduler": p.Scheduler,
-		"model": p.Model, "denoise": p.Denoise, "init_image": p.InitImage,
+		"model": p.Model, "denoise": p.Denoise, "init_image": p.InitImage, "guidance": guidance,
 	})
 	g.insertLoRAs(w.ckpt, p.LoRAs)
 	return g, nil

@@ -154,6 +154,7 @@ const (
 	idEncode   = "11"
 	idUpModel  = "12"
 	idUpscale  = "13"
+	idGuidance = "14"
 )
 
 // genParams are the values a generation workflow is filled with.
@@ -167,14 +168,19 @@ type genParams struct {
 	Sampler, Scheduler string
 	Model              string
 	Denoise            float64
-	InitImage          string // uploaded file name; "" for txt2img
-	LoRAs              []loraUse
+	// Guidance is a guidance-distilled model's guidance (FluxGuidance,
+	// A1111/Forge distilled_cfg_scale); 0 leaves the model's default.
+	Guidance  float64
+	InitImage string // uploaded file name; "" for txt2img
+	LoRAs     []loraUse
 }
 
 // builtinGenerate builds the txt2img graph, or the img2img one when
 // p.InitImage is set: CheckpointLoaderSimple → [LoraLoader…] → two
 // CLIPTextEncode → EmptyLatentImage (or LoadImage → VAEEncode) → KSampler
-// → VAEDecode → SaveImage.
+// → VAEDecode → SaveImage. A Guidance puts a FluxGuidance node between the
+// positive prompt and the sampler (comfy_extras/nodes_flux.py; a model that
+// is not guidance-distilled ignores the value).
 func builtinGenerate(p genParams) Graph {
 	g := Graph{
 		idCkpt:     {"CheckpointLoaderSimple", map[string]any{"ckpt_name": p.Model}},
@@ -196,6 +202,10 @@ func builtinGenerate(p genParams) Graph {
 		g[idLoad] = Node{"LoadImage", map[string]any{"image": p.InitImage}}
 		g[idEncode] = Node{"VAEEncode", map[string]any{"pixels": Link{idLoad, 0}, "vae": Link{idCkpt, 2}}}
 		g[idLatent] = Node{"RepeatLatentBatch", map[string]any{"samples": Link{idEncode, 0}, "amount": p.Batch}}
+	}
+	if p.Guidance > 0 {
+		g[idGuidance] = Node{"FluxGuidance", map[string]any{"conditioning": Link{idPositive, 0}, "guidance": p.Guidance}}
+		g[idSampler].Inputs["positive"] = Link{idGuidance, 0}
 	}
 	g.insertLoRAs(idCkpt, p.LoRAs)
 	return g

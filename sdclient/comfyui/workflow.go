@@ -85,6 +85,7 @@ var placeholders = map[string]valueKind{
 	"scheduler":  kindString,
 	"model":      kindString,
 	"denoise":    kindFloat,
+	"guidance":   kindFloat,
 	"init_image": kindString,
 	"factor":     kindFloat,
 	"upscaler":   kindString,

@@ -277,6 +277,10 @@ func (s *Server) eval(t *task, id string, n node, results map[string]*nodeResult
 		return &nodeResult{outs: []value{{typ: "MODEL", key: hashKey(m.key, k)}, {typ: "CLIP", key: hashKey(c.key, k)}}}, nil
 	case "CLIPTextEncode":
 		return &nodeResult{outs: []value{{typ: "CONDITIONING", key: hashKey(get("clip").key, strIn(n, "text"))}}}, nil
+	case "FluxGuidance":
+		// nodes_flux.py: the conditioning with its guidance value set.
+		k := hashKey(get("conditioning").key, fmt.Sprint(floatIn(n, "guidance")))
+		return &nodeResult{outs: []value{{typ: "CONDITIONING", key: k}}}, nil
 	case "EmptyLatentImage":
 		return &nodeResult{outs: []value{{typ: "LATENT", w: intIn(n, "width"), h: intIn(n, "height"), n: intIn(n, "batch_size")}}}, nil
 	case "RepeatLatentBatch":

@@ -38,9 +38,10 @@ func combo(name string, choices func(s *Server) []string) inputSpec {
 
 var scaleMethods = []string{"nearest-exact", "bilinear", "area", "bicubic", "lanczos"}
 
-// classes are the core nodes the fake runs (ComfyUI nodes.py and
-// comfy_extras/nodes_upscale_model.py), with their real input names and
-// limits (MAX_RESOLUTION 16384; seed up to 0xffffffffffffffff).
+// classes are the core nodes the fake runs (ComfyUI nodes.py,
+// comfy_extras/nodes_upscale_model.py and comfy_extras/nodes_flux.py), with
+// their real input names and limits (MAX_RESOLUTION 16384; seed up to
+// 0xffffffffffffffff; FluxGuidance's guidance 0 to 100).
 var classes = map[string]classSpec{
 	"CheckpointLoaderSimple": {inputs: []inputSpec{combo("ckpt_name", func(s *Server) []string { return s.cfg.Checkpoints })},
 		outputs: []string{"MODEL", "CLIP", "VAE"}},
@@ -49,6 +50,8 @@ var classes = map[string]classSpec{
 		num("strength_model", "FLOAT", -100, 100), num("strength_clip", "FLOAT", -100, 100)},
 		outputs: []string{"MODEL", "CLIP"}},
 	"CLIPTextEncode": {inputs: []inputSpec{in("text", "STRING"), in("clip", "CLIP")}, outputs: []string{"CONDITIONING"}},
+	"FluxGuidance": {inputs: []inputSpec{in("conditioning", "CONDITIONING"), num("guidance", "FLOAT", 0, 100)},
+		outputs: []string{"CONDITIONING"}},
 	"EmptyLatentImage": {inputs: []inputSpec{num("width", "INT", 16, 16384), num("height", "INT", 16, 16384),
 		num("batch_size", "INT", 1, 4096)}, outputs: []string{"LATENT"}},
 	"KSampler": {inputs: []inputSpec{in("model", "MODEL"), num("seed", "INT", 0, math.MaxUint64),
