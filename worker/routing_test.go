@@ -80,6 +80,21 @@ func (r *routingRig) submit(t *testing.T, tenant, model string) string {
 	return res.ID
 }
 
+// loaded reads each backend's loaded model from the published catalog (what
+// GET /v1/models shows), names compared by scheduler.ModelKey.
+func (r *routingRig) loaded(t *testing.T) map[string]string {
+	t.Helper()
+	raw, err := r.sched.Backends(r.ctx)
+	require.NoError(t, err)
+	out := map[string]string{}
+	for name, b := range raw {
+		var ad worker.Advertised
+		require.NoError(t, json.Unmarshal(b, &ad))
+		out[name] = scheduler.ModelKey(ad.Loaded)
+	}
+	return out
+}
+
 func (r *routingRig) wait(t *testing.T, id string) string {
 	t.Helper()
 	require.NoError(t, r.sched.Follow(r.ctx, id, 0, func(scheduler.Event) error { return nil }))
@@ -116,8 +131,12 @@ func TestRoutingNoReloadWhenLoadedSomewhere(t *testing.T) {
 	}
 	require.Equal(t, "a", r.run(t, "api:t", "alpha"))
 	require.Zero(t, r.fakes["a"].Loads()+r.fakes["b"].Loads())
+	require.Equal(t, map[string]string{"a": "alpha", "b": "shared"}, r.loaded(t))
 	first := r.run(t, "api:t", "other")
 	require.Equal(t, 1, r.fakes["a"].Loads()+r.fakes["b"].Loads())
+	want := map[string]string{"a": "alpha", "b": "shared"}
+	want[first] = "other"
+	require.Equal(t, want, r.loaded(t), "the catalog knows the switch by the succeeded event")
 	for range 3 {
 		require.Equal(t, first, r.run(t, "api:t", "other"), "the backend that loaded it last")
 	}

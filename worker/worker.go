@@ -48,6 +48,9 @@ type Worker struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // job id → cancel
+	// ads is each backend's catalog as last published (guarded by mu), so
+	// that a job that switched the loaded model can update it.
+	ads map[string]Advertised
 
 	// slotOf is each backend's scheduler slot, made in Start.
 	slotOf map[string]*scheduler.Slot
@@ -108,7 +111,8 @@ func New(cfg Config, sched *scheduler.Scheduler, backends []Backend, log *zap.Lo
 		}
 		seen[b.Name] = true
 	}
-	return &Worker{cfg: cfg, sched: sched, backends: backends, log: log, running: map[string]context.CancelCauseFunc{}}, nil
+	return &Worker{cfg: cfg, sched: sched, backends: backends, log: log, running: map[string]context.CancelCauseFunc{},
+		ads: map[string]Advertised{}}, nil
 }
 
 // Observe registers fn to be called (synchronously, from slot goroutines)
@@ -252,6 +256,11 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 		if err == nil {
 			err = w.slotOf[b.Name].Advertise(actx, scheduler.Capabilities{Models: ad.Models, Loaded: ad.Loaded}, 15*time.Minute)
 		}
+		if err == nil {
+			w.mu.Lock()
+			w.ads[b.Name] = ad
+			w.mu.Unlock()
+		}
 	}
 	if err != nil {
 		if ctx.Err() == nil {
@@ -265,11 +274,44 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 // unadvertise withdraws a backend's catalog while it is out of rotation,
 // so the catalog lists healthy backends only.
 func (w *Worker) unadvertise(ctx context.Context, b Backend) {
+	w.mu.Lock()
+	delete(w.ads, b.Name)
+	w.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := w.sched.ForgetBackend(ctx, b.Name); err != nil && ctx.Err() == nil {
 		w.log.Debug("withdraw backend's catalog", zap.String("backend", b.Name), zap.Error(err))
 	}
+}
+
+// loadedNow records that backend b has model loaded after a job ran on it,
+// in the catalog GET /v1/models and chat's /models read (the slot's own
+// routing record is updated by the succeed script): without it the catalog
+// would name the model loaded at the last refresh, up to 5 minutes ago.
+// Only a change is written.
+func (w *Worker) loadedNow(ctx context.Context, b Backend, model string) {
+	key := scheduler.ModelKey(model)
+	w.mu.Lock()
+	ad, ok := w.ads[b.Name]
+	if !ok || scheduler.ModelKey(ad.Loaded) == key {
+		w.mu.Unlock()
+		return
+	}
+	ad.Loaded = model
+	for _, m := range ad.Models {
+		if scheduler.ModelKey(m) == key {
+			ad.Loaded = m // the backend's own spelling
+			break
+		}
+	}
+	w.ads[b.Name] = ad
+	w.mu.Unlock()
+	raw, _ := json.Marshal(ad)
+	if err := w.sched.AdvertiseBackend(ctx, b.Name, raw, 15*time.Minute); err != nil {
+		w.log.Debug("advertise loaded model", zap.String("backend", b.Name), zap.Error(err))
+		return
+	}
+	w.observe(Observation{Backend: b.Name, Kind: "advertised"})
 }
 
 // slot serves one backend: offer, take, run, repeat.
@@ -502,6 +544,11 @@ func (w *Worker) run(takeCtx, runCtx context.Context, b Backend, lease *schedule
 		images := make([][]byte, len(res.Images))
 		for i, img := range res.Images {
 			images[i] = img.Data
+		}
+		if source == nil && req.Model != "" {
+			// Before the succeeded event, so whoever sees it reads a
+			// catalog that knows.
+			w.loadedNow(bg, b, req.Model)
 		}
 		// Offer the slot again in the same script unless the worker stops.
 		offered, err = lease.SucceedWith(bg, scheduler.Result{Images: images, Seeds: res.Seeds, Subseeds: res.Subseeds, Info: res.Info},
