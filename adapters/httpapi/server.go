@@ -50,6 +50,11 @@ type Config struct {
 	// instance stopped or died) before another instance takes it over; an
 	// instance still retrying renews its hold every third of it. Default 1m.
 	WebhookClaimAfter time.Duration `yaml:"webhook_claim_after"`
+	// WebhookTimeout bounds one delivery attempt (connect, send, the
+	// receiver's answer); a slower receiver counts as a failed attempt.
+	// Keep it under webhook_claim_after, or another instance may deliver a
+	// slow attempt's event again. Default 15s.
+	WebhookTimeout time.Duration `yaml:"webhook_timeout"`
 	// HeaderTimeout is how long a client may take to send a request's
 	// headers. Default 10s.
 	HeaderTimeout time.Duration `yaml:"header_timeout"`
@@ -120,7 +125,7 @@ func (c *Config) fill() error {
 		v   *time.Duration
 		def time.Duration
 	}{{&c.HeaderTimeout, 10 * time.Second}, {&c.BodyTimeout, 15 * time.Second}, {&c.WriteTimeout, 30 * time.Second},
-		{&c.IdleTimeout, 60 * time.Second}, {&c.RedisTimeout, 2 * time.Second}} {
+		{&c.IdleTimeout, 60 * time.Second}, {&c.RedisTimeout, 2 * time.Second}, {&c.WebhookTimeout, 15 * time.Second}} {
 		if *d.v == 0 {
 			*d.v = d.def
 		}
@@ -140,6 +145,8 @@ func (c *Config) fill() error {
 		return fmt.Errorf("http.write_timeout: must be positive (got %s)", c.WriteTimeout)
 	case c.IdleTimeout < 0:
 		return fmt.Errorf("http.idle_timeout: must be positive (got %s)", c.IdleTimeout)
+	case c.WebhookTimeout < 0:
+		return fmt.Errorf("http.webhook_timeout: must be positive (got %s)", c.WebhookTimeout)
 	case c.RedisTimeout < 10*time.Millisecond:
 		return fmt.Errorf("http.redis_timeout: must be at least 10ms (got %s)", c.RedisTimeout)
 	case c.MaxInFlightPerKey < 0, c.MaxInFlightPerAddr < 0, c.MaxStreamsPerKey < 0, c.MaxStreamsPerAddr < 0:

@@ -574,3 +574,39 @@ func TestWebhookGivesUp(t *testing.T) {
 	require.Equal(t, ids[0], ids[1], "the same event id on every attempt")
 	require.Equal(t, ids[0], ids[2])
 }
+
+// A receiver that never answers costs one attempt of WebhookTimeout; the
+// next attempt delivers.
+func TestWebhookSlowReceiverTimesOut(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	calls := 0
+	delivered := make(chan struct{})
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body) // then the server notices the client hanging up
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 1 {
+			<-r.Context().Done() // Easel hangs up at WebhookTimeout
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+		if n == 2 {
+			close(delivered)
+		}
+	}))
+	defer hook.Close()
+	b := setup(t, opts{worker: true, cfg: httpapi.Config{AllowPrivateCallbacks: true, WebhookBackoff: 10 * time.Millisecond,
+		WebhookTimeout: 300 * time.Millisecond}})
+	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "steps": 2, "callback_url": hook.URL})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	// Far under the 15s default, far over the 300ms set: the attempt was
+	// cut at the configured timeout.
+	select {
+	case <-delivered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hanging attempt was not cut at http.webhook_timeout")
+	}
+}

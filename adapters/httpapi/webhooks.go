@@ -61,7 +61,7 @@ func newWebhooks(cfg Config, sched *scheduler.Scheduler, log *zap.Logger) *Webho
 	_, _ = rand.Read(r[:])
 	h := &Webhooks{cfg: cfg, sched: sched, log: log, now: time.Now, delivering: map[string]bool{},
 		consumer: fmt.Sprintf("webhooks-%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:])),
-		client: &http.Client{Timeout: 15 * time.Second, Transport: safeTransport(cfg.AllowPrivateCallbacks),
+		client: &http.Client{Timeout: cfg.WebhookTimeout, Transport: safeTransport(cfg.AllowPrivateCallbacks),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	h.read, h.stopRead = context.WithCancel(context.Background())
 	h.deliverCtx, h.stopDeliver = context.WithCancel(context.Background())
