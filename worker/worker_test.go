@@ -225,10 +225,26 @@ func startWorker(t *testing.T, ctx context.Context, sched *scheduler.Scheduler, 
 // timeout, not a lease renewed forever: the attempt is abandoned and the
 // job is retried and succeeds on the other backend.
 func TestStalledBackendRetriedOnAnother(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		stall func(*fakesd.Server)
+		// interrupts is how many interrupts the stalled backend gets:
+		// one for our own running task; none for a request it never
+		// started.
+		interrupts int
+	}{
+		{"accepts and never answers", func(f *fakesd.Server) { f.SetHang(true) }, 0},
+		{"stops advancing mid-sampling", func(f *fakesd.Server) { f.StallAt(2) }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) { stalledRetriedOnAnother(t, tc.stall, tc.interrupts) })
+	}
+}
+
+func stalledRetriedOnAnother(t *testing.T, stall func(*fakesd.Server), interrupts int) {
 	ctx, sched := scheduled(t, scheduler.Config{MaxAttempts: 5, RetryBackoff: 5 * time.Millisecond,
 		RetryBackoffMax: 20 * time.Millisecond})
 	stuck := fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond})
-	stuck.SetHang(true)
+	stall(stuck)
 	good := fakesd.New(fakesd.Config{StepDuration: 5 * time.Millisecond})
 
 	var mu sync.Mutex
@@ -283,6 +299,8 @@ func TestStalledBackendRetriedOnAnother(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, scheduler.StatusSucceeded, j.Status)
 	require.Equal(t, 1, good.Generations(), "the retry ran on the good backend")
+	require.Zero(t, good.Interrupts(), "only the stalled backend's task is interrupted")
+	require.Equal(t, interrupts, stuck.Interrupts())
 	mu.Lock()
 	defer mu.Unlock()
 	for _, o := range seen {
