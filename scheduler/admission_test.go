@@ -317,6 +317,43 @@ func TestJainBurstySubmitsFIFOFails(t *testing.T) {
 	require.Equal(t, easelServed, window5)
 }
 
+// The served cost of a window counts each tenant's dispatches in its
+// minutes only, weight-normalised: a tenant's hash keeps its running total
+// and its first dispatch in a minute marks the total before it.
+func TestServedWindow(t *testing.T) {
+	t.Parallel()
+	clock := newClock(time.Date(2026, 3, 1, 18, 47, 10, 0, time.UTC))
+	b := setup(t, scheduler.Config{Now: clock.now})
+	run := func(tenant string, cost float64, a *scheduler.Admission) {
+		t.Helper()
+		_, err := b.submitWith(t, tenant, "u", tenant, cost, 1, a)
+		require.NoError(t, err)
+		l := b.take(t, "w")
+		require.NoError(t, l.Succeed(b.ctx, nil, nil, ""))
+	}
+	served := func(window time.Duration) map[string]float64 {
+		t.Helper()
+		m, err := b.s.Served(b.ctx, window)
+		require.NoError(t, err)
+		return m
+	}
+	heavy := &scheduler.Admission{TenantWeight: 4}
+	run("api:a", 1, nil)
+	run("api:a", 2, nil)
+	clock.add(time.Minute)
+	run("api:a", 0.5, nil)
+	run("api:b", 3, heavy)
+	run("api:a", 0.25, nil)
+	require.Equal(t, map[string]float64{"api:a": 0.75, "api:b": 0.75}, served(time.Minute))
+	require.Equal(t, map[string]float64{"api:a": 3.75, "api:b": 0.75}, served(2*time.Minute))
+	clock.add(2 * time.Minute)
+	require.Empty(t, served(time.Minute))
+	require.Equal(t, map[string]float64{"api:a": 0.75, "api:b": 0.75}, served(3*time.Minute))
+	run("api:b", 1, heavy)
+	require.Equal(t, map[string]float64{"api:b": 0.25}, served(time.Minute))
+	require.Equal(t, map[string]float64{"api:a": 3.75, "api:b": 1}, served(4*time.Minute))
+}
+
 func TestCollectorReportsQueueAndFairness(t *testing.T) {
 	t.Parallel()
 	b := setup(t, scheduler.Config{})

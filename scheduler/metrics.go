@@ -119,26 +119,48 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Served returns the weight-normalised GPU cost served per tenant over the
-// last window (minute resolution).
+// last window (minute resolution): for each tenant served in it, its
+// running total now (the tenant hash's sv) less the mark of its first
+// minute in the window (Keys.ServedMarks, written by dispatch).
 func (s *Scheduler) Served(ctx context.Context, window time.Duration) (map[string]float64, error) {
 	now := s.cfg.Now().UnixMilli() / 60000
 	minutes := max(int64(window/time.Minute), 1)
 	cmds := make(rueidis.Commands, 0, minutes)
 	for m := now - minutes + 1; m <= now; m++ {
 		for _, sh := range s.shards {
-			cmds = append(cmds, s.client.B().Hgetall().Key(sh.keys.Served(m)).Build())
+			cmds = append(cmds, s.client.B().Hgetall().Key(sh.keys.ServedMarks(m)).Build())
 		}
 	}
-	out := map[string]float64{}
+	// Oldest minute first: a tenant's first mark is the total before the window.
+	before := map[string]float64{}
+	var tenants []string
 	for _, r := range s.client.DoMulti(ctx, cmds...) {
 		m, err := r.AsStrMap()
 		if err != nil {
 			return nil, err
 		}
 		for t, v := range m {
-			f, _ := strconv.ParseFloat(v, 64)
-			out[t] += f
+			if _, ok := before[t]; !ok {
+				before[t], _ = strconv.ParseFloat(v, 64)
+				tenants = append(tenants, t)
+			}
 		}
+	}
+	out := make(map[string]float64, len(tenants))
+	if len(tenants) == 0 {
+		return out, nil
+	}
+	cmds = make(rueidis.Commands, 0, len(tenants))
+	for _, t := range tenants {
+		cmds = append(cmds, s.client.B().Hget().Key(s.kt(t).Tenant(t)).Field("sv").Build())
+	}
+	for i, r := range s.client.DoMulti(ctx, cmds...) {
+		v, err := r.ToString()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return nil, err
+		}
+		total, _ := strconv.ParseFloat(v, 64)
+		out[tenants[i]] = max(total-before[tenants[i]], 0)
 	}
 	return out, nil
 }

@@ -137,9 +137,13 @@ func (k Keys) RateLimit(tenant, user string) string {
 	return key
 }
 
-// Served holds the weight-normalised GPU cost served per tenant in one minute
-// (minutes since the epoch).
-func (k Keys) Served(minute int64) string { return k.s() + "served:" + strconv.FormatInt(minute, 10) }
+// ServedMarks holds, for each tenant served in one minute (minutes since
+// the epoch), its running total of weight-normalised GPU cost served (the
+// tenant hash's sv field) before its first dispatch in that minute: the
+// cost served since is the total now less the mark.
+func (k Keys) ServedMarks(minute int64) string {
+	return k.s() + "smark:" + strconv.FormatInt(minute, 10)
+}
 
 // Settings holds a user's saved defaults in a tenant (small JSON record).
 func (k Keys) Settings(tenant, user string) string {

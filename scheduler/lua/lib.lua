@@ -129,7 +129,9 @@ local function num(v) if v == false or v == nil or v == '' then return 0 end ret
 -- lanes with work), which a submit's place-in-line estimate needs.
 local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks', 'offers', 'fin',
   'nready', 'nrelax'}
-local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd'}
+-- sv is the tenant's running total of weight-normalised cost served, sm
+-- the minute of its last dispatch (see dispatch).
+local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd', 'sv', 'sm'}
 local JF = {'status', 'attempt', 'tenant', 'user', 'lane', 'seq', 'cost', 'created_ms', 'started_ms',
   'steps', 'wid', 'handbacks', 'max_attempts', 'qday', 'images_req', 'counted', 'model', 'unroutable', 'slot',
   'avoid', 'ss'}
@@ -735,14 +737,25 @@ local function dispatch(only_self)
         jset(id, 'counted', '1')
       end
       gadd('running', 1)
-      -- Served GPU cost per minute, weight-normalised, for fairness metrics.
+      -- Served GPU cost, weight-normalised, for fairness metrics
+      -- (scheduler.Served): the tenant's hash keeps its running total (sv);
+      -- its first dispatch in a minute marks the total before it in that
+      -- minute's hash (kept an hour), so the cost served in a window is the
+      -- total now less the mark of the tenant's first minute in it. One
+      -- write per tenant and minute, not one per job.
       local minute = math.floor(NOW / 60000)
-      local sk = PFX .. 'served:' .. minute
-      redis.call('HINCRBYFLOAT', sk, base, cost / w)
-      if gnum('smin') ~= minute then
-        gset('smin', minute)
-        redis.call('PEXPIRE', sk, 3600000)
+      local sv = lget(base, 'sv')
+      if sv == '' then sv = '0' end
+      if lnum(base, 'sm') ~= minute then
+        local sk = PFX .. 'smark:' .. minute
+        redis.call('HSET', sk, base, sv)
+        lset(base, 'sm', minute)
+        if gnum('smin') ~= minute then
+          gset('smin', minute)
+          redis.call('PEXPIRE', sk, 3600000)
+        end
       end
+      lset(base, 'sv', string.format('%.17g', tonumber(sv) + cost / w))
       deliver(slot, id, base)
       n = n + 1
     end
