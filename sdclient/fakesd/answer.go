@@ -12,9 +12,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeHTTPException answers like A1111's exception handler does for a
-// FastAPI HTTPException: errors is str(e), which Starlette renders as
-// "status: detail".
+// writeHTTPException answers like A1111's exception handler
+// (modules/api/api.py api_middleware, handle_exception: {error, detail,
+// body, errors}) does for a FastAPI HTTPException: errors is str(e), which
+// Starlette renders as "status: detail".
 func writeHTTPException(w http.ResponseWriter, status int, detail string) {
 	writeJSON(w, status, map[string]any{
 		"error": "HTTPException", "detail": detail, "body": "",

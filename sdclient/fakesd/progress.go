@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// jobState mirrors the fields of A1111's shared.state that progress reads.
+// jobState mirrors the fields of A1111's shared.state that progress reads
+// (modules/shared_state.py State).
 type jobState struct {
 	job string
 	// jobCount is -1 from begin until the job count is known (while a
@@ -39,7 +40,7 @@ func (st *jobState) end() {
 	st.job, st.jobCount = "", 0
 }
 
-// progress is A1111's progressapi formula: a 0.01 floor, plus the share of
+// progress is A1111's progressapi formula (modules/api/api.py): a 0.01 floor, plus the share of
 // finished iterations, plus the current iteration's share of steps; the ETA
 // extrapolates the time since begin.
 func (st *jobState) progress(now time.Time) (progress, etaRelative float64) {
@@ -85,9 +86,10 @@ func (s *Server) progress(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// interrupt serves POST /sdapi/v1/interrupt: the running job stops at its
-// next step. As in A1111 the flag is set even when idle, and the next job's
-// begin clears it.
+// interrupt serves POST /sdapi/v1/interrupt (api.py interruptapi, which
+// calls State.interrupt in modules/shared_state.py): the running job stops
+// at its next step. As in A1111 the flag is set even when idle, and the next
+// job's begin clears it.
 func (s *Server) interrupt(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
 	s.state.interrupted = true
