@@ -159,6 +159,10 @@ func (s *Service) checkCatalog(ctx context.Context, im *Imagine) error {
 	return cat.checkCatalog(im)
 }
 
+// InitImageTimeout is how long fetching an init image URL may take
+// (Limits.InitImageTimeout, with its default filled in).
+func (s *Service) InitImageTimeout() time.Duration { return s.limits.InitImageTimeout }
+
 // Job returns a job of the caller's tenant.
 func (s *Service) Job(ctx context.Context, c Caller, id string) (*scheduler.Job, error) {
 	j, err := s.sched.Get(ctx, id)

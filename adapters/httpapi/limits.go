@@ -3,12 +3,14 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/easelbot/easel/commands"
@@ -56,7 +58,8 @@ type limit struct {
 // auth guards an ordinary endpoint: the address's and key's in-flight
 // limits, authentication, the body read in full (bounded in size and, by
 // the server, in time), then the handler with a context that bounds its
-// Redis calls to Config.RedisTimeout.
+// Redis calls to Config.RedisTimeout (plus limits.init_image_timeout for a
+// submit that fetches an init image URL, which the fetch alone may use).
 func (s *Server) auth(h handler) http.HandlerFunc { return s.guard(h, &s.inFlight) }
 
 // authStream guards an event stream: the streams limits, authentication,
@@ -86,6 +89,7 @@ func (s *Server) guard(h handler, lim *limit) http.HandlerFunc {
 			h(w, r, c)
 			return
 		}
+		budget := s.cfg.RedisTimeout
 		if r.Body != nil && r.Body != http.NoBody {
 			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 			if err != nil {
@@ -93,11 +97,29 @@ func (s *Server) guard(h handler, lim *limit) http.HandlerFunc {
 				return
 			}
 			r.Body = io.NopCloser(bytes.NewReader(body))
+			if fetchesImage(body) {
+				// The fetch has its own bound (limits.init_image_timeout);
+				// the Redis calls around it keep theirs.
+				budget += s.svc.InitImageTimeout()
+			}
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RedisTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), budget)
 		defer cancel()
 		h(w, r.WithContext(ctx), c)
 	}
+}
+
+// fetchesImage reports whether a request body names an init image by
+// http(s) URL, which the submit downloads.
+func fetchesImage(body []byte) bool {
+	var req struct {
+		InitImage string `json:"init_image"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		return false
+	}
+	src := strings.ToLower(strings.TrimSpace(req.InitImage))
+	return strings.HasPrefix(src, "http://") || strings.HasPrefix(src, "https://")
 }
 
 func (s *Server) bodyError(w http.ResponseWriter, err error) {

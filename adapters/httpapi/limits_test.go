@@ -2,9 +2,12 @@ package httpapi_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
 	"io"
 	"net"
 	"net/http"
@@ -313,4 +316,44 @@ func TestRedisOutageAnswers503(t *testing.T) {
 	active, err := sched.Active(ctx, "api:local")
 	require.NoError(t, err)
 	require.Len(t, active, len(before)+1)
+}
+
+// A submit that fetches its init image by URL gets limits.init_image_timeout
+// for the fetch on top of http.redis_timeout: a fetch slower than the
+// Redis budget still submits.
+func TestInitImageFetchOutlastsRedisTimeout(t *testing.T) {
+	t.Parallel()
+	const redisBudget = 200 * time.Millisecond
+	var pb bytes.Buffer
+	require.NoError(t, png.Encode(&pb, image.NewRGBA(image.Rect(0, 0, 64, 64))))
+	imgs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // a slow image host: three Redis budgets
+		case <-time.After(3 * redisBudget):
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write(pb.Bytes())
+	}))
+	defer imgs.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store := redistest.Store(t)
+	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
+	require.NoError(t, err)
+	pol, err := scheduler.NewPolicies(sched, scheduler.PolicyConfig{})
+	require.NoError(t, err)
+	svc, err := commands.New(sched, pol, commands.Limits{AllowPrivateImageURLs: true, InitImageTimeout: 20 * time.Second}, zap.NewNop())
+	require.NoError(t, err)
+	api, err := httpapi.New(httpapi.Config{RedisTimeout: redisBudget}, svc, sched, zap.NewNop())
+	require.NoError(t, err)
+	srv := httptest.NewServer(api.Handler())
+	defer srv.Close()
+	defer func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = api.Stop(c)
+	}()
+	b := &bundle{ctx: ctx, sched: sched, api: api, srv: srv}
+	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "init_image": imgs.URL + "/slow.png"})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
 }
