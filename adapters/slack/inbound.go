@@ -172,7 +172,7 @@ func (a *Adapter) mention(ev slackevents.EventsAPIEvent) {
 		if m.Edited != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			a.notify(ctx, r, "✏️ Editing a message doesn't start a new picture. Mention me in a new message instead.")
+			a.notify(ctx, r, commands.T(a.locale(ctx, r.user), "slack_edited"))
 			return
 		}
 		a.text(r, stripMention(m.Text))
@@ -237,9 +237,13 @@ func (a *Adapter) text(r req, text string) {
 		}
 		var b strings.Builder
 		for _, e := range entries {
-			fmt.Fprintf(&b, "`%s` %s", e.Job.ID, e.Job.Status)
+			status := string(e.Job.Status)
+			if m, ok := commands.Message(commands.Lang(r.locale), "status_"+status); ok {
+				status = m
+			}
+			fmt.Fprintf(&b, "`%s` %s", e.Job.ID, status)
 			if e.Position > 0 {
-				fmt.Fprintf(&b, " — #%d in line, ~%s", e.Position, e.ETA.Round(time.Second))
+				b.WriteString(commands.T(r.locale, "queue_place", e.Position, e.ETA.Round(time.Second)))
 			}
 			b.WriteString("\n")
 		}
@@ -277,7 +281,7 @@ func (a *Adapter) text(r req, text string) {
 		say(commands.T(r.locale, "usage", u.UserImages, limit))
 		return
 	case "admin":
-		say(a.admin(ctx, c, fields[1:]))
+		say(a.admin(ctx, c, r.locale, fields[1:]))
 		return
 	case "history":
 		a.history(ctx, r, "", false)
@@ -307,17 +311,17 @@ func (a *Adapter) text(r req, text string) {
 // post is explained to the user and nothing is enqueued.
 func (a *Adapter) submit(ctx context.Context, c commands.Caller, r req, im commands.Imagine) {
 	o := Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, User: r.user, Locale: r.locale}
-	reply, err := a.post(ctx, r.channel, r.thread, "Submitting…")
+	reply, err := a.post(ctx, r.channel, r.thread, commands.T(r.locale, "slack_submitting"))
 	if err != nil && a.cfg.JoinChannels && errorCode(err) == "not_in_channel" {
 		if _, _, _, jerr := a.api.JoinConversationContext(ctx, r.channel); jerr != nil {
 			a.log.Info("slack: conversations.join", zap.String("channel", r.channel), zap.Error(jerr))
 		} else {
-			reply, err = a.post(ctx, r.channel, r.thread, "Submitting…")
+			reply, err = a.post(ctx, r.channel, r.thread, commands.T(r.locale, "slack_submitting"))
 		}
 	}
 	if err != nil {
 		if r.responseURL == "" || !noAccess(err) {
-			a.notify(ctx, r, postFailure(err))
+			a.notify(ctx, r, postFailure(r.locale, err))
 			return
 		}
 		o.ResponseURL = r.responseURL
@@ -338,17 +342,15 @@ func (a *Adapter) submit(ctx context.Context, c commands.Caller, r req, im comma
 		return
 	}
 	if o.ResponseURL != "" {
-		a.notify(ctx, r, "⏳ Working on it. "+inviteHint)
+		a.notify(ctx, r, commands.T(r.locale, "slack_working_invite"))
 	}
 }
 
-// inviteHint tells a user how to bring the bot into a channel.
-const inviteHint = "I'm not a member of this channel, so I'll send the finished picture through this command, " +
-	"without progress or buttons. To get those (and mentions) here, invite me: type `/invite @` followed by my name in this channel."
-
-func (a *Adapter) admin(ctx context.Context, c commands.Caller, args []string) string {
+// admin runs `admin …` for a workspace admin and answers in the language
+// of loc (the asker's Slack locale).
+func (a *Adapter) admin(ctx context.Context, c commands.Caller, loc string, args []string) string {
 	if !c.Admin {
-		return "🚫 Only workspace admins and owners can change Easel's settings."
+		return commands.T(loc, "slack_admin_only")
 	}
 	sub := ""
 	if len(args) > 0 {
@@ -366,17 +368,17 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, args []string) s
 	case sub == "set" && len(args) >= 3:
 		value := Unescape(strings.Join(args[2:], " "))
 		if _, err = a.svc.SetPolicy(ctx, c, "", args[1], value); err == nil {
-			msg = fmt.Sprintf("Set `%s` to `%s`.", args[1], escape(value))
+			msg = commands.T(loc, "policy_set", args[1], escape(value))
 		}
 	case sub == "nsfw" && len(args) == 2 && (args[1] == "on" || args[1] == "off"):
 		if _, err = a.svc.SetNSFWChannel(ctx, c, c.Channel, args[1] == "on"); err == nil {
-			msg = "NSFW-tagged models may now run in this channel."
+			msg = commands.T(loc, "nsfw_channel_on")
 			if args[1] == "off" {
-				msg = "NSFW-tagged models may no longer run in this channel."
+				msg = commands.T(loc, "nsfw_channel_off")
 			}
 		}
 	case sub == "defaults":
-		msg, err = a.adminDefaults(ctx, c, args[1:])
+		msg, err = a.adminDefaults(ctx, c, loc, args[1:])
 	case (sub == "reset" || sub == "block" || sub == "unblock") && len(args) == 2:
 		u, _, _ := strings.Cut(strings.Trim(args[1], "<@>"), "|")
 		if sub == "reset" {
@@ -384,14 +386,12 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, args []string) s
 		} else {
 			err = a.svc.Block(ctx, c, u, sub == "block")
 		}
-		msg = "Done."
+		msg = commands.T(loc, "slack_admin_done")
 	default:
-		msg = "Admin commands: `admin policy`, `admin set <field> <value>`, `admin reset @user`, `admin block @user`, `admin unblock @user`, " +
-			"`admin nsfw on|off` (this channel), `admin defaults [channel] <field> <value>` (empty value clears)."
-
+		msg = commands.T(loc, "slack_admin_help")
 	}
 	if err != nil {
-		return userError(err, "")
+		return userError(err, loc)
 	}
 	return msg
 }
@@ -471,7 +471,7 @@ func (a *Adapter) click(ctx context.Context, r req, actionID string) {
 		}
 		reply, err := a.post(ctx, r.channel, r.thread, commands.T(r.locale, "slack_upscaling_image", n+1))
 		if err != nil {
-			a.notify(ctx, r, postFailure(err)) // no message to show it: nothing enqueued
+			a.notify(ctx, r, postFailure(r.locale, err)) // no message to show it: nothing enqueued
 			return
 		}
 		origin, _ := json.Marshal(Origin{Kind: "slack", Team: r.team, Channel: r.channel, ThreadTS: r.thread, ReplyTS: reply, User: r.user, Locale: r.locale})

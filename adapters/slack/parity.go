@@ -3,7 +3,6 @@ package slack
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 
 	"go.uber.org/zap"
@@ -25,7 +24,7 @@ func (a *Adapter) locale(ctx context.Context, user string) string {
 // adminDefaults shows the workspace's and this channel's defaults, or
 // sets one field: `defaults <field> <value…>` for the workspace,
 // `defaults channel <field> <value…>` for this channel; no value clears.
-func (a *Adapter) adminDefaults(ctx context.Context, c commands.Caller, args []string) (string, error) {
+func (a *Adapter) adminDefaults(ctx context.Context, c commands.Caller, loc string, args []string) (string, error) {
 	if len(args) == 0 {
 		server, err := a.svc.Defaults(ctx, c.Tenant, "")
 		if err != nil {
@@ -37,11 +36,11 @@ func (a *Adapter) adminDefaults(ctx context.Context, c commands.Caller, args []s
 		}
 		sj, _ := json.Marshal(server)
 		cj, _ := json.Marshal(ch)
-		return fmt.Sprintf("Defaults (workspace < channel): workspace `%s`, this channel `%s`", escape(string(sj)), escape(string(cj))), nil
+		return commands.T(loc, "slack_defaults_shown", escape(string(sj)), escape(string(cj))), nil
 	}
-	channel, scope := "", "workspace"
+	channel, scope := "", commands.T(loc, "scope_workspace")
 	if args[0] == "channel" {
-		channel, scope, args = c.Channel, "channel", args[1:]
+		channel, scope, args = c.Channel, commands.T(loc, "scope_channel"), args[1:]
 	}
 	if len(args) == 0 {
 		return "", &commands.ValidationError{Field: "field", Message: "is required: admin defaults [channel] <field> <value>"}
@@ -50,5 +49,5 @@ func (a *Adapter) adminDefaults(ctx context.Context, c commands.Caller, args []s
 	if _, err := a.svc.SetDefault(ctx, c, channel, args[0], value); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("Set the %s default `%s` to `%s`.", scope, escape(args[0]), escape(value)), nil
+	return commands.T(loc, "defaults_set", scope, escape(args[0]), escape(value)), nil
 }

@@ -1,6 +1,7 @@
 package slack_test
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 
@@ -103,6 +104,14 @@ func TestSlackGermanResultThroughResponseURL(t *testing.T) {
 	})
 	require.Contains(t, text, "Fertig · 512×512 · 2 Schritte · Seed ")
 	require.Contains(t, text, "<@UDE>")
+	b.fake.Wait(t, "German invite hint via response_url", func([]slackfake.Call) bool {
+		for _, p := range b.fake.ResponsePosts() {
+			if s, _ := p.Body["text"].(string); strings.Contains(s, "Ich bin kein Mitglied dieses Kanals") {
+				return true
+			}
+		}
+		return false
+	})
 }
 
 // A German user's button clicks keep their language: a reroll's final
@@ -137,4 +146,51 @@ func TestSlackGermanClicks(t *testing.T) {
 
 	require.Equal(t, 200, b.click(t, "UDE", "easel:up:"+jobID+":0", ""))
 	b.fake.Wait(t, "German upscale line", func(cs []slackfake.Call) bool { return textWith(cs, "chat.postMessage", "Bild 1 wird hochskaliert") })
+}
+
+// A German workspace admin gets German `admin` replies, and a German user
+// German delivery-problem notices: the edit hint, a refused reply post,
+// and the final-update failure told by direct message.
+func TestSlackGermanAdminAndDeliveryNotices(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, options{step: 0})
+	b.fake.AddUser(slackfake.User{ID: "UDE", Name: "hans", Locale: "de-DE"})
+	b.fake.AddUser(slackfake.User{ID: "UDEADMIN", Name: "chefin", Locale: "de-DE", Admin: true})
+	mention := func(m slackfake.Mention) {
+		body, _ := mentionEvent(t, m)
+		require.Equal(t, 200, b.post(t, "/slack/events", "application/json", body, nil))
+	}
+	mention(slackfake.Mention{User: "UDE", Text: "admin nsfw on"})
+	b.fake.Wait(t, "German non-admin refusal", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Nur Admins und Inhaber") })
+	mention(slackfake.Mention{User: "UDEADMIN", Text: "admin nsfw on"})
+	b.fake.Wait(t, "German admin reply", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "dürfen jetzt in diesem Kanal laufen") })
+	mention(slackfake.Mention{User: "UDEADMIN", Text: "admin set max_steps 30"})
+	b.fake.Wait(t, "German policy reply", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "`max_steps` auf `30` gesetzt") })
+	mention(slackfake.Mention{User: "UDEADMIN", Text: "admin defaults channel steps 7"})
+	b.fake.Wait(t, "German defaults reply", func(cs []slackfake.Call) bool {
+		return ephemeralWith(cs, "Standardwert (Kanal) `steps` auf `7` gesetzt")
+	})
+	mention(slackfake.Mention{User: "UDEADMIN", Text: "admin"})
+	b.fake.Wait(t, "German admin help", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Admin-Befehle:") })
+
+	mention(slackfake.Mention{User: "UDE", Text: "ein Fuchs", TS: "1690000000.888888", EditedTS: "1690000001.000000"})
+	b.fake.Wait(t, "German edit hint", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Das Bearbeiten einer Nachricht") })
+
+	b.fake.FailNext("chat.postMessage", "ratelimited", "ratelimited", "ratelimited", "ratelimited")
+	mention(slackfake.Mention{User: "UDE", Text: "ein Fuchs --steps 2"})
+	b.fake.Wait(t, "German post failure", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "nichts wurde eingereiht") })
+
+	isFinal := func(f url.Values) bool { return strings.Contains(f.Get("blocks"), "easel:reroll:") }
+	b.fake.FailIf("chat.update", isFinal, "is_archived", -1)
+	b.fake.FailIf("chat.postMessage", func(f url.Values) bool { return f.Get("channel") == "C1" && strings.Contains(f.Get("text"), "Fertig") }, "is_archived", -1)
+	b.fake.FailIf("chat.postEphemeral", func(f url.Values) bool { return f.Get("user") == "UDE" }, "is_archived", -1)
+	mention(slackfake.Mention{User: "UDE", Text: "ein Fuchs --steps 2"})
+	b.fake.Wait(t, "German direct message", func(cs []slackfake.Call) bool {
+		for _, c := range okCalls(cs, "chat.postMessage") {
+			if strings.Contains(c.Form.Get("text"), "konnte seine Nachricht nicht aktualisieren (is_archived)") {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/slack-go/slack"
 	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/commands"
 )
 
 // maxRateWaits is how many 429s (each waited out per Retry-After) one post
@@ -57,17 +59,18 @@ func permanent(err error) bool {
 	return false
 }
 
-// postFailure explains to the user why their request got no message.
-func postFailure(err error) string {
+// postFailure explains to the user, in the language of loc, why their
+// request got no message.
+func postFailure(loc string, err error) string {
 	switch code := errorCode(err); {
 	case noAccess(err):
-		return "🚫 I can't post in this channel (" + code + "). Invite me with `/invite @` followed by my name, or use `/imagine` here: I'll answer through the command."
+		return commands.T(loc, "slack_post_no_access", code)
 	case code == "ratelimited":
-		return "⏳ Slack is limiting how fast I can post in this channel; nothing was queued. Please try again in a minute."
+		return commands.T(loc, "slack_post_ratelimited")
 	case code == "missing_scope":
-		return "🚫 I'm missing a Slack permission (" + code + "); ask a workspace admin to reinstall the app. Nothing was queued."
+		return commands.T(loc, "slack_post_missing_scope", code)
 	default:
-		return "⚠️ I couldn't post my reply (" + code + "), so nothing was queued. Please try again."
+		return commands.T(loc, "slack_post_failed", code)
 	}
 }
 

@@ -180,8 +180,8 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 				return err // the relay retries; images uploaded so far are not repeated
 			}
 			a.dropPreviews(ctx, job.ID)
-			a.notify(ctx, req{team: o.Team, channel: o.Channel, thread: o.ThreadTS, user: o.User},
-				fmt.Sprintf("Your picture `%s` is done, but I couldn't share it here (%s).", job.ID, errorCode(err)))
+			a.notify(ctx, req{team: o.Team, channel: o.Channel, thread: o.ThreadTS, user: o.User, locale: o.Locale},
+				commands.T(o.Locale, "slack_share_failed", job.ID, errorCode(err)))
 			return nil
 		}
 		status = commands.T(loc, "slack_done", im.Width, im.Height, im.Steps, commands.SeedsText(loc, job.Seeds, job.Subseeds))
@@ -223,7 +223,7 @@ func (a *Adapter) settle(ctx context.Context, job *scheduler.Job, o Origin, text
 	case "message_not_found", "cant_update_message", "edit_window_closed":
 		var blocks []slack.Block
 		if job.Status == scheduler.StatusSucceeded {
-			blocks = []slack.Block{section(text), slack.NewActionBlock(blockID("r"), button("Reroll", "easel:reroll:"+job.ID))}
+			blocks = []slack.Block{section(text), slack.NewActionBlock(blockID("r"), button(commands.T(o.Locale, "button_reroll"), "easel:reroll:"+job.ID))}
 		}
 		_, err = a.post(ctx, o.Channel, o.ThreadTS, text, blocks...)
 	default:
@@ -232,8 +232,8 @@ func (a *Adapter) settle(ctx context.Context, job *scheduler.Job, o Origin, text
 	if err == nil {
 		return
 	}
-	a.notify(ctx, req{team: o.Team, channel: o.Channel, thread: o.ThreadTS, user: o.User},
-		fmt.Sprintf("Your picture `%s` finished, but I couldn't update its message (%s): %s", job.ID, errorCode(cause), clip(text, 2000)))
+	a.notify(ctx, req{team: o.Team, channel: o.Channel, thread: o.ThreadTS, user: o.User, locale: o.Locale},
+		commands.T(o.Locale, "slack_update_failed", job.ID, errorCode(cause), clip(text, 2000)))
 }
 
 // renderResponse shows a job started by a slash command in a channel the
@@ -270,8 +270,8 @@ func (a *Adapter) renderResponse(ctx context.Context, job *scheduler.Job, ev sch
 				return err
 			}
 			a.log.Warn("slack: upload for response_url", zap.String("job", job.ID), zap.Error(err))
-			a.notify(ctx, req{team: o.Team, channel: o.Channel, user: o.User},
-				fmt.Sprintf("Your picture `%s` is done, but I couldn't upload it (%s).", job.ID, errorCode(err)))
+			a.notify(ctx, req{team: o.Team, channel: o.Channel, user: o.User, locale: o.Locale},
+				commands.T(o.Locale, "slack_upload_failed", job.ID, errorCode(err)))
 			return nil
 		}
 		status := commands.T(o.Locale, "slack_done", im.Width, im.Height, im.Steps,
@@ -306,15 +306,14 @@ func (a *Adapter) renderResponse(ctx context.Context, job *scheduler.Job, ev sch
 // app's DM with them), saying why it did not come through the command;
 // else it tells them as notify can.
 func (a *Adapter) direct(ctx context.Context, o Origin, text string, blocks []slack.Block, code string) {
-	note := fmt.Sprintf("I couldn't answer your `/imagine` in <#%s> through the command (%s: Slack keeps a command's reply link "+
-		"for 30 minutes and 5 messages), so here it is. Invite me to the channel (`/invite @` followed by my name) to get results there.", o.Channel, code)
+	note := commands.T(o.Locale, "slack_direct_note", o.Channel, code)
 	all := append([]slack.Block{section(clip(note, maxSectionText))}, blocks...)
 	_, err := a.post(ctx, o.User, "", note+"\n"+text, all...)
 	if err == nil {
 		return
 	}
 	a.log.Info("slack: direct message", zap.String("user", o.User), zap.Error(err))
-	a.notify(ctx, req{team: o.Team, channel: o.Channel, user: o.User}, note+"\n"+clip(text, 2000))
+	a.notify(ctx, req{team: o.Team, channel: o.Channel, user: o.User, locale: o.Locale}, note+"\n"+clip(text, 2000))
 }
 
 // spend takes one progress update from the workspace's budget, shared by
