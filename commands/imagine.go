@@ -156,31 +156,19 @@ func (l *Limits) fill() error {
 	}
 	switch {
 	case l.MinSize < 8 || l.MaxSize < l.MinSize || l.MaxSize > 8192:
-		return &ValidationError{"limits.max_size", fmt.Sprintf("min_size..max_size must lie within 8..8192 (got %d..%d)", l.MinSize, l.MaxSize)}
+		return &ValidationError{Field: "limits.max_size", Message: fmt.Sprintf("min_size..max_size must lie within 8..8192 (got %d..%d)", l.MinSize, l.MaxSize)}
 	case l.MaxPromptLength < 1:
-		return &ValidationError{"limits.max_prompt_length", "must be at least 1"}
+		return &ValidationError{Field: "limits.max_prompt_length", Message: "must be at least 1"}
 	case l.MinCFG > l.MaxCFG:
-		return &ValidationError{"limits.min_cfg", "must not exceed max_cfg"}
+		return &ValidationError{Field: "limits.min_cfg", Message: "must not exceed max_cfg"}
 	case l.CostUnitSteps < 1 || l.CostUnitPixels < 1:
-		return &ValidationError{"limits.cost_unit_steps", "cost units must be positive"}
+		return &ValidationError{Field: "limits.cost_unit_steps", Message: "cost units must be positive"}
 	case l.MaxInitImageBytes < 1024 || l.MaxInitImageBytes > 64<<20:
-		return &ValidationError{"limits.max_init_image_bytes", fmt.Sprintf("must lie within 1024..%d (got %d)", 64<<20, l.MaxInitImageBytes)}
+		return &ValidationError{Field: "limits.max_init_image_bytes", Message: fmt.Sprintf("must lie within 1024..%d (got %d)", 64<<20, l.MaxInitImageBytes)}
 	case l.InitImageTimeout < 0:
-		return &ValidationError{"limits.init_image_timeout", "must be positive"}
+		return &ValidationError{Field: "limits.init_image_timeout", Message: "must be positive"}
 	}
 	return nil
-}
-
-// ValidationError is a bad request, naming the field and the limit.
-type ValidationError struct {
-	Field   string
-	Message string
-}
-
-func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
-
-func invalid(field, format string, a ...any) error {
-	return &ValidationError{Field: field, Message: fmt.Sprintf(format, a...)}
 }
 
 // Validate fills defaults into im and checks it against the limits and the
@@ -190,24 +178,24 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 	for _, f := range []struct{ name, v string }{{"prompt", im.Prompt}, {"negative_prompt", im.NegativePrompt},
 		{"sampler", im.Sampler}, {"model", im.Model}, {"scheduler", im.Scheduler}} {
 		if !utf8.ValidString(f.v) {
-			return invalid(f.name, "must be valid UTF-8 text")
+			return invalidT(f.name, "v_utf8")
 		}
 		if strings.ContainsRune(f.v, 0) {
-			return invalid(f.name, "must not contain NUL characters")
+			return invalidT(f.name, "v_nul")
 		}
 	}
 	im.Prompt = strings.TrimSpace(im.Prompt)
 	if im.Prompt == "" {
-		return invalid("prompt", "is required")
+		return invalidT("prompt", "v_required")
 	}
 	if n := utf8.RuneCountInString(im.Prompt); n > l.MaxPromptLength {
-		return invalid("prompt", "must be at most %d characters (got %d)", l.MaxPromptLength, n)
+		return invalidT("prompt", "v_max_chars_got", l.MaxPromptLength, n)
 	}
 	if n := utf8.RuneCountInString(im.NegativePrompt); n > l.MaxPromptLength {
-		return invalid("negative_prompt", "must be at most %d characters (got %d)", l.MaxPromptLength, n)
+		return invalidT("negative_prompt", "v_max_chars_got", l.MaxPromptLength, n)
 	}
 	if w := d.DeniedWord(im.Prompt); w != "" {
-		return invalid("prompt", "contains %q, which is not allowed here", w)
+		return invalidT("prompt", "v_word_not_allowed", w)
 	}
 	if im.Width == 0 {
 		im.Width = l.DefaultWidth
@@ -220,60 +208,60 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 		v    int
 	}{{"width", im.Width}, {"height", im.Height}} {
 		if f.v < l.MinSize || f.v > l.MaxSize {
-			return invalid(f.name, "must be between %d and %d (got %d)", l.MinSize, l.MaxSize, f.v)
+			return invalidT(f.name, "v_between_int", l.MinSize, l.MaxSize, f.v)
 		}
 		if f.v%8 != 0 {
-			return invalid(f.name, "must be a multiple of 8 (got %d)", f.v)
+			return invalidT(f.name, "v_multiple_of_8", f.v)
 		}
 	}
 	if px := im.Width * im.Height; px > *d.MaxPixels {
-		return invalid("width", "width × height must be at most %d pixels here (got %d×%d)", *d.MaxPixels, im.Width, im.Height)
+		return invalidT("width", "v_max_pixels", *d.MaxPixels, im.Width, im.Height)
 	}
 	if im.Steps == 0 {
 		im.Steps = min(l.DefaultSteps, *d.MaxSteps)
 	}
 	if im.Steps < 1 || im.Steps > *d.MaxSteps {
-		return invalid("steps", "must be between 1 and %d (got %d)", *d.MaxSteps, im.Steps)
+		return invalidT("steps", "v_between_int", 1, *d.MaxSteps, im.Steps)
 	}
 	if im.CFGScale == 0 {
 		im.CFGScale = l.DefaultCFG
 	}
 	if math.IsNaN(im.CFGScale) || im.CFGScale < l.MinCFG || im.CFGScale > l.MaxCFG {
-		return invalid("cfg_scale", "must be between %g and %g (got %g)", l.MinCFG, l.MaxCFG, im.CFGScale)
+		return invalidT("cfg_scale", "v_between_float", l.MinCFG, l.MaxCFG, im.CFGScale)
 	}
 	if im.Count == 0 {
 		im.Count = 1
 	}
 	if im.Count < 1 || im.Count > *d.MaxImages {
-		return invalid("count", "must be between 1 and %d (got %d)", *d.MaxImages, im.Count)
+		return invalidT("count", "v_between_int", 1, *d.MaxImages, im.Count)
 	}
 	if im.Seed == nil {
 		s := int64(-1)
 		im.Seed = &s
 	}
 	if *im.Seed < -1 || *im.Seed > math.MaxUint32 {
-		return invalid("seed", "must be -1 (random) or between 0 and %d (got %d)", uint32(math.MaxUint32), *im.Seed)
+		return invalidT("seed", "v_seed", uint32(math.MaxUint32), *im.Seed)
 	}
 	if len(d.AllowedModels) > 0 && im.Model != "" && !contains(d.AllowedModels, im.Model) {
-		return invalid("model", "must be one of %s (got %q)", strings.Join(d.AllowedModels, ", "), im.Model)
+		return invalidT("model", "v_one_of", strings.Join(d.AllowedModels, ", "), im.Model)
 	}
 	if len(d.AllowedSamplers) > 0 && im.Sampler != "" && !contains(d.AllowedSamplers, im.Sampler) {
-		return invalid("sampler", "must be one of %s (got %q)", strings.Join(d.AllowedSamplers, ", "), im.Sampler)
+		return invalidT("sampler", "v_one_of", strings.Join(d.AllowedSamplers, ", "), im.Sampler)
 	}
 	if math.IsNaN(im.DistilledCFGScale) || im.DistilledCFGScale < 0 || im.DistilledCFGScale > MaxDistilledCFG {
-		return invalid("distilled_cfg_scale", "must be greater than 0 and at most %d (got %g)", MaxDistilledCFG, im.DistilledCFGScale)
+		return invalidT("distilled_cfg_scale", "v_gt0_max", MaxDistilledCFG, im.DistilledCFGScale)
 	}
 	if math.IsNaN(im.VariationStrength) || im.VariationStrength < 0 || im.VariationStrength > 1 {
-		return invalid("variation_strength", "must be between 0 and 1 (got %g)", im.VariationStrength)
+		return invalidT("variation_strength", "v_between_float", 0.0, 1.0, im.VariationStrength)
 	}
 	if len(im.Model) > 200 {
-		return invalid("model", "must be at most 200 characters")
+		return invalidT("model", "v_max_chars", 200)
 	}
 	if len(im.Sampler) > 100 {
-		return invalid("sampler", "must be at most 100 characters")
+		return invalidT("sampler", "v_max_chars", 100)
 	}
 	if len(im.Scheduler) > 100 {
-		return invalid("scheduler", "must be at most 100 characters")
+		return invalidT("scheduler", "v_max_chars", 100)
 	}
 	if err := checkLoRAs(im.LoRAs); err != nil {
 		return err
@@ -281,9 +269,9 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 	hasInit := im.InitImage != "" || im.InitImageData != nil || im.InitImageFrom != ""
 	switch {
 	case math.IsNaN(im.DenoisingStrength) || im.DenoisingStrength < 0 || im.DenoisingStrength > 1:
-		return invalid("denoising_strength", "must be greater than 0 and at most 1 (got %g)", im.DenoisingStrength)
+		return invalidT("denoising_strength", "v_gt0_max", 1, im.DenoisingStrength)
 	case im.DenoisingStrength != 0 && !hasInit:
-		return invalid("denoising_strength", "applies only to image-to-image: give an init image too")
+		return invalidT("denoising_strength", "v_img2img_only")
 	case hasInit && im.DenoisingStrength == 0:
 		im.DenoisingStrength = DefaultDenoisingStrength
 	}

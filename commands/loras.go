@@ -31,17 +31,17 @@ func ParseLoRAs(s string) ([]sdclient.LoRA, error) {
 		if i := strings.LastIndexByte(item, ':'); i >= 0 {
 			w, err := strconv.ParseFloat(strings.TrimSpace(item[i+1:]), 64)
 			if err != nil {
-				return nil, invalid("loras", "%q: the weight after the colon must be a number (name:weight, e.g. detail:0.8)", clipText(item, 60))
+				return nil, invalidT("loras", "v_lora_weight_number", clipText(item, 60))
 			}
 			l.Name, l.Weight = strings.TrimSpace(item[:i]), w
 		}
 		out = append(out, l)
 		if len(out) > MaxLoRAs {
-			return nil, invalid("loras", "at most %d LoRAs per request", MaxLoRAs)
+			return nil, invalidT("loras", "v_lora_max", MaxLoRAs)
 		}
 	}
 	if len(out) == 0 && strings.TrimSpace(s) != "" {
-		return nil, invalid("loras", "must be name:weight items separated by commas (e.g. detail:0.8)")
+		return nil, invalidT("loras", "v_lora_syntax")
 	}
 	return out, checkLoRAs(out)
 }
@@ -50,18 +50,18 @@ func ParseLoRAs(s string) ([]sdclient.LoRA, error) {
 // backend has them).
 func checkLoRAs(ls []sdclient.LoRA) error {
 	if len(ls) > MaxLoRAs {
-		return invalid("loras", "at most %d LoRAs per request (got %d)", MaxLoRAs, len(ls))
+		return invalidT("loras", "v_lora_max_got", MaxLoRAs, len(ls))
 	}
 	for _, l := range ls {
 		switch {
 		case strings.TrimSpace(l.Name) == "":
-			return invalid("loras", "every LoRA needs a name")
+			return invalidT("loras", "v_lora_name")
 		case !utf8.ValidString(l.Name) || len(l.Name) > maxLoRANameBytes:
-			return invalid("loras", "names must be UTF-8 text of at most %d bytes", maxLoRANameBytes)
+			return invalidT("loras", "v_lora_name_len", maxLoRANameBytes)
 		case strings.ContainsAny(l.Name, "<>:,\x00\n\r"):
-			return invalid("loras", "%q: a name must not contain < > : , or line breaks", clipText(l.Name, 60))
+			return invalidT("loras", "v_lora_name_chars", clipText(l.Name, 60))
 		case math.IsNaN(l.Weight) || l.Weight < MinLoRAWeight || l.Weight > MaxLoRAWeight:
-			return invalid("loras", "%q: weight must be between %g and %g (got %g)", clipText(l.Name, 60), MinLoRAWeight, MaxLoRAWeight, l.Weight)
+			return invalidT("loras", "v_lora_weight", clipText(l.Name, 60), MinLoRAWeight, MaxLoRAWeight, l.Weight)
 		}
 	}
 	return nil

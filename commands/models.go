@@ -166,14 +166,14 @@ func keys(m map[string]bool) []string {
 const maxChoices = 15
 
 // unknown is the error for a name no backend has: it names the field and
-// lists (up to maxChoices of) the valid choices.
+// lists (up to maxChoices of) the valid choices. what is "model",
+// "sampler", "scheduler" or "lora" (a catalog key's suffix).
 func unknown(field, what, got string, choices []string) error {
-	list := choices
-	more := ""
-	if len(list) > maxChoices {
-		list, more = list[:maxChoices], fmt.Sprintf(" … and %d more (see the models list)", len(choices)-maxChoices)
+	var list any = strings.Join(choices, ", ")
+	if len(choices) > maxChoices {
+		list = Msg{Key: "v_choices_more", Args: []any{strings.Join(choices[:maxChoices], ", "), len(choices) - maxChoices}}
 	}
-	return invalid(field, "%q is not a %s any backend offers; choose from %s%s", clipText(got, 100), what, strings.Join(list, ", "), more)
+	return invalidT(field, "v_unknown_"+what, clipText(got, 100), list)
 }
 
 // checkCatalog checks im's model, sampler, scheduler and LoRAs against the
@@ -198,7 +198,7 @@ func (cat Catalog) checkCatalog(im *Imagine) error {
 	if len(cat.LoRAs) > 0 {
 		for _, l := range im.LoRAs {
 			if !matches(cat.LoRAs, l.Name, modelKey) {
-				return unknown("loras", "LoRA", l.Name, cat.LoRAs)
+				return unknown("loras", "lora", l.Name, cat.LoRAs)
 			}
 		}
 	}

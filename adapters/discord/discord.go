@@ -439,7 +439,7 @@ func (a *Adapter) userError(err error, loc discordgo.Locale) *discordgo.Interact
 	case errors.As(err, &nsfw):
 		return ephemeral(commands.T(l, "nsfw_refused", nsfw.Name))
 	case errors.As(err, &ve):
-		return ephemeral(commands.T(l, "invalid_here", ve.Error()))
+		return ephemeral(commands.T(l, "invalid_here", ve.Localized(l)))
 	case errors.As(err, &re):
 		return ephemeral(commands.T(l, "refused", re.Error()))
 	case errors.As(err, &inv):

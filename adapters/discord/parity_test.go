@@ -223,7 +223,7 @@ func TestGermanImagineExchange(t *testing.T) {
 	// A German refusal names the field in the catalog's frame.
 	i, token = interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "x", "steps": 999}))
 	i["locale"] = "de"
-	require.Contains(t, answer(t, b, i, token)["content"], "auf diesem Server")
+	require.Contains(t, answer(t, b, i, token)["content"], "steps: muss zwischen 1 und 150 liegen (erhalten: 999) auf diesem Server")
 }
 
 // Server and channel defaults set with /easel-admin apply under the

@@ -32,7 +32,7 @@ func (a *Adapter) attach(ctx context.Context, r req, im *commands.Imagine) error
 	}
 	im.InitImageField = "file"
 	if !a.slackHost(src) {
-		return &commands.ValidationError{Field: "file", Message: "must be a file uploaded to Slack"}
+		return commands.Invalid("file", "v_slack_file")
 	}
 	data, err := a.svc.FetchImage(ctx, "file", src, http.Header{"Authorization": {"Bearer " + a.cfg.BotToken}})
 	if err != nil {

@@ -404,7 +404,7 @@ func userError(err error, loc string) string {
 	case errors.As(err, &nsfw):
 		return commands.T(loc, "slack_nsfw_refused", escape(nsfw.Name))
 	case errors.As(err, &ve):
-		return commands.T(loc, "slack_invalid", ve.Error())
+		return commands.T(loc, "slack_invalid", ve.Localized(loc))
 	case errors.As(err, &re):
 		return commands.T(loc, "refused", re.Error())
 	case errors.Is(err, commands.ErrForbidden), errors.Is(err, commands.ErrNotFound), errors.Is(err, commands.ErrFinished):

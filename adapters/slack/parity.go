@@ -43,7 +43,7 @@ func (a *Adapter) adminDefaults(ctx context.Context, c commands.Caller, loc stri
 		channel, scope, args = c.Channel, commands.T(loc, "scope_channel"), args[1:]
 	}
 	if len(args) == 0 {
-		return "", &commands.ValidationError{Field: "field", Message: "is required: admin defaults [channel] <field> <value>"}
+		return "", commands.Invalid("field", "v_admin_defaults_usage")
 	}
 	value := Unescape(strings.Join(args[1:], " "))
 	if _, err := a.svc.SetDefault(ctx, c, channel, args[0], value); err != nil {

@@ -79,8 +79,9 @@ func TestSlackGermanUserAndDefaults(t *testing.T) {
 	require.Equal(t, "blurry, dark", b.sd.LastRequest().NegativePrompt)
 
 	mention("UDE", "ein Fuchs --steps 9999")
-	b.fake.Wait(t, "German refusal", func(cs []slackfake.Call) bool {
-		return textWith(cs, "chat.update", "Siehe `--help`") || textWith(cs, "chat.postEphemeral", "Siehe `--help`")
+	b.fake.Wait(t, "German refusal with a German detail", func(cs []slackfake.Call) bool {
+		const want = "steps: muss zwischen 1 und 150 liegen (erhalten: 9999). Siehe `--help`"
+		return textWith(cs, "chat.update", want) || textWith(cs, "chat.postEphemeral", want)
 	})
 }
 
