@@ -93,6 +93,26 @@ func wait(ctx context.Context, err error, attempt int) bool {
 // post posts text (and blocks) in the thread (or channel), riding out rate
 // limits, and returns the message ts.
 func (a *Adapter) post(ctx context.Context, channel, thread, text string, blocks ...slack.Block) (string, error) {
+	_, ts, err := a.postIn(ctx, channel, thread, text, blocks...)
+	return ts, err
+}
+
+// directMessage posts text (and blocks) into the app's DM with user (its
+// App Home's Messages tab; chat:write suffices) and returns the DM's
+// channel as Slack answers it, D…, which is where the message lives: an
+// update or a reply in its thread must name that id, not the user's.
+func (a *Adapter) directMessage(ctx context.Context, user, text string, blocks ...slack.Block) (channel, ts string, err error) {
+	channel, ts, err = a.postIn(ctx, user, "", text, blocks...)
+	if err == nil && channel == user {
+		// Slack always answers with the conversation's own id; keep going
+		// with what it said, but say so.
+		a.log.Warn("slack: a direct message came back under the user's id", zap.String("user", user))
+	}
+	return channel, ts, err
+}
+
+// postIn is post, also returning the channel Slack posted in.
+func (a *Adapter) postIn(ctx context.Context, channel, thread, text string, blocks ...slack.Block) (string, string, error) {
 	opts := []slack.MsgOption{slack.MsgOptionText(text, false)}
 	if thread != "" {
 		opts = append(opts, slack.MsgOptionTS(thread))
@@ -101,12 +121,12 @@ func (a *Adapter) post(ctx context.Context, channel, thread, text string, blocks
 		opts = append(opts, slack.MsgOptionBlocks(blocks...))
 	}
 	for attempt := 0; ; attempt++ {
-		_, ts, err := a.api.PostMessageContext(ctx, channel, opts...)
+		in, ts, err := a.api.PostMessageContext(ctx, channel, opts...)
 		if err == nil {
-			return ts, nil
+			return in, ts, nil
 		}
 		if !wait(ctx, err, attempt) {
-			return "", fmt.Errorf("slack: chat.postMessage: %w", err)
+			return "", "", fmt.Errorf("slack: chat.postMessage: %w", err)
 		}
 	}
 }
@@ -159,7 +179,8 @@ func (a *Adapter) notify(ctx context.Context, r req, text string) {
 		err = errors.Join(err, rerr)
 	}
 	// A direct message: posting to a user id opens the app's DM with them.
-	if _, derr := a.post(ctx, r.user, "", text); derr == nil {
+	if ch, _, derr := a.directMessage(ctx, r.user, text); derr == nil {
+		a.log.Info("slack: told the user by direct message", zap.String("user", r.user), zap.String("dm", ch))
 		return
 	} else {
 		err = errors.Join(err, derr)

@@ -308,8 +308,9 @@ func (a *Adapter) renderResponse(ctx context.Context, job *scheduler.Job, ev sch
 func (a *Adapter) direct(ctx context.Context, o Origin, text string, blocks []slack.Block, code string) {
 	note := commands.T(o.Locale, "slack_direct_note", o.Channel, code)
 	all := append([]slack.Block{section(clip(note, maxSectionText))}, blocks...)
-	_, err := a.post(ctx, o.User, "", note+"\n"+text, all...)
+	ch, _, err := a.directMessage(ctx, o.User, note+"\n"+text, all...)
 	if err == nil {
+		a.log.Info("slack: result sent by direct message", zap.String("user", o.User), zap.String("dm", ch))
 		return
 	}
 	a.log.Info("slack: direct message", zap.String("user", o.User), zap.Error(err))

@@ -461,7 +461,7 @@ func TestSlashCommandInChannelWithoutBot(t *testing.T) {
 	}
 	require.Equal(t, 1, notes, "one progress note through the response_url")
 	require.LessOrEqual(t, len(b.fake.ResponsePosts()), 5, "a response_url takes 5 messages")
-	require.Empty(t, b.fake.Messages("U1"), "no direct message needed")
+	require.Empty(t, b.fake.DMChannel("U1"), "no direct message needed")
 }
 
 // TestSlashResultAfterResponseURLExpired: when the command's response_url
@@ -489,6 +489,11 @@ func TestSlashResultAfterResponseURLExpired(t *testing.T) {
 		}
 	}
 	require.Contains(t, dm.Form.Get("text"), "expired_url")
+	var inDM bool
+	for _, m := range b.fake.Messages(b.fake.DMChannel("U1")) {
+		inDM = inDM || strings.Contains(m.Text, "a slow fox")
+	}
+	require.True(t, inDM, "the result lives in the DM's own channel (D…)")
 	require.Contains(t, dm.Form.Get("text"), "a slow fox")
 	require.Contains(t, dm.Form.Get("text"), "/invite")
 	require.Len(t, calls(cs, "files.getUploadURLExternal"), 1, "the image is uploaded once")

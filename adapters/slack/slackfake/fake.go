@@ -10,7 +10,15 @@
 //     per second per channel, short bursts allowed", answered 429 with
 //     Retry-After — https://docs.slack.dev/apis/web-api/rate-limits).
 //     A user's id as channel posts into the app's DM with them (the App
-//     Home's Messages tab — https://docs.slack.dev/surfaces/app-home).
+//     Home's Messages tab — https://docs.slack.dev/surfaces/app-home); the
+//     answer's channel, and where the message then lives, is that DM's own
+//     id (D…), not the user's: a later chat.update must name the D… id.
+//   - conversations.open — https://docs.slack.dev/reference/methods/conversations.open
+//     (scope im:write; users with one user id opens or resumes the DM and
+//     answers {"channel": {"id": "D…"}}, the same id every time; channel
+//     resumes a D… id; user_not_found, users_list_not_supplied,
+//     channel_not_found, too_many_users over 8. Group DMs of several users
+//     are not modelled: asking for one is a violation.)
 //   - chat.update — https://docs.slack.dev/reference/methods/chat.update
 //     (message_not_found for an unknown ts, cant_update_message for a
 //     message the bot did not post, Tier 3: about 50 a minute per workspace)
@@ -190,6 +198,7 @@ type Server struct {
 	updBucket  *bucket
 	fileBucket *bucket
 	scopes     map[string]bool
+	dms        map[string]string // user id → their DM's channel id (D…)
 
 	conn    *websocket.Conn
 	connWMu sync.Mutex
@@ -227,7 +236,7 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, chg: make(chan struct{}), channels: map[string]*Channel{},
 		users: map[string]*User{}, messages: map[string]*Message{}, files: map[string]*File{},
 		responses: map[string]*response{}, fail: map[string][]string{}, postBucket: map[string]*bucket{},
-		scopes: map[string]bool{}, conns: make(chan *websocket.Conn, 4), acks: map[string]chan struct{}{}}
+		scopes: map[string]bool{}, dms: map[string]string{}, conns: make(chan *websocket.Conn, 4), acks: map[string]chan struct{}{}}
 	for _, sc := range cfg.Scopes {
 		s.scopes[sc] = true
 	}
@@ -241,6 +250,7 @@ func New(cfg Config) *Server {
 		"files.delete":                 s.deleteFile,
 		"users.info":                   s.userInfo,
 		"conversations.join":           s.join,
+		"conversations.open":           s.open,
 		"apps.connections.open":        nil,
 	} {
 		mux.HandleFunc("POST /"+name, s.method(name, h))
@@ -467,6 +477,7 @@ var methodScope = map[string]string{
 	"chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
 	"files.getUploadURLExternal": "files:write", "files.completeUploadExternal": "files:write",
 	"files.delete": "files:write", "users.info": "users:read", "conversations.join": "channels:join",
+	"conversations.open": "im:write",
 }
 
 // method wraps a Web API method: token and scope, injected failures, the
@@ -594,11 +605,13 @@ func (s *Server) postMessage(form url.Values) (map[string]any, string) {
 	// A user's id as the channel posts into the Messages tab of the app's
 	// App Home with that user, its DM with them
 	// (https://docs.slack.dev/surfaces/app-home#messages-tab); no
-	// membership needed.
-	if u, dm := s.users[ch]; !dm || u.Bot {
-		if e := s.channelErr(ch); e != "" {
-			return nil, e
-		}
+	// membership needed. The message lives in (and the answer names) the
+	// DM's D… id.
+	if u, ok := s.users[ch]; ok && !u.Bot {
+		ch = s.dm(u.ID)
+	}
+	if e := s.channelErr(ch); e != "" {
+		return nil, e
 	}
 	b := s.postBucket[ch]
 	if b == nil {
@@ -799,6 +812,56 @@ func (s *Server) join(form url.Values) (map[string]any, string) {
 	}
 	c.Member = true
 	return map[string]any{"channel": map[string]any{"id": c.ID, "is_channel": true, "is_member": true}}, ""
+}
+
+// dm is the id of the app's DM with user, opened on first use; call with
+// mu held.
+func (s *Server) dm(user string) string {
+	if id, ok := s.dms[user]; ok {
+		return id
+	}
+	s.seq++
+	id := fmt.Sprintf("D%08d", s.seq)
+	s.dms[user] = id
+	s.channels[id] = &Channel{ID: id, Private: true, Member: true}
+	return id
+}
+
+// open is conversations.open for one user: their DM's D… id, the same
+// on every call; or a D… channel to resume.
+func (s *Server) open(form url.Values) (map[string]any, string) {
+	if ch := form.Get("channel"); ch != "" && form.Get("users") == "" {
+		for _, id := range s.dms {
+			if id == ch {
+				return map[string]any{"channel": map[string]any{"id": id}, "already_open": true}, ""
+			}
+		}
+		return nil, "channel_not_found"
+	}
+	users := strings.FieldsFunc(form.Get("users"), func(r rune) bool { return r == ',' })
+	switch {
+	case len(users) == 0:
+		return nil, "users_list_not_supplied"
+	case len(users) > 8:
+		return nil, "too_many_users"
+	case len(users) > 1:
+		s.violate("conversations.open with users %q: group DMs are not modelled by the fake", form.Get("users"))
+		return nil, "method_not_supported_for_channel_type"
+	}
+	u, ok := s.users[strings.TrimSpace(users[0])]
+	if !ok || u.Bot {
+		return nil, "user_not_found"
+	}
+	_, already := s.dms[u.ID]
+	return map[string]any{"channel": map[string]any{"id": s.dm(u.ID)}, "already_open": already}, ""
+}
+
+// DMChannel is the id of the app's DM with user, "" while none was
+// opened (by a post to the user's id or conversations.open).
+func (s *Server) DMChannel(user string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dms[user]
 }
 
 func (s *Server) userInfo(form url.Values) (map[string]any, string) {

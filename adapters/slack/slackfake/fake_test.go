@@ -189,8 +189,8 @@ func TestFileAndUpdateRateLimits(t *testing.T) {
 	require.Equal(t, "ratelimited", code(err), "chat.update past its per-workspace tier")
 }
 
-// A user's id as channel is a DM (the App Home's Messages tab); no token
-// is not_authed; a response_url expires after 30 minutes.
+// A user's id as channel is a DM (the App Home's Messages tab) whose own
+// id is D…, as conversations.open answers; no token is not_authed; a response_url expires after 30 minutes.
 func TestDirectMessagesTokensAndExpiry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -198,9 +198,43 @@ func TestDirectMessagesTokensAndExpiry(t *testing.T) {
 	defer f.Close()
 	f.AddUser(slackfake.User{ID: "U1"})
 	api := slack.New("xoxb-test", slack.OptionAPIURL(f.URL()))
-	_, _, err := api.PostMessageContext(ctx, "U1", slack.MsgOptionText("psst", false))
+	ch, ts, err := api.PostMessageContext(ctx, "U1", slack.MsgOptionText("psst", false))
 	require.NoError(t, err)
-	require.Len(t, f.Messages("U1"), 1)
+	require.True(t, strings.HasPrefix(ch, "D"), "the answer names the DM's own id, not the user's: %s", ch)
+	require.Equal(t, ch, f.DMChannel("U1"))
+	require.Len(t, f.Messages(ch), 1)
+	require.Empty(t, f.Messages("U1"), "nothing lives under the user's id")
+	_, _, _, err = api.UpdateMessageContext(ctx, "U1", ts, slack.MsgOptionText("edited", false))
+	require.Equal(t, "channel_not_found", code(err), "an update names the DM's id")
+	_, _, _, err = api.UpdateMessageContext(ctx, ch, ts, slack.MsgOptionText("edited", false))
+	require.NoError(t, err)
+	again, _, err := api.PostMessageContext(ctx, "U1", slack.MsgOptionText("again", false))
+	require.NoError(t, err)
+	require.Equal(t, ch, again, "one DM per user")
+
+	// conversations.open needs im:write and answers the same D… id.
+	_, _, _, err = api.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{"U1"}})
+	require.Equal(t, "missing_scope", code(err))
+	f2 := slackfake.New(slackfake.Config{Scopes: []string{"chat:write", "im:write"}})
+	defer f2.Close()
+	f2.AddUser(slackfake.User{ID: "U1"})
+	api2 := slack.New("xoxb-test", slack.OptionAPIURL(f2.URL()))
+	opened, _, _, err := api2.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{"U1"}})
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(opened.ID, "D"), opened.ID)
+	posted, _, err := api2.PostMessageContext(ctx, "U1", slack.MsgOptionText("hi", false))
+	require.NoError(t, err)
+	require.Equal(t, opened.ID, posted, "a post to the user's id lands in the opened DM")
+	_, _, err = api2.PostMessageContext(ctx, opened.ID, slack.MsgOptionText("hi again", false))
+	require.NoError(t, err)
+	require.Len(t, f2.Messages(opened.ID), 2)
+	_, _, _, err = api2.OpenConversationContext(ctx, &slack.OpenConversationParameters{Users: []string{"U404"}})
+	require.Equal(t, "user_not_found", code(err))
+	_, _, _, err = api2.OpenConversationContext(ctx, &slack.OpenConversationParameters{ChannelID: "D404"})
+	require.Equal(t, "channel_not_found", code(err))
+	resumed, _, _, err := api2.OpenConversationContext(ctx, &slack.OpenConversationParameters{ChannelID: opened.ID})
+	require.NoError(t, err)
+	require.Equal(t, opened.ID, resumed.ID)
 	_, _, err = api.PostMessageContext(ctx, "U404", slack.MsgOptionText("psst", false))
 	require.Equal(t, "channel_not_found", code(err))
 	_, _, err = slack.New("", slack.OptionAPIURL(f.URL())).PostMessageContext(ctx, "U1", slack.MsgOptionText("x", false))
