@@ -108,6 +108,9 @@ func (f *feed) run() {
 func (f *feed) dispatch(ev *fedEvent) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if len(f.subs[ev.JobID]) > 0 {
+		ev.JSON() // here, not on an idle stream's stack (see offStack)
+	}
 	for sub := range f.subs[ev.JobID] {
 		select {
 		case sub.ch <- ev:
@@ -160,12 +163,23 @@ func (f *feed) follow(ctx context.Context, job string, after int64, fn func(*fed
 	// catchUp delivers what the job's stream holds past last; ended means
 	// nothing more will come.
 	catchUp := func() (ended bool, err error) {
-		evs, over, err := f.sched.History(ctx, job, last)
+		var evs []*fedEvent
+		var over bool
+		offStack(func() {
+			var hist []scheduler.Event
+			if hist, over, err = f.sched.History(ctx, job, last); err == nil {
+				for _, e := range hist {
+					fe := &fedEvent{Event: e}
+					fe.JSON()
+					evs = append(evs, fe)
+				}
+			}
+		})
 		if err != nil {
 			return false, err
 		}
 		for _, e := range evs {
-			if err := fn(&fedEvent{Event: e}); err != nil {
+			if err := fn(e); err != nil {
 				return false, err
 			}
 			last = e.Seq
@@ -215,4 +229,16 @@ func (f *feed) follow(ctx context.Context, job string, after int64, fn func(*fed
 			}
 		}
 	}
+}
+
+// offStack runs fn on a goroutine of its own and waits for it: the deep
+// calls of a Redis read and JSON encoding grow that goroutine's stack, not
+// the one an idle stream waits on for as long as it lasts.
+func offStack(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
 }

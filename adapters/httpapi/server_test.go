@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -33,6 +34,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(holdStreamsEnv) != "" {
+		os.Exit(holdStreams()) // a helper process of the stream benchmarks
+	}
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*pipe)._background"),
 		// rueidis sleeps out a reconnect back-off in a goroutine of its own (singleflight DelayDo), which can outlive a closed client by up to a second.
 		goleak.IgnoreAnyFunction("github.com/redis/rueidis.(*call).DelayDo.func1"),
