@@ -113,7 +113,8 @@ func TestStreamAndInFlightLimits(t *testing.T) {
 		MaxStreamsPerKey: 2, MaxStreamsPerAddr: 3, MaxInFlightPerAddr: 1}})
 	resp, m := b.do(t, "POST", "/v1/jobs", keyA, `{"prompt":"x"}`)
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
-	path := "/v1/jobs/" + m["id"].(string) + "/events"
+	aJob := m["id"].(string)
+	path := "/v1/jobs/" + aJob + "/events"
 	open := func(key string) (*http.Response, func()) {
 		ctx, cancel := context.WithCancel(b.ctx)
 		req, _ := http.NewRequestWithContext(ctx, "GET", b.srv.URL+path, nil)
@@ -137,6 +138,22 @@ func TestStreamAndInFlightLimits(t *testing.T) {
 	other, closeOther := open(keyB)
 	defer closeOther()
 	require.Equal(t, http.StatusNotFound, other.StatusCode, "key b's own stream limit passed; the job is a's")
+	// On a job of its own, b takes the address's last stream; one more is
+	// refused for the address, though b itself has streams to spare.
+	resp, m = b.do(t, "POST", "/v1/jobs", keyB, `{"prompt":"b's"}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	path = "/v1/jobs/" + m["id"].(string) + "/events"
+	own, closeOwn := open(keyB)
+	require.Equal(t, http.StatusOK, own.StatusCode)
+	fourth, closeFourth := open(keyB)
+	require.Equal(t, http.StatusTooManyRequests, fourth.StatusCode, "a fourth stream from the address")
+	require.Equal(t, "5", fourth.Header.Get("Retry-After"))
+	require.NoError(t, json.NewDecoder(fourth.Body).Decode(&e))
+	require.Equal(t, "too_many_streams", e["error"]["code"])
+	require.Contains(t, e["error"]["message"], "http.max_streams_per_addr")
+	closeFourth()
+	closeOwn()
+	path = "/v1/jobs/" + aJob + "/events"
 	close1()
 	// A slot freed: the key may open a stream again (release is async to
 	// the client's close, so wait on the server's answer).
@@ -356,4 +373,60 @@ func TestInitImageFetchOutlastsRedisTimeout(t *testing.T) {
 	b := &bundle{ctx: ctx, sched: sched, api: api, srv: srv}
 	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "init_image": imgs.URL + "/slow.png"})
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+}
+
+// A key's in-flight limit holds whatever address its requests come from;
+// another key is not affected.
+func TestInFlightLimitPerKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{cfg: httpapi.Config{Keys: map[string]string{keyA: "a", keyB: "b"}, MaxInFlightPerKey: 1}})
+	var pw *io.PipeWriter
+	var done chan *http.Response
+	startSlow := func() { // a submit whose body is still coming holds a's only slot
+		var pr *io.PipeReader
+		pr, pw = io.Pipe()
+		slow, _ := http.NewRequestWithContext(b.ctx, "POST", b.srv.URL+"/v1/jobs", pr)
+		slow.Header.Set("Authorization", "Bearer "+keyA)
+		done = make(chan *http.Response, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(slow)
+			if err != nil {
+				done <- nil
+				return
+			}
+			resp.Body.Close()
+			done <- resp
+		}()
+		_, err := pw.Write([]byte(`{"prompt":`))
+		require.NoError(t, err)
+	}
+	startSlow()
+	require.Eventually(t, func() bool {
+		select {
+		case r := <-done: // a probe held the slot when it came: again
+			require.NotNil(t, r)
+			require.Equal(t, http.StatusTooManyRequests, r.StatusCode)
+			startSlow()
+			return false
+		default:
+		}
+		resp, m := b.do(t, "GET", "/v1/usage", keyA, nil)
+		if resp.StatusCode != http.StatusTooManyRequests {
+			return false
+		}
+		require.Equal(t, "1", resp.Header.Get("Retry-After"))
+		require.Equal(t, "too_many_requests", m["error"].(map[string]any)["code"])
+		require.Contains(t, m["error"].(map[string]any)["message"], "http.max_in_flight_per_key")
+		return true
+	}, 30*time.Second, 20*time.Millisecond)
+	resp, _ := b.do(t, "GET", "/v1/usage", keyB, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "another key is not held")
+	_, err := pw.Write([]byte(`"y"}`))
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	r := <-done
+	require.NotNil(t, r)
+	require.Equal(t, http.StatusAccepted, r.StatusCode)
+	resp, _ = b.do(t, "GET", "/v1/usage", keyA, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "the slot is free again")
 }
