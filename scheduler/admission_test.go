@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -338,7 +339,16 @@ func TestServedWindow(t *testing.T) {
 		return m
 	}
 	heavy := &scheduler.Admission{TenantWeight: 4}
+	// A global hash an older version wrote says this minute's (old) served
+	// hash has its expiry: the marks hash gets its own all the same.
+	c, k := b.store.Client, b.store.Keys
+	minute := clock.now().UnixMilli() / 60000
+	require.NoError(t, c.Do(b.ctx, c.B().Hset().Key(k.Global()).FieldValue().FieldValue("smin", strconv.FormatInt(minute, 10)).Build()).Error())
 	run("api:a", 1, nil)
+	ttl, err := c.Do(b.ctx, c.B().Pttl().Key(k.ServedMarks(minute)).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Positive(t, ttl, "the marks hash expires")
+	require.LessOrEqual(t, ttl, time.Hour.Milliseconds())
 	run("api:a", 2, nil)
 	clock.add(time.Minute)
 	run("api:a", 0.5, nil)

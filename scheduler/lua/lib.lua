@@ -127,7 +127,8 @@ local function num(v) if v == false or v == nil or v == '' then return 0 end ret
 -- dispatch with no offer at all (every slot busy) skips reading the set.
 -- nready and nrelax count the members of the ready and relax sets (the
 -- lanes with work), which a submit's place-in-line estimate needs.
-local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'smin', 'acks', 'offers', 'fin',
+-- mmin is the minute whose served-cost marks hash got its expiry.
+local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'mmin', 'acks', 'offers', 'fin',
   'nready', 'nrelax'}
 -- sv is the tenant's running total of weight-normalised cost served, sm
 -- the minute of its last dispatch (see dispatch).
@@ -750,8 +751,8 @@ local function dispatch(only_self)
         local sk = PFX .. 'smark:' .. minute
         redis.call('HSET', sk, base, sv)
         lset(base, 'sm', minute)
-        if gnum('smin') ~= minute then
-          gset('smin', minute)
+        if gnum('mmin') ~= minute then
+          gset('mmin', minute)
           redis.call('PEXPIRE', sk, 3600000)
         end
       end
