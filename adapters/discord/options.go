@@ -1,7 +1,6 @@
 package discord
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/bwmarrin/discordgo"
@@ -51,14 +50,12 @@ func FromInteraction(data discordgo.ApplicationCommandInteractionData) []Option 
 func ParseImagine(opts []Option) (commands.Imagine, error) {
 	var im commands.Imagine
 	for _, o := range opts {
-		bad := func(want string) error {
-			return &commands.ValidationError{Field: o.Name, Message: fmt.Sprintf("must be %s", want)}
-		}
+		bad := func(key string) error { return commands.Invalid(o.Name, key) }
 		switch o.Name {
 		case "prompt", "negative", "sampler", "model", "aspect", "scheduler", "loras", "image":
 			s, ok := o.Value.(string)
 			if !ok {
-				return im, bad("text")
+				return im, bad("v_d_text")
 			}
 			switch o.Name {
 			case "prompt":
@@ -79,13 +76,13 @@ func ParseImagine(opts []Option) (commands.Imagine, error) {
 				im.LoRAs = ls
 			case "image":
 				if s == "" {
-					return im, bad("an attached image")
+					return im, bad("v_d_attachment")
 				}
 				im.InitImage, im.InitImageField = s, "image"
 			case "aspect":
 				wh, ok := commands.Aspects[s]
 				if !ok {
-					return im, bad("one of 1:1, 3:4, 4:3, 9:16, 16:9")
+					return im, bad("v_d_aspect")
 				}
 				if im.Width == 0 && im.Height == 0 {
 					im.Width, im.Height = wh[0], wh[1]
@@ -94,11 +91,11 @@ func ParseImagine(opts []Option) (commands.Imagine, error) {
 		case "width", "height", "steps", "count", "seed":
 			f, ok := o.Value.(float64) // JSON numbers
 			if !ok || f != float64(int64(f)) {
-				return im, bad("a whole number")
+				return im, bad("v_d_whole")
 			}
 			n := int64(f)
 			if n > 1<<31 || n < -1<<31 {
-				return im, bad("a smaller number")
+				return im, bad("v_d_smaller")
 			}
 			switch o.Name {
 			case "width":
@@ -115,25 +112,25 @@ func ParseImagine(opts []Option) (commands.Imagine, error) {
 		case "cfg", "strength":
 			f, ok := o.Value.(float64)
 			if !ok {
-				return im, bad("a number")
+				return im, bad("v_d_number")
 			}
 			if o.Name == "cfg" {
 				im.CFGScale = f
 			} else {
 				if f <= 0 || f > 1 {
-					return im, bad("greater than 0 and at most 1")
+					return im, bad("v_d_strength")
 				}
 				im.DenoisingStrength = f
 			}
 		default:
-			return im, &commands.ValidationError{Field: o.Name, Message: "is not an option of /imagine"}
+			return im, commands.Invalid(o.Name, "v_d_not_option")
 		}
 	}
 	if strings.TrimSpace(im.Prompt) == "" {
-		return im, &commands.ValidationError{Field: "prompt", Message: "is required"}
+		return im, commands.Invalid("prompt", "v_required")
 	}
 	if im.DenoisingStrength != 0 && im.InitImage == "" {
-		return im, &commands.ValidationError{Field: "strength", Message: "applies only with an image: attach one too"}
+		return im, commands.Invalid("strength", "v_d_strength_needs_image")
 	}
 	return im, nil
 }

@@ -224,6 +224,10 @@ func TestGermanImagineExchange(t *testing.T) {
 	i, token = interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "x", "steps": 999}))
 	i["locale"] = "de"
 	require.Contains(t, answer(t, b, i, token)["content"], "steps: muss zwischen 1 und 150 liegen (erhalten: 999) auf diesem Server")
+	// So does a detail of the Discord adapter's own option checks.
+	i, token = interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "x", "strength": 0.5}))
+	i["locale"] = "de"
+	require.Contains(t, answer(t, b, i, token)["content"], "strength: gilt nur mit einem Bild")
 }
 
 // Server and channel defaults set with /easel-admin apply under the

@@ -399,6 +399,7 @@ func (a *Adapter) admin(ctx context.Context, c commands.Caller, loc string, args
 func userError(err error, loc string) string {
 	var ve *commands.ValidationError
 	var re *scheduler.RefusedError
+	var inv *scheduler.InvalidError
 	var nsfw *commands.NSFWError
 	switch {
 	case errors.As(err, &nsfw):
@@ -407,6 +408,9 @@ func userError(err error, loc string) string {
 		return commands.T(loc, "slack_invalid", ve.Localized(loc))
 	case errors.As(err, &re):
 		return commands.T(loc, "refused", re.Error())
+	case errors.As(err, &inv):
+		// An admin's invalid policy value (`admin set`); its detail is English.
+		return "⚠️ " + inv.Error()
 	case errors.Is(err, commands.ErrForbidden), errors.Is(err, commands.ErrNotFound), errors.Is(err, commands.ErrFinished):
 		return commands.T(loc, "forbidden", err.Error())
 	}

@@ -171,6 +171,8 @@ func TestSlackGermanAdminAndDeliveryNotices(t *testing.T) {
 	b.fake.Wait(t, "German defaults reply", func(cs []slackfake.Call) bool {
 		return ephemeralWith(cs, "Standardwert (Kanal) `steps` auf `7` gesetzt")
 	})
+	mention(slackfake.Mention{User: "UDEADMIN", Text: "admin set max_steps viele"})
+	b.fake.Wait(t, "invalid policy value named", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "⚠️ max_steps: must be a whole number") })
 	mention(slackfake.Mention{User: "UDEADMIN", Text: "admin"})
 	b.fake.Wait(t, "German admin help", func(cs []slackfake.Call) bool { return ephemeralWith(cs, "Admin-Befehle:") })
 
