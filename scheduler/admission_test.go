@@ -149,6 +149,32 @@ func TestPositionFromKeptLaneCounts(t *testing.T) {
 	}
 }
 
+// A lane count that drifted from its set (a writer that did not keep it,
+// such as an older version during an upgrade) is set right when dispatch
+// finds the set empty: here every lane with work is at its cap.
+func TestLaneCountHealsWhenSetEmpty(t *testing.T) {
+	t.Parallel()
+	b := setup(t, scheduler.Config{})
+	capped := &scheduler.Admission{MaxRunning: 1}
+	for range 2 {
+		_, err := b.submitWith(t, "api:a", "u", "a", 1, 0, capped)
+		require.NoError(t, err)
+	}
+	l := b.take(t, "w1")
+	c, k := b.store.Client, b.store.Keys
+	require.NoError(t, c.Do(b.ctx, c.B().Hset().Key(k.Global()).FieldValue().FieldValue("nready", "7").Build()).Error())
+	drift, err := b.s.CountDrift(b.ctx)
+	require.NoError(t, err)
+	require.NotEmpty(t, drift)
+	next, err := b.slot(t, "w2").Next(b.ctx, 0)
+	require.NoError(t, err)
+	require.Nil(t, next, "the tenant is at its cap")
+	drift, err = b.s.CountDrift(b.ctx)
+	require.NoError(t, err)
+	require.Empty(t, drift)
+	require.NoError(t, l.Succeed(b.ctx, nil, nil, ""))
+}
+
 func TestCancelRefundsQuota(t *testing.T) {
 	t.Parallel()
 	b := setup(t, scheduler.Config{})

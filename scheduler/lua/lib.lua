@@ -629,6 +629,9 @@ local function pick(list)
           return t, s, 1
         end
       end
+      -- The set is empty: its count is 0 whatever it was (a writer that
+      -- did not keep it, such as an older version during an upgrade).
+      gset(lanes_field(rk), 0)
     else
       local seen = {}
       for pass = 1, 2 do
