@@ -205,9 +205,15 @@ func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c comman
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	defer context.AfterFunc(s.streams, cancel)()
-	_, after, err := s.sched.ReadEvents(ctx, "", 0)
+	// Until the stream starts, Redis waits are bounded like any request's:
+	// an outage answers 503, not a hang.
+	first, firstDone := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+	defer firstDone()
+	_, after, err := s.sched.ReadEvents(first, "", 0)
 	if err != nil {
-		s.writeErr(w, err)
+		if r.Context().Err() == nil { // else the client is gone
+			s.writeErr(w, err)
+		}
 		return
 	}
 	// Both sources wake the loop through one slot: wakes while a snapshot
@@ -251,13 +257,25 @@ func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c comman
 	// in it or wakes another.
 	select {
 	case <-subscribed:
-	case <-ctx.Done():
-		if r.Context().Err() == nil { // a source failed before the first snapshot
+	case <-first.Done():
+		if r.Context().Err() == nil { // a source failed or hung before the first snapshot
 			w.Header().Set("Retry-After", strconv.Itoa(unavailableRetry))
 			writeError(w, http.StatusServiceUnavailable, "unavailable", "the queue store (Redis) is not answering; retry shortly", "")
 		}
 		return
 	}
+	// snapshot reads the overview within the Redis budget.
+	snapshot := func() (Overview, error) {
+		sctx, done := context.WithTimeout(ctx, s.cfg.RedisTimeout)
+		defer done()
+		return s.snapshot(sctx, c)
+	}
+	o, err := snapshot()
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	fresh := true // o is the snapshot to send first
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -274,7 +292,10 @@ func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c comman
 	changed := true
 	for {
 		if changed {
-			o, err := s.snapshot(ctx, c)
+			if !fresh {
+				o, err = snapshot()
+			}
+			fresh = false
 			if err != nil {
 				if ctx.Err() == nil {
 					data, _ := json.Marshal(map[string]string{"message": err.Error()})

@@ -303,6 +303,20 @@ func TestRedisOutageAnswers503(t *testing.T) {
 		{"GET", "/v1/usage", ""},
 		{"GET", "/v1/admin/policy", ""},
 		{"GET", "/v1/jobs/" + before[0] + "/images/0", ""},
+		{"GET", "/v1/jobs/" + before[0] + "/previews/p.png", ""},
+		{"POST", "/v1/jobs/" + before[0] + "/images/0/upscale", ""},
+		{"GET", "/v1/jobs", ""},
+		{"GET", "/v1/models", ""},
+		{"PATCH", "/v1/admin/policy", `{"field":"max_running","value":"3"}`},
+		{"GET", "/v1/admin/defaults", ""},
+		{"PATCH", "/v1/admin/defaults", `{"field":"steps","value":"20"}`},
+		{"GET", "/v1/admin/usage", ""},
+		{"POST", "/v1/admin/users/u1/reset", ""},
+		{"PUT", "/v1/admin/users/u1/block", ""},
+		{"GET", "/v1/admin/overview", ""},
+		{"GET", "/v1/admin/overview/events", ""},
+		{"POST", "/v1/admin/dead/1-0/retry", ""},
+		{"DELETE", "/v1/admin/dead/1-0", ""},
 	} {
 		for range 2 { // the first call finds a broken connection, the next a refused one
 			start := time.Now()
