@@ -444,3 +444,27 @@ func TestInFlightLimitPerKey(t *testing.T) {
 	resp, _ = b.do(t, "GET", "/v1/usage", keyA, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "the slot is free again")
 }
+
+// A kept-alive connection with no next request is closed by the server
+// at IdleTimeout.
+func TestIdleConnectionClosed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, opts{cfg: httpapi.Config{Addr: "127.0.0.1:0", IdleTimeout: 200 * time.Millisecond}})
+	base := b.started(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	r := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(r, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	// Far longer than IdleTimeout, shorter than the body and header
+	// timeouts (which would otherwise close an idle connection).
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = r.ReadByte()
+	require.ErrorIs(t, err, io.EOF, "the server closed the idle connection")
+}
