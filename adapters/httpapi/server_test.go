@@ -585,7 +585,7 @@ func TestWebhookSlowReceiverTimesOut(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	calls := 0
-	delivered := make(chan struct{})
+	first, delivered := make(chan struct{}), make(chan struct{})
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.ReadAll(r.Body) // then the server notices the client hanging up
 		mu.Lock()
@@ -593,6 +593,7 @@ func TestWebhookSlowReceiverTimesOut(t *testing.T) {
 		n := calls
 		mu.Unlock()
 		if n == 1 {
+			close(first)
 			<-r.Context().Done() // Easel hangs up at WebhookTimeout
 			return
 		}
@@ -606,6 +607,11 @@ func TestWebhookSlowReceiverTimesOut(t *testing.T) {
 		WebhookTimeout: 300 * time.Millisecond}})
 	resp, m := b.do(t, "POST", "/v1/jobs", "", map[string]any{"prompt": "x", "steps": 2, "callback_url": hook.URL})
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	select {
+	case <-first:
+	case <-b.ctx.Done():
+		t.Fatal("no webhook attempt")
+	}
 	// Far under the 15s default, far over the 300ms set: the attempt was
 	// cut at the configured timeout.
 	select {
