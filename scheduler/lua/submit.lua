@@ -51,10 +51,16 @@ local function submit_one(K, A)
   -- The record's values stay short so Redis keeps it in its compact encoding;
   -- the long request and origin live in a string of their own.
   jnew(id)
-  for _, kv in ipairs({{'id', id}, {'tenant', t}, {'user', u}, {'status', 'queued'}, {'cost', A[5]},
-    {'images_req', images}, {'attempt', 0}, {'max_attempts', A[7]}, {'created_ms', NOW}, {'seq', 0}}) do
-    jset(id, kv[1], kv[2])
-  end
+  jset(id, 'id', id)
+  jset(id, 'tenant', t)
+  jset(id, 'user', u)
+  jset(id, 'status', 'queued')
+  jset(id, 'cost', A[5])
+  jset(id, 'images_req', A[6])
+  jset(id, 'attempt', '0')
+  jset(id, 'max_attempts', A[7])
+  jset(id, 'created_ms', NOW_S)
+  jset(id, 'seq', '0')
   if A[21] ~= '' then jset(id, 'model', A[21]) end
   if lane ~= t then
     jset(id, 'lane', lane)
@@ -66,7 +72,7 @@ local function submit_one(K, A)
   redis.call('SET', rk, A[4])
   -- The tenant's live jobs by name (all scores 0; ids start with their
   -- creation time, so by age): the queue listing pages through it.
-  redis.call('ZADD', K[8], 0, id)
+  redis.call('ZADD', K[8], '0', id)
   -- Weight and cap are the tenant's policy, written by policy changes; a
   -- submit only fills them in for a tenant seen for the first time, so
   -- instances with different cached policies cannot flip them back and forth.
