@@ -194,8 +194,8 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, c commands.Cal
 }
 
 // overviewEvents streams the overview as Server-Sent Events ("overview"):
-// one at once, then a fresh one after each batch of the shared event
-// stream that concerns the tenant and after each refusal of the tenant's
+// one at once, then a fresh one after events of the tenant's jobs (from
+// the server's one event feed) and after each refusal of the tenant's
 // counted by any instance (at most one snapshot per wake-up), and a
 // keep-alive comment every 15 s.
 func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c commands.Caller) {
@@ -209,60 +209,40 @@ func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c comman
 	// an outage answers 503, not a hang.
 	first, firstDone := context.WithTimeout(ctx, s.cfg.RedisTimeout)
 	defer firstDone()
-	_, after, err := s.sched.ReadEvents(first, "", 0)
-	if err != nil {
-		if r.Context().Err() == nil { // else the client is gone
-			s.writeErr(w, err)
-		}
-		return
-	}
-	// Both sources wake the loop through one slot: wakes while a snapshot
-	// is being sent fold into one.
-	wake := make(chan struct{}, 1)
-	poke := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
+	// Events come from the server's one event feed (no Redis read of this
+	// stream's own), refusals from Pub/Sub; each wakes the loop through a
+	// one-slot channel, so wakes while a snapshot is being sent fold into
+	// one.
+	watch := s.feed.watch(c.Tenant)
+	defer s.feed.unwatch(watch)
+	refused := make(chan struct{}, 1)
 	subscribed := make(chan struct{})
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer cancel() // the stream ends with its sources
-		for ctx.Err() == nil {
-			evs, next, err := s.sched.ReadEvents(ctx, after, 15*time.Second)
-			if err != nil {
-				return
-			}
-			after = next
-			for _, e := range evs {
-				if e.Tenant == c.Tenant {
-					poke()
-					break
-				}
-			}
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		defer cancel()
+		defer cancel() // the stream ends with its source
 		_ = s.sched.RefusalNotices(ctx, func() { close(subscribed) }, func(tenant string) {
 			if tenant == c.Tenant {
-				poke()
+				select {
+				case refused <- struct{}{}:
+				default:
+				}
 			}
 		})
 	}()
-	// The first snapshot follows the subscription: a refusal after it is
-	// in it or wakes another.
-	select {
-	case <-subscribed:
-	case <-first.Done():
-		if r.Context().Err() == nil { // a source failed or hung before the first snapshot
-			w.Header().Set("Retry-After", strconv.Itoa(unavailableRetry))
-			writeError(w, http.StatusServiceUnavailable, "unavailable", "the queue store (Redis) is not answering; retry shortly", "")
+	// The first snapshot follows the feed's start (it knows where the
+	// events stream ends) and the subscription: an event or a refusal
+	// after it is in it or wakes another.
+	for _, ready := range []<-chan struct{}{s.feed.ready, subscribed} {
+		select {
+		case <-ready:
+		case <-first.Done():
+			if r.Context().Err() == nil { // Redis failed or hung before the first snapshot
+				w.Header().Set("Retry-After", strconv.Itoa(unavailableRetry))
+				writeError(w, http.StatusServiceUnavailable, "unavailable", "the queue store (Redis) is not answering; retry shortly", "")
+			}
+			return
 		}
-		return
 	}
 	// snapshot reads the overview within the Redis budget.
 	snapshot := func() (Overview, error) {
@@ -313,7 +293,11 @@ func (s *Server) overviewEvents(w http.ResponseWriter, r *http.Request, c comman
 		select {
 		case <-ctx.Done():
 			return
-		case <-wake:
+		case <-s.feed.ctx.Done():
+			return
+		case <-watch.wake:
+			changed = true
+		case <-refused:
 			changed = true
 		case <-keepAlive.C:
 			changed = false

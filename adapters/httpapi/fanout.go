@@ -34,6 +34,16 @@ type feed struct {
 
 	mu   sync.Mutex
 	subs map[string]map[*subscription]struct{}
+	// watches are wake-ups on any event of a tenant (the dashboard's
+	// overview stream), by tenant.
+	watches map[string]map[*tenantWatch]struct{}
+}
+
+// tenantWatch is woken (through a one-slot channel, so wakes fold) by
+// every event of its tenant.
+type tenantWatch struct {
+	tenant string
+	wake   chan struct{}
 }
 
 // fedEvent is an event shared by every subscriber of its job, encoded to
@@ -59,7 +69,7 @@ type subscription struct {
 
 func newFeed(sched *scheduler.Scheduler, log *zap.Logger) *feed {
 	f := &feed{sched: sched, log: log, buffer: 16, ready: make(chan struct{}), done: make(chan struct{}),
-		subs: map[string]map[*subscription]struct{}{}}
+		subs: map[string]map[*subscription]struct{}{}, watches: map[string]map[*tenantWatch]struct{}{}}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	return f
 }
@@ -117,6 +127,35 @@ func (f *feed) dispatch(ev *fedEvent) {
 		default:
 			sub.lagged.Store(true)
 		}
+	}
+	for w := range f.watches[ev.Tenant] {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watch wakes the returned watch on every event of tenant from now on;
+// unwatch ends it. The feed's position is known once f.ready is closed.
+func (f *feed) watch(tenant string) *tenantWatch {
+	f.start.Do(func() { go f.run() })
+	w := &tenantWatch{tenant: tenant, wake: make(chan struct{}, 1)}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.watches[tenant] == nil {
+		f.watches[tenant] = map[*tenantWatch]struct{}{}
+	}
+	f.watches[tenant][w] = struct{}{}
+	return w
+}
+
+func (f *feed) unwatch(w *tenantWatch) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.watches[w.tenant], w)
+	if len(f.watches[w.tenant]) == 0 {
+		delete(f.watches, w.tenant)
 	}
 }
 
