@@ -235,7 +235,12 @@ func TestBrowserDashboard(t *testing.T) {
 	b.fake.FailNext(1, 500)
 	dead := submit("a doomed fox")
 	do(chromedp.WaitVisible(css(`#dead tr[data-entry]`)))
-	require.NoError(t, chromedp.Do(ctx, chromedp.Click(css(`#dead tr[data-entry] button`))))
+	// Clicked in one evaluation: the live page replaces its rows on every
+	// overview, so a node looked up first may be gone by the click.
+	clicked, err := chromedp.Run(ctx, chromedp.Evaluate[bool](
+		`(() => { const b = document.querySelector('#dead tr[data-entry] button'); if (b) b.click(); return !!b })()`))
+	require.NoError(t, err)
+	require.True(t, clicked, "the dead letter's Retry button")
 	do(chromedp.WaitNotPresent(css(`#dead tr[data-entry]`)))
 	require.Eventually(t, func() bool { // the retried job finishes; each check is a Redis read
 		page, err := b.sched.FinishedPage(b.ctx, "api:local", "ada", "", 10)
