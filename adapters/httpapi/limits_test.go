@@ -187,14 +187,21 @@ func TestStreamAndInFlightLimits(t *testing.T) {
 		require.NoError(t, err)
 	}
 	startSlow()
+	restarts, skip := 0, 0 // a restarted request is probed only after a wait
 	require.Eventually(t, func() bool {
 		select {
 		case r := <-done:
 			require.NotNil(t, r)
 			require.Equal(t, http.StatusTooManyRequests, r.StatusCode)
 			startSlow()
+			restarts++
+			skip = 5 * restarts // give it longer each time to arrive first
 			return false
 		default:
+		}
+		if skip > 0 {
+			skip--
+			return false
 		}
 		resp, m := b.do(t, "GET", "/v1/usage", keyB, nil)
 		if resp.StatusCode != http.StatusTooManyRequests {
@@ -415,14 +422,21 @@ func TestInFlightLimitPerKey(t *testing.T) {
 		require.NoError(t, err)
 	}
 	startSlow()
+	restarts, skip := 0, 0 // a restarted request is probed only after a wait
 	require.Eventually(t, func() bool {
 		select {
 		case r := <-done: // a probe held the slot when it came: again
 			require.NotNil(t, r)
 			require.Equal(t, http.StatusTooManyRequests, r.StatusCode)
 			startSlow()
+			restarts++
+			skip = 5 * restarts // give it longer each time to arrive first
 			return false
 		default:
+		}
+		if skip > 0 {
+			skip--
+			return false
 		}
 		resp, m := b.do(t, "GET", "/v1/usage", keyA, nil)
 		if resp.StatusCode != http.StatusTooManyRequests {
