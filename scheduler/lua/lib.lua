@@ -38,8 +38,10 @@
 -- DELIVERED holds the job dispatched to the caller's own slot, if any;
 -- SELF_FREE says the caller's slot is offered in this call and not yet used.
 -- GC, LC, JC cache the global hash, lane hashes and job hashes for one call:
--- each is read with one HMGET and written back with one HSET (flush), so a
--- script pays one command per hash, not one per field.
+-- each is read with one HMGET (a job record with one per group of fields it
+-- needs, see JF_START) and written back with one HSET (flush), so a script
+-- pays one command per hash, not one per field. GD, LD, JD hold the fields
+-- written; JN the jobs created in this call (nothing to read).
 local PFX, NOW, NOWS, NOW_S, EVTTL_S, EVMAX_S, SELF, DELIVERED, SELF_FREE, SELF_TTL, SELF_LISTED
 local GC, GD, LC, LD, JC, JD, JN
 local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE, SLOTS, CAPS
