@@ -10,8 +10,10 @@ import (
 	"image/png"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -34,9 +36,18 @@ type bundle struct {
 	sched *scheduler.Scheduler
 	svc   *commands.Service
 	bot   *discord.Adapter
+	// advertised is closed once the worker has published its backend's
+	// catalog (models, samplers).
+	advertised <-chan struct{}
 }
 
 func setup(t *testing.T, step time.Duration, mutate func(*discord.Config), fakeOpts ...discordtest.Option) *bundle {
+	t.Helper()
+	return setupSD(t, fakesd.Config{StepDuration: step, PreviewEvery: 2}, mutate, fakeOpts...)
+}
+
+// setupSD is setup with the fake backend's configuration sdCfg.
+func setupSD(t *testing.T, sdCfg fakesd.Config, mutate func(*discord.Config), fakeOpts ...discordtest.Option) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	t.Cleanup(cancel)
@@ -48,13 +59,20 @@ func setup(t *testing.T, step time.Duration, mutate func(*discord.Config), fakeO
 	// Attachments come from an image server on loopback: allowed here.
 	svc, err := commands.New(sched, pol, commands.Limits{AllowPrivateImageURLs: true}, zap.NewNop())
 	require.NoError(t, err)
-	sd := fakesd.New(fakesd.Config{StepDuration: step, PreviewEvery: 2})
+	sd := fakesd.New(sdCfg)
 	sdSrv := httptest.NewServer(sd.Handler())
 	t.Cleanup(sdSrv.Close)
 	client, err := a1111.New(a1111.Config{BaseURL: sdSrv.URL, ProgressInterval: 5 * time.Millisecond})
 	require.NoError(t, err)
 	w, err := worker.New(worker.Config{Name: "w"}, sched, []worker.Backend{{Name: "gpu0", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
+	advertised := make(chan struct{})
+	var once sync.Once
+	w.Observe(func(o worker.Observation) {
+		if o.Kind == "advertised" {
+			once.Do(func() { close(advertised) })
+		}
+	})
 	fake := discordtest.New(t.Logf, fakeOpts...)
 	t.Cleanup(fake.Close)
 	cfg := discord.Config{Token: "test-token", APIBase: fake.URL, EditInterval: 30 * time.Millisecond}
@@ -74,7 +92,7 @@ func setup(t *testing.T, step time.Duration, mutate func(*discord.Config), fakeO
 		_ = relay.Stop(c)
 		_ = w.Stop(c)
 	})
-	return &bundle{ctx: ctx, fake: fake, sd: sd, sched: sched, svc: svc, bot: bot}
+	return &bundle{ctx: ctx, fake: fake, sd: sd, sched: sched, svc: svc, bot: bot, advertised: advertised}
 }
 
 type who struct {
@@ -533,4 +551,78 @@ func TestVariationFinalShowsSubseed(t *testing.T) {
 	all := edits(calls, vtoken)
 	content := fmt.Sprint(all[len(all)-1].Body["content"])
 	require.Contains(t, content, fmt.Sprintf("seed 7 (variation subseed %d)", j.Subseeds[0]), content)
+}
+
+// A backend's model with a 150-character name: autocomplete offers it
+// within Discord's 100-character limits (the fake refuses a result beyond
+// them), and picking the clipped choice runs the real model. Two models
+// sharing their first 100 characters get the same clipped value, which
+// cannot tell them apart: picking it is refused, naming the field.
+func TestAutocompleteLongModelName(t *testing.T) {
+	t.Parallel()
+	long := "long-" + strings.Repeat("m", 145)
+	twinA, twinB := strings.Repeat("t", 120)+"-a", strings.Repeat("t", 120)+"-b"
+	require.Equal(t, 150, len(long))
+	b := setupSD(t, fakesd.Config{Instant: true, Models: []string{"fake-v1-5", long, twinA, twinB}}, nil)
+	select {
+	case <-b.advertised:
+	case <-b.ctx.Done():
+		t.Fatal("the worker never advertised its backend")
+	}
+	complete := func(typed string) []map[string]any {
+		t.Helper()
+		data := map[string]any{"id": "cmd1", "name": "imagine", "type": 1, "options": []any{
+			map[string]any{"name": "prompt", "type": 3, "value": "x"},
+			map[string]any{"name": "model", "type": 3, "value": typed, "focused": true}}}
+		i, tok := interaction(4, who{user: "42", guild: "g1"}, data)
+		b.fake.Dispatch(i)
+		cb := callbacks(waitFor(t, b.fake, "autocomplete", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 }), tok)[0]
+		require.Equal(t, 200, cb.Status, "the fake accepted the result: %v", cb.Body)
+		require.Equal(t, 8.0, cb.Body["type"])
+		var out []map[string]any
+		for _, c := range cb.Body["data"].(map[string]any)["choices"].([]any) {
+			ch := c.(map[string]any)
+			require.LessOrEqual(t, utf8.RuneCountInString(ch["name"].(string)), 100)
+			require.LessOrEqual(t, utf8.RuneCountInString(ch["value"].(string)), 100)
+			out = append(out, ch)
+		}
+		return out
+	}
+	got := complete("long")
+	require.Len(t, got, 1)
+	value := got[0]["value"].(string)
+	require.Len(t, value, 100)
+	require.True(t, strings.HasPrefix(long, value), "the value is the name's first 100 characters")
+	require.True(t, strings.HasSuffix(got[0]["name"].(string), "…"), "the shown name says it was cut")
+
+	// Picking it submits the real model: the job runs on it.
+	i, tok := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 2, "model": value}))
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "final", finalEdit(tok))
+	es := edits(calls, tok)
+	s := string(discordtest.MustJSON(es[len(es)-1].Body["components"]))
+	jobID := strings.Split(strings.Split(s, "easel:reroll:")[1], `"`)[0]
+	job, err := b.sched.Get(b.ctx, jobID)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusSucceeded, job.Status)
+	var req struct {
+		Model string `json:"model"`
+	}
+	require.NoError(t, json.Unmarshal(job.Payload, &req))
+	require.Equal(t, long, req.Model, "the job names the real model")
+
+	// The twins: offered, but their clipped values are one and the same.
+	got = complete("ttt")
+	require.Len(t, got, 2)
+	require.Equal(t, got[0]["value"], got[1]["value"])
+	i, tok = interaction(2, who{user: "43", guild: "g1"}, imagine(map[string]any{"prompt": "a fox", "steps": 2, "model": got[0]["value"]}))
+	b.fake.Dispatch(i)
+	calls = waitFor(t, b.fake, "refusal", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
+	content := fmt.Sprint(callbacks(calls, tok)[0].Body["data"].(map[string]any)["content"])
+	require.Contains(t, content, "model", content)
+	require.Contains(t, content, "is not a model any backend offers", content)
+	require.Contains(t, content, twinA, "the refusal lists the full names to type instead")
+	jobs, err := b.sched.Active(b.ctx, "discord:g1")
+	require.NoError(t, err)
+	require.Empty(t, jobs, "nothing enqueued")
 }

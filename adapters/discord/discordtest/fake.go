@@ -14,7 +14,9 @@
 // (10008 Unknown message). And it keeps API v10's rule for edits with files
 // (https://discord.com/developers/docs/reference#uploading-files): only the
 // attachments listed in "attachments" (new files by their index as id)
-// stay on the message; Call.Attached records them.
+// stay on the message; Call.Attached records them. An autocomplete result
+// (callback type 8) breaking Discord's limits on choices is refused with
+// 400 Invalid Form Body (see checkAutocomplete).
 package discordtest
 
 import (
@@ -28,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -276,7 +279,9 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 	parts := strings.Split(c.Path, "/")
 	original := strings.HasPrefix(c.Path, "/webhooks/") && strings.HasSuffix(c.Path, "/messages/@original") && len(parts) > 3
 	callback := strings.HasPrefix(c.Path, "/interactions/") && strings.HasSuffix(c.Path, "/callback") && len(parts) > 3
+	var formErrs map[string]any
 	if callback {
+		formErrs = checkAutocomplete(c.Body)
 		f.mu.Lock()
 		d := f.delay
 		f.mu.Unlock()
@@ -285,7 +290,9 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.mu.Lock()
-	if callback {
+	if formErrs != nil {
+		c.Status = 400 // a refused reply creates nothing
+	} else if callback {
 		f.replied[parts[3]] = true
 	}
 	f.inFlight[c.Path]++
@@ -313,6 +320,8 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	switch {
+	case c.Status == 400:
+		writeJSON(w, 400, map[string]any{"code": 50035, "message": "Invalid Form Body", "errors": formErrs})
 	case c.Status == 401:
 		writeJSON(w, 401, map[string]any{"message": "Invalid Webhook Token", "code": 50027})
 	case c.Status == 404:
@@ -340,6 +349,64 @@ func (f *Server) rest(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, 200, map[string]any{"id": fmt.Sprint(len(f.calls) + 5000), "channel_id": "c1", "content": c.Body["content"]})
 	}
+}
+
+// Discord's limits on an APPLICATION_COMMAND_AUTOCOMPLETE_RESULT (interaction
+// callback type 8), from discord-api-docs:
+//   - docs/interactions/Receiving_and_Responding.md, "Autocomplete": choices,
+//     max 25
+//     (https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-response-object-autocomplete);
+//   - docs/interactions/Application_Commands.md, "Application Command Option
+//     Choice Structure": name 1-100 characters, a string value up to 100
+//     characters
+//     (https://discord.com/developers/docs/interactions/application-commands#application-command-object-application-command-option-choice-structure).
+//
+// Discord counts characters (code points), not bytes.
+const (
+	maxChoices     = 25
+	maxChoiceChars = 100
+)
+
+// checkAutocomplete returns the "errors" object of Discord's 400 Invalid
+// Form Body (code 50035) for an autocomplete result breaking those limits,
+// or nil. The shape is the one documented at
+// https://discord.com/developers/docs/reference#error-messages: nested
+// objects along the field's path (array items by their index as a key),
+// ending in "_errors": [{code, message}]; the codes and messages are the
+// ones Discord sends for lengths (BASE_TYPE_MAX_LENGTH "Must be 25 or fewer
+// in length.", BASE_TYPE_BAD_LENGTH "Must be between 1 and 100 in length.").
+func checkAutocomplete(body map[string]any) map[string]any {
+	if typ, _ := body["type"].(float64); typ != 8 {
+		return nil
+	}
+	data, _ := body["data"].(map[string]any)
+	list, _ := data["choices"].([]any)
+	fieldErr := func(code, msg string) map[string]any {
+		return map[string]any{"_errors": []any{map[string]any{"code": code, "message": msg}}}
+	}
+	if len(list) > maxChoices {
+		return map[string]any{"data": map[string]any{"choices": fieldErr("BASE_TYPE_MAX_LENGTH",
+			fmt.Sprintf("Must be %d or fewer in length.", maxChoices))}}
+	}
+	bad := map[string]any{}
+	for i, item := range list {
+		ch, _ := item.(map[string]any)
+		errs := map[string]any{}
+		name, _ := ch["name"].(string)
+		if n := utf8.RuneCountInString(name); n < 1 || n > maxChoiceChars {
+			errs["name"] = fieldErr("BASE_TYPE_BAD_LENGTH", fmt.Sprintf("Must be between 1 and %d in length.", maxChoiceChars))
+		}
+		if v, ok := ch["value"].(string); ok && utf8.RuneCountInString(v) > maxChoiceChars {
+			errs["value"] = fieldErr("BASE_TYPE_MAX_LENGTH", fmt.Sprintf("Must be %d or fewer in length.", maxChoiceChars))
+		}
+		if len(errs) > 0 {
+			bad[fmt.Sprint(i)] = errs
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return map[string]any{"data": map[string]any{"choices": bad}}
 }
 
 func (ch Channel) json() map[string]any {
