@@ -619,7 +619,7 @@ func TestAutocompleteLongModelName(t *testing.T) {
 	b.fake.Dispatch(i)
 	calls = waitFor(t, b.fake, "refusal", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
 	content := fmt.Sprint(callbacks(calls, tok)[0].Body["data"].(map[string]any)["content"])
-	require.Contains(t, content, "model", content)
+	require.Contains(t, content, "model: \""+got[0]["value"].(string), "the refusal names the field and the value: %s", content)
 	require.Contains(t, content, "is not a model any backend offers", content)
 	require.Contains(t, content, twinA, "the refusal lists the full names to type instead")
 	jobs, err := b.sched.Active(b.ctx, "discord:g1")
