@@ -332,7 +332,9 @@ func newSlack(lc fx.Lifecycle, cfg *Config, svc *commands.Service, s *scheduler.
 	if cfg.Slack.BotToken == "" {
 		return nil, nil
 	}
-	a, err := slack.New(cfg.Slack, svc, s, log.Named("slack"))
+	sc := cfg.Slack
+	sc.RedisTimeout = cfg.HTTP.RedisTimeout // Slack's endpoints are served by the HTTP API
+	a, err := slack.New(sc, svc, s, log.Named("slack"))
 	if err != nil {
 		field, msg, _ := strings.Cut(err.Error(), ": ")
 		return nil, &ConfigError{field, msg}

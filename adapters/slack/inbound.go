@@ -63,12 +63,51 @@ func (a *Adapter) verified(w http.ResponseWriter, r *http.Request) []byte {
 	return body
 }
 
-// replayed reports whether this exact signed body was already handled
-// within the signature window.
-func (a *Adapter) replayed(ctx context.Context, body []byte) bool {
-	sum := sha256.Sum256(body)
-	return !a.firstTime(ctx, "body:"+hex.EncodeToString(sum[:]), replayTTL)
+// unavailableRetry is the Retry-After, in seconds, of an "unavailable"
+// answer (the HTTP API's too).
+const unavailableRetry = 2
+
+// fresh claims key in Redis within Config.RedisTimeout and reports whether
+// it is new, so retried or replayed deliveries never act twice. It returns
+// an error only when Redis did not answer in time or could not be reached
+// (scheduler.Unavailable): the caller answers "unavailable" and starts
+// nothing. Any other Redis error acts (and logs), like firstTime.
+func (a *Adapter) fresh(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RedisTimeout)
+	defer cancel()
+	ok, err := a.claim(ctx, key, ttl)
+	switch {
+	case err == nil:
+		return ok, nil
+	case scheduler.Unavailable(err):
+		a.log.Warn("slack: redis unavailable", zap.Error(err))
+		return false, err
+	}
+	a.log.Warn("slack: dedupe", zap.Error(err))
+	return true, nil
 }
+
+// freshBody is fresh for an exact signed body: a replay within the
+// signature window is not new.
+func (a *Adapter) freshBody(ctx context.Context, body []byte) (bool, error) {
+	sum := sha256.Sum256(body)
+	return a.fresh(ctx, "body:"+hex.EncodeToString(sum[:]), replayTTL)
+}
+
+// unavailable answers 503 with Retry-After: Slack redelivers an Events API
+// event after a non-2xx answer and shows a click as failed.
+func unavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", strconv.Itoa(unavailableRetry))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+		"code": "unavailable", "message": "the queue store (Redis) is not answering; retry shortly",
+		"retry_after_s": unavailableRetry}})
+}
+
+// slashUnavailable is the ephemeral reply to a slash command while Redis is
+// unavailable (a slash command's payload carries no locale).
+const slashUnavailable = "⚠️ Easel cannot reach its job queue right now, so nothing was started. Please try again in a moment."
 
 func (a *Adapter) events(w http.ResponseWriter, r *http.Request) {
 	body := a.verified(w, r)
@@ -92,11 +131,20 @@ func (a *Adapter) events(w http.ResponseWriter, r *http.Request) {
 			EventID string `json:"event_id"`
 		}
 		_ = json.Unmarshal(body, &outer)
-		w.WriteHeader(http.StatusOK) // ack at once; work happens below
-		if outer.EventID != "" && !a.firstTime(r.Context(), "event:"+outer.EventID, time.Hour) {
-			return
+		if outer.EventID != "" {
+			isNew, err := a.fresh(r.Context(), "event:"+outer.EventID, time.Hour)
+			if err != nil {
+				unavailable(w) // Slack redelivers the event later
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+			if !isNew {
+				return
+			}
+		} else {
+			w.WriteHeader(http.StatusOK)
 		}
-		a.mention(ev)
+		a.mention(ev) // off this goroutine: the ack is sent
 		return
 	}
 	w.WriteHeader(http.StatusOK)
@@ -116,7 +164,17 @@ func (a *Adapter) slash(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad slash command", http.StatusBadRequest)
 		return
 	}
-	if a.replayed(r.Context(), body) {
+	isNew, err := a.freshBody(r.Context(), body)
+	if err != nil {
+		// 200 with the reason: Slack shows the body of a 200 only (any
+		// other status reads "failed with the error http_service_error")
+		// and does not retry a command, so the user retries.
+		w.Header().Set("Retry-After", strconv.Itoa(unavailableRetry))
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{"response_type": "ephemeral", "text": slashUnavailable})
+		return
+	}
+	if !isNew {
 		w.WriteHeader(http.StatusOK) // a replay: answered already
 		return
 	}
@@ -144,11 +202,15 @@ func (a *Adapter) interactivity(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad payload", http.StatusBadRequest)
 		return
 	}
-	w.WriteHeader(http.StatusOK)
-	if a.replayed(r.Context(), body) {
+	isNew, err := a.freshBody(r.Context(), body)
+	if err != nil {
+		unavailable(w) // Slack marks the click as failed; the user clicks again
 		return
 	}
-	a.interaction(cb)
+	w.WriteHeader(http.StatusOK)
+	if isNew {
+		a.interaction(cb)
+	}
 }
 
 // mention handles an app mention (from either mode) off the caller's

@@ -44,6 +44,12 @@ type Config struct {
 	// channels:join scope). Default false: the result comes through the
 	// command's response_url and the user is told how to invite the bot.
 	JoinChannels bool `yaml:"join_channels"`
+	// RedisTimeout is the longest an HTTP-mode request from Slack waits on
+	// Redis before it is acknowledged; beyond it, or when Redis cannot be
+	// reached, Slack is answered "unavailable" (see Routes). Not set in the
+	// slack section: serve copies http.redis_timeout. Default 2s (below
+	// Slack's 3-second acknowledgement limit).
+	RedisTimeout time.Duration `yaml:"-"`
 }
 
 // Origin is where a Slack job's messages go.
@@ -101,6 +107,9 @@ func (c Config) WithDefaults() Config {
 	if c.UpdatesPerMinute == 0 {
 		c.UpdatesPerMinute = 40
 	}
+	if c.RedisTimeout == 0 {
+		c.RedisTimeout = 2 * time.Second
+	}
 	return c
 }
 
@@ -126,7 +135,14 @@ func New(cfg Config, svc *commands.Service, sched *scheduler.Scheduler, log *zap
 		api: slack.New(cfg.BotToken, opts...), stateCh: make(chan struct{}), users: map[string]cachedUser{}, previews: map[string]*preview{}}, nil
 }
 
-// Routes are the HTTP endpoints to mount on the API server.
+// Routes are the HTTP endpoints to mount on the API server. Each waits on
+// Redis (the replay and retry records) at most Config.RedisTimeout before
+// it acknowledges; when Redis does not answer in time or cannot be reached,
+// the Events API and interactivity endpoints answer 503 with Retry-After
+// (nothing is started; Slack redelivers an event, and shows the click as
+// failed), and a slash command answers 200 with an ephemeral "unavailable,
+// try again" (Slack shows the body of a 200 only, and does not retry
+// commands).
 func (a *Adapter) Routes() map[string]http.Handler {
 	return map[string]http.Handler{
 		"POST /slack/events":        http.HandlerFunc(a.events),
@@ -198,31 +214,56 @@ func (a *Adapter) socketEvent(ctx context.Context, sm *socketmode.Client, evt so
 	case socketmode.EventTypeInvalidAuth:
 		a.setState(false, errors.New("invalid_auth"))
 	case socketmode.EventTypeEventsAPI:
-		_ = sm.Ack(*evt.Request)
 		ev, ok := evt.Data.(slackevents.EventsAPIEvent)
 		if !ok {
+			_ = sm.Ack(*evt.Request)
 			return
 		}
 		id := ""
 		if cb, ok := ev.Data.(*slackevents.EventsAPICallbackEvent); ok {
 			id = cb.EventID
 		}
-		if id != "" && !a.firstTime(ctx, "event:"+id, time.Hour) {
-			return
+		if id != "" {
+			isNew, err := a.fresh(ctx, "event:"+id, time.Hour)
+			if err != nil {
+				return // not acknowledged: Slack redelivers the event
+			}
+			_ = sm.Ack(*evt.Request)
+			if !isNew {
+				return
+			}
+		} else {
+			_ = sm.Ack(*evt.Request)
 		}
 		a.mention(ev)
 	case socketmode.EventTypeInteractive:
 		_ = sm.Ack(*evt.Request)
 		cb, ok := evt.Data.(slack.InteractionCallback)
-		if !ok || (cb.TriggerID != "" && !a.firstTime(ctx, "trigger:"+cb.TriggerID, replayTTL)) {
+		if !ok {
 			return
+		}
+		if cb.TriggerID != "" {
+			if isNew, err := a.fresh(ctx, "trigger:"+cb.TriggerID, replayTTL); err != nil || !isNew {
+				return // a replay, or Redis is unavailable: the click would fail
+			}
 		}
 		a.interaction(cb)
 	case socketmode.EventTypeSlashCommand:
 		cmd, ok := evt.Data.(slack.SlashCommand)
-		if !ok || (cmd.TriggerID != "" && !a.firstTime(ctx, "trigger:"+cmd.TriggerID, replayTTL)) {
+		if !ok {
 			_ = sm.Ack(*evt.Request)
 			return
+		}
+		if cmd.TriggerID != "" {
+			isNew, err := a.fresh(ctx, "trigger:"+cmd.TriggerID, replayTTL)
+			if err != nil {
+				_ = sm.Ack(*evt.Request, map[string]string{"response_type": "ephemeral", "text": slashUnavailable})
+				return
+			}
+			if !isNew {
+				_ = sm.Ack(*evt.Request)
+				return
+			}
 		}
 		_ = sm.Ack(*evt.Request, map[string]string{"response_type": "ephemeral", "text": "On it…"})
 		a.slashCommand(cmd)
@@ -275,12 +316,21 @@ func (a *Adapter) MinInterval() time.Duration { return a.cfg.EditInterval }
 // or replayed deliveries never act twice. When Redis cannot answer it acts
 // (and logs): dropping a request would be worse than a rare double.
 func (a *Adapter) firstTime(ctx context.Context, key string, ttl time.Duration) bool {
-	ok, err := a.sched.Claim(ctx, "slack:"+key, "1", ttl)
+	ok, err := a.claim(ctx, key, ttl)
 	if err != nil {
 		a.log.Warn("slack: dedupe", zap.Error(err))
 		return true
 	}
 	return ok
+}
+
+// claim claims key in Redis and reports whether it is new.
+func (a *Adapter) claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	ok, err := a.sched.Claim(ctx, "slack:"+key, "1", ttl)
+	if err != nil {
+		return false, fmt.Errorf("slack: dedupe: %w", err)
+	}
+	return ok, nil
 }
 
 // userInfo answers users.info from a cache kept userCacheTTL.

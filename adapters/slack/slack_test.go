@@ -55,6 +55,10 @@ type options struct {
 	noStart  bool
 	join     bool
 	scopes   []string
+	// redis, when set, is the test's own redis-server (outage tests);
+	// redisTimeout is the adapter's Redis budget.
+	redis        *redistest.Server
+	redisTimeout time.Duration
 }
 
 func setup(t *testing.T, step time.Duration) *bundle { return setupWith(t, options{step: step}) }
@@ -66,7 +70,15 @@ func setupWith(t *testing.T, o options) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*slackfake.WaitTimeout)
 	t.Cleanup(cancel)
-	store := redistest.Store(t)
+	var store *storage.Store
+	if o.redis != nil {
+		var err error
+		store, err = storage.Open(ctx, o.redis.Config(), zap.NewNop())
+		require.NoError(t, err)
+		t.Cleanup(store.Close)
+	} else {
+		store = redistest.Store(t)
+	}
 	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
 	require.NoError(t, err)
 	pol, err := scheduler.NewPolicies(sched, scheduler.PolicyConfig{})
@@ -93,7 +105,7 @@ func setupWith(t *testing.T, o options) *bundle {
 		require.Empty(t, fake.Violations(), "Slack rules broken")
 	})
 	bot, err := easelslack.New(easelslack.Config{BotToken: "xoxb-test", SigningSecret: secret, AppToken: o.appToken,
-		APIBase: fake.URL(), EditInterval: 20 * time.Millisecond, UpdatesPerMinute: o.budget, JoinChannels: o.join}, svc, sched, zap.NewNop())
+		APIBase: fake.URL(), EditInterval: 20 * time.Millisecond, UpdatesPerMinute: o.budget, JoinChannels: o.join, RedisTimeout: o.redisTimeout}, svc, sched, zap.NewNop())
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	for p, h := range bot.Routes() {

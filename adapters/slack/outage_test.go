@@ -1,0 +1,134 @@
+package slack_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/easelbot/easel/adapters/slack/slackfake"
+	"github.com/easelbot/easel/internal/redistest"
+)
+
+// answer is a response of the Slack endpoints, read whole.
+type answer struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// send posts body signed at ts as Slack does and reads the whole answer.
+func (b *bundle) send(t *testing.T, path, contentType, body, ts, sig string) answer {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(b.ctx, "POST", b.app.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("X-Slack-Request-Timestamp", ts)
+	req.Header.Set("X-Slack-Signature", sig)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return answer{resp.StatusCode, resp.Header, string(raw)}
+}
+
+// slashText is the text of a slash command's immediate reply ("" for none).
+func slashText(t *testing.T, a answer) string {
+	t.Helper()
+	require.Equal(t, http.StatusOK, a.status, a.body)
+	if a.body == "" {
+		return ""
+	}
+	var m map[string]string
+	require.NoError(t, json.Unmarshal([]byte(a.body), &m), a.body)
+	require.Equal(t, "ephemeral", m["response_type"])
+	return m["text"]
+}
+
+// TestRedisOutageAnswersUnavailable: while Redis is down, each Slack
+// endpoint answers within http.redis_timeout (never hangs on the request's
+// own deadline-less context): the Events API and interactivity with 503 and
+// Retry-After, a slash command with an ephemeral "unavailable" reply; none
+// starts anything. Once Redis is back a slash command enqueues one job, and
+// its replay none.
+func TestRedisOutageAnswersUnavailable(t *testing.T) {
+	t.Parallel()
+	rs := redistest.NewServer(t)
+	const budget = 300 * time.Millisecond
+	b := setupWith(t, options{redis: rs, redisTimeout: budget, noStart: true})
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.bot.Stop(c)
+	})
+	const form = "application/x-www-form-urlencoded"
+	click := func() string {
+		payload, _ := json.Marshal(map[string]any{"type": "block_actions", "team": map[string]any{"id": "T1"},
+			"user": map[string]any{"id": "U1"}, "channel": map[string]any{"id": "C1"}, "trigger_id": "trig.outage",
+			"response_url": b.fake.NewResponseURL(),
+			"actions":      []any{map[string]any{"action_id": "easel:reroll:1-0", "block_id": "r", "type": "button"}}})
+		return "payload=" + url.QueryEscape(string(payload))
+	}
+
+	rs.Stop()
+	mention, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a fox during the outage"})
+	for _, c := range []struct{ name, path, contentType, body string }{
+		{"event", "/slack/events", "application/json", mention},
+		{"slash command", "/slack/commands", form, slashBody(b.fake, "C1", "U1", "a fox during the outage")},
+		{"click", "/slack/interactivity", form, click()},
+	} {
+		for range 2 { // the first call finds a broken connection, the next a refused one
+			ts, sig := sign(c.body, time.Now())
+			start := time.Now()
+			a := b.send(t, c.path, c.contentType, c.body, ts, sig)
+			took := time.Since(start)
+			// Generous slack over the budget for a loaded machine; an
+			// unbounded wait would run into the test's deadline.
+			require.Less(t, took, budget+5*time.Second, c.name)
+			require.NotEmpty(t, a.header.Get("Retry-After"), c.name)
+			if c.path == "/slack/commands" {
+				require.Contains(t, slashText(t, a), "try again", c.name)
+				continue
+			}
+			require.Equal(t, http.StatusServiceUnavailable, a.status, "%s: %s", c.name, a.body)
+			var m map[string]map[string]any
+			require.NoError(t, json.Unmarshal([]byte(a.body), &m), a.body)
+			require.Equal(t, "unavailable", m["error"]["code"], c.name)
+		}
+	}
+
+	rs.Start()
+	// Until the client has reconnected, commands are answered "unavailable"
+	// and start nothing; each try is a new command (as a user's retry is).
+	var done answer
+	var body, ts, sig string
+	for {
+		body = slashBody(b.fake, "C1", "U1", "a fox after the outage --steps 2")
+		ts, sig = sign(body, time.Now())
+		a := b.send(t, "/slack/commands", form, body, ts, sig)
+		if !strings.Contains(slashText(t, a), "try again") {
+			done = a
+			break
+		}
+		select { // not hammering a reconnecting client
+		case <-b.ctx.Done():
+			t.Fatal("Redis never came back")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	require.Equal(t, "On it…", slashText(t, done))
+	require.Empty(t, slashText(t, b.send(t, "/slack/commands", form, body, ts, sig)), "a replay starts nothing")
+	// Stop waits for the command's work to end (the job is enqueued or refused).
+	c, cancel := context.WithTimeout(b.ctx, slackfake.WaitTimeout)
+	defer cancel()
+	require.NoError(t, b.bot.Stop(c))
+	active, err := b.sched.Active(b.ctx, "slack:T1")
+	require.NoError(t, err)
+	require.Len(t, active, 1, "one job: none from the outage, one after it")
+}
