@@ -66,6 +66,9 @@ type App struct {
 	app *fx.App
 	// HTTP is the API server (serve role), for tests reading its address.
 	HTTP *httpapi.Server
+	// Slack is the Slack adapter (serve role with slack.bot_token set;
+	// nil otherwise), for tests waiting on its Socket Mode state.
+	Slack *slack.Adapter
 	// Sched is the scheduler.
 	Sched *scheduler.Scheduler
 	// Store is the Redis store.
@@ -121,7 +124,7 @@ func New(cfg *Config, role Role, log *zap.Logger, opts Options) (*App, error) {
 			fx.Provide(newPolicies, newCommands, newSlack, newHTTP),
 			fx.Invoke(func(*httpapi.Server) {}),
 			fx.Invoke(startChat),
-			fx.Populate(&out.HTTP),
+			fx.Populate(&out.HTTP, &out.Slack),
 		)
 	}
 	out.app = fx.New(options...)

@@ -159,12 +159,16 @@ func (a *Adapter) Ready(context.Context) error {
 	defer a.stateMu.Unlock()
 	switch {
 	case a.fatal != nil:
-		return fmt.Errorf("slack socket mode stopped: %w (check slack.app_token: an xapp- token of this app with connections:write, and slack.bot_token)", a.fatal)
+		return fmt.Errorf("slack socket mode stopped: %w (%s)", a.fatal, socketFix)
 	case a.cfg.AppToken != "" && !a.connected:
 		return errors.New("slack socket mode not connected")
 	}
 	return nil
 }
+
+// socketFix says what to fix when Socket Mode stops for good; /readyz and
+// the log line both carry it (never the token itself).
+const socketFix = "check slack.app_token: an xapp- token of this app with connections:write, and slack.bot_token"
 
 // Start connects Socket Mode when an app token is set; in HTTP mode there
 // is nothing to start.
@@ -182,7 +186,9 @@ func (a *Adapter) Start(context.Context) error {
 		// network errors; it returns only on fatal errors.
 		err := sm.RunContext(ctx)
 		if ctx.Err() == nil {
-			a.log.Error("slack: socket mode stopped; not ready", zap.Error(err))
+			// Logged before the state changes: whoever sees /readyz
+			// not ready finds the line in the log already.
+			a.log.Error("slack: socket mode stopped; not ready: "+socketFix, zap.Error(err))
 			a.setState(false, err)
 		}
 	}()
