@@ -15,7 +15,9 @@ import (
 
 // Catalog is what the healthy backends offer, merged: a backend appears
 // while its worker's advertisement is fresh (workers refresh it every few
-// minutes and it expires 15 minutes after the last refresh).
+// minutes and it expires 15 minutes after the last refresh) and its
+// worker's health checks pass (one marked down is left out until it
+// answers again).
 type Catalog struct {
 	// Models lists every checkpoint with the backends that have it and
 	// those that have it loaded now.
@@ -63,56 +65,77 @@ const (
 	catalogRefetch = time.Second
 )
 
-// catalogCache keeps the last catalog read for submits.
+// catalogCache keeps the last catalogs read.
 type catalogCache struct {
 	mu  sync.Mutex
-	cat *Catalog
+	cat *catalogPair
 	at  time.Time
+}
+
+// catalogPair is one read of the advertised backends, merged twice.
+type catalogPair struct {
+	// healthy leaves out the backends marked down: what GET /v1/models,
+	// autocomplete and chat's /models list.
+	healthy Catalog
+	// known also has the backends marked down whose advertisement has not
+	// expired: what a submit is checked against, so a name whose only
+	// backend restarts queues (the job waits for a GPU backend) instead of
+	// being refused.
+	known Catalog
 }
 
 // Models returns the catalog across healthy backends, read at most
 // catalogTTL ago (autocomplete asks on every keystroke).
 func (s *Service) Models(ctx context.Context) (Catalog, error) {
-	return s.cachedCatalog(ctx, catalogTTL)
-}
-
-// refreshCatalog reads the catalog now and caches it.
-func (s *Service) refreshCatalog(ctx context.Context) (Catalog, error) {
-	cat, err := s.readCatalog(ctx)
+	cats, err := s.cachedCatalog(ctx, catalogTTL)
 	if err != nil {
 		return Catalog{}, err
 	}
-	s.cat.mu.Lock()
-	s.cat.cat, s.cat.at = &cat, time.Now()
-	s.cat.mu.Unlock()
-	return cat, nil
+	return cats.healthy, nil
 }
 
-// cachedCatalog returns a catalog at most maxAge old. An empty catalog is
-// not kept: right after start-up the first advertisement counts at once.
-func (s *Service) cachedCatalog(ctx context.Context, maxAge time.Duration) (Catalog, error) {
+// refreshCatalog reads the catalogs now and caches them.
+func (s *Service) refreshCatalog(ctx context.Context) (catalogPair, error) {
+	cats, err := s.readCatalog(ctx)
+	if err != nil {
+		return catalogPair{}, err
+	}
 	s.cat.mu.Lock()
-	cat, at := s.cat.cat, s.cat.at
+	s.cat.cat, s.cat.at = &cats, time.Now()
 	s.cat.mu.Unlock()
-	if cat != nil && len(cat.Backends) > 0 && time.Since(at) <= maxAge {
-		return *cat, nil
+	return cats, nil
+}
+
+// cachedCatalog returns the catalogs at most maxAge old. An empty read is not
+// kept: right after start-up the first advertisement counts at once.
+func (s *Service) cachedCatalog(ctx context.Context, maxAge time.Duration) (catalogPair, error) {
+	s.cat.mu.Lock()
+	cats, at := s.cat.cat, s.cat.at
+	s.cat.mu.Unlock()
+	if cats != nil && len(cats.known.Backends) > 0 && time.Since(at) <= maxAge {
+		return *cats, nil
 	}
 	return s.refreshCatalog(ctx)
 }
 
-func (s *Service) readCatalog(ctx context.Context) (Catalog, error) {
-	raw, err := s.sched.Backends(ctx)
+func (s *Service) readCatalog(ctx context.Context) (catalogPair, error) {
+	raw, err := s.sched.BackendAds(ctx)
 	if err != nil {
-		return Catalog{}, fmt.Errorf("models: %w", err)
+		return catalogPair{}, fmt.Errorf("models: %w", err)
 	}
-	ads := make(map[string]advertised, len(raw))
+	all := make(map[string]advertised, len(raw))
+	up := make(map[string]advertised, len(raw))
 	for name, r := range raw {
 		var ad advertised
-		if json.Unmarshal(r, &ad) == nil {
-			ads[name] = ad
+		if json.Unmarshal(r.Catalog, &ad) != nil {
+			continue
+		}
+		all[name] = ad
+		if !r.Down {
+			up[name] = ad
 		}
 	}
-	return mergeCatalog(ads), nil
+	return catalogPair{healthy: mergeCatalog(up), known: mergeCatalog(all)}, nil
 }
 
 // mergeCatalog unions the backends' advertisements, sorted.

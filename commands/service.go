@@ -136,14 +136,15 @@ func (s *Service) Imagine(ctx context.Context, c Caller, origin json.RawMessage,
 	return res, im, err
 }
 
-// checkCatalog checks im's names against the catalog, reading it again
-// once when a name is unknown and the cached copy is not fresh.
+// checkCatalog checks im's names against the catalog of known backends
+// (healthy or marked down but not expired), reading it again once when a
+// name is unknown and the cached copy is not fresh.
 func (s *Service) checkCatalog(ctx context.Context, im *Imagine) error {
-	cat, err := s.cachedCatalog(ctx, catalogTTL)
+	cats, err := s.cachedCatalog(ctx, catalogTTL)
 	if err != nil {
 		return err
 	}
-	err = cat.checkCatalog(im)
+	err = cats.known.checkCatalog(im)
 	if err == nil {
 		return nil
 	}
@@ -153,10 +154,10 @@ func (s *Service) checkCatalog(ctx context.Context, im *Imagine) error {
 	if !stale {
 		return err
 	}
-	if cat, err = s.refreshCatalog(ctx); err != nil {
+	if cats, err = s.refreshCatalog(ctx); err != nil {
 		return err
 	}
-	return cat.checkCatalog(im)
+	return cats.known.checkCatalog(im)
 }
 
 // InitImageTimeout is how long fetching an init image URL may take

@@ -151,6 +151,7 @@ func (k Keys) Settings(tenant, user string) string {
 }
 
 // Backends is the hash of backends' advertised catalogs: field = backend
-// name, value = "<expiry unix ms>:<JSON>" (one key, so a Cluster needs no
+// name, value = "<expiry unix ms>:<JSON>", or "<expiry unix ms>:down:<JSON>"
+// while its worker finds it unreachable (one key, so a Cluster needs no
 // scan to list them).
 func (k Keys) Backends() string { return k.Prefix + ":backends" }

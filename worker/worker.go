@@ -22,7 +22,10 @@ type Config struct {
 	// group; each slot appends its backend name. Default "<hostname>-<pid>".
 	Name string `yaml:"name"`
 	// HealthInterval is how often an unhealthy backend is checked before it
-	// takes jobs again (doubling up to 30s while it stays down). Default 2s.
+	// takes jobs again (doubling up to 30s while it stays down), and how
+	// often an idle backend is checked: after two failed checks in a row
+	// its catalog is marked down (GET /v1/models and autocomplete leave it
+	// out) until a check passes. Default 2s.
 	HealthInterval time.Duration `yaml:"health_interval"`
 	// BlockTimeout bounds one blocking read of the work stream; the read is
 	// simply repeated. Default 10s.
@@ -51,6 +54,9 @@ type Worker struct {
 	// ads is each backend's catalog as last published (guarded by mu), so
 	// that a job that switched the loaded model can update it.
 	ads map[string]Advertised
+	// health is each backend's health as its checks found it (guarded by
+	// mu).
+	health map[string]*backendHealth
 
 	// slotOf is each backend's scheduler slot, made in Start.
 	slotOf map[string]*scheduler.Slot
@@ -112,7 +118,7 @@ func New(cfg Config, sched *scheduler.Scheduler, backends []Backend, log *zap.Lo
 		seen[b.Name] = true
 	}
 	return &Worker{cfg: cfg, sched: sched, backends: backends, log: log, running: map[string]context.CancelCauseFunc{},
-		ads: map[string]Advertised{}}, nil
+		ads: map[string]Advertised{}, health: map[string]*backendHealth{}}, nil
 }
 
 // Observe registers fn to be called (synchronously, from slot goroutines)
@@ -157,6 +163,13 @@ func (w *Worker) Start(ctx context.Context) error {
 		}()
 		w.advertise(runCtx)
 	}()
+	for _, b := range w.backends {
+		w.listener.Add(1)
+		go func() {
+			defer w.listener.Done()
+			w.watchIdle(runCtx, b)
+		}()
+	}
 	for _, b := range w.backends {
 		w.slots.Add(1)
 		go func() {
@@ -245,6 +258,7 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 	defer cancel()
 	var ad Advertised
 	cat, err := b.Backend.Catalog(actx)
+	down := w.isDown(b.Name)
 	if err == nil {
 		for _, m := range cat.Models {
 			ad.Models = append(ad.Models, m.Name)
@@ -252,7 +266,13 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 		ad.Loaded, ad.Samplers, ad.Schedulers = cat.Loaded, cat.Samplers, cat.Schedulers
 		ad.LoRAs, ad.Upscalers = cat.LoRAs, cat.Upscalers
 		raw, _ := json.Marshal(ad)
-		err = w.sched.AdvertiseBackend(actx, b.Name, raw, 15*time.Minute)
+		if down {
+			// Answering the catalog is not passing a health check: the
+			// health loops list it again.
+			err = w.sched.AdvertiseBackendDown(actx, b.Name, raw, 15*time.Minute)
+		} else {
+			err = w.sched.AdvertiseBackend(actx, b.Name, raw, 15*time.Minute)
+		}
 		if err == nil {
 			err = w.slotOf[b.Name].Advertise(actx, scheduler.Capabilities{Models: ad.Models, Loaded: ad.Loaded}, 15*time.Minute)
 		}
@@ -271,16 +291,119 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 	w.observe(Observation{Backend: b.Name, Kind: "advertised"})
 }
 
-// unadvertise withdraws a backend's catalog while it is out of rotation,
-// so the catalog lists healthy backends only.
-func (w *Worker) unadvertise(ctx context.Context, b Backend) {
+// backendHealth is what a worker's health checks found of one backend.
+type backendHealth struct {
+	// busy is set while the slot runs a job or waits for the backend to
+	// be healthy again: the idle checks leave it to the slot meanwhile.
+	busy bool
+	// down is set from the second failed check in a row (one blip is not
+	// enough) or a job's backend failure, until a check passes.
+	down bool
+	// fails counts the idle checks failed in a row.
+	fails int
+}
+
+// healthOf returns b's health record; call with w.mu held.
+func (w *Worker) healthOf(name string) *backendHealth {
+	h := w.health[name]
+	if h == nil {
+		h = &backendHealth{}
+		w.health[name] = h
+	}
+	return h
+}
+
+func (w *Worker) isDown(name string) bool {
 	w.mu.Lock()
-	delete(w.ads, b.Name)
+	defer w.mu.Unlock()
+	return w.healthOf(name).down
+}
+
+func (w *Worker) setBusy(name string, busy bool) {
+	w.mu.Lock()
+	h := w.healthOf(name)
+	h.busy, h.fails = busy, 0
 	w.mu.Unlock()
+}
+
+// markDown marks a backend's catalog down while its health checks fail,
+// so listings show healthy backends only; submits still accept its names
+// until the advertisement expires (15 minutes after its last refresh).
+func (w *Worker) markDown(ctx context.Context, b Backend) {
+	w.mu.Lock()
+	w.healthOf(b.Name).down = true
+	ad, ok := w.ads[b.Name]
+	w.mu.Unlock()
+	if !ok {
+		return // never advertised: nothing to mark
+	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := w.sched.ForgetBackend(ctx, b.Name); err != nil && ctx.Err() == nil {
-		w.log.Debug("withdraw backend's catalog", zap.String("backend", b.Name), zap.Error(err))
+	raw, _ := json.Marshal(ad)
+	if err := w.sched.AdvertiseBackendDown(ctx, b.Name, raw, 15*time.Minute); err != nil && ctx.Err() == nil {
+		w.log.Debug("mark backend's catalog down", zap.String("backend", b.Name), zap.Error(err))
+	}
+}
+
+// markUp lists a backend's catalog again after a health check passed,
+// read afresh from the backend.
+func (w *Worker) markUp(ctx context.Context, b Backend) {
+	w.mu.Lock()
+	w.healthOf(b.Name).down = false
+	w.mu.Unlock()
+	w.advertiseOne(ctx, b)
+}
+
+// watchIdle checks b's health every HealthInterval while its slot is idle
+// (a job's outcome judges a busy one), so a backend that dies between
+// jobs leaves the listings within two checks rather than when the next
+// job fails on it, and comes back at the first check that passes.
+func (w *Worker) watchIdle(ctx context.Context, b Backend) {
+	t := time.NewTicker(w.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		busy := w.healthOf(b.Name).busy
+		w.mu.Unlock()
+		if busy {
+			continue
+		}
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := b.Backend.Health(hctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		w.mu.Lock()
+		h := w.healthOf(b.Name)
+		if h.busy { // a job started meanwhile: its outcome counts instead
+			w.mu.Unlock()
+			continue
+		}
+		wasDown := h.down
+		if err == nil {
+			h.fails = 0
+		} else {
+			h.fails++
+		}
+		fails := h.fails
+		w.mu.Unlock()
+		switch {
+		case err == nil && wasDown:
+			w.log.Info("idle backend healthy again", zap.String("backend", b.Name))
+			w.markUp(ctx, b)
+			w.observe(Observation{Backend: b.Name, Kind: "up"})
+		case err != nil && !wasDown && fails >= 2:
+			w.log.Warn("idle backend failed its health checks; left out of the catalog until one passes",
+				zap.String("backend", b.Name), zap.Error(err))
+			w.markDown(ctx, b)
+			w.observe(Observation{Backend: b.Name, Kind: "down"})
+		}
 	}
 }
 
@@ -305,9 +428,14 @@ func (w *Worker) loadedNow(ctx context.Context, b Backend, model string) {
 		}
 	}
 	w.ads[b.Name] = ad
+	down := w.healthOf(b.Name).down
 	w.mu.Unlock()
 	raw, _ := json.Marshal(ad)
-	if err := w.sched.AdvertiseBackend(ctx, b.Name, raw, 15*time.Minute); err != nil {
+	advertise := w.sched.AdvertiseBackend
+	if down { // listed again by a passing health check, not by a job
+		advertise = w.sched.AdvertiseBackendDown
+	}
+	if err := advertise(ctx, b.Name, raw, 15*time.Minute); err != nil {
 		w.log.Debug("advertise loaded model", zap.String("backend", b.Name), zap.Error(err))
 		return
 	}
@@ -337,12 +465,14 @@ func (w *Worker) slot(takeCtx, runCtx context.Context, b Backend) {
 		if lease == nil {
 			continue
 		}
+		w.setBusy(b.Name, true)
 		if healthy := w.runRecovered(takeCtx, runCtx, b, lease, log); !healthy {
 			if err := sl.Withdraw(takeCtx); err != nil && takeCtx.Err() == nil {
 				log.Warn("withdraw slot", zap.Error(err))
 			}
 			w.waitHealthy(takeCtx, b, log)
 		}
+		w.setBusy(b.Name, false)
 	}
 }
 
@@ -360,7 +490,7 @@ func (w *Worker) pause(ctx context.Context, d time.Duration) {
 // the report stays fresh) and when it is back: while no backend is up,
 // queued jobs say which ones they wait for.
 func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
-	w.unadvertise(ctx, b)
+	w.markDown(ctx, b)
 	w.observe(Observation{Backend: b.Name, Kind: "down"})
 	log.Warn("backend out of rotation until its health check passes")
 	since := time.Now()
@@ -388,7 +518,7 @@ func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
 		if err == nil {
 			log.Info("backend healthy again")
 			up()
-			w.advertiseOne(ctx, b)
+			w.markUp(ctx, b)
 			w.observe(Observation{Backend: b.Name, Kind: "up"})
 			return
 		}

@@ -368,3 +368,46 @@ func TestCatalogListsHealthyBackendsOnly(t *testing.T) {
 	waitObservation(t, b.ctx, obs, "up")
 	require.Equal(t, []string{"gpu1"}, fresh().Backends)
 }
+
+// A backend that dies while idle leaves GET /v1/models at its worker's
+// idle health checks (not when a job next fails on it, nor when its
+// advertisement expires), comes back when it answers again, and its names
+// are still accepted by submits meanwhile: the job waits for it.
+func TestCatalogDropsABackendThatDiesIdle(t *testing.T) {
+	t.Parallel()
+	b, obs := catalogSetupObserved(t, commands.Limits{}, fakeConfig())
+	// A fresh service (another API process) reads the catalog uncached.
+	fresh := func() commands.Catalog {
+		pol, err := scheduler.NewPolicies(b.sched, scheduler.PolicyConfig{})
+		require.NoError(t, err)
+		svc, err := commands.New(b.sched, pol, commands.Limits{}, zap.NewNop())
+		require.NoError(t, err)
+		cat, err := svc.Models(b.ctx)
+		require.NoError(t, err)
+		return cat
+	}
+	require.Equal(t, []string{"gpu1"}, fresh().Backends)
+
+	b.fake.SetDown(true) // no job runs: only the idle checks can notice
+	waitObservation(t, b.ctx, obs, "down")
+	cat := fresh()
+	require.Empty(t, cat.Backends)
+	require.Empty(t, cat.Models)
+	require.Empty(t, cat.Samplers)
+
+	// Submits still know its names (a restart should queue, not refuse)...
+	resp, m := b.do(t, "POST", "/v1/jobs", "", `{"prompt":"x","model":"fake-xl","sampler":"Euler a","steps":2}`)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, m)
+	// ...and still refuse names no backend has, listing the known ones.
+	resp, m = b.do(t, "POST", "/v1/jobs", "", `{"prompt":"x","model":"sdxl-turbo"}`)
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode, m)
+	e := m["error"].(map[string]any)
+	require.Equal(t, "model", e["field"])
+	require.Contains(t, e["message"], "choose from fake-v1-5, fake-xl")
+
+	b.fake.SetDown(false)
+	waitObservation(t, b.ctx, obs, "up")
+	cat = fresh()
+	require.Equal(t, []string{"gpu1"}, cat.Backends)
+	require.Equal(t, []string{"fake-v1-5", "fake-xl"}, cat.ModelNames())
+}
