@@ -20,6 +20,9 @@ import (
 type counter struct {
 	mu sync.Mutex
 	n  map[string]int
+	// changed, made only while someone waits (tests, through wait), is
+	// closed at the next acquire or release.
+	changed chan struct{}
 }
 
 func newCounter() *counter { return &counter{n: map[string]int{}} }
@@ -32,6 +35,7 @@ func (c *counter) acquire(k string, max int) bool {
 		return false
 	}
 	c.n[k]++
+	c.notify()
 	return true
 }
 
@@ -40,6 +44,36 @@ func (c *counter) release(k string) {
 	defer c.mu.Unlock()
 	if c.n[k]--; c.n[k] <= 0 {
 		delete(c.n, k)
+	}
+	c.notify()
+}
+
+// notify wakes the waiters of wait; c.mu is held.
+func (c *counter) notify() {
+	if c.changed != nil {
+		close(c.changed)
+		c.changed = nil
+	}
+}
+
+// wait blocks until k holds at least n, or ctx ends.
+func (c *counter) wait(ctx context.Context, k string, n int) error {
+	for {
+		c.mu.Lock()
+		if c.n[k] >= n {
+			c.mu.Unlock()
+			return nil
+		}
+		if c.changed == nil {
+			c.changed = make(chan struct{})
+		}
+		ch := c.changed
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("httpapi: %s never held %d: %w", k, n, ctx.Err())
+		}
 	}
 }
 

@@ -164,54 +164,14 @@ func TestStreamAndInFlightLimits(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 
 	// In-flight: a request whose body is still coming holds the address's
-	// only slot. (If it arrives while a probe holds the slot, it is the one
-	// refused: start it again.)
-	var pw *io.PipeWriter
-	var done chan *http.Response
-	startSlow := func() {
-		var pr *io.PipeReader
-		pr, pw = io.Pipe()
-		slow, _ := http.NewRequestWithContext(b.ctx, "POST", b.srv.URL+"/v1/jobs", pr)
-		slow.Header.Set("Authorization", "Bearer "+keyA)
-		done = make(chan *http.Response, 1)
-		go func() {
-			resp, err := http.DefaultClient.Do(slow)
-			if err != nil {
-				done <- nil
-				return
-			}
-			resp.Body.Close()
-			done <- resp
-		}()
-		_, err := pw.Write([]byte(`{"prompt":`))
-		require.NoError(t, err)
-	}
-	startSlow()
-	restarts, skip := 0, 0 // a restarted request is probed only after a wait
-	require.Eventually(t, func() bool {
-		select {
-		case r := <-done:
-			require.NotNil(t, r)
-			require.Equal(t, http.StatusTooManyRequests, r.StatusCode)
-			startSlow()
-			restarts++
-			skip = 5 * restarts // give it longer each time to arrive first
-			return false
-		default:
-		}
-		if skip > 0 {
-			skip--
-			return false
-		}
-		resp, m := b.do(t, "GET", "/v1/usage", keyB, nil)
-		if resp.StatusCode != http.StatusTooManyRequests {
-			return false
-		}
-		require.Equal(t, "1", resp.Header.Get("Retry-After"))
-		require.Equal(t, "too_many_requests", m["error"].(map[string]any)["code"])
-		require.Contains(t, m["error"].(map[string]any)["message"], "http.max_in_flight_per_addr")
-		return true
-	}, 30*time.Second, 20*time.Millisecond)
+	// only slot; the server says when it holds it, then a probe is refused.
+	pw, done := startSlow(t, b, keyA)
+	require.NoError(t, b.api.WaitInFlight(b.ctx, "a:127.0.0.1", 1))
+	probe, pm := b.do(t, "GET", "/v1/usage", keyB, nil)
+	require.Equal(t, http.StatusTooManyRequests, probe.StatusCode, pm)
+	require.Equal(t, "1", probe.Header.Get("Retry-After"))
+	require.Equal(t, "too_many_requests", pm["error"].(map[string]any)["code"])
+	require.Contains(t, pm["error"].(map[string]any)["message"], "http.max_in_flight_per_addr")
 	_, err := pw.Write([]byte(`"y"}`))
 	require.NoError(t, err)
 	require.NoError(t, pw.Close())
@@ -401,52 +361,13 @@ func TestInitImageFetchOutlastsRedisTimeout(t *testing.T) {
 func TestInFlightLimitPerKey(t *testing.T) {
 	t.Parallel()
 	b := setup(t, opts{cfg: httpapi.Config{Keys: map[string]string{keyA: "a", keyB: "b"}, MaxInFlightPerKey: 1}})
-	var pw *io.PipeWriter
-	var done chan *http.Response
-	startSlow := func() { // a submit whose body is still coming holds a's only slot
-		var pr *io.PipeReader
-		pr, pw = io.Pipe()
-		slow, _ := http.NewRequestWithContext(b.ctx, "POST", b.srv.URL+"/v1/jobs", pr)
-		slow.Header.Set("Authorization", "Bearer "+keyA)
-		done = make(chan *http.Response, 1)
-		go func() {
-			resp, err := http.DefaultClient.Do(slow)
-			if err != nil {
-				done <- nil
-				return
-			}
-			resp.Body.Close()
-			done <- resp
-		}()
-		_, err := pw.Write([]byte(`{"prompt":`))
-		require.NoError(t, err)
-	}
-	startSlow()
-	restarts, skip := 0, 0 // a restarted request is probed only after a wait
-	require.Eventually(t, func() bool {
-		select {
-		case r := <-done: // a probe held the slot when it came: again
-			require.NotNil(t, r)
-			require.Equal(t, http.StatusTooManyRequests, r.StatusCode)
-			startSlow()
-			restarts++
-			skip = 5 * restarts // give it longer each time to arrive first
-			return false
-		default:
-		}
-		if skip > 0 {
-			skip--
-			return false
-		}
-		resp, m := b.do(t, "GET", "/v1/usage", keyA, nil)
-		if resp.StatusCode != http.StatusTooManyRequests {
-			return false
-		}
-		require.Equal(t, "1", resp.Header.Get("Retry-After"))
-		require.Equal(t, "too_many_requests", m["error"].(map[string]any)["code"])
-		require.Contains(t, m["error"].(map[string]any)["message"], "http.max_in_flight_per_key")
-		return true
-	}, 30*time.Second, 20*time.Millisecond)
+	pw, done := startSlow(t, b, keyA)
+	require.NoError(t, b.api.WaitInFlight(b.ctx, "k:"+keyA, 1))
+	probe, m := b.do(t, "GET", "/v1/usage", keyA, nil)
+	require.Equal(t, http.StatusTooManyRequests, probe.StatusCode, m)
+	require.Equal(t, "1", probe.Header.Get("Retry-After"))
+	require.Equal(t, "too_many_requests", m["error"].(map[string]any)["code"])
+	require.Contains(t, m["error"].(map[string]any)["message"], "http.max_in_flight_per_key")
 	resp, _ := b.do(t, "GET", "/v1/usage", keyB, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "another key is not held")
 	_, err := pw.Write([]byte(`"y"}`))
@@ -481,4 +402,28 @@ func TestIdleConnectionClosed(t *testing.T) {
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(5*time.Second)))
 	_, err = r.ReadByte()
 	require.ErrorIs(t, err, io.EOF, "the server closed the idle connection")
+}
+
+// startSlow starts a submit under key whose body is still coming, so it
+// holds its in-flight slot until the test writes the rest to pw; done gets
+// its answer.
+func startSlow(t *testing.T, b *bundle, key string) (*io.PipeWriter, chan *http.Response) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	slow, err := http.NewRequestWithContext(b.ctx, "POST", b.srv.URL+"/v1/jobs", pr)
+	require.NoError(t, err)
+	slow.Header.Set("Authorization", "Bearer "+key)
+	done := make(chan *http.Response, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(slow)
+		if err != nil {
+			done <- nil
+			return
+		}
+		resp.Body.Close()
+		done <- resp
+	}()
+	_, err = pw.Write([]byte(`{"prompt":`))
+	require.NoError(t, err)
+	return pw, done
 }
