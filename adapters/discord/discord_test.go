@@ -471,20 +471,23 @@ func TestSettingsModelsAndAutocomplete(t *testing.T) {
 	}
 	require.Equal(t, 7.0, payloadSteps)
 
-	// Autocomplete offers the backend's real models (the worker advertises them).
-	var choices []any
-	require.Eventually(t, func() bool {
-		data := map[string]any{"id": "cmd1", "name": "imagine", "type": 1, "options": []any{
-			map[string]any{"name": "prompt", "type": 3, "value": "x"},
-			map[string]any{"name": "model", "type": 3, "value": "xl", "focused": true}}}
-		i, tok := interaction(4, who{user: "42", guild: "g1"}, data)
-		b.fake.Dispatch(i)
-		calls := waitFor(t, b.fake, "autocomplete", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
-		cb := callbacks(calls, tok)[0]
-		require.Equal(t, 8.0, cb.Body["type"])
-		choices, _ = cb.Body["data"].(map[string]any)["choices"].([]any)
-		return len(choices) == 1
-	}, 5*time.Second, 20*time.Millisecond)
+	// Autocomplete offers the backend's real models once the worker has
+	// advertised them (an empty catalog read is not cached).
+	select {
+	case <-b.advertised:
+	case <-b.ctx.Done():
+		t.Fatal("the worker never advertised its backend")
+	}
+	data := map[string]any{"id": "cmd1", "name": "imagine", "type": 1, "options": []any{
+		map[string]any{"name": "prompt", "type": 3, "value": "x"},
+		map[string]any{"name": "model", "type": 3, "value": "xl", "focused": true}}}
+	i, tok = interaction(4, who{user: "42", guild: "g1"}, data)
+	b.fake.Dispatch(i)
+	calls = waitFor(t, b.fake, "autocomplete", func(cs []discordtest.Call) bool { return len(callbacks(cs, tok)) == 1 })
+	cb := callbacks(calls, tok)[0]
+	require.Equal(t, 8.0, cb.Body["type"])
+	choices, _ := cb.Body["data"].(map[string]any)["choices"].([]any)
+	require.Len(t, choices, 1)
 	require.Equal(t, "fake-xl", choices[0].(map[string]any)["value"])
 }
 
