@@ -3,6 +3,7 @@ package slack_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -131,4 +132,90 @@ func TestRedisOutageAnswersUnavailable(t *testing.T) {
 	active, err := b.sched.Active(b.ctx, "slack:T1")
 	require.NoError(t, err)
 	require.Len(t, active, 1, "one job: none from the outage, one after it")
+}
+
+// lastAck is the newest Socket Mode acknowledgement the fake received.
+func lastAck(t *testing.T, cs []slackfake.Call) slackfake.Call {
+	t.Helper()
+	acks := calls(cs, "socket.ack")
+	require.NotEmpty(t, acks)
+	return acks[len(acks)-1]
+}
+
+// TestRedisOutageOverSocketMode: while Redis is down, Socket Mode answers
+// within http.redis_timeout as HTTP mode does: a slash command is
+// acknowledged with the "cannot reach its job queue" reply and starts
+// nothing; an app_mention is left unacknowledged, so Slack redelivers it
+// (retry_attempt 1, 2, …), and the redelivery that arrives once Redis is
+// back is acknowledged and makes exactly one job. A slash command after the
+// outage enqueues once.
+func TestRedisOutageOverSocketMode(t *testing.T) {
+	t.Parallel()
+	rs := redistest.NewServer(t)
+	const budget = 300 * time.Millisecond
+	b := setupWith(t, options{redis: rs, redisTimeout: budget, noStart: true, appToken: "xapp-test"})
+	require.NoError(t, b.bot.Start(b.ctx))
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.bot.Stop(c)
+	})
+	b.fake.WaitConnected(t, 1)
+	waitState(t, b.bot, "ready", func(err error) bool { return err == nil })
+	slash := func(text string) json.RawMessage {
+		raw, _ := json.Marshal(map[string]any{"token": "x", "team_id": "T1", "channel_id": "C1", "user_id": "U1",
+			"command": "/imagine", "text": text, "trigger_id": fmt.Sprintf("trig.%d", nextSeq()),
+			"response_url": b.fake.NewResponseURL()})
+		return raw
+	}
+	// reply sends a slash command and returns its acknowledgement's text.
+	reply := func(text string) string {
+		ack, err := b.fake.Send("slash_commands", slash(text), 0)
+		require.NoError(t, err)
+		waitClosed(t, ack, "slash ack")
+		var p map[string]string
+		require.NoError(t, json.Unmarshal([]byte(lastAck(t, b.fake.Calls()).Form.Get("payload")), &p))
+		require.Equal(t, "ephemeral", p["response_type"])
+		return p["text"]
+	}
+
+	rs.Stop()
+	for range 2 { // the first call finds a broken connection, the next a refused one
+		require.Contains(t, reply("a fox during the outage"), "cannot reach its job queue")
+	}
+
+	acked := len(calls(b.fake.Calls(), "socket.ack"))
+	mention, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a mentioned fox during the outage"})
+	_, err := b.fake.Send("events_api", json.RawMessage(mention), 0)
+	require.NoError(t, err)
+	// The fake records an envelope left unacknowledged for its ack timeout
+	// (3 s, ten times the Redis budget) before it redelivers it.
+	cs := b.fake.Wait(t, "the event left unacknowledged", func(cs []slackfake.Call) bool {
+		for _, c := range calls(cs, "socket.retry") {
+			if c.Form.Get("retry_attempt") == "0" {
+				return true
+			}
+		}
+		return false
+	})
+	require.Len(t, calls(cs, "socket.ack"), acked, "nothing acknowledged while Redis is down")
+
+	rs.Start()
+	cs = b.fake.Wait(t, "a redelivery acknowledged", func(cs []slackfake.Call) bool {
+		return len(calls(cs, "socket.ack")) > acked
+	})
+	redelivered := calls(cs, "socket.ack")[acked].Form.Get("envelope_id")
+	for _, c := range calls(cs, "socket.retry") {
+		require.NotEqual(t, c.Form.Get("envelope_id"), redelivered, "an envelope acknowledged after it was given up")
+	}
+	require.Equal(t, "On it…", reply("a fox after the outage --steps 2"))
+
+	// Stop waits for the work started (the jobs are enqueued or refused).
+	c, cancel := context.WithTimeout(b.ctx, slackfake.WaitTimeout)
+	defer cancel()
+	require.NoError(t, b.bot.Stop(c))
+	active, err := b.sched.Active(b.ctx, "slack:T1")
+	require.NoError(t, err)
+	require.Len(t, active, 2, "one job from the redelivered mention, one from the slash command after the outage, none during it")
+	require.Empty(t, b.fake.Violations(), "the withheld ack was redelivered, not lost")
 }

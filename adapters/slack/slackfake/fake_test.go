@@ -252,9 +252,11 @@ func TestDirectMessagesTokensAndExpiry(t *testing.T) {
 }
 
 // Socket Mode: apps.connections.open takes only the app token; an
-// envelope not acknowledged within the ack timeout is a violation and comes
-// again with retry_attempt 1 and retry_reason; disconnect names its reason
-// and closes the connection.
+// event not acknowledged within the ack timeout is recorded (not a
+// violation: Slack redelivers it) and comes again with retry_attempt 1 and
+// retry_reason; an ack's response payload is recorded; an event still
+// unacknowledged after the third retry, or an unacknowledged slash command,
+// is a violation; disconnect names its reason and closes the connection.
 func TestSocketModeRules(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -296,8 +298,8 @@ func TestSocketModeRules(t *testing.T) {
 	require.Equal(t, "timeout", again.RetryReason)
 	require.NotEqual(t, first.EnvelopeID, again.EnvelopeID)
 	require.JSONEq(t, string(first.Payload), string(again.Payload), "the same event")
-	require.NoError(t, conn.WriteJSON(map[string]string{"envelope_id": again.EnvelopeID}))
-	f.Wait(t, "ack", func(cs []slackfake.Call) bool {
+	require.NoError(t, conn.WriteJSON(map[string]any{"envelope_id": again.EnvelopeID, "payload": map[string]string{"text": "hi"}}))
+	cs := f.Wait(t, "ack", func(cs []slackfake.Call) bool {
 		for _, c := range cs {
 			if c.Method == "socket.ack" && c.Form.Get("envelope_id") == again.EnvelopeID {
 				return true
@@ -305,8 +307,34 @@ func TestSocketModeRules(t *testing.T) {
 		}
 		return false
 	})
-	require.NotEmpty(t, f.Violations())
-	require.Contains(t, f.Violations()[0], first.EnvelopeID+" (events_api) not acknowledged")
+	var retries, acks []slackfake.Call
+	for _, c := range cs {
+		switch c.Method {
+		case "socket.retry":
+			retries = append(retries, c)
+		case "socket.ack":
+			acks = append(acks, c)
+		}
+	}
+	require.Len(t, retries, 1)
+	require.Equal(t, first.EnvelopeID, retries[0].Form.Get("envelope_id"))
+	require.Equal(t, "0", retries[0].Form.Get("retry_attempt"))
+	require.JSONEq(t, `{"text":"hi"}`, acks[0].Form.Get("payload"))
+	require.Empty(t, f.Violations(), "an unacknowledged event is redelivered, not an error")
+
+	// Never acknowledged: after the third retry the event is lost.
+	_, err = f.Send("events_api", body, 0)
+	require.NoError(t, err)
+	for i := range 4 {
+		require.Equal(t, i, read().RetryAttempt)
+	}
+	slash, _ := json.Marshal(map[string]string{"command": "/imagine"})
+	_, err = f.Send("slash_commands", slash, 0)
+	require.NoError(t, err)
+	require.Equal(t, "slash_commands", read().Type)
+	f.Wait(t, "violations", func([]slackfake.Call) bool { return len(f.Violations()) == 2 })
+	require.Contains(t, strings.Join(f.Violations(), "\n"), "(events_api, retry_attempt 3) not acknowledged")
+	require.Contains(t, strings.Join(f.Violations(), "\n"), "(slash_commands, retry_attempt 0) not acknowledged")
 
 	f.Disconnect("refresh_requested")
 	d := read()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -18,6 +19,20 @@ import (
 // {"envelope_id": …} within 3 seconds, or Slack sends it again with
 // retry_attempt + 1; {"type": "disconnect", "reason": …} asks the app to
 // reconnect.
+//
+// An events_api envelope left unacknowledged is not an error on Slack's
+// side: Slack redelivers it (Events API, "Retries" at
+// https://docs.slack.dev/apis/events-api/#retries: up to 3 retries, each
+// with retry_attempt and retry_reason; the Socket Mode page above: "If
+// your app doesn't acknowledge an envelope, Slack will retry"). An app
+// may withhold the ack on purpose (ours does while Redis is unavailable),
+// so the fake records it as a "socket.retry" call and redelivers; only an
+// event still unacknowledged after the last retry (it is lost) is a
+// violation. A slash_commands or interactive envelope is not redelivered:
+// unacknowledged, the user sees an error, so that is a violation.
+
+// maxRetries is how many times Slack redelivers an unacknowledged event.
+const maxRetries = 3
 
 func (s *Server) socket(w http.ResponseWriter, r *http.Request) {
 	// slack-go sends Slack's Origin header.
@@ -43,6 +58,11 @@ func (s *Server) socket(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if id, ok := m["envelope_id"].(string); ok {
+			form := url.Values{"envelope_id": {id}}
+			if p, ok := m["payload"]; ok {
+				raw, _ := json.Marshal(p)
+				form.Set("payload", string(raw))
+			}
 			s.mu.Lock()
 			if ch, ok := s.acks[id]; ok {
 				select {
@@ -51,7 +71,7 @@ func (s *Server) socket(w http.ResponseWriter, r *http.Request) {
 					close(ch)
 				}
 			}
-			s.calls = append(s.calls, Call{Method: "socket.ack", Form: map[string][]string{"envelope_id": {id}}, At: time.Now()})
+			s.calls = append(s.calls, Call{Method: "socket.ack", Form: form, At: time.Now()})
 			s.changed()
 			s.mu.Unlock()
 		}
@@ -88,8 +108,12 @@ func (s *Server) WaitConnected(t testing.TB, n int) {
 
 // Send delivers an envelope of typ ("events_api", "slash_commands",
 // "interactive") on the current connection and returns a channel closed
-// when it is acknowledged. An events_api envelope not acknowledged within
-// AckTimeout is a violation and is sent again with retry_attempt + 1.
+// when it is acknowledged (the "socket.ack" call has its envelope_id and,
+// if the app sent one, its response payload as JSON in "payload"). An
+// events_api envelope not acknowledged within AckTimeout is recorded as a
+// "socket.retry" call (envelope_id, retry_attempt) and sent again with
+// retry_attempt + 1, up to 3 retries; an event unacknowledged after the
+// last one, or any other envelope unacknowledged, is a violation.
 func (s *Server) Send(typ string, payload json.RawMessage, retryAttempt int) (<-chan struct{}, error) {
 	s.mu.Lock()
 	s.seq++
@@ -120,11 +144,17 @@ func (s *Server) Send(typ string, payload json.RawMessage, retryAttempt int) (<-
 			return
 		case <-t.C:
 		}
+		retry := typ == "events_api" && retryAttempt < maxRetries
 		s.mu.Lock()
-		s.violate("envelope %s (%s) not acknowledged within %s", id, typ, s.cfg.AckTimeout)
+		if retry {
+			s.calls = append(s.calls, Call{Method: "socket.retry", At: time.Now(), Form: url.Values{
+				"envelope_id": {id}, "retry_attempt": {strconv.Itoa(retryAttempt)}}})
+		} else {
+			s.violate("envelope %s (%s, retry_attempt %d) not acknowledged within %s", id, typ, retryAttempt, s.cfg.AckTimeout)
+		}
 		s.changed()
 		s.mu.Unlock()
-		if typ == "events_api" && retryAttempt < 3 {
+		if retry {
 			_, _ = s.Send(typ, payload, retryAttempt+1)
 		}
 	}()
