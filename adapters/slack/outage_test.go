@@ -147,8 +147,8 @@ func lastAck(t *testing.T, cs []slackfake.Call) slackfake.Call {
 // acknowledged with the "cannot reach its job queue" reply and starts
 // nothing; an app_mention is left unacknowledged, so Slack redelivers it
 // (retry_attempt 1, 2, …), and the redelivery that arrives once Redis is
-// back is acknowledged and makes exactly one job. A slash command after the
-// outage enqueues once.
+// back is acknowledged and makes exactly one job; a click is acknowledged
+// and dropped. A slash command after the outage enqueues once.
 func TestRedisOutageOverSocketMode(t *testing.T) {
 	t.Parallel()
 	rs := redistest.NewServer(t)
@@ -184,9 +184,20 @@ func TestRedisOutageOverSocketMode(t *testing.T) {
 		require.Contains(t, reply("a fox during the outage"), "cannot reach its job queue")
 	}
 
+	// A click is acknowledged (Slack shows nothing else for it) and dropped.
+	clickURL := b.fake.NewResponseURL()
+	click, _ := json.Marshal(map[string]any{"type": "block_actions", "team": map[string]any{"id": "T1"},
+		"user": map[string]any{"id": "U2"}, "channel": map[string]any{"id": "C1"}, "trigger_id": "trig.sock-outage",
+		"response_url": clickURL,
+		"actions":      []any{map[string]any{"action_id": "easel:reroll:1-0", "block_id": "r", "type": "button"}}})
+	ack, err := b.fake.Send("interactive", click, 0)
+	require.NoError(t, err)
+	waitClosed(t, ack, "click ack")
+	require.Empty(t, lastAck(t, b.fake.Calls()).Form.Get("payload"))
+
 	acked := len(calls(b.fake.Calls(), "socket.ack"))
 	mention, _ := mentionEvent(t, slackfake.Mention{User: "U1", Text: "a mentioned fox during the outage"})
-	_, err := b.fake.Send("events_api", json.RawMessage(mention), 0)
+	_, err = b.fake.Send("events_api", json.RawMessage(mention), 0)
 	require.NoError(t, err)
 	// The fake records an envelope left unacknowledged for its ack timeout
 	// (3 s, ten times the Redis budget) before it redelivers it.
@@ -217,5 +228,9 @@ func TestRedisOutageOverSocketMode(t *testing.T) {
 	active, err := b.sched.Active(b.ctx, "slack:T1")
 	require.NoError(t, err)
 	require.Len(t, active, 2, "one job from the redelivered mention, one from the slash command after the outage, none during it")
+	for _, c := range b.fake.Calls() {
+		require.False(t, c.Method == "response_url" && strings.HasSuffix(clickURL, "/"+c.Form.Get("id")), "the click was dropped: %v", c.Form)
+		require.False(t, c.Method == "chat.postEphemeral" && c.Form.Get("user") == "U2", "the click was dropped: %v", c.Form)
+	}
 	require.Empty(t, b.fake.Violations(), "the withheld ack was redelivered, not lost")
 }
