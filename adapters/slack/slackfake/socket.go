@@ -21,10 +21,10 @@ import (
 // reconnect.
 //
 // An events_api envelope left unacknowledged is not an error on Slack's
-// side: Slack redelivers it (Events API, "Retries" at
-// https://docs.slack.dev/apis/events-api/#retries: up to 3 retries, each
-// with retry_attempt and retry_reason; the Socket Mode page above: "If
-// your app doesn't acknowledge an envelope, Slack will retry"). An app
+// side: Slack redelivers it, up to 3 times, the envelope carrying
+// retry_attempt and retry_reason (the Socket Mode page above, and the
+// Events API's retry rules at https://docs.slack.dev/apis/events-api/,
+// which Socket Mode shares; paraphrased, not quoted). An app
 // may withhold the ack on purpose (ours does while Redis is unavailable),
 // so the fake records it as a "socket.retry" call and redelivers; only an
 // event still unacknowledged after the last retry (it is lost) is a
