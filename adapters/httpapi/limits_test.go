@@ -167,17 +167,8 @@ func TestStreamAndInFlightLimits(t *testing.T) {
 	// only slot; the server says when it holds it, then a probe is refused.
 	pw, done := startSlow(t, b, keyA)
 	require.NoError(t, b.api.WaitInFlight(b.ctx, "a:127.0.0.1", 1))
-	probe, pm := b.do(t, "GET", "/v1/usage", keyB, nil)
-	require.Equal(t, http.StatusTooManyRequests, probe.StatusCode, pm)
-	require.Equal(t, "1", probe.Header.Get("Retry-After"))
-	require.Equal(t, "too_many_requests", pm["error"].(map[string]any)["code"])
-	require.Contains(t, pm["error"].(map[string]any)["message"], "http.max_in_flight_per_addr")
-	_, err := pw.Write([]byte(`"y"}`))
-	require.NoError(t, err)
-	require.NoError(t, pw.Close())
-	r := <-done
-	require.NotNil(t, r)
-	require.Equal(t, http.StatusAccepted, r.StatusCode)
+	requireInFlightRefused(t, b, keyB, "http.max_in_flight_per_addr")
+	finishSlow(t, pw, done)
 	resp, _ = b.do(t, "GET", "/v1/usage", keyB, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "the slot is free again")
 }
@@ -363,19 +354,10 @@ func TestInFlightLimitPerKey(t *testing.T) {
 	b := setup(t, opts{cfg: httpapi.Config{Keys: map[string]string{keyA: "a", keyB: "b"}, MaxInFlightPerKey: 1}})
 	pw, done := startSlow(t, b, keyA)
 	require.NoError(t, b.api.WaitInFlight(b.ctx, "k:"+keyA, 1))
-	probe, m := b.do(t, "GET", "/v1/usage", keyA, nil)
-	require.Equal(t, http.StatusTooManyRequests, probe.StatusCode, m)
-	require.Equal(t, "1", probe.Header.Get("Retry-After"))
-	require.Equal(t, "too_many_requests", m["error"].(map[string]any)["code"])
-	require.Contains(t, m["error"].(map[string]any)["message"], "http.max_in_flight_per_key")
+	requireInFlightRefused(t, b, keyA, "http.max_in_flight_per_key")
 	resp, _ := b.do(t, "GET", "/v1/usage", keyB, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "another key is not held")
-	_, err := pw.Write([]byte(`"y"}`))
-	require.NoError(t, err)
-	require.NoError(t, pw.Close())
-	r := <-done
-	require.NotNil(t, r)
-	require.Equal(t, http.StatusAccepted, r.StatusCode)
+	finishSlow(t, pw, done)
 	resp, _ = b.do(t, "GET", "/v1/usage", keyA, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "the slot is free again")
 }
@@ -426,4 +408,26 @@ func startSlow(t *testing.T, b *bundle, key string) (*io.PipeWriter, chan *http.
 	_, err = pw.Write([]byte(`{"prompt":`))
 	require.NoError(t, err)
 	return pw, done
+}
+
+// requireInFlightRefused probes under key while a slow request holds the
+// only slot: 429, Retry-After 1, naming the config field of the limit.
+func requireInFlightRefused(t *testing.T, b *bundle, key, field string) {
+	t.Helper()
+	probe, m := b.do(t, "GET", "/v1/usage", key, nil)
+	require.Equal(t, http.StatusTooManyRequests, probe.StatusCode, m)
+	require.Equal(t, "1", probe.Header.Get("Retry-After"))
+	require.Equal(t, "too_many_requests", m["error"].(map[string]any)["code"])
+	require.Contains(t, m["error"].(map[string]any)["message"], field)
+}
+
+// finishSlow writes the rest of startSlow's body; the submit is accepted.
+func finishSlow(t *testing.T, pw *io.PipeWriter, done chan *http.Response) {
+	t.Helper()
+	_, err := pw.Write([]byte(`"y"}`))
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	r := <-done
+	require.NotNil(t, r)
+	require.Equal(t, http.StatusAccepted, r.StatusCode)
 }
