@@ -345,16 +345,7 @@ func TestCatalogListsHealthyBackendsOnly(t *testing.T) {
 	cfg := fakeConfig()
 	cfg.StepDuration = 50 * time.Millisecond
 	b, obs := catalogSetupObserved(t, commands.Limits{}, cfg)
-	// A fresh service (another API process) reads the catalog uncached.
-	fresh := func() commands.Catalog {
-		pol, err := scheduler.NewPolicies(b.sched, scheduler.PolicyConfig{})
-		require.NoError(t, err)
-		svc, err := commands.New(b.sched, pol, commands.Limits{}, zap.NewNop())
-		require.NoError(t, err)
-		cat, err := svc.Models(b.ctx)
-		require.NoError(t, err)
-		return cat
-	}
+	fresh := func() commands.Catalog { return freshCatalog(t, b) }
 	require.Equal(t, []string{"gpu1"}, fresh().Backends)
 
 	b.fake.SetDown(true)
@@ -376,16 +367,7 @@ func TestCatalogListsHealthyBackendsOnly(t *testing.T) {
 func TestCatalogDropsABackendThatDiesIdle(t *testing.T) {
 	t.Parallel()
 	b, obs := catalogSetupObserved(t, commands.Limits{}, fakeConfig())
-	// A fresh service (another API process) reads the catalog uncached.
-	fresh := func() commands.Catalog {
-		pol, err := scheduler.NewPolicies(b.sched, scheduler.PolicyConfig{})
-		require.NoError(t, err)
-		svc, err := commands.New(b.sched, pol, commands.Limits{}, zap.NewNop())
-		require.NoError(t, err)
-		cat, err := svc.Models(b.ctx)
-		require.NoError(t, err)
-		return cat
-	}
+	fresh := func() commands.Catalog { return freshCatalog(t, b) }
 	require.Equal(t, []string{"gpu1"}, fresh().Backends)
 
 	b.fake.SetDown(true) // no job runs: only the idle checks can notice
@@ -410,4 +392,17 @@ func TestCatalogDropsABackendThatDiesIdle(t *testing.T) {
 	cat = fresh()
 	require.Equal(t, []string{"gpu1"}, cat.Backends)
 	require.Equal(t, []string{"fake-v1-5", "fake-xl"}, cat.ModelNames())
+}
+
+// freshCatalog reads the catalog through a fresh service (as another API
+// process would), uncached.
+func freshCatalog(t *testing.T, b *bundle) commands.Catalog {
+	t.Helper()
+	pol, err := scheduler.NewPolicies(b.sched, scheduler.PolicyConfig{})
+	require.NoError(t, err)
+	svc, err := commands.New(b.sched, pol, commands.Limits{}, zap.NewNop())
+	require.NoError(t, err)
+	cat, err := svc.Models(b.ctx)
+	require.NoError(t, err)
+	return cat
 }
