@@ -3,8 +3,6 @@ package adapters_test
 import (
 	"context"
 	"encoding/json"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -165,15 +163,9 @@ func TestRestartedRelayDoesNotSpinOnAPendingFinal(t *testing.T) {
 	stopCancel()
 
 	reads := func() int64 {
-		info, err := store.Client.Do(ctx, store.Client.B().Info().Section("commandstats").Build()).ToString()
+		calls, err := store.CommandCalls(ctx)
 		require.NoError(t, err)
-		for _, line := range strings.Split(info, "\n") {
-			if rest, ok := strings.CutPrefix(line, "cmdstat_xreadgroup:calls="); ok {
-				n, _ := strconv.ParseInt(rest[:strings.IndexByte(rest, ',')], 10, 64)
-				return n
-			}
-		}
-		return 0
+		return calls["xreadgroup"]
 	}
 	before := reads()
 	second := adapters.NewRelay(sched, zap.NewNop(), b)

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/easelbot/easel/storage"
 )
 
 // AsynqThroughput runs the asynq anchor (bench/asynqcmp, a module of its own
@@ -39,25 +41,11 @@ var asynqRate = regexp.MustCompile(`asynq: ([0-9.]+) jobs/s`)
 // commandCalls is the total of INFO commandstats calls: every command the
 // server ran, those run inside scripts and functions included.
 func commandCalls(ctx context.Context, r *rig) (int64, error) {
-	c := r.store.Client
-	info, err := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
+	calls, err := r.store.CommandCalls(ctx)
 	if err != nil {
 		return 0, err
 	}
-	var total int64
-	for _, line := range strings.Split(info, "\n") {
-		if !strings.HasPrefix(line, "cmdstat_") {
-			continue
-		}
-		_, rest, _ := strings.Cut(line, ":calls=")
-		n, _, _ := strings.Cut(rest, ",")
-		v, err := strconv.ParseInt(n, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("commandstats: %q", line)
-		}
-		total += v
-	}
-	return total, nil
+	return storage.TotalCalls(calls), nil
 }
 
 func median(x []float64) float64 {

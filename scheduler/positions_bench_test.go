@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/redis/rueidis"
@@ -75,19 +74,7 @@ func BenchmarkPositionsPass(b *testing.B) {
 }
 
 func commandCount(b *testing.B, store *storage.Store) int64 {
-	c := store.Client
-	info, err := c.Do(context.Background(), c.B().Info().Section("commandstats").Build()).ToString()
+	calls, err := store.CommandCalls(context.Background())
 	require.NoError(b, err)
-	var total int64
-	for _, line := range strings.Split(info, "\n") {
-		if !strings.HasPrefix(line, "cmdstat_") {
-			continue
-		}
-		_, rest, _ := strings.Cut(line, ":calls=")
-		n, _, _ := strings.Cut(rest, ",")
-		v, err := strconv.ParseInt(n, 10, 64)
-		require.NoError(b, err)
-		total += v
-	}
-	return total
+	return storage.TotalCalls(calls)
 }
