@@ -15,6 +15,7 @@ import (
 
 	"github.com/easelbot/easel/adapters/slack/slackfake"
 	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/scheduler"
 )
 
 // answer is a response of the Slack endpoints, read whole.
@@ -139,13 +140,7 @@ func TestRedisOutageAnswersUnavailable(t *testing.T) {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	// Stop waits for the command's work to end (the job is enqueued or refused).
-	c, cancel := context.WithTimeout(b.ctx, slackfake.WaitTimeout)
-	defer cancel()
-	require.NoError(t, b.bot.Stop(c))
-	active, err := b.sched.Active(b.ctx, "slack:T1")
-	require.NoError(t, err)
-	require.Len(t, active, 1, "one job: none from the outage, one after it")
+	require.Len(t, activeAfterStop(t, b), 1, "one job: none from the outage, one after it")
 }
 
 // lastAck is the newest Socket Mode acknowledgement the fake received.
@@ -235,16 +230,22 @@ func TestRedisOutageOverSocketMode(t *testing.T) {
 	}
 	require.Equal(t, "On it…", reply("a fox after the outage --steps 2"))
 
-	// Stop waits for the work started (the jobs are enqueued or refused).
-	c, cancel := context.WithTimeout(b.ctx, slackfake.WaitTimeout)
-	defer cancel()
-	require.NoError(t, b.bot.Stop(c))
-	active, err := b.sched.Active(b.ctx, "slack:T1")
-	require.NoError(t, err)
-	require.Len(t, active, 2, "one job from the redelivered mention, one from the slash command after the outage, none during it")
+	require.Len(t, activeAfterStop(t, b), 2, "one job from the redelivered mention, one from the slash command after the outage, none during it")
 	for _, c := range b.fake.Calls() {
 		require.False(t, c.Method == "response_url" && strings.HasSuffix(clickURL, "/"+c.Form.Get("id")), "the click was dropped: %v", c.Form)
 		require.False(t, c.Method == "chat.postEphemeral" && c.Form.Get("user") == "U2", "the click was dropped: %v", c.Form)
 	}
 	require.Empty(t, b.fake.Violations(), "the withheld ack was redelivered, not lost")
+}
+
+// activeAfterStop stops the adapter, which waits for the work it started
+// (each job enqueued or refused), and returns the workspace's active jobs.
+func activeAfterStop(t *testing.T, b *bundle) []*scheduler.Job {
+	t.Helper()
+	c, cancel := context.WithTimeout(b.ctx, slackfake.WaitTimeout)
+	defer cancel()
+	require.NoError(t, b.bot.Stop(c))
+	active, err := b.sched.Active(b.ctx, "slack:T1")
+	require.NoError(t, err)
+	return active
 }
