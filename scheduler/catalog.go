@@ -43,14 +43,6 @@ func (s *Scheduler) advertise(ctx context.Context, name string, catalog []byte, 
 	return nil
 }
 
-// ForgetBackend removes a backend's catalog (its worker stopped).
-func (s *Scheduler) ForgetBackend(ctx context.Context, name string) error {
-	if err := s.client.Do(ctx, s.client.B().Hdel().Key(s.keys.Backends()).Field(name).Build()).Error(); err != nil {
-		return fmt.Errorf("forget backend: %w", err)
-	}
-	return nil
-}
-
 // BackendAd is one backend's live catalog as its worker published it.
 type BackendAd struct {
 	// Catalog is the worker's JSON (worker.Advertised).
