@@ -52,20 +52,6 @@ type BackendAd struct {
 	Down bool
 }
 
-// Backends returns the live catalogs by backend name, down or not; expired
-// ones are dropped.
-func (s *Scheduler) Backends(ctx context.Context) (map[string][]byte, error) {
-	ads, err := s.BackendAds(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string][]byte, len(ads))
-	for name, ad := range ads {
-		out[name] = ad.Catalog
-	}
-	return out, nil
-}
-
 // BackendAds returns the live catalogs by backend name, each saying
 // whether the backend is down; expired ones are dropped.
 func (s *Scheduler) BackendAds(ctx context.Context) (map[string]BackendAd, error) {

@@ -84,12 +84,12 @@ func (r *routingRig) submit(t *testing.T, tenant, model string) string {
 // GET /v1/models shows), names compared by scheduler.ModelKey.
 func (r *routingRig) loaded(t *testing.T) map[string]string {
 	t.Helper()
-	raw, err := r.sched.Backends(r.ctx)
+	ads, err := r.sched.BackendAds(r.ctx)
 	require.NoError(t, err)
 	out := map[string]string{}
-	for name, b := range raw {
+	for name, b := range ads {
 		var ad worker.Advertised
-		require.NoError(t, json.Unmarshal(b, &ad))
+		require.NoError(t, json.Unmarshal(b.Catalog, &ad))
 		out[name] = scheduler.ModelKey(ad.Loaded)
 	}
 	return out

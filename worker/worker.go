@@ -265,16 +265,11 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 		}
 		ad.Loaded, ad.Samplers, ad.Schedulers = cat.Loaded, cat.Samplers, cat.Schedulers
 		ad.LoRAs, ad.Upscalers = cat.LoRAs, cat.Upscalers
-		raw, _ := json.Marshal(ad)
-		if down {
-			// Answering the catalog is not passing a health check: the
-			// health loops list it again.
-			err = w.sched.AdvertiseBackendDown(actx, b.Name, raw, 15*time.Minute)
-		} else {
-			err = w.sched.AdvertiseBackend(actx, b.Name, raw, 15*time.Minute)
-		}
+		// A down backend answering its catalog has not passed a health
+		// check: the health loops list it again.
+		err = w.publishAd(actx, b.Name, ad, down)
 		if err == nil {
-			err = w.slotOf[b.Name].Advertise(actx, scheduler.Capabilities{Models: ad.Models, Loaded: ad.Loaded}, 15*time.Minute)
+			err = w.slotOf[b.Name].Advertise(actx, scheduler.Capabilities{Models: ad.Models, Loaded: ad.Loaded}, adTTL)
 		}
 		if err == nil {
 			w.mu.Lock()
@@ -326,6 +321,19 @@ func (w *Worker) setBusy(name string, busy bool) {
 	w.mu.Unlock()
 }
 
+// adTTL is how long a published catalog lives without a refresh (the
+// refresh comes every 5 minutes).
+const adTTL = 15 * time.Minute
+
+// publishAd publishes b's catalog for adTTL, marked down or not.
+func (w *Worker) publishAd(ctx context.Context, name string, ad Advertised, down bool) error {
+	raw, _ := json.Marshal(ad)
+	if down {
+		return w.sched.AdvertiseBackendDown(ctx, name, raw, adTTL)
+	}
+	return w.sched.AdvertiseBackend(ctx, name, raw, adTTL)
+}
+
 // markDown marks a backend's catalog down while its health checks fail,
 // so listings show healthy backends only; submits still accept its names
 // until the advertisement expires (15 minutes after its last refresh).
@@ -339,8 +347,7 @@ func (w *Worker) markDown(ctx context.Context, b Backend) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	raw, _ := json.Marshal(ad)
-	if err := w.sched.AdvertiseBackendDown(ctx, b.Name, raw, 15*time.Minute); err != nil && ctx.Err() == nil {
+	if err := w.publishAd(ctx, b.Name, ad, true); err != nil && ctx.Err() == nil {
 		w.log.Debug("mark backend's catalog down", zap.String("backend", b.Name), zap.Error(err))
 	}
 }
@@ -430,12 +437,8 @@ func (w *Worker) loadedNow(ctx context.Context, b Backend, model string) {
 	w.ads[b.Name] = ad
 	down := w.healthOf(b.Name).down
 	w.mu.Unlock()
-	raw, _ := json.Marshal(ad)
-	advertise := w.sched.AdvertiseBackend
-	if down { // listed again by a passing health check, not by a job
-		advertise = w.sched.AdvertiseBackendDown
-	}
-	if err := advertise(ctx, b.Name, raw, 15*time.Minute); err != nil {
+	// A down backend is listed again by a passing health check, not by a job.
+	if err := w.publishAd(ctx, b.Name, ad, down); err != nil {
 		w.log.Debug("advertise loaded model", zap.String("backend", b.Name), zap.Error(err))
 		return
 	}
