@@ -49,16 +49,16 @@ func ParseFlags(text string) (im Imagine, help bool, err error) {
 			}
 		}
 		if len(vals) == 0 {
-			return im, false, invalidT("--"+name, "v_needs_value")
+			return im, false, Invalid("--"+name, "v_needs_value")
 		}
 		val := strings.Join(vals, " ")
 		num := func() (int, error) {
 			n, err := strconv.Atoi(val)
 			if err != nil || n > 1<<30 || n < -1<<30 {
-				return 0, invalidT("--"+name, "v_whole_number", val)
+				return 0, Invalid("--"+name, "v_whole_number", val)
 			}
 			if n == 0 && name != "seed" {
-				return 0, invalidT("--"+name, "v_not_zero")
+				return 0, Invalid("--"+name, "v_not_zero")
 			}
 			return n, nil
 		}
@@ -67,7 +67,7 @@ func ParseFlags(text string) (im Imagine, help bool, err error) {
 		case "ar", "aspect":
 			wh, ok := Aspects[val]
 			if !ok {
-				return im, false, invalidT("--ar", "v_one_of", "1:1, 3:4, 4:3, 9:16, 16:9", val)
+				return im, false, Invalid("--ar", "v_one_of", "1:1, 3:4, 4:3, 9:16, 16:9", val)
 			}
 			im.Width, im.Height = wh[0], wh[1]
 		case "w", "width":
@@ -89,7 +89,7 @@ func ParseFlags(text string) (im Imagine, help bool, err error) {
 		case "cfg":
 			f, ferr := strconv.ParseFloat(val, 64)
 			if ferr != nil || f != f {
-				err = invalidT("--cfg", "v_number", val)
+				err = Invalid("--cfg", "v_number", val)
 			}
 			im.CFGScale = f
 		case "no":
@@ -113,11 +113,11 @@ func ParseFlags(text string) (im Imagine, help bool, err error) {
 		case "strength":
 			f, ferr := strconv.ParseFloat(val, 64)
 			if ferr != nil || f != f || f <= 0 || f > 1 {
-				err = invalidT("--strength", "v_strength_number", val)
+				err = Invalid("--strength", "v_strength_number", val)
 			}
 			im.DenoisingStrength = f
 		default:
-			return im, false, invalidT("--"+name, "v_not_flag")
+			return im, false, Invalid("--"+name, "v_not_flag")
 		}
 		if err != nil {
 			return im, false, err
@@ -125,7 +125,7 @@ func ParseFlags(text string) (im Imagine, help bool, err error) {
 	}
 	im.Prompt = strings.Join(prompt, " ")
 	if strings.TrimSpace(im.Prompt) == "" {
-		return im, false, invalidT("prompt", "v_prompt_required")
+		return im, false, Invalid("prompt", "v_prompt_required")
 	}
 	return im, false, nil
 }

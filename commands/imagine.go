@@ -178,24 +178,24 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 	for _, f := range []struct{ name, v string }{{"prompt", im.Prompt}, {"negative_prompt", im.NegativePrompt},
 		{"sampler", im.Sampler}, {"model", im.Model}, {"scheduler", im.Scheduler}} {
 		if !utf8.ValidString(f.v) {
-			return invalidT(f.name, "v_utf8")
+			return Invalid(f.name, "v_utf8")
 		}
 		if strings.ContainsRune(f.v, 0) {
-			return invalidT(f.name, "v_nul")
+			return Invalid(f.name, "v_nul")
 		}
 	}
 	im.Prompt = strings.TrimSpace(im.Prompt)
 	if im.Prompt == "" {
-		return invalidT("prompt", "v_required")
+		return Invalid("prompt", "v_required")
 	}
 	if n := utf8.RuneCountInString(im.Prompt); n > l.MaxPromptLength {
-		return invalidT("prompt", "v_max_chars_got", l.MaxPromptLength, n)
+		return Invalid("prompt", "v_max_chars_got", l.MaxPromptLength, n)
 	}
 	if n := utf8.RuneCountInString(im.NegativePrompt); n > l.MaxPromptLength {
-		return invalidT("negative_prompt", "v_max_chars_got", l.MaxPromptLength, n)
+		return Invalid("negative_prompt", "v_max_chars_got", l.MaxPromptLength, n)
 	}
 	if w := d.DeniedWord(im.Prompt); w != "" {
-		return invalidT("prompt", "v_word_not_allowed", w)
+		return Invalid("prompt", "v_word_not_allowed", w)
 	}
 	if im.Width == 0 {
 		im.Width = l.DefaultWidth
@@ -208,60 +208,60 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 		v    int
 	}{{"width", im.Width}, {"height", im.Height}} {
 		if f.v < l.MinSize || f.v > l.MaxSize {
-			return invalidT(f.name, "v_between_int", l.MinSize, l.MaxSize, f.v)
+			return Invalid(f.name, "v_between_int", l.MinSize, l.MaxSize, f.v)
 		}
 		if f.v%8 != 0 {
-			return invalidT(f.name, "v_multiple_of_8", f.v)
+			return Invalid(f.name, "v_multiple_of_8", f.v)
 		}
 	}
 	if px := im.Width * im.Height; px > *d.MaxPixels {
-		return invalidT("width", "v_max_pixels", *d.MaxPixels, im.Width, im.Height)
+		return Invalid("width", "v_max_pixels", *d.MaxPixels, im.Width, im.Height)
 	}
 	if im.Steps == 0 {
 		im.Steps = min(l.DefaultSteps, *d.MaxSteps)
 	}
 	if im.Steps < 1 || im.Steps > *d.MaxSteps {
-		return invalidT("steps", "v_between_int", 1, *d.MaxSteps, im.Steps)
+		return Invalid("steps", "v_between_int", 1, *d.MaxSteps, im.Steps)
 	}
 	if im.CFGScale == 0 {
 		im.CFGScale = l.DefaultCFG
 	}
 	if math.IsNaN(im.CFGScale) || im.CFGScale < l.MinCFG || im.CFGScale > l.MaxCFG {
-		return invalidT("cfg_scale", "v_between_float", l.MinCFG, l.MaxCFG, im.CFGScale)
+		return Invalid("cfg_scale", "v_between_float", l.MinCFG, l.MaxCFG, im.CFGScale)
 	}
 	if im.Count == 0 {
 		im.Count = 1
 	}
 	if im.Count < 1 || im.Count > *d.MaxImages {
-		return invalidT("count", "v_between_int", 1, *d.MaxImages, im.Count)
+		return Invalid("count", "v_between_int", 1, *d.MaxImages, im.Count)
 	}
 	if im.Seed == nil {
 		s := int64(-1)
 		im.Seed = &s
 	}
 	if *im.Seed < -1 || *im.Seed > math.MaxUint32 {
-		return invalidT("seed", "v_seed", uint32(math.MaxUint32), *im.Seed)
+		return Invalid("seed", "v_seed", uint32(math.MaxUint32), *im.Seed)
 	}
 	if len(d.AllowedModels) > 0 && im.Model != "" && !contains(d.AllowedModels, im.Model) {
-		return invalidT("model", "v_one_of", strings.Join(d.AllowedModels, ", "), im.Model)
+		return Invalid("model", "v_one_of", strings.Join(d.AllowedModels, ", "), im.Model)
 	}
 	if len(d.AllowedSamplers) > 0 && im.Sampler != "" && !contains(d.AllowedSamplers, im.Sampler) {
-		return invalidT("sampler", "v_one_of", strings.Join(d.AllowedSamplers, ", "), im.Sampler)
+		return Invalid("sampler", "v_one_of", strings.Join(d.AllowedSamplers, ", "), im.Sampler)
 	}
 	if math.IsNaN(im.DistilledCFGScale) || im.DistilledCFGScale < 0 || im.DistilledCFGScale > MaxDistilledCFG {
-		return invalidT("distilled_cfg_scale", "v_gt0_max", MaxDistilledCFG, im.DistilledCFGScale)
+		return Invalid("distilled_cfg_scale", "v_gt0_max", MaxDistilledCFG, im.DistilledCFGScale)
 	}
 	if math.IsNaN(im.VariationStrength) || im.VariationStrength < 0 || im.VariationStrength > 1 {
-		return invalidT("variation_strength", "v_between_float", 0.0, 1.0, im.VariationStrength)
+		return Invalid("variation_strength", "v_between_float", 0.0, 1.0, im.VariationStrength)
 	}
 	if len(im.Model) > 200 {
-		return invalidT("model", "v_max_chars", 200)
+		return Invalid("model", "v_max_chars", 200)
 	}
 	if len(im.Sampler) > 100 {
-		return invalidT("sampler", "v_max_chars", 100)
+		return Invalid("sampler", "v_max_chars", 100)
 	}
 	if len(im.Scheduler) > 100 {
-		return invalidT("scheduler", "v_max_chars", 100)
+		return Invalid("scheduler", "v_max_chars", 100)
 	}
 	if err := checkLoRAs(im.LoRAs); err != nil {
 		return err
@@ -269,9 +269,9 @@ func (l Limits) Validate(im *Imagine, p scheduler.Policy) error {
 	hasInit := im.InitImage != "" || im.InitImageData != nil || im.InitImageFrom != ""
 	switch {
 	case math.IsNaN(im.DenoisingStrength) || im.DenoisingStrength < 0 || im.DenoisingStrength > 1:
-		return invalidT("denoising_strength", "v_gt0_max", 1, im.DenoisingStrength)
+		return Invalid("denoising_strength", "v_gt0_max", 1, im.DenoisingStrength)
 	case im.DenoisingStrength != 0 && !hasInit:
-		return invalidT("denoising_strength", "v_img2img_only")
+		return Invalid("denoising_strength", "v_img2img_only")
 	case hasInit && im.DenoisingStrength == 0:
 		im.DenoisingStrength = DefaultDenoisingStrength
 	}

@@ -47,7 +47,7 @@ func (s *Service) FetchImage(ctx context.Context, field, url string, header http
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return nil, invalidT(field, "v_url_scheme")
+		return nil, Invalid(field, "v_url_scheme")
 	}
 	for k, v := range header {
 		req.Header[k] = v
@@ -56,13 +56,13 @@ func (s *Service) FetchImage(ctx context.Context, field, url string, header http
 	resp, err := s.imageClient.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, invalidT(field, "v_fetch_timeout", s.limits.InitImageTimeout)
+			return nil, Invalid(field, "v_fetch_timeout", s.limits.InitImageTimeout)
 		}
 		return nil, invalid(field, "could not be fetched: %v", unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, invalidT(field, "v_fetch_status", resp.StatusCode)
+		return nil, Invalid(field, "v_fetch_status", resp.StatusCode)
 	}
 	max := s.limits.MaxInitImageBytes
 	if resp.ContentLength > max {
@@ -71,7 +71,7 @@ func (s *Service) FetchImage(ctx context.Context, field, url string, header http
 	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, invalidT(field, "v_fetch_timeout", s.limits.InitImageTimeout)
+			return nil, Invalid(field, "v_fetch_timeout", s.limits.InitImageTimeout)
 		}
 		return nil, invalid(field, "could not be fetched: %v", err)
 	}
@@ -93,9 +93,9 @@ func unwrapURLError(err error) error {
 
 func tooLarge(field string, max, got int64) error {
 	if got > 0 {
-		return invalidT(field, "v_image_bytes_got", max, got)
+		return Invalid(field, "v_image_bytes_got", max, got)
 	}
-	return invalidT(field, "v_image_bytes", max)
+	return Invalid(field, "v_image_bytes", max)
 }
 
 // initImage resolves im's init image (adapter bytes, URL, data URL or
@@ -110,7 +110,7 @@ func (s *Service) initImage(ctx context.Context, im *Imagine) (*InitImage, error
 		var err error
 		if data, err = s.sched.InitImage(ctx, im.InitImageFrom); err != nil {
 			if errors.Is(err, scheduler.ErrInitImageGone) || errors.Is(err, scheduler.ErrNotFound) {
-				return nil, invalidT(field, "v_init_gone", im.InitImageFrom)
+				return nil, Invalid(field, "v_init_gone", im.InitImageFrom)
 			}
 			return nil, err
 		}
@@ -141,7 +141,7 @@ func DecodeInlineImage(field, src string, max int64) ([]byte, error) {
 	if rest, ok := cutPrefixFold(src, "data:"); ok {
 		meta, payload, found := strings.Cut(rest, ",")
 		if !found || !strings.HasSuffix(strings.ToLower(meta), ";base64") {
-			return nil, invalidT(field, "v_data_base64")
+			return nil, Invalid(field, "v_data_base64")
 		}
 		src = payload
 	}
@@ -155,7 +155,7 @@ func DecodeInlineImage(field, src string, max int64) ([]byte, error) {
 	}
 	data, err := enc.DecodeString(src)
 	if err != nil {
-		return nil, invalidT(field, "v_image_source")
+		return nil, Invalid(field, "v_image_source")
 	}
 	return data, nil
 }
@@ -179,19 +179,19 @@ func CheckImage(field string, data []byte, max int64) (*InitImage, error) {
 	case "png", "jpeg":
 		cfg, _, err := image.DecodeConfig(bytes.NewReader(data))
 		if err != nil {
-			return nil, invalidT(field, "v_image_unreadable", strings.ToUpper(format))
+			return nil, Invalid(field, "v_image_unreadable", strings.ToUpper(format))
 		}
 		w, h = cfg.Width, cfg.Height
 	case "webp":
 		var err error
 		if w, h, err = webpSize(data); err != nil {
-			return nil, invalidT(field, "v_image_unreadable", "WebP")
+			return nil, Invalid(field, "v_image_unreadable", "WebP")
 		}
 	default:
-		return nil, invalidT(field, "v_image_format")
+		return nil, Invalid(field, "v_image_format")
 	}
 	if w < 1 || h < 1 || w > maxInitImageSide || h > maxInitImageSide {
-		return nil, invalidT(field, "v_image_side", maxInitImageSide, w, h)
+		return nil, Invalid(field, "v_image_side", maxInitImageSide, w, h)
 	}
 	return &InitImage{Data: data, Format: format, Width: w, Height: h}, nil
 }

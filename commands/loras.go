@@ -31,17 +31,17 @@ func ParseLoRAs(s string) ([]sdclient.LoRA, error) {
 		if i := strings.LastIndexByte(item, ':'); i >= 0 {
 			w, err := strconv.ParseFloat(strings.TrimSpace(item[i+1:]), 64)
 			if err != nil {
-				return nil, invalidT("loras", "v_lora_weight_number", clipText(item, 60))
+				return nil, Invalid("loras", "v_lora_weight_number", clipText(item, 60))
 			}
 			l.Name, l.Weight = strings.TrimSpace(item[:i]), w
 		}
 		out = append(out, l)
 		if len(out) > MaxLoRAs {
-			return nil, invalidT("loras", "v_lora_max", MaxLoRAs)
+			return nil, Invalid("loras", "v_lora_max", MaxLoRAs)
 		}
 	}
 	if len(out) == 0 && strings.TrimSpace(s) != "" {
-		return nil, invalidT("loras", "v_lora_syntax")
+		return nil, Invalid("loras", "v_lora_syntax")
 	}
 	return out, checkLoRAs(out)
 }
@@ -50,18 +50,18 @@ func ParseLoRAs(s string) ([]sdclient.LoRA, error) {
 // backend has them).
 func checkLoRAs(ls []sdclient.LoRA) error {
 	if len(ls) > MaxLoRAs {
-		return invalidT("loras", "v_lora_max_got", MaxLoRAs, len(ls))
+		return Invalid("loras", "v_lora_max_got", MaxLoRAs, len(ls))
 	}
 	for _, l := range ls {
 		switch {
 		case strings.TrimSpace(l.Name) == "":
-			return invalidT("loras", "v_lora_name")
+			return Invalid("loras", "v_lora_name")
 		case !utf8.ValidString(l.Name) || len(l.Name) > maxLoRANameBytes:
-			return invalidT("loras", "v_lora_name_len", maxLoRANameBytes)
+			return Invalid("loras", "v_lora_name_len", maxLoRANameBytes)
 		case strings.ContainsAny(l.Name, "<>:,\x00\n\r"):
-			return invalidT("loras", "v_lora_name_chars", clipText(l.Name, 60))
+			return Invalid("loras", "v_lora_name_chars", clipText(l.Name, 60))
 		case math.IsNaN(l.Weight) || l.Weight < MinLoRAWeight || l.Weight > MaxLoRAWeight:
-			return invalidT("loras", "v_lora_weight", clipText(l.Name, 60), MinLoRAWeight, MaxLoRAWeight, l.Weight)
+			return Invalid("loras", "v_lora_weight", clipText(l.Name, 60), MinLoRAWeight, MaxLoRAWeight, l.Weight)
 		}
 	}
 	return nil

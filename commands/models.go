@@ -196,7 +196,7 @@ func unknown(field, what, got string, choices []string) error {
 	if len(choices) > maxChoices {
 		list = Msg{Key: "v_choices_more", Args: []any{strings.Join(choices[:maxChoices], ", "), len(choices) - maxChoices}}
 	}
-	return invalidT(field, "v_unknown_"+what, clipText(got, 100), list)
+	return Invalid(field, "v_unknown_"+what, clipText(got, 100), list)
 }
 
 // checkCatalog checks im's model, sampler, scheduler and LoRAs against the

@@ -107,7 +107,7 @@ func (s *Service) SetSpoilers(ctx context.Context, c Caller, on bool) (ChatOptio
 // it (admins only).
 func (s *Service) SetNSFWChannel(ctx context.Context, c Caller, channel string, allowed bool) (ChatOptions, error) {
 	if channel == "" {
-		return ChatOptions{}, invalidT("channel", "v_required")
+		return ChatOptions{}, Invalid("channel", "v_required")
 	}
 	return s.updateChat(ctx, c, "nsfw_channels", func(o *ChatOptions) {
 		o.NSFWChannels = slices.DeleteFunc(o.NSFWChannels, func(v string) bool { return v == channel })

@@ -33,7 +33,7 @@ func Rerun(job *scheduler.Job, image int) (Imagine, error) {
 		return im, nil
 	}
 	if image >= len(job.Seeds) {
-		return im, invalidT("image", "v_image_of_job", len(job.Seeds), image+1)
+		return im, Invalid("image", "v_image_of_job", len(job.Seeds), image+1)
 	}
 	seed := job.Seeds[image]
 	im.Seed, im.Count, im.VariationStrength = &seed, 1, variationStrength

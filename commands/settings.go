@@ -78,7 +78,7 @@ func setField(st *Settings, field, value string, allowed []string) error {
 	field = strings.ToLower(strings.TrimSpace(field))
 	value = strings.TrimSpace(value)
 	if !contains(allowed, field) {
-		return invalidT(field, "v_not_setting", strings.Join(allowed, ", "))
+		return Invalid(field, "v_not_setting", strings.Join(allowed, ", "))
 	}
 	num := func() (int, error) {
 		if value == "" {
@@ -86,7 +86,7 @@ func setField(st *Settings, field, value string, allowed []string) error {
 		}
 		n, err := strconv.Atoi(value)
 		if err != nil {
-			return 0, invalidT(field, "v_whole_number", clipText(value, 40))
+			return 0, Invalid(field, "v_whole_number", clipText(value, 40))
 		}
 		return n, nil
 	}
@@ -113,7 +113,7 @@ func setField(st *Settings, field, value string, allowed []string) error {
 		}
 		wh, ok := Aspects[value]
 		if !ok {
-			return invalidT("aspect", "v_one_of", "1:1, 3:4, 4:3, 9:16, 16:9", clipText(value, 20))
+			return Invalid("aspect", "v_one_of", "1:1, 3:4, 4:3, 9:16, 16:9", clipText(value, 20))
 		}
 		st.Width, st.Height = wh[0], wh[1]
 	case "size":
@@ -125,12 +125,12 @@ func setField(st *Settings, field, value string, allowed []string) error {
 		wn, err1 := strconv.Atoi(strings.TrimSpace(w))
 		hn, err2 := strconv.Atoi(strings.TrimSpace(h))
 		if !ok || err1 != nil || err2 != nil {
-			return invalidT("size", "v_size_format", clipText(value, 20))
+			return Invalid("size", "v_size_format", clipText(value, 20))
 		}
 		st.Width, st.Height = wn, hn
 	}
 	if err == nil && (st.Steps < 0 || st.Count < 0 || st.Width < 0 || st.Height < 0) {
-		err = invalidT(field, "v_not_negative")
+		err = Invalid(field, "v_not_negative")
 	}
 	return err
 }

@@ -17,7 +17,7 @@ func (s *Service) Upscale(ctx context.Context, c Caller, origin json.RawMessage,
 		return scheduler.SubmitResult{}, err
 	}
 	if src.Status != scheduler.StatusSucceeded || n < 0 || n >= src.Images {
-		return scheduler.SubmitResult{}, invalidT("image", "v_image_of_finished", src.Images, n+1)
+		return scheduler.SubmitResult{}, Invalid("image", "v_image_of_finished", src.Images, n+1)
 	}
 	p, err := s.policies.Resolve(ctx, c.Tenant, c.User)
 	if err != nil {
@@ -27,7 +27,7 @@ func (s *Service) Upscale(ctx context.Context, c Caller, origin json.RawMessage,
 	_ = json.Unmarshal(src.Payload, &im)
 	const factor = 2
 	if px := im.Width * im.Height * factor * factor; px > 4*2048*2048 {
-		return scheduler.SubmitResult{}, invalidT("image", "v_too_large_upscale", px)
+		return scheduler.SubmitResult{}, Invalid("image", "v_too_large_upscale", px)
 	}
 	body, _ := json.Marshal(sdclient.UpscaleJob{Kind: sdclient.KindUpscale, Prompt: im.Prompt, SourceJob: src.ID, SourceImage: n, Factor: factor})
 	// An upscale costs about as much GPU as a short generation at the size.

@@ -51,12 +51,8 @@ func invalid(field, format string, a ...any) error {
 	return &ValidationError{Field: field, Message: fmt.Sprintf(format, a...)}
 }
 
-// invalidT is a validation error whose detail is the catalog message key
+// Invalid is a validation error whose detail is the catalog message key
 // with args; its Message is the English text.
-func invalidT(field, key string, args ...any) error {
+func Invalid(field, key string, args ...any) error {
 	return &ValidationError{Field: field, Message: T("en", key, localArgs("en", args)...), Key: key, Args: args}
 }
-
-// Invalid is a validation error for an adapter: field, and the catalog
-// message key with its arguments (English in Message).
-func Invalid(field, key string, args ...any) error { return invalidT(field, key, args...) }
