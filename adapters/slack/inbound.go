@@ -131,20 +131,18 @@ func (a *Adapter) events(w http.ResponseWriter, r *http.Request) {
 			EventID string `json:"event_id"`
 		}
 		_ = json.Unmarshal(body, &outer)
+		isNew := true
 		if outer.EventID != "" {
-			isNew, err := a.fresh(r.Context(), "event:"+outer.EventID, time.Hour)
-			if err != nil {
+			var err error
+			if isNew, err = a.fresh(r.Context(), "event:"+outer.EventID, time.Hour); err != nil {
 				unavailable(w) // Slack redelivers the event later
 				return
 			}
-			w.WriteHeader(http.StatusOK)
-			if !isNew {
-				return
-			}
-		} else {
-			w.WriteHeader(http.StatusOK)
 		}
-		a.mention(ev) // off this goroutine: the ack is sent
+		w.WriteHeader(http.StatusOK)
+		if isNew {
+			a.mention(ev) // off this goroutine: the ack is sent
+		}
 		return
 	}
 	w.WriteHeader(http.StatusOK)
