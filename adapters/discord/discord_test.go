@@ -259,7 +259,9 @@ func TestButtonsRerollCancelAndOwnership(t *testing.T) {
 		return false
 	})
 	// The canceled event comes first; the worker's interrupt follows.
-	require.Eventually(t, func() bool { return b.sd.Interrupts() == 1 }, 5*time.Second, 5*time.Millisecond)
+	ictx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.sd.Await(ictx, "the backend interrupted", func() bool { return b.sd.Interrupts() == 1 }))
 }
 
 func TestRateLimitedEditsStillDeliverFinal(t *testing.T) {

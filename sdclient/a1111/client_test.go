@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"image/png"
 	"net"
@@ -214,8 +215,7 @@ func (b *bundle) other(t *testing.T, id string, steps int) <-chan map[string]any
 		}
 		out <- ans
 	}()
-	require.Eventually(t, func() bool { info, ok := b.fake.Task(id); return ok && info.State == "active" },
-		10*time.Second, time.Millisecond)
+	waitTask(t, b.fake, id, "active")
 	return out
 }
 
@@ -223,7 +223,7 @@ func (b *bundle) other(t *testing.T, id string, steps int) <-chan map[string]any
 func (b *bundle) ours(t *testing.T, other string) string {
 	t.Helper()
 	var id string
-	require.Eventually(t, func() bool {
+	await(t, b.fake, "a task of ours", func() bool {
 		for _, task := range b.fake.Tasks() {
 			if task.ID != other {
 				id = task.ID
@@ -231,19 +231,28 @@ func (b *bundle) ours(t *testing.T, other string) string {
 			}
 		}
 		return false
-	}, 10*time.Second, time.Millisecond)
+	})
 	return id
 }
 
 func waitTask(t *testing.T, fake *fakesd.Server, id string, state string) fakesd.TaskInfo {
 	t.Helper()
 	var info fakesd.TaskInfo
-	require.Eventually(t, func() bool {
+	await(t, fake, fmt.Sprintf("task %s %s", id, state), func() bool {
 		var ok bool
 		info, ok = fake.Task(id)
 		return ok && info.State == state
-	}, 10*time.Second, time.Millisecond, "task %s never %s", id, state)
+	})
 	return info
+}
+
+// await blocks until cond holds, checking it again at each change of fake's
+// state; it fails the test after a generous 10 s.
+func await(t *testing.T, fake *fakesd.Server, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, fake.Await(ctx, what, cond))
 }
 
 func TestInterruptFromElsewhereReturnsPartialImages(t *testing.T) {

@@ -178,6 +178,7 @@ func (s *Server) setOptions(w http.ResponseWriter, r *http.Request) {
 	for k, v := range opts {
 		s.opts[k] = v
 	}
+	s.notify()
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, nil)
 }

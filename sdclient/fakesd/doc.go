@@ -41,7 +41,9 @@
 // # Tests
 //
 // [Config.Instant] makes sampling take no time. [Server.WaitStarted] blocks
-// until a job holds the queue lock. Other clients are simply other HTTP
+// until a job holds the queue lock; [Server.Await] blocks until a condition
+// holds, checking it again at each change of the server's state (no
+// polling). Other clients are simply other HTTP
 // requests (a test posts txt2img with its own force_task_id).
 // [Server.FailNext] makes txt2img fail with a chosen status,
 // [Server.SetDown] drops connections, [Server.SetHang] accepts generations

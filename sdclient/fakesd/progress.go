@@ -96,6 +96,7 @@ func (s *Server) interrupt(w http.ResponseWriter, _ *http.Request) {
 	s.interrupts++
 	close(s.interrupted)
 	s.interrupted = make(chan struct{})
+	s.notify()
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{})
 }

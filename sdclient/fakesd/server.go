@@ -173,8 +173,10 @@ type Server struct {
 	interrupts        int
 	generations       int
 	loads             int
-	started           chan struct{} // closed and replaced when a job starts
 	last              Txt2ImgRequest
+	// changed is closed and replaced by every change of state Await
+	// conditions read (notify).
+	changed chan struct{}
 }
 
 // New returns a server for cfg, its defaults filled. Serve its Handler, or
@@ -192,7 +194,7 @@ func New(cfg Config) *Server {
 		tasks:       map[string]*task{},
 		interrupted: make(chan struct{}),
 		everLoaded:  map[string]bool{cfg.Models[0]: true},
-		started:     make(chan struct{}),
+		changed:     make(chan struct{}),
 	}
 }
 
@@ -372,31 +374,53 @@ func (s *Server) LastRequest() Txt2ImgRequest {
 // WaitStarted blocks until at least n txt2img jobs have started since New,
 // the latest of them holding the queue lock, or until ctx ends.
 func (s *Server) WaitStarted(ctx context.Context, n int) error {
+	return s.Await(ctx, fmt.Sprintf("%d started jobs", n), func() bool { return s.Generations() >= n })
+}
+
+// Await blocks until cond returns true or ctx ends. It checks cond at once
+// and again after each change of the server's state: a task queued,
+// started or ended, a sampling step, a preview, an interrupt, a checkpoint
+// loaded, options set. Tests wait on the server's own signal this way, not
+// by polling. cond runs without the server's lock and may call its
+// methods; what names the condition in the error.
+func (s *Server) Await(ctx context.Context, what string, cond func() bool) error {
 	for {
 		s.mu.Lock()
-		got, ch := s.generations, s.started
+		ch := s.changed // taken before cond runs: no change falls between
 		s.mu.Unlock()
-		if got >= n {
+		if cond() {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("fakesd: waiting for %d started jobs, saw %d: %w", n, got, ctx.Err())
+			return fmt.Errorf("fakesd: waiting for %s: %w", what, ctx.Err())
 		}
 	}
+}
+
+// notify wakes every Await. Caller holds s.mu.
+func (s *Server) notify() {
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // Run serves a new server for cfg on addr until ctx ends, then shuts it down,
 // stopping running jobs at their next step. logf, if not nil, gets one line
 // when the server listens. It backs `easel fakesd`.
 func Run(ctx context.Context, addr string, cfg Config, logf func(format string, args ...any)) error {
+	return New(cfg).Serve(ctx, addr, logf)
+}
+
+// Serve serves s on addr until ctx ends, then shuts it down and closes s,
+// stopping running jobs at their next step. logf, if not nil, gets one line
+// when the server listens.
+func (s *Server) Serve(ctx context.Context, addr string, logf func(format string, args ...any)) error {
+	defer s.Close()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("fakesd: %w", err)
 	}
-	s := New(cfg)
-	defer s.Close()
 	// Jobs watch their request's context, which derives from this one, so
 	// canceling it on shutdown frees the connections Shutdown waits for.
 	base, stopJobs := context.WithCancel(context.WithoutCancel(ctx))

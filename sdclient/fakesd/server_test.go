@@ -54,8 +54,8 @@ func (a answer) object(t *testing.T) map[string]any {
 	return m
 }
 
-// exchange sends one request; it does not fail the test, so goroutines and
-// Eventually conditions can use it.
+// exchange sends one request; it does not fail the test, so goroutines can
+// use it.
 func (b *bundle) exchange(method, path string, body any, auth ...string) (answer, error) {
 	var rd io.Reader
 	if body != nil {
@@ -123,7 +123,7 @@ func (r result) must(t *testing.T) answer {
 	return r.answer
 }
 
-// progressState polls progress once, for Eventually conditions.
+// progressState reads progress once, for await conditions.
 func (b *bundle) progressState() (p, state map[string]any) {
 	a, err := b.exchange(http.MethodGet, "/sdapi/v1/progress?skip_current_image=false", nil)
 	if err != nil {
@@ -132,6 +132,15 @@ func (b *bundle) progressState() (p, state map[string]any) {
 	p, _ = a.body.(map[string]any)
 	state, _ = p["state"].(map[string]any)
 	return p, state
+}
+
+// await blocks until cond holds, checking it again at each change of fake's
+// state; it fails the test after a generous 10 s.
+func await(t *testing.T, fake *fakesd.Server, what string, cond func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, fake.Await(ctx, what, cond))
 }
 
 func (b *bundle) txt2img(t *testing.T, req map[string]any) answer {
@@ -203,10 +212,10 @@ func TestProgressAndInterrupt(t *testing.T) {
 	done := b.goTxt2Img(map[string]any{"prompt": "slow", "width": 96, "height": 64, "steps": 1000, "seed": 3})
 	require.NoError(t, b.fake.WaitStarted(context.Background(), 1))
 	var p map[string]any
-	require.Eventually(t, func() bool {
+	await(t, b.fake, "a preview in progress", func() bool {
 		p, _ = b.progressState()
 		return p["current_image"] != nil
-	}, 10*time.Second, time.Millisecond)
+	})
 	st := p["state"].(map[string]any)
 	require.Equal(t, 1.0, st["job_count"])
 	require.Equal(t, 1000.0, st["sampling_steps"])
@@ -368,14 +377,15 @@ func TestWaitStartedGivesUp(t *testing.T) {
 	require.NoError(t, b.fake.WaitStarted(ctx, 0))
 }
 
-func TestRun(t *testing.T) {
+func TestServe(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	addr := make(chan string, 1)
 	errc := make(chan error, 1)
+	fake := fakesd.New(fakesd.Config{StepDuration: time.Hour})
 	go func() {
-		errc <- fakesd.Run(ctx, "127.0.0.1:0", fakesd.Config{StepDuration: time.Hour}, func(_ string, args ...any) {
+		errc <- fake.Serve(ctx, "127.0.0.1:0", func(_ string, args ...any) {
 			addr <- fmt.Sprint(args[0])
 		})
 	}()
@@ -386,10 +396,10 @@ func TestRun(t *testing.T) {
 
 	// A job that would take an hour a step does not hold shutdown up.
 	job := b.goTxt2Img(map[string]any{"steps": 2})
-	require.Eventually(t, func() bool {
+	await(t, fake, "the job sampling", func() bool {
 		_, st := b.progressState()
 		return st["job_count"] == 1.0
-	}, 10*time.Second, time.Millisecond)
+	})
 	cancel()
 	require.NoError(t, <-errc)
 	require.Error(t, (<-job).err, "the job's connection is closed unanswered")
@@ -403,11 +413,11 @@ func (b *bundle) task(t *testing.T, id string, livePreview int) map[string]any {
 func waitState(t *testing.T, fake *fakesd.Server, id, state string) fakesd.TaskInfo {
 	t.Helper()
 	var info fakesd.TaskInfo
-	require.Eventually(t, func() bool {
+	await(t, fake, fmt.Sprintf("task %s %s", id, state), func() bool {
 		var ok bool
 		info, ok = fake.Task(id)
 		return ok && info.State == state
-	}, 10*time.Second, time.Millisecond, "task %s never %s", id, state)
+	})
 	return info
 }
 
@@ -442,10 +452,10 @@ func TestSharedQueueTasksAndInterrupt(t *testing.T) {
 	require.Equal(t, map[string]any{"active": false, "queued": false, "completed": false, "progress": nil, "eta": nil,
 		"live_preview": nil, "id_live_preview": -1.0, "textinfo": "Waiting..."}, b.task(t, "nobody", -1))
 	var running map[string]any
-	require.Eventually(t, func() bool {
+	await(t, b.fake, "a live preview of task A", func() bool {
 		running = b.task(t, "A", -1)
 		return running["live_preview"] != nil && running["progress"].(float64) > 0
-	}, 10*time.Second, time.Millisecond)
+	})
 	require.Equal(t, true, running["active"])
 	require.True(t, strings.HasPrefix(running["live_preview"].(string), "data:image/png;base64,"))
 	require.Positive(t, running["eta"])
@@ -533,7 +543,7 @@ func TestHangStallJXLAndNoAPI(t *testing.T) {
 
 	b.fake.StallAt(2)
 	done := b.goTxt2Img(map[string]any{"width": 64, "height": 64, "steps": 10, "force_task_id": "S"})
-	require.Eventually(t, func() bool { ti, _ := b.fake.Task("S"); return ti.StepsDone == 2 }, 10*time.Second, time.Millisecond)
+	await(t, b.fake, "task S at step 2", func() bool { ti, _ := b.fake.Task("S"); return ti.StepsDone == 2 })
 	frozen := b.task(t, "S", -1)["progress"]
 	require.Equal(t, 0.2, frozen)
 	b.do(t, http.MethodPost, "/sdapi/v1/interrupt", nil)

@@ -103,6 +103,7 @@ func (s *Server) addTask(t *task) {
 	t.seq, t.state = s.seq, "queued"
 	s.tasks[t.id] = t
 	s.pending = append(s.pending, t.id)
+	s.notify()
 }
 
 // startTask is progress.start_task: the task becomes current and leaves the

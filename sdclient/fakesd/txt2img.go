@@ -250,6 +250,7 @@ func (s *Server) runTask(t *task) {
 		s.mu.Lock()
 		t.state, t.err = "failed", s.ctx.Err()
 		s.pending = slices.DeleteFunc(s.pending, func(id string) bool { return id == t.id })
+		s.notify()
 		s.mu.Unlock()
 		return
 	}
@@ -262,8 +263,7 @@ func (s *Server) runTask(t *task) {
 	s.startTask(t)
 	s.generations++
 	s.last = t.req
-	close(s.started)
-	s.started = make(chan struct{})
+	s.notify()
 	s.mu.Unlock()
 
 	t.ans, t.err = s.process(t)
@@ -274,6 +274,7 @@ func (s *Server) runTask(t *task) {
 		t.state = "failed"
 	}
 	s.state.end()
+	s.notify()
 	s.mu.Unlock()
 }
 
@@ -303,6 +304,7 @@ func (s *Server) load(model string) error {
 	s.mu.Lock()
 	s.model, s.everLoaded[model] = model, true
 	s.loads++
+	s.notify()
 	s.mu.Unlock()
 	return nil
 }
@@ -392,6 +394,7 @@ iterations:
 			reached[it] = step
 			t.stepsDone++
 			stop := s.state.interrupted
+			s.notify()
 			s.mu.Unlock()
 			if stop {
 				break iterations
@@ -403,6 +406,7 @@ iterations:
 					s.mu.Lock()
 					s.state.currentImage = preview
 					s.state.idLivePreview++
+					s.notify()
 					s.mu.Unlock()
 				}
 			}
