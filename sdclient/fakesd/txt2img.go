@@ -364,6 +364,7 @@ func (s *Server) process(t *task) (*txt2imgAnswer, error) {
 	model := s.model
 	t.model, t.sampler, t.scheduler = model, sampler, scheduler
 	s.state.jobCount, s.state.steps = req.NIter, steps
+	s.notify()
 	s.mu.Unlock()
 
 	pace := newPacer(s.cfg.StepDuration)
@@ -377,6 +378,7 @@ iterations:
 			break
 		}
 		s.state.jobNo, s.state.step = it, 0
+		s.notify()
 		s.mu.Unlock()
 		reached = append(reached, 0)
 		for step := 1; step <= steps; step++ {
