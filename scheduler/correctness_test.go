@@ -4,13 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
+	"github.com/easelbot/easel/internal/redistest"
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/storage/blob"
 )
 
 // A worker killed without a goodbye leaves an offer that runs out with its
@@ -40,36 +44,63 @@ func TestAbandonedSlotTakesNoWork(t *testing.T) {
 	require.Equal(t, scheduler.StatusRunning, j.Status)
 }
 
-// More leases expire at once than one XAUTOCLAIM page holds: the reclaim
-// follows the cursor and takes back every one.
+// 1 500 leases in flight, the first 1 100 live and the last 400 expired:
+// one XAUTOCLAIM call looks at no more than ten times its page (1 000
+// entries) from its cursor, so a reclaim that did not follow the cursor
+// would find only live leases and stop. One Reclaim takes back all 400,
+// and none of the live ones; once those expire too, all 1 500 have been
+// reclaimed. Expiry is set on the entries themselves (XCLAIM IDLE), not
+// waited for.
 func TestReclaimFollowsCursor(t *testing.T) {
 	t.Parallel()
-	b := setup(t, scheduler.Config{Lease: 300 * time.Millisecond, MaxAttempts: 5, RetryBackoff: time.Millisecond,
+	b := setup(t, scheduler.Config{Lease: time.Hour, MaxAttempts: 5, RetryBackoff: time.Millisecond,
 		RetryBackoffMax: time.Millisecond})
-	const n = 1500
-	cmds := make([]scheduler.SubmitRequest, n)
-	for i := range cmds {
-		cmds[i] = scheduler.SubmitRequest{Tenant: fmt.Sprint("api:t", i%10), User: fmt.Sprint("u", i%7), Payload: json.RawMessage(`{}`)}
-	}
-	for _, r := range cmds {
-		_, err := b.s.Submit(b.ctx, r)
+	const n, live = 1500, 1100
+	for i := range n {
+		_, err := b.s.Submit(b.ctx, scheduler.SubmitRequest{Tenant: fmt.Sprint("api:t", i%10), User: fmt.Sprint("u", i%7),
+			Payload: json.RawMessage(`{}`)})
 		require.NoError(t, err)
 	}
 	sl := b.slot(t, "doomed")
-	for range n {
+	ids := make([]string, n)
+	for i := range n {
 		l, err := sl.Next(b.ctx, 0)
 		require.NoError(t, err)
 		require.NotNil(t, l)
+		ids[i] = l.JobID
+	}
+	c, work := b.store.Client, b.store.Keys.Work()
+	pending, err := c.Do(b.ctx, c.B().Xpending().Key(work).Group(scheduler.WorkersGroup).Start("-").End("+").Count(2*n).Build()).ToArray()
+	require.NoError(t, err)
+	require.Len(t, pending, n)
+	entries := make([]string, n)
+	for i, p := range pending {
+		f, err := p.ToArray()
+		require.NoError(t, err)
+		entries[i], err = f[0].ToString()
+		require.NoError(t, err)
+	}
+	expire := func(entries []string) {
+		t.Helper()
+		require.NoError(t, c.Do(b.ctx, c.B().Xclaim().Key(work).Group(scheduler.WorkersGroup).Consumer("doomed").MinIdleTime("0").
+			Id(entries...).Idle(2*time.Hour.Milliseconds()).Justid().Build()).Error())
 	}
 	m := scheduler.NewMaintainer(b.s, "m", zap.NewNop())
-	total := 0
-	require.Eventually(t, func() bool {
-		got, err := m.Reclaim(b.ctx)
+
+	expire(entries[live:])
+	got, err := m.Reclaim(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, n-live, got, "every expired lease behind the live ones, in one Reclaim")
+	for i, id := range ids {
+		j, err := b.s.Get(b.ctx, id)
 		require.NoError(t, err)
-		total += got
-		return total >= n
-	}, 20*time.Second, 50*time.Millisecond)
-	require.Equal(t, n, total)
+		require.Equal(t, i < live, j.Status == scheduler.StatusRunning && j.Attempt == 1, "job %d: %s, attempt %d", i, j.Status, j.Attempt)
+	}
+
+	expire(entries[:live])
+	got, err = m.Reclaim(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, live, got)
 }
 
 // Weight and cap are the tenant's policy: a submit carrying an older
@@ -111,16 +142,42 @@ func TestTenantStateDoesNotGrowWithUsers(t *testing.T) {
 	require.Less(t, idle, 5, "idle users remembered")
 }
 
-// A zombie attempt (its lease was reclaimed) writes no result images.
+// putCounter is a blob store that counts the blobs written to it.
+type putCounter struct {
+	blob.Store
+	puts atomic.Int32
+}
+
+func (p *putCounter) Put(ctx context.Context, ref blob.Ref, r io.Reader, size int64) error {
+	p.puts.Add(1)
+	return p.Store.Put(ctx, ref, r, size)
+}
+
+// A zombie attempt (its job canceled or its lease reclaimed) writes no
+// result image at all: the attempt is checked before the first write, not
+// only by the succeed script afterwards (whose refusal deletes what was
+// written, so counting what is left would not tell).
 func TestZombieWritesNoImages(t *testing.T) {
 	t.Parallel()
-	b := setup(t, scheduler.Config{})
+	store := redistest.Store(t)
+	blobs := &putCounter{Store: store.Blobs}
+	store.Blobs = blobs
+	s, err := scheduler.New(context.Background(), store, scheduler.Config{}, zap.NewNop())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b := &bundle{s: s, ctx: ctx, store: store}
 	id := b.submit(t, "api:a", "u", "A")
 	zombie := b.take(t, "w")
-	_, err := b.s.Cancel(b.ctx, id, "u")
+	_, err = b.s.Cancel(b.ctx, id, "u")
 	require.NoError(t, err)
-	require.ErrorIs(t, zombie.Succeed(b.ctx, [][]byte{[]byte("orphan")}, nil, ""), scheduler.ErrStale)
+	require.ErrorIs(t, zombie.Succeed(b.ctx, [][]byte{[]byte("orphan"), []byte("orphan")}, nil, ""), scheduler.ErrStale)
+	require.Zero(t, blobs.puts.Load(), "images written by a zombie attempt")
 	n, err := b.s.BlobCount(context.Background(), id)
 	require.NoError(t, err)
 	require.Zero(t, n)
+	// A live attempt does write them.
+	b.submit(t, "api:a", "u", "B")
+	require.NoError(t, b.take(t, "w").Succeed(b.ctx, [][]byte{[]byte("image")}, nil, ""))
+	require.Equal(t, int32(1), blobs.puts.Load())
 }

@@ -12,7 +12,7 @@ import (
 // it needs no raw Redis access. Keys live under "<prefix>:rec:" outside the
 // scheduler slot and never expire.
 
-func (s *Scheduler) recordKey(key string) string { return s.store.Keys.Prefix + ":rec:" + key }
+func (s *Scheduler) recordKey(key string) string { return s.store.Keys.Record(key) }
 
 // LoadRecord returns the record under key and whether it exists.
 func (s *Scheduler) LoadRecord(ctx context.Context, key string) (string, bool, error) {

@@ -165,7 +165,7 @@ func New(ctx context.Context, store *storage.Store, cfg Config, log *zap.Logger)
 		store:  store,
 		client: store.Client,
 		keys:   store.Keys,
-		pfx:    store.Keys.Prefix + ":{" + store.Keys.Tag + "}:",
+		pfx:    store.Keys.ShardPrefix(),
 		cfg:    cfg,
 		log:    log,
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "easel_refusals_total",

@@ -13,7 +13,7 @@ import (
 // dedupe, upload records and shared update budget), so adapters need no raw
 // Redis access. Keys live under "<prefix>:chat:" outside the scheduler slot.
 
-func (s *Scheduler) chatKey(key string) string { return s.store.Keys.Prefix + ":chat:" + key }
+func (s *Scheduler) chatKey(key string) string { return s.store.Keys.Chat(key) }
 
 // Claim sets key to value unless it exists, expiring after ttl; it reports
 // whether this call set it (false: someone claimed it first).

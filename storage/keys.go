@@ -150,6 +150,15 @@ func (k Keys) Settings(tenant, user string) string {
 	return k.Prefix + ":settings:" + tenant + ":" + user
 }
 
+// Chat is a chat adapter's small key-value entry name (a replay marker,
+// a message id, an upload record, a shared update budget), outside the
+// scheduler slot; the adapter names the entry, e.g. "discord:msg:<job>".
+func (k Keys) Chat(name string) string { return k.Prefix + ":chat:" + name }
+
+// Record is a small persistent record of the command layer (server and
+// channel defaults, chat options), outside the scheduler slot, no expiry.
+func (k Keys) Record(name string) string { return k.Prefix + ":rec:" + name }
+
 // Backends is the hash of backends' advertised catalogs: field = backend
 // name, value = "<expiry unix ms>:<JSON>", or "<expiry unix ms>:down:<JSON>"
 // while its worker finds it unreachable (one key, so a Cluster needs no

@@ -1,0 +1,95 @@
+package scheduler
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/internal/redistest"
+)
+
+// nowRecorder is the store's Redis client, noting the clock argument
+// (ARGV[2], see lua/lib.lua) of every script call.
+type nowRecorder struct {
+	rueidis.Client
+	mu   sync.Mutex
+	nows map[string][]string // script (function or sha) -> ARGV[2]s
+}
+
+func (r *nowRecorder) note(cmd rueidis.Completed) {
+	c := cmd.Commands()
+	if len(c) < 3 || (c[0] != "FCALL" && c[0] != "EVALSHA" && c[0] != "EVAL") {
+		return
+	}
+	nkeys, err := strconv.Atoi(c[2])
+	if err != nil || len(c) < 3+nkeys+2 {
+		return
+	}
+	r.mu.Lock()
+	r.nows[c[1]] = append(r.nows[c[1]], c[3+nkeys+1])
+	r.mu.Unlock()
+}
+
+func (r *nowRecorder) Do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	r.note(cmd)
+	return r.Client.Do(ctx, cmd)
+}
+
+func (r *nowRecorder) DoMulti(ctx context.Context, cmds ...rueidis.Completed) []rueidis.RedisResult {
+	for _, c := range cmds {
+		r.note(c)
+	}
+	return r.Client.DoMulti(ctx, cmds...)
+}
+
+// "Now" in the scripts is Redis's TIME, never the calling process's clock:
+// with no clock injected (Config.Now, for tests), every script call of a
+// job's life passes "" (read TIME) or "-" (reads no clock) as its time.
+// Two processes whose clocks disagree thus agree on leases, rate limits,
+// offers and virtual times.
+func TestScriptsTakeNowFromRedis(t *testing.T) {
+	t.Parallel()
+	store := redistest.Store(t)
+	rec := &nowRecorder{Client: store.Client, nows: map[string][]string{}}
+	store.Client = rec
+	s, err := New(context.Background(), store, Config{}, zap.NewNop())
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	for _, fail := range []bool{false, true} {
+		id := submitForContract(t, s, ctx, "api:clock", "u")
+		_, err := s.Position(ctx, id)
+		require.NoError(t, err)
+		sl := s.Slot("w", "b")
+		l, err := sl.Next(ctx, 5*time.Second)
+		require.NoError(t, err)
+		require.NotNil(t, l)
+		require.NoError(t, l.Renew(ctx))
+		require.NoError(t, l.Progress(ctx, 1, 2, .5, 0, nil))
+		if fail {
+			_, err = l.Fail(ctx, "x", "m", false)
+		} else {
+			err = l.Succeed(ctx, nil, nil, "")
+		}
+		require.NoError(t, err)
+		require.NoError(t, sl.Close(ctx))
+	}
+	_, err = NewMaintainer(s, "m", zap.NewNop()).Reclaim(ctx)
+	require.NoError(t, err)
+
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	require.GreaterOrEqual(t, len(rec.nows), 6, "scripts called: %v", rec.nows)
+	for script, nows := range rec.nows {
+		for _, now := range nows {
+			require.Contains(t, []string{"", "-"}, now, "script %s was given the caller's clock", script)
+		}
+	}
+}
