@@ -39,3 +39,36 @@ func TestPanicInJobIsRecovered(t *testing.T) {
 	require.Equal(t, []string{"queued", "started", "retrying", "started", "succeeded"}, types(evs))
 	require.Contains(t, evs[2].Reason, "bug in a backend client")
 }
+
+// sickly's health check panics, the first time after signalling checked.
+type sickly struct {
+	bench.Noop
+	checked chan struct{}
+	calls   atomic.Int32
+}
+
+func (s *sickly) Health(ctx context.Context) error {
+	if s.calls.Add(1) == 1 {
+		close(s.checked)
+		panic("bug in a health check")
+	}
+	return s.Noop.Health(ctx)
+}
+
+// A panic in a backend's health check (the idle watch, or the wait for a
+// failed backend) counts as a failed check: the worker lives on and runs
+// the next job on that backend.
+func TestPanicInHealthCheckIsRecovered(t *testing.T) {
+	ctx, sched := scheduled(t, scheduler.Config{})
+	be := &sickly{checked: make(chan struct{})}
+	startWorker(t, ctx, sched, "h", []worker.Backend{{Name: "h", Backend: be}}, func(worker.Observation) {})
+	select {
+	case <-be.checked:
+	case <-ctx.Done():
+		t.Fatal("no health check")
+	}
+	b := &bundle{ctx: ctx, sched: sched}
+	id := b.submit(t, 1)
+	evs := b.events(t, id)
+	require.Equal(t, "succeeded", string(evs[len(evs)-1].Type))
+}

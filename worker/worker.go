@@ -381,7 +381,7 @@ func (w *Worker) watchIdle(ctx context.Context, b Backend) {
 			continue
 		}
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := b.Backend.Health(hctx)
+		err := health(hctx, b)
 		cancel()
 		if ctx.Err() != nil {
 			return
@@ -516,7 +516,7 @@ func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
 			log.Warn("report backend down", zap.Error(err))
 		}
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := b.Backend.Health(hctx)
+		err := health(hctx, b)
 		cancel()
 		if err == nil {
 			log.Info("backend healthy again")
@@ -528,6 +528,18 @@ func (w *Worker) waitHealthy(ctx context.Context, b Backend, log *zap.Logger) {
 		w.pause(ctx, d)
 		d = min(d*2, 30*time.Second)
 	}
+}
+
+// health is b's health check, with a panic in it (a bug in a backend
+// client) caught and reported as a failed check, so the goroutine watching
+// an idle backend or waiting for a failed one to come back goes on.
+func health(ctx context.Context, b Backend) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("health check panicked: %v", p)
+		}
+	}()
+	return b.Backend.Health(ctx)
 }
 
 // runRecovered is run, with a panic (a bug in a backend client, say) caught:
