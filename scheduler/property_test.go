@@ -232,20 +232,18 @@ func runSequenceWith(t *testing.T, ops []byte, o sequenceOpts) {
 		}
 		clear(held)
 		if len(zombies) > 0 {
-			// The dead slots' leases run out in Redis time: reclaim until
-			// none of their attempts is the live one.
-			require.Eventually(t, func() bool {
-				_, err := m.Reclaim(ctx)
-				require.NoError(t, err)
-				for id, z := range zombies {
-					j, err := s.Get(ctx, id)
-					require.NoError(t, err)
-					if j.Status == scheduler.StatusRunning && j.Attempt == z.Attempt {
-						return false
-					}
-				}
-				return true
-			}, 10*time.Second, 20*time.Millisecond)
+			// The dead slots' leases run out in Redis time: a running
+			// maintainer reclaims them, and each zombie job's events say
+			// when its dead attempt ended (retried, failed for good, or
+			// canceled earlier). No slot offers meanwhile, so the
+			// maintainer's promotions dispatch nothing.
+			require.NoError(t, m.Start(ctx))
+			for id, z := range zombies {
+				waitEvent(t, ctx, s, id, func(e scheduler.Event) bool {
+					return e.Type.Terminal() || (e.Type == scheduler.EventRetrying && e.Attempt == z.Attempt)
+				})
+			}
+			require.NoError(t, m.Stop(ctx))
 		}
 		for guard := 0; ; guard++ {
 			require.Less(t, guard, 3*len(ids)+50, "drain does not end: a job is stuck")

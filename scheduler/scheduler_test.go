@@ -67,6 +67,33 @@ func (b *bundle) take(t *testing.T, consumer string) *scheduler.Lease {
 	return l
 }
 
+// waitEvent follows job id's events (Follow: its history, then blocking
+// reads of the events stream) until match accepts one, and returns it. It
+// fails the test when the job ends unmatched or after a generous 20 s.
+func waitEvent(t *testing.T, ctx context.Context, s *scheduler.Scheduler, id string, match func(scheduler.Event) bool) scheduler.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	errFound := errors.New("found")
+	var got scheduler.Event
+	err := s.Follow(ctx, id, 0, func(e scheduler.Event) error {
+		if match(e) {
+			got = e
+			return errFound
+		}
+		return nil
+	})
+	if !errors.Is(err, errFound) {
+		require.FailNow(t, "no awaited event", "job %s: Follow ended with %v", id, err)
+	}
+	return got
+}
+
+// retried matches the retrying event of attempt.
+func retried(attempt int) func(scheduler.Event) bool {
+	return func(e scheduler.Event) bool { return e.Type == scheduler.EventRetrying && e.Attempt == attempt }
+}
+
 func prompt(t *testing.T, l *scheduler.Lease) string {
 	var p map[string]string
 	require.NoError(t, json.Unmarshal(l.Payload, &p))
@@ -499,24 +526,16 @@ func TestRetryThenDeadLetter(t *testing.T) {
 func TestReclaimExpiredLeaseAndFenceZombie(t *testing.T) {
 	t.Parallel()
 	b := setup(t, scheduler.Config{Lease: 300 * time.Millisecond, RetryBackoff: time.Millisecond, RetryBackoffMax: time.Millisecond})
-	m := scheduler.NewMaintainer(b.s, "m", zap.NewNop())
 	id := b.submit(t, "api:a", "u", "A")
 	zombie := b.take(t, "dead-worker")
-	// The lease runs out in Redis time; wait for it with the server's
-	// clock, not a fixed sleep: reclaim until it takes the entry.
-	require.Eventually(t, func() bool {
-		n, err := m.Reclaim(b.ctx)
-		require.NoError(t, err)
-		return n == 1
-	}, 5*time.Second, 50*time.Millisecond)
+	// The lease runs out in Redis time: the maintainer reclaims it on its
+	// own schedule, and the job's retrying event says it did.
+	startMaintainer(t, b)
+	waitEvent(t, b.ctx, b.s, id, retried(1))
 	j, _ := b.s.Get(b.ctx, id)
 	require.Equal(t, scheduler.StatusQueued, j.Status)
-	// The retry is due within a millisecond or two of backoff.
-	require.Eventually(t, func() bool {
-		next, err := m.Promote(b.ctx)
-		require.NoError(t, err)
-		return next == -1
-	}, 5*time.Second, time.Millisecond)
+	// The retry is due within a millisecond or two of backoff; the
+	// maintainer promotes it to the slot blocked in Next.
 	l := b.take(t, "live-worker")
 	require.Equal(t, 2, l.Attempt)
 	// The zombie wakes up: none of its writes land.
