@@ -90,6 +90,12 @@ func TestEveryScriptOnCluster(t *testing.T) {
 	require.NoError(t, s.exec(ctx, positionsCall{Cursor: "0", Lanes: 10, Jobs: 10, StaleReports: time.Minute}).Error())
 	require.NoError(t, s.exec(ctx, peekCall{}).Error())
 	require.NoError(t, s.exec(ctx, capsCall{Member: sl.member, Forget: true}).Error())
+	// spend, on its own key's slot: the burst of one, then nothing.
+	for _, want := range []bool{true, false} {
+		ok, err := s.Spend(ctx, "slack:budget:T1", 1, 1)
+		require.NoError(t, err)
+		require.Equal(t, want, ok)
+	}
 
 	rec.mu.Lock()
 	defer rec.mu.Unlock()

@@ -57,11 +57,18 @@ const (
 	scriptPositions = "positions"
 	// scriptPeek reads a shard's head for a free slot (shards.go).
 	scriptPeek = "peek"
+	// scriptSpend takes a token of a shared budget (slack_kv.go); it is
+	// standalone: no lib.lua state, its one key outside the shard's tag.
+	scriptSpend = "spend"
 )
+
+// standalone scripts run without lib.lua's init and flush: they touch only
+// their own KEYS, none of the shard's.
+var standalone = map[string]bool{scriptSpend: true}
 
 var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptCaps, scriptRenew,
 	scriptProgress, scriptSucceed, scriptFail, scriptHandBack, scriptCancel, scriptPromote, scriptReclaim, scriptPosition,
-	scriptQueuePage, scriptPositions, scriptPeek}
+	scriptQueuePage, scriptPositions, scriptPeek, scriptSpend}
 
 // library is built once from the embedded files.
 var library = mustBuildLibrary()
@@ -86,6 +93,12 @@ func mustBuildLibrary() *luaLibrary {
 	var code strings.Builder
 	code.WriteString("#!lua name=" + l.name + "\n" + lib + "\n")
 	for _, n := range scriptNames {
+		if standalone[n] {
+			sc := &luaScript{name: n, fn: l.name + "_" + n, eval: rueidis.NewLuaScript(bodies[n])}
+			fmt.Fprintf(&code, "redis.register_function('%s', function(KEYS, ARGV)\n%s\nend)\n", sc.fn, bodies[n])
+			l.scripts[n] = sc
+			continue
+		}
 		sc := &luaScript{name: n, fn: l.name + "_" + n,
 			eval: rueidis.NewLuaScript(lib + "\ninit(KEYS, ARGV)\nlocal reply = (function()\n" + bodies[n] + "\nend)()\nflush()\nreturn reply\n")}
 		// KEYS and ARGV as parameter names let one body serve both forms;

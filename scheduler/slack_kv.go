@@ -51,22 +51,6 @@ func (s *Scheduler) Recall(ctx context.Context, key string) (string, bool, error
 	return v, true, nil
 }
 
-// spendScript is a generic cell rate algorithm on Redis's clock, so every
-// process sharing the key shares one budget. KEYS[1] holds the theoretical
-// arrival time in ms; ARGV[1] is the emission interval in ms, ARGV[2] the
-// burst. Returns 1 when a token was taken.
-var spendScript = rueidis.NewLuaScript(`
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new = tat + interval
-if new - now > burst * interval then return 0 end
-redis.call('SET', KEYS[1], new, 'PX', math.ceil(new - now) + 1000)
-return 1`)
-
 // Spend takes one token of a budget of perMinute tokens a minute with bursts
 // of burst (at least 1), shared by every process using the same key; it
 // reports false when the budget is used up.
@@ -74,11 +58,22 @@ func (s *Scheduler) Spend(ctx context.Context, key string, perMinute float64, bu
 	if perMinute <= 0 {
 		return false, nil
 	}
-	interval := 60000 / perMinute
-	ok, err := spendScript.Exec(ctx, s.store.Client, []string{s.chatKey(key)},
-		[]string{strconv.FormatFloat(interval, 'f', 3, 64), strconv.Itoa(max(burst, 1))}).AsInt64()
+	c := spendCall{Key: s.chatKey(key), Interval: time.Duration(float64(time.Minute) / perMinute), Burst: max(burst, 1)}
+	ok, err := s.runner.call(ctx, scriptSpend, c.keys(), c.argv()).AsInt64()
 	if err != nil {
 		return false, fmt.Errorf("spend: %w", err)
 	}
 	return ok == 1, nil
+}
+
+// spendCall is lua/spend.lua's arguments.
+type spendCall struct {
+	Key      string
+	Interval time.Duration // between tokens
+	Burst    int
+}
+
+func (c spendCall) keys() []string { return []string{c.Key} }
+func (c spendCall) argv() []string {
+	return []string{strconv.FormatFloat(float64(c.Interval)/float64(time.Millisecond), 'f', 3, 64), strconv.Itoa(c.Burst)}
 }
