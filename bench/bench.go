@@ -32,7 +32,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	slots := fs.Int("slots", 8, "backend slots in the throughput scenario")
 	maxTenants := fs.Int("max-tenants", 100000, "largest tenant count in the dispatch scenario")
 	rounds := fs.Int("rounds", 3, "interleaved asynq/Easel throughput rounds")
-	asynqDir := fs.String("asynqcmp", "bench/asynqcmp", "directory of the asynq anchor module (run with go run)")
+	asynqDir := fs.String("asynqcmp", "bench/asynqcmp", "directory of the asynq anchor module (built once with go build)")
+	floorJobs := fs.Int("floor-jobs", 20000, "jobs in the synthetic floor scenario (bench/floor.lua), run after the asynq rounds")
 	finished := fs.Int("finished-jobs", 200, "jobs in the Redis-bytes-per-finished-job scenario (each makes a 1.5 MB image)")
 	only := fs.String("only", "", `run one scenario group only: "finished" (Redis bytes per finished job); default all`)
 	cluster := fs.String("cluster", "", `Redis Cluster for the shards scenario (jobs/s with scheduler.shards 1 against 3): a cluster URL, or "start" to start three masters on loopback; "" skips it`)
@@ -89,7 +90,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "| %s | %s | %s |\n", sc.name, res, budget)
 	}
-	if err := compareAsynq(ctx, stdout, *redisURL, *asynqDir, *tput, *slots, *rounds); err != nil {
+	if err := compareAsynq(ctx, stdout, *redisURL, *asynqDir, *tput, *slots, *rounds, *floorJobs); err != nil {
 		fmt.Fprintln(stderr, "easel bench:", err)
 		return 1
 	}
@@ -154,26 +155,72 @@ func finishedJobs(ctx context.Context, stdout io.Writer, url string, n int) erro
 
 // compareAsynq runs the asynq anchor and Easel's throughput scenario
 // interleaved, rounds times each, on the same Redis, and prints every
-// figure, the median ratio and Redis commands per Easel job.
-func compareAsynq(ctx context.Context, stdout io.Writer, url, dir string, n, slots, rounds int) error {
-	var ratios, cmds []float64
+// figure with what each run cost (Redis CPU, client CPU and Redis commands
+// per job), the medians, then the synthetic floor (floorJobs jobs) on the
+// same Redis.
+func compareAsynq(ctx context.Context, stdout io.Writer, url, dir string, n, slots, rounds, floorJobs int) error {
+	tmp, err := os.MkdirTemp("", "easel-bench-asynq")
+	if err != nil {
+		return fmt.Errorf("asynq anchor: %w", err)
+	}
+	defer func() { _ = os.RemoveAll(tmp) }()
+	bin, err := BuildAsynq(ctx, dir, tmp)
+	if err != nil {
+		return err
+	}
+	var ratios []float64
+	var e, a costs
 	for i := 1; i <= rounds; i++ {
-		a, err := AsynqThroughput(ctx, dir, url, n, slots)
+		ar, err := AsynqThroughput(ctx, bin, url, n, slots)
 		if err != nil {
 			return err
 		}
-		e, err := Throughput(ctx, url, n, slots)
+		er, err := Throughput(ctx, url, n, slots)
 		if err != nil {
 			return fmt.Errorf("throughput: %w", err)
 		}
-		ratios = append(ratios, e.JobsPerSec/a)
-		cmds = append(cmds, e.CommandsPerJob)
-		fmt.Fprintf(stdout, "| round %d: jobs/s, no-op backend, %d slots, %d jobs (succeeded only) | Easel %.0f (%d/%d succeeded), asynq %.0f: %.2f× | ≥ 2× asynq |\n",
-			i, slots, n, e.JobsPerSec, e.Succeeded, e.Jobs, a, e.JobsPerSec/a)
+		ratios = append(ratios, er.JobsPerSec/ar.JobsPerSec)
+		e.add(er.JobsPerSec, er.RedisCPUPerJob, er.ClientCPUPerJob, er.CommandsPerJob)
+		a.add(ar.JobsPerSec, ar.RedisCPUPerJob, ar.ClientCPUPerJob, ar.CommandsPerJob)
+		fmt.Fprintf(stdout, "| round %d: jobs/s, no-op backend, %d slots, %d jobs (succeeded only); per job over first submit → last outcome: "+
+			"Redis CPU (INFO cpu used_cpu_sys+user delta, whole server), client CPU (getrusage of the Easel bench process / of the asynq anchor process), "+
+			"Redis commands (INFO commandstats) | Easel %.0f jobs/s (%d/%d succeeded), %s; asynq %.0f jobs/s, %s "+
+			"(first handler %.0f ms after the first enqueue: asynq polls empty queues every 0.5–1.5 s): %.2f× | ≥ 2× asynq |\n",
+			i, slots, n, er.JobsPerSec, er.Succeeded, er.Jobs, fmtCost(er.RedisCPUPerJob, er.ClientCPUPerJob, er.CommandsPerJob),
+			ar.JobsPerSec, fmtCost(ar.RedisCPUPerJob, ar.ClientCPUPerJob, ar.CommandsPerJob), float64(ar.FirstHandler)/float64(time.Millisecond),
+			er.JobsPerSec/ar.JobsPerSec)
 	}
 	fmt.Fprintf(stdout, "| Easel / asynq jobs/s, median of %d interleaved rounds | %.2f× | ≥ 2× |\n", rounds, median(ratios))
-	fmt.Fprintf(stdout, "| Redis commands per job, no progress (INFO commandstats) | %.1f (median of %d runs) | ≤ 40 |\n", median(cmds), rounds)
+	fmt.Fprintf(stdout, "| cost per job, medians of %d interleaved rounds (as in the rounds) | Easel %.0f jobs/s, %s; asynq %.0f jobs/s, %s | — |\n",
+		rounds, median(e.rate), e.fmtMedian(), median(a.rate), a.fmtMedian())
+	fmt.Fprintf(stdout, "| Redis commands per job, no progress (INFO commandstats) | %.1f (median of %d runs) | ≤ 40 |\n", median(e.commands), rounds)
+	f, err := Floor(ctx, url, floorJobs)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "| floor (SYNTHETIC, bench/floor.lua, not Easel): bare fair-queue lifecycle with events, one EVALSHA per 8 jobs "+
+		"(submit HSET, SET, RPUSH, ZADD ready, XADD; dispatch ZPOPMIN, LPOP, LLEN, HSET, GET, ZADD lease, XADD; succeed HSET, ZREM, XADD, PEXPIRE ×2), "+
+		"100 tenants, %d jobs, same Redis | Redis CPU %.1f µs/job (INFO cpu delta), %.1f commands/job (%.0f jobs/s, one caller) | lower bound |\n",
+		f.Jobs, f.RedisCPUPerJob, f.CommandsPerJob, f.JobsPerSec)
 	return nil
+}
+
+// costs collects one system's per-round figures.
+type costs struct{ rate, redis, client, commands []float64 }
+
+func (c *costs) add(rate, redis, client, commands float64) {
+	c.rate = append(c.rate, rate)
+	c.redis = append(c.redis, redis)
+	c.client = append(c.client, client)
+	c.commands = append(c.commands, commands)
+}
+
+func (c *costs) fmtMedian() string {
+	return fmtCost(median(c.redis), median(c.client), median(c.commands))
+}
+
+func fmtCost(redisUS, clientUS, commands float64) string {
+	return fmt.Sprintf("Redis CPU %.0f µs/job, client CPU %.0f µs/job, %.1f commands/job", redisUS, clientUS, commands)
 }
 
 func percentile(d []time.Duration, q float64) time.Duration {
@@ -305,17 +352,24 @@ type ThroughputResult struct {
 	// CommandsPerJob is every Redis command the run caused (INFO
 	// commandstats, commands inside scripts included) per job.
 	CommandsPerJob float64
+	// RedisCPUPerJob is the Redis server's CPU (INFO cpu used_cpu_sys +
+	// used_cpu_user) over the run, in µs per job.
+	RedisCPUPerJob float64
+	// ClientCPUPerJob is the bench process's CPU (getrusage: submitters,
+	// scheduler client and worker) over the run, in µs per job.
+	ClientCPUPerJob float64
 }
 
 // Throughput queues jobs from 100 tenants against slots no-op backend slots
-// and measures succeeded jobs/s and Redis commands per job.
+// and measures succeeded jobs/s and, from the first submit to the last
+// outcome, Redis commands, Redis CPU and client CPU per job.
 func Throughput(ctx context.Context, url string, n, slots int) (ThroughputResult, error) {
 	r, err := newRig(ctx, url, slots, true)
 	if err != nil {
 		return ThroughputResult{}, err
 	}
 	defer r.close()
-	before, err := commandCalls(ctx, r)
+	w, err := openCost(ctx, r.store.Client)
 	if err != nil {
 		return ThroughputResult{}, err
 	}
@@ -323,12 +377,13 @@ func Throughput(ctx context.Context, url string, n, slots int) (ThroughputResult
 	if err != nil {
 		return ThroughputResult{}, err
 	}
-	after, err := commandCalls(ctx, r)
+	cost, err := w.close(ctx)
 	if err != nil {
 		return ThroughputResult{}, err
 	}
-	return ThroughputResult{JobsPerSec: float64(succeeded) / el.Seconds(), Succeeded: succeeded, Jobs: n,
-		CommandsPerJob: float64(after-before-1) / float64(n)}, nil
+	res := ThroughputResult{JobsPerSec: float64(succeeded) / el.Seconds(), Succeeded: succeeded, Jobs: n}
+	res.RedisCPUPerJob, res.ClientCPUPerJob, res.CommandsPerJob = cost.PerJob(n)
+	return res, nil
 }
 
 // flood submits n jobs from 100 tenants over 16 submitters and waits for

@@ -6,46 +6,86 @@ import (
 	"fmt"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/easelbot/easel/storage"
+	"time"
 )
 
-// AsynqThroughput runs the asynq anchor (bench/asynqcmp, a module of its own
-// so asynq is never a dependency of Easel) with `go run` against the Redis at
-// redisURL and returns its jobs/s.
-func AsynqThroughput(ctx context.Context, dir, redisURL string, n, slots int) (float64, error) {
+// BuildAsynq builds the asynq anchor (bench/asynqcmp, a module of its own so
+// asynq is never a dependency of Easel) in dir into outDir and returns the
+// binary's path. Building once, rather than `go run` per round, keeps
+// compiling out of every round and out of the machine while rounds run.
+func BuildAsynq(ctx context.Context, dir, outDir string) (string, error) {
+	bin := filepath.Join(outDir, "asynqcmp")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd.Dir = dir
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("asynq anchor: go build in %s: %w: %s", dir, err, strings.TrimSpace(errb.String()))
+	}
+	return bin, nil
+}
+
+// AsynqResult is one run of the asynq anchor.
+type AsynqResult struct {
+	JobsPerSec float64
+	// RedisCPUPerJob, ClientCPUPerJob and CommandsPerJob are as in
+	// ThroughputResult, over the anchor's first enqueue → last handler
+	// return; client CPU is the anchor process's own (asynq's client and
+	// server).
+	RedisCPUPerJob, ClientCPUPerJob, CommandsPerJob float64
+	// FirstHandler is when the first handler ran, from the first enqueue:
+	// asynq's processor sleeps 0.5–1.5 s when it finds its queues empty
+	// (TaskCheckInterval), as they are when the run starts.
+	FirstHandler time.Duration
+}
+
+// AsynqThroughput runs the built asynq anchor bin against the Redis at
+// redisURL and returns what it measured.
+func AsynqThroughput(ctx context.Context, bin, redisURL string, n, slots int) (AsynqResult, error) {
 	u, err := url.Parse(redisURL)
 	if err != nil {
-		return 0, fmt.Errorf("asynq anchor: redis url: %w", err)
+		return AsynqResult{}, fmt.Errorf("asynq anchor: redis url: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, "go", "run", ".", "-redis", u.Host, "-n", strconv.Itoa(n), "-concurrency", strconv.Itoa(slots))
-	cmd.Dir = dir
+	cmd := exec.CommandContext(ctx, bin, "-redis", u.Host, "-n", strconv.Itoa(n), "-concurrency", strconv.Itoa(slots))
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("asynq anchor (go run in %s): %w: %s", dir, err, strings.TrimSpace(errb.String()))
+		return AsynqResult{}, fmt.Errorf("asynq anchor: %w: %s", err, strings.TrimSpace(errb.String()))
 	}
-	m := asynqRate.FindStringSubmatch(out.String())
-	if m == nil {
-		return 0, fmt.Errorf("asynq anchor: unexpected output %q", out.String())
-	}
-	return strconv.ParseFloat(m[1], 64)
+	return parseAsynq(out.String(), n)
 }
 
-var asynqRate = regexp.MustCompile(`asynq: ([0-9.]+) jobs/s`)
+var (
+	asynqRate = regexp.MustCompile(`asynq: ([0-9.]+) jobs/s`)
+	asynqCost = regexp.MustCompile(`asynq cost: redis_cpu_us=([0-9]+) client_cpu_us=([0-9]+) commands=(-?[0-9]+) first_handler_ms=([0-9.]+)`)
+)
 
-// commandCalls is the total of INFO commandstats calls: every command the
-// server ran, those run inside scripts and functions included.
-func commandCalls(ctx context.Context, r *rig) (int64, error) {
-	calls, err := r.store.CommandCalls(ctx)
-	if err != nil {
-		return 0, err
+// parseAsynq reads the anchor's two lines: jobs/s and the run's cost,
+// divided over n jobs. Either missing is an error.
+func parseAsynq(out string, n int) (AsynqResult, error) {
+	rate, cost := asynqRate.FindStringSubmatch(out), asynqCost.FindStringSubmatch(out)
+	if rate == nil || cost == nil {
+		return AsynqResult{}, fmt.Errorf("asynq anchor: want a jobs/s and a cost line, got %q", out)
 	}
-	return storage.TotalCalls(calls), nil
+	var res AsynqResult
+	var err error
+	if res.JobsPerSec, err = strconv.ParseFloat(rate[1], 64); err != nil {
+		return AsynqResult{}, fmt.Errorf("asynq anchor: jobs/s: %w", err)
+	}
+	var v [4]float64
+	for i := range v {
+		if v[i], err = strconv.ParseFloat(cost[i+1], 64); err != nil {
+			return AsynqResult{}, fmt.Errorf("asynq anchor: cost: %w", err)
+		}
+	}
+	res.RedisCPUPerJob, res.ClientCPUPerJob, res.CommandsPerJob = v[0]/float64(n), v[1]/float64(n), v[2]/float64(n)
+	res.FirstHandler = time.Duration(v[3] * float64(time.Millisecond))
+	return res, nil
 }
 
 func median(x []float64) float64 {

@@ -1,0 +1,13 @@
+//go:build !unix
+
+package main
+
+import (
+	"errors"
+	"time"
+)
+
+// processCPU needs getrusage, which only unix systems have.
+func processCPU() (time.Duration, error) {
+	return 0, errors.New("client CPU: getrusage is unix-only")
+}
