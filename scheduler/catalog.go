@@ -13,31 +13,57 @@ import (
 // Worker-published and per-user records that are not jobs, kept behind the
 // scheduler so no other package talks to Redis.
 
-// AdvertiseBackend records a backend's catalog (JSON, as its worker
-// publishes it) for ttl; it disappears if not advertised again by then.
-func (s *Scheduler) AdvertiseBackend(ctx context.Context, name string, catalog []byte, ttl time.Duration) error {
-	return s.advertise(ctx, name, catalog, ttl, false)
+// AdvertiseBackend records backend name's catalog (JSON, as worker
+// publishes it) for ttl: it disappears if not advertised again by then, or
+// when the worker withdraws it (WithdrawBackends). Several workers may
+// advertise one name (scaled workers sharing backend names); each has its
+// own advertisement.
+func (s *Scheduler) AdvertiseBackend(ctx context.Context, worker, name string, catalog []byte, ttl time.Duration) error {
+	return s.advertise(ctx, worker, name, catalog, ttl, false)
 }
 
 // AdvertiseBackendDown records a backend's catalog for ttl, marked down:
-// its worker's health checks fail. BackendAds reports it with Down set, so
-// listings can leave it out while submits still accept its names (a job
-// waits for it rather than being refused while it restarts).
-func (s *Scheduler) AdvertiseBackendDown(ctx context.Context, name string, catalog []byte, ttl time.Duration) error {
-	return s.advertise(ctx, name, catalog, ttl, true)
+// its worker's health checks fail. BackendAds reports it with Down set
+// (unless another worker advertises the name up), so listings can leave it
+// out while submits still accept its names (a job waits for it rather than
+// being refused while it restarts).
+func (s *Scheduler) AdvertiseBackendDown(ctx context.Context, worker, name string, catalog []byte, ttl time.Duration) error {
+	return s.advertise(ctx, worker, name, catalog, ttl, true)
+}
+
+// WithdrawBackends removes worker's advertisements of the backends named (a
+// worker stopping gracefully): a name stays listed while another worker
+// still advertises it.
+func (s *Scheduler) WithdrawBackends(ctx context.Context, worker string, names ...string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	fields := make([]string, len(names))
+	for i, name := range names {
+		fields[i] = adField(worker, name)
+	}
+	if err := s.client.Do(ctx, s.client.B().Hdel().Key(s.keys.Backends()).Field(fields...).Build()).Error(); err != nil {
+		return fmt.Errorf("withdraw backends: %w", err)
+	}
+	return nil
 }
 
 // downMark starts a down backend's catalog after its expiry (the JSON of
 // an up one starts with '{').
 const downMark = "down:"
 
-func (s *Scheduler) advertise(ctx context.Context, name string, catalog []byte, ttl time.Duration, down bool) error {
-	v := strconv.FormatInt(time.Now().Add(ttl).UnixMilli(), 10) + ":"
+// adField is the Backends hash field of worker's advertisement of backend
+// name (storage.Keys.Backends). Neither has a tab (a slot's member is
+// "consumer\tbackend" too).
+func adField(worker, name string) string { return name + "\t" + worker }
+
+func (s *Scheduler) advertise(ctx context.Context, worker, name string, catalog []byte, ttl time.Duration, down bool) error {
+	v := strconv.FormatInt(s.cfg.Now().Add(ttl).UnixMilli(), 10) + ":"
 	if down {
 		v += downMark
 	}
 	v += string(catalog)
-	if err := s.client.Do(ctx, s.client.B().Hset().Key(s.keys.Backends()).FieldValue().FieldValue(name, v).Build()).Error(); err != nil {
+	if err := s.client.Do(ctx, s.client.B().Hset().Key(s.keys.Backends()).FieldValue().FieldValue(adField(worker, name), v).Build()).Error(); err != nil {
 		return fmt.Errorf("advertise backend: %w", err)
 	}
 	return nil
@@ -47,30 +73,39 @@ func (s *Scheduler) advertise(ctx context.Context, name string, catalog []byte, 
 type BackendAd struct {
 	// Catalog is the worker's JSON (worker.Advertised).
 	Catalog []byte
-	// Down is set while the worker's health checks find the backend
-	// unreachable (AdvertiseBackendDown).
+	// Down is set while the health checks of every worker advertising the
+	// backend find it unreachable (AdvertiseBackendDown).
 	Down bool
 }
 
 // BackendAds returns the live catalogs by backend name, each saying
-// whether the backend is down; expired ones are dropped.
+// whether the backend is down; expired ones are dropped. Of a name several
+// workers advertise, the catalog is the freshest of those up (of all when
+// none is up).
 func (s *Scheduler) BackendAds(ctx context.Context) (map[string]BackendAd, error) {
 	m, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.keys.Backends()).Build()).AsStrMap()
 	if err != nil {
 		return nil, fmt.Errorf("backends: %w", err)
 	}
-	now := time.Now().UnixMilli()
+	now := s.cfg.Now().UnixMilli()
 	out := make(map[string]BackendAd, len(m))
+	until := make(map[string]int64, len(m))
 	var expired []string
-	for name, v := range m {
+	for field, v := range m {
 		exp, raw, ok := strings.Cut(v, ":")
 		ms, err := strconv.ParseInt(exp, 10, 64)
 		if !ok || err != nil || ms < now {
-			expired = append(expired, name)
+			expired = append(expired, field)
 			continue
 		}
+		name, _, _ := strings.Cut(field, "\t")
 		rest, down := strings.CutPrefix(raw, downMark)
-		out[name] = BackendAd{Catalog: []byte(rest), Down: down}
+		prev, seen := out[name]
+		// Up beats down; then the one advertised last (expiring last).
+		if seen && (down && !prev.Down || down == prev.Down && ms <= until[name]) {
+			continue
+		}
+		out[name], until[name] = BackendAd{Catalog: []byte(rest), Down: down}, ms
 	}
 	if len(expired) > 0 {
 		_ = s.client.Do(ctx, s.client.B().Hdel().Key(s.keys.Backends()).Field(expired...).Build()).Error()

@@ -172,7 +172,8 @@ type Result struct {
 }
 
 // SucceedWith is Succeed with every part of the result, and with offer
-// SucceedAndOffer (it reports whether the slot was offered).
+// SucceedAndOffer (it reports whether the slot was offered: not while it is
+// paused).
 func (l *Lease) SucceedWith(ctx context.Context, r Result, offer bool) (bool, error) {
 	return l.succeed(ctx, r, offer && l.offers())
 }
@@ -224,6 +225,12 @@ func (l *Lease) succeed(ctx context.Context, r Result, offer bool) (bool, error)
 	if r.Subseeds != nil {
 		sub, _ := json.Marshal(r.Subseeds)
 		call.SubseedsJSON = string(sub)
+	}
+	if offer {
+		// Not while the slot is paused (Slot.Pause, which waits for this).
+		l.slot.offerMu.Lock()
+		defer l.slot.offerMu.Unlock()
+		offer = !l.slot.paused
 	}
 	if offer {
 		call.Member, call.OfferTTL = l.slot.member, l.s.cfg.Lease

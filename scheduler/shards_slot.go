@@ -80,6 +80,8 @@ drain:
 		}
 	}
 	p.mu.Unlock()
+	// listed is the offers' bookkeeping, which Pause clears.
+	p.offerMu.Lock()
 	var ws []*shard
 	for i, on := range p.listed {
 		if on && p.subs[i] != l.slot {
@@ -95,6 +97,7 @@ drain:
 			}
 		}
 	}
+	p.offerMu.Unlock()
 	for _, x := range extra {
 		p.handBackDouble(ctx, x)
 	}
@@ -118,27 +121,19 @@ func (p *Slot) nextMulti(ctx context.Context, block time.Duration) (*Lease, erro
 			return nil, err
 		}
 	}
-	hs := p.s.peekAll(ctx)
-	p.rot = (p.rot + 1) % len(p.subs)
-	c, rc := order(hs, p.rot)
-	for _, h := range hs {
-		if h.err != nil {
-			return nil, fmt.Errorf("next: %w", h.err)
-		}
-		sub := p.subs[h.sh.i]
-		res, err := sub.s.exec(ctx, offerFloorCall{slotCall: slotCall{Member: p.member, TTL: p.s.cfg.Lease, After: sub.unseen()},
-			Floor: c, RelaxFloor: rc}).ToMessage()
-		if err != nil {
-			return nil, fmt.Errorf("next: offer: %w", err)
-		}
-		l, err := sub.deliveredLease(res)
-		if err != nil {
-			return nil, fmt.Errorf("next: %w", err)
-		}
-		if l != nil {
-			return p.hold(ctx, l), nil
-		}
-		p.listed[h.sh.i] = true
+	p.offerMu.Lock()
+	if p.paused {
+		resumed := p.resumed
+		p.offerMu.Unlock()
+		return p.waitPaused(ctx, block, resumed, p.deliveries, func(l *Lease) *Lease { return p.hold(ctx, l) })
+	}
+	l, err := p.offerShards(ctx)
+	p.offerMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if l != nil {
+		return p.hold(ctx, l), nil
 	}
 	if block <= 0 {
 		select {
@@ -160,7 +155,37 @@ func (p *Slot) nextMulti(ctx context.Context, block time.Duration) (*Lease, erro
 	}
 }
 
-// withdrawMulti takes back the slot's offers on every shard.
+// offerShards offers the slot on every shard, the one whose head's virtual
+// time is least first; it returns the job one of them dispatched to it (for
+// hold), or nil. Call with p.offerMu held.
+func (p *Slot) offerShards(ctx context.Context) (*Lease, error) {
+	hs := p.s.peekAll(ctx)
+	p.rot = (p.rot + 1) % len(p.subs)
+	c, rc := order(hs, p.rot)
+	for _, h := range hs {
+		if h.err != nil {
+			return nil, fmt.Errorf("next: %w", h.err)
+		}
+		sub := p.subs[h.sh.i]
+		res, err := sub.s.exec(ctx, offerFloorCall{slotCall: slotCall{Member: p.member, TTL: p.s.cfg.Lease, After: sub.unseen()},
+			Floor: c, RelaxFloor: rc}).ToMessage()
+		if err != nil {
+			return nil, fmt.Errorf("next: offer: %w", err)
+		}
+		l, err := sub.deliveredLease(res)
+		if err != nil {
+			return nil, fmt.Errorf("next: %w", err)
+		}
+		if l != nil {
+			return l, nil
+		}
+		p.listed[h.sh.i] = true
+	}
+	return nil, nil
+}
+
+// withdrawMulti takes back the slot's offers on every shard. Call with
+// p.offerMu held.
 func (p *Slot) withdrawMulti(ctx context.Context) error {
 	var errs []error
 	for _, r := range p.s.execMulti(ctx, p.s.shards, slotCall{Member: p.member, Withdraw: true}) {

@@ -42,6 +42,14 @@ type Slot struct {
 	// again, or the slot would hold two jobs at once.
 	taken string
 
+	// offerMu orders Next's offer against Pause's withdrawal, so an offer
+	// made before a Pause is taken back by it and none is made after.
+	offerMu sync.Mutex
+	// paused is set by Pause until Resume; resumed is closed by Resume
+	// (both guarded by offerMu).
+	paused  bool
+	resumed chan struct{}
+
 	// With shards (shards_slot.go): a parent has one child per shard
 	// (subs); a child's deliveries go to its parent, which holds one job at
 	// a time (holding) and knows on which shards it is offered (listed).
@@ -134,7 +142,14 @@ func (sl *Slot) Next(ctx context.Context, block time.Duration) (*Lease, error) {
 	if err := sl.listen(ctx); err != nil {
 		return nil, err
 	}
+	sl.offerMu.Lock()
+	if sl.paused {
+		resumed := sl.resumed
+		sl.offerMu.Unlock()
+		return sl.waitPaused(ctx, block, resumed, sl.deliveries, sl.take)
+	}
 	res, err := sl.s.exec(ctx, slotCall{Member: sl.member, TTL: sl.s.cfg.Lease, After: sl.unseen()}).ToMessage()
+	sl.offerMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("next: offer: %w", err)
 	}
@@ -166,10 +181,69 @@ func (sl *Slot) Next(ctx context.Context, block time.Duration) (*Lease, error) {
 	}
 }
 
+// waitPaused is Next while the slot is paused: it offers nothing and waits
+// up to block for a job dispatched before the pause, or for Resume (then it
+// returns (nil, nil), and the next Next offers the slot).
+func (sl *Slot) waitPaused(ctx context.Context, block time.Duration, resumed <-chan struct{},
+	deliveries <-chan *Lease, take func(*Lease) *Lease) (*Lease, error) {
+	if block <= 0 {
+		select {
+		case l := <-deliveries:
+			return take(l), nil
+		default:
+			return nil, nil
+		}
+	}
+	t := time.NewTimer(block)
+	defer t.Stop()
+	select {
+	case l := <-deliveries:
+		return take(l), nil
+	case <-resumed:
+		return nil, nil
+	case <-t.C:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Pause takes back the slot's offer and keeps it from being offered until
+// Resume (its backend is out of rotation while it waits for work): Next
+// meanwhile only waits, for Resume or a job dispatched before the pause,
+// which is still delivered. Safe to call while another goroutine is in
+// Next. When the withdrawal fails, the offer still runs out within a lease.
+func (sl *Slot) Pause(ctx context.Context) error {
+	sl.offerMu.Lock()
+	defer sl.offerMu.Unlock()
+	if !sl.paused {
+		sl.paused, sl.resumed = true, make(chan struct{})
+	}
+	return sl.withdraw(ctx)
+}
+
+// Resume ends a Pause: a Next waiting in it returns, and the next one
+// offers the slot again.
+func (sl *Slot) Resume() {
+	sl.offerMu.Lock()
+	defer sl.offerMu.Unlock()
+	if sl.paused {
+		sl.paused = false
+		close(sl.resumed)
+	}
+}
+
 // Withdraw takes back the slot's offer (its backend is out of rotation); the
 // next Next offers it again. A job dispatched to it before the withdrawal
 // is still delivered.
 func (sl *Slot) Withdraw(ctx context.Context) error {
+	sl.offerMu.Lock()
+	defer sl.offerMu.Unlock()
+	return sl.withdraw(ctx)
+}
+
+// withdraw is Withdraw with sl.offerMu held.
+func (sl *Slot) withdraw(ctx context.Context) error {
 	if sl.subs != nil {
 		return sl.withdrawMulti(ctx)
 	}

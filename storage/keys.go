@@ -160,7 +160,8 @@ func (k Keys) Chat(name string) string { return k.Prefix + ":chat:" + name }
 func (k Keys) Record(name string) string { return k.Prefix + ":rec:" + name }
 
 // Backends is the hash of backends' advertised catalogs: field = backend
-// name, value = "<expiry unix ms>:<JSON>", or "<expiry unix ms>:down:<JSON>"
-// while its worker finds it unreachable (one key, so a Cluster needs no
+// name, a tab and the advertising worker's name (each worker advertises its
+// own), value = "<expiry unix ms>:<JSON>", or "<expiry unix ms>:down:<JSON>"
+// while that worker finds it unreachable (one key, so a Cluster needs no
 // scan to list them).
 func (k Keys) Backends() string { return k.Prefix + ":backends" }

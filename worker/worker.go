@@ -23,9 +23,9 @@ type Config struct {
 	Name string `yaml:"name"`
 	// HealthInterval is how often an unhealthy backend is checked before it
 	// takes jobs again (doubling up to 30s while it stays down), and how
-	// often an idle backend is checked: after two failed checks in a row
-	// its catalog is marked down (GET /v1/models and autocomplete leave it
-	// out) until a check passes. Default 2s.
+	// often an idle backend is checked: after two failed checks in a row it
+	// takes no jobs and its catalog is marked down (GET /v1/models and
+	// autocomplete leave it out) until a check passes. Default 2s.
 	HealthInterval time.Duration `yaml:"health_interval"`
 	// BlockTimeout bounds one blocking read of the work stream; the read is
 	// simply repeated. Default 10s.
@@ -181,7 +181,8 @@ func (w *Worker) Start(ctx context.Context) error {
 }
 
 // Stop stops taking jobs, waits for running ones until ctx ends, then
-// interrupts them; interrupted jobs are handed back to the queue.
+// interrupts them; interrupted jobs are handed back to the queue. Last, it
+// withdraws this worker's catalogs of its backends.
 func (w *Worker) Stop(ctx context.Context) error {
 	if w.takeCancel == nil {
 		return nil
@@ -197,6 +198,17 @@ func (w *Worker) Stop(ctx context.Context) error {
 	}
 	w.runCancel(errStopping)
 	w.listener.Wait()
+	// Nothing publishes now. Another worker's advertisement of the same
+	// backend names keeps them listed; a killed worker's expire (adTTL).
+	names := make([]string, len(w.backends))
+	for i, b := range w.backends {
+		names[i] = b.Name
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := w.sched.WithdrawBackends(wctx, w.cfg.Name, names...); err != nil {
+		w.log.Warn("withdraw the backends' catalogs; they expire by themselves", zap.Error(err))
+	}
 	return nil
 }
 
@@ -329,45 +341,82 @@ const adTTL = 15 * time.Minute
 func (w *Worker) publishAd(ctx context.Context, name string, ad Advertised, down bool) error {
 	raw, _ := json.Marshal(ad)
 	if down {
-		return w.sched.AdvertiseBackendDown(ctx, name, raw, adTTL)
+		return w.sched.AdvertiseBackendDown(ctx, w.cfg.Name, name, raw, adTTL)
 	}
-	return w.sched.AdvertiseBackend(ctx, name, raw, adTTL)
+	return w.sched.AdvertiseBackend(ctx, w.cfg.Name, name, raw, adTTL)
 }
 
-// markDown marks a backend's catalog down while its health checks fail,
-// so listings show healthy backends only; submits still accept its names
-// until the advertisement expires (15 minutes after its last refresh).
+// markDown takes a backend out of rotation while its health checks fail:
+// its slot is paused (no longer offered, so no job is dispatched to it) and
+// its catalog marked down, so listings show healthy backends only; submits
+// still accept its names until the advertisement expires (15 minutes after
+// its last refresh).
 func (w *Worker) markDown(ctx context.Context, b Backend) {
 	w.mu.Lock()
 	w.healthOf(b.Name).down = true
 	ad, ok := w.ads[b.Name]
 	w.mu.Unlock()
-	if !ok {
-		return // never advertised: nothing to mark
-	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	// Should the withdrawal fail, the offer runs out within a lease, and
+	// the paused slot does not renew it.
+	if err := w.slotOf[b.Name].Pause(ctx); err != nil && ctx.Err() == nil {
+		w.log.Warn("withdraw the down backend's slot", zap.String("backend", b.Name), zap.Error(err))
+	}
+	if !ok {
+		return // never advertised: no catalog to mark
+	}
 	if err := w.publishAd(ctx, b.Name, ad, true); err != nil && ctx.Err() == nil {
 		w.log.Debug("mark backend's catalog down", zap.String("backend", b.Name), zap.Error(err))
 	}
 }
 
-// markUp lists a backend's catalog again after a health check passed,
-// read afresh from the backend.
+// markUp puts a backend back in rotation after a health check passed: its
+// slot is offered again and its catalog, read afresh from the backend,
+// listed again.
 func (w *Worker) markUp(ctx context.Context, b Backend) {
 	w.mu.Lock()
 	w.healthOf(b.Name).down = false
 	w.mu.Unlock()
+	w.slotOf[b.Name].Resume()
 	w.advertiseOne(ctx, b)
 }
 
+// downReportEvery is how often the idle checks repeat a down backend's
+// report to the scheduler (a report counts for 2 minutes).
+const downReportEvery = 30 * time.Second
+
 // watchIdle checks b's health every HealthInterval while its slot is idle
 // (a job's outcome judges a busy one), so a backend that dies between
-// jobs leaves the listings within two checks rather than when the next
-// job fails on it, and comes back at the first check that passes.
+// jobs is out of rotation within two checks rather than when the next job
+// fails on it (its slot is not offered, its catalog not listed), and comes
+// back at the first check that passes.
 func (w *Worker) watchIdle(ctx context.Context, b Backend) {
 	t := time.NewTicker(w.cfg.HealthInterval)
 	defer t.Stop()
+	// While the backend is down here, the scheduler hears so (again every
+	// downReportEvery, within the report's life), so that queued jobs say
+	// what they wait for; and hears when it is back or this worker stops.
+	var since, reported time.Time
+	reportDown := func() {
+		if err := w.sched.BackendDown(ctx, b.Name, since); err != nil && ctx.Err() == nil {
+			w.log.Warn("report backend down", zap.String("backend", b.Name), zap.Error(err))
+		}
+		reported = time.Now()
+	}
+	reportUp := func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := w.sched.BackendUp(uctx, b.Name); err != nil {
+			w.log.Warn("report backend up", zap.String("backend", b.Name), zap.Error(err))
+		}
+		since = time.Time{}
+	}
+	defer func() {
+		if !since.IsZero() {
+			reportUp()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -398,18 +447,28 @@ func (w *Worker) watchIdle(ctx context.Context, b Backend) {
 		} else {
 			h.fails++
 		}
-		fails := h.fails
+		goesDown := err != nil && !wasDown && h.fails >= 2
+		if goesDown {
+			// Set with the busy check above: from here the slot hands
+			// back a job it is given rather than start it (see slot).
+			h.down = true
+		}
 		w.mu.Unlock()
 		switch {
 		case err == nil && wasDown:
 			w.log.Info("idle backend healthy again", zap.String("backend", b.Name))
 			w.markUp(ctx, b)
+			reportUp()
 			w.observe(Observation{Backend: b.Name, Kind: "up"})
-		case err != nil && !wasDown && fails >= 2:
-			w.log.Warn("idle backend failed its health checks; left out of the catalog until one passes",
+		case goesDown:
+			w.log.Warn("idle backend failed its health checks; out of rotation until one passes",
 				zap.String("backend", b.Name), zap.Error(err))
 			w.markDown(ctx, b)
+			since = time.Now()
+			reportDown()
 			w.observe(Observation{Backend: b.Name, Kind: "down"})
+		case err != nil && wasDown && !since.IsZero() && time.Since(reported) >= downReportEvery:
+			reportDown()
 		}
 	}
 }
@@ -468,15 +527,46 @@ func (w *Worker) slot(takeCtx, runCtx context.Context, b Backend) {
 		if lease == nil {
 			continue
 		}
-		w.setBusy(b.Name, true)
+		if !w.takeBusy(b.Name) {
+			w.handBackWhileDown(takeCtx, runCtx, sl, lease, log)
+			continue
+		}
 		if healthy := w.runRecovered(takeCtx, runCtx, b, lease, log); !healthy {
-			if err := sl.Withdraw(takeCtx); err != nil && takeCtx.Err() == nil {
-				log.Warn("withdraw slot", zap.Error(err))
-			}
 			w.waitHealthy(takeCtx, b, log)
 		}
 		w.setBusy(b.Name, false)
 	}
+}
+
+// takeBusy marks the slot busy for a job it was given, unless the idle
+// checks have its backend down; it reports whether it did.
+func (w *Worker) takeBusy(name string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := w.healthOf(name)
+	if h.down {
+		return false
+	}
+	h.busy, h.fails = true, 0
+	return true
+}
+
+// handBackWhileDown returns a job given to the slot of a backend the idle
+// checks found down (dispatched as they did, before the slot was paused)
+// to its queue, without using up an attempt, rather than fail it there.
+// The slot is paused first, so the hand-back cannot dispatch it here again.
+func (w *Worker) handBackWhileDown(takeCtx, runCtx context.Context, sl *scheduler.Slot, lease *scheduler.Lease, log *zap.Logger) {
+	log = log.With(zap.String("job", lease.JobID))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(runCtx), 10*time.Second)
+	defer cancel()
+	if err := sl.Pause(ctx); err != nil && takeCtx.Err() == nil {
+		log.Warn("withdraw the down backend's slot", zap.Error(err))
+	}
+	if err := lease.HandBack(ctx); err != nil && !errors.Is(err, scheduler.ErrStale) {
+		log.Error("hand back a job given to a down backend", zap.Error(err))
+		return
+	}
+	log.Info("job handed back: its backend is down")
 }
 
 func (w *Worker) pause(ctx context.Context, d time.Duration) {

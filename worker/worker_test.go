@@ -38,6 +38,8 @@ type bundle struct {
 	fake  *fakesd.Server
 	w     *worker.Worker
 	m     *scheduler.Maintainer
+	// sig has the worker's observations (setup's worker only).
+	sig *signals
 }
 
 func setup(t *testing.T, scfg scheduler.Config, fcfg fakesd.Config) *bundle {
@@ -55,6 +57,8 @@ func setup(t *testing.T, scfg scheduler.Config, fcfg fakesd.Config) *bundle {
 	w, err := worker.New(worker.Config{Name: "t", HealthInterval: 10 * time.Millisecond, BlockTimeout: time.Second}, sched,
 		[]worker.Backend{{Name: "fake", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
+	sig := &signals{}
+	w.Observe(sig.observe)
 	require.NoError(t, w.Start(ctx))
 	m := scheduler.NewMaintainer(sched, "m", zap.NewNop())
 	require.NoError(t, m.Start(ctx))
@@ -64,7 +68,7 @@ func setup(t *testing.T, scfg scheduler.Config, fcfg fakesd.Config) *bundle {
 		require.NoError(t, w.Stop(stop))
 		require.NoError(t, m.Stop(stop))
 	})
-	return &bundle{ctx: ctx, sched: sched, fake: fake, w: w, m: m}
+	return &bundle{ctx: ctx, sched: sched, fake: fake, w: w, m: m, sig: sig}
 }
 
 func (b *bundle) submit(t *testing.T, steps int) string {
@@ -149,7 +153,9 @@ func TestCancelRunningInterruptsBackend(t *testing.T) {
 	st, err := b.sched.Cancel(b.ctx, id, "u")
 	require.NoError(t, err)
 	require.Contains(t, []scheduler.Status{scheduler.StatusRunning, scheduler.StatusDispatched}, st)
-	require.Eventually(t, func() bool { return b.fake.Interrupts() == 1 }, 5*time.Second, 5*time.Millisecond)
+	// The client interrupts our running task before the attempt ends.
+	b.sig.wait(t, b.ctx, "fake", "finished")
+	require.Equal(t, 1, b.fake.Interrupts())
 	got := types(b.events(t, id))
 	require.Equal(t, []string{"queued", "started"}, got[:2])
 	require.Equal(t, "canceled", got[len(got)-1], "%v", got)
@@ -208,7 +214,8 @@ func scheduled(t *testing.T, cfg scheduler.Config) (context.Context, *scheduler.
 	return ctx, sched
 }
 
-func startWorker(t *testing.T, ctx context.Context, sched *scheduler.Scheduler, name string, backends []worker.Backend, observe func(worker.Observation)) {
+// startWorker starts a worker (stopped at cleanup, if the test did not).
+func startWorker(t *testing.T, ctx context.Context, sched *scheduler.Scheduler, name string, backends []worker.Backend, observe func(worker.Observation)) *worker.Worker {
 	t.Helper()
 	w, err := worker.New(worker.Config{Name: name, HealthInterval: 10 * time.Millisecond, BlockTimeout: time.Second}, sched, backends, zap.NewNop())
 	require.NoError(t, err)
@@ -219,6 +226,7 @@ func startWorker(t *testing.T, ctx context.Context, sched *scheduler.Scheduler, 
 		defer c()
 		require.NoError(t, w.Stop(stop))
 	})
+	return w
 }
 
 // A backend that accepts the job and never answers costs one stall
