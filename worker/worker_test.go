@@ -356,7 +356,7 @@ func TestCancelQueuedBehindAnotherClient(t *testing.T) {
 	theirs, theirDone := b.fake.Submit(fakesd.Txt2ImgRequest{Prompt: "web UI", Width: 64, Height: 64, Steps: 200})
 	id := b.submit(t, 4)
 	var ours string
-	require.Eventually(t, func() bool {
+	require.NoError(t, b.fake.Await(b.ctx, "our task queued", func() bool {
 		for _, task := range b.fake.Tasks() {
 			if task.ID != theirs && task.State == "queued" {
 				ours = task.ID
@@ -364,7 +364,7 @@ func TestCancelQueuedBehindAnotherClient(t *testing.T) {
 			}
 		}
 		return false
-	}, 10*time.Second, time.Millisecond)
+	}))
 	_, err := b.sched.Cancel(b.ctx, id, "u")
 	require.NoError(t, err)
 	got := types(b.events(t, id))
@@ -376,7 +376,10 @@ func TestCancelQueuedBehindAnotherClient(t *testing.T) {
 	info, _ = b.fake.Task(theirs)
 	require.False(t, info.Interrupted, "their job was not interrupted")
 	require.Equal(t, 200, info.StepsDone)
-	require.Eventually(t, func() bool { info, _ = b.fake.Task(ours); return info.State == "completed" }, 10*time.Second, time.Millisecond)
+	require.NoError(t, b.fake.Await(b.ctx, "our task completed", func() bool {
+		info, _ = b.fake.Task(ours)
+		return info.State == "completed"
+	}))
 	require.True(t, info.Interrupted, "ours was interrupted as it started")
 	require.Equal(t, 1, b.fake.Interrupts())
 	// The slot is free: the next job runs.
