@@ -15,7 +15,11 @@ import (
 // Config says where Redis is.
 type Config struct {
 	// URL is the Redis server, e.g. "redis://127.0.0.1:6379/0" or
-	// "rediss://user:pass@host:6380". Empty: `easel serve` starts
+	// "rediss://user:pass@host:6380"; a Redis Cluster as any masters
+	// ("redis://a:7000?addr=b:7000&addr=c:7000"), Sentinel as the
+	// sentinels and the master's name
+	// ("redis://s1:26379?addr=s2:26379&master_set=mymaster"), see the
+	// README's "Redis Cluster and Sentinel". Empty: `easel serve` starts
 	// redis-server under data_dir when it is installed, else an embedded
 	// in-process Redis that loses everything on exit. Default: empty.
 	URL string `yaml:"url"`
