@@ -39,6 +39,9 @@ type FloorResult struct {
 // its own that it deletes afterwards, and measures Redis CPU and commands
 // per job: the lower bound of a durable fair queue on this Redis.
 func Floor(ctx context.Context, url string, n int) (res FloorResult, err error) {
+	if n < 1 {
+		return FloorResult{}, fmt.Errorf("floor: floor-jobs is %d, must be at least 1", n)
+	}
 	prefix := "{easel-bench-floor-" + strconv.Itoa(os.Getpid()) + "}"
 	store, err := storage.Open(ctx, storage.Config{URL: url, Prefix: prefix}, zap.NewNop())
 	if err != nil {

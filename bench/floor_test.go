@@ -50,3 +50,9 @@ func requireCommands(t *testing.T, want, got float64, n int) {
 	require.GreaterOrEqual(t, got, want-1e-9)
 	require.LessOrEqual(t, got, want+3.0/float64(n)+1e-9)
 }
+
+func TestFloorNeedsJobs(t *testing.T) {
+	t.Parallel()
+	_, err := Floor(context.Background(), "redis://127.0.0.1:1", 0)
+	require.ErrorContains(t, err, "floor-jobs")
+}
