@@ -235,6 +235,8 @@ func TestBrowserDashboard(t *testing.T) {
 	b.fake.FailNext(1, 500)
 	dead := submit("a doomed fox")
 	do(chromedp.WaitVisible(css(`#dead tr[data-entry]`)))
+	_, pos, err := b.sched.ReadEvents(b.ctx, "", 0) // the events stream's end, before the retry
+	require.NoError(t, err)
 	// Clicked in one evaluation: the live page replaces its rows on every
 	// overview, so a node looked up first may be gone by the click.
 	clicked, err := chromedp.Run(ctx, chromedp.Evaluate[bool](
@@ -242,10 +244,21 @@ func TestBrowserDashboard(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, clicked, "the dead letter's Retry button")
 	do(chromedp.WaitNotPresent(css(`#dead tr[data-entry]`)))
-	require.Eventually(t, func() bool { // the retried job finishes; each check is a Redis read
-		page, err := b.sched.FinishedPage(b.ctx, "api:local", "ada", "", 10)
-		return err == nil && len(page.Jobs) == 3 && page.Jobs[0].Status == scheduler.StatusSucceeded && page.Jobs[0].ID != dead
-	}, 30*time.Second, 50*time.Millisecond)
+	// The retried job (a new id) finishes: blocking reads of the shared
+	// events stream until its succeeded event.
+	for finished := false; !finished; {
+		var evs []scheduler.Event
+		evs, pos, err = b.sched.ReadEvents(b.ctx, pos, 5*time.Second)
+		require.NoError(t, err, "the retried job never finished")
+		for _, e := range evs {
+			finished = finished || (e.Type == scheduler.EventSucceeded && e.JobID != dead)
+		}
+	}
+	page, err := b.sched.FinishedPage(b.ctx, "api:local", "ada", "", 10)
+	require.NoError(t, err)
+	require.Len(t, page.Jobs, 3)
+	require.Equal(t, scheduler.StatusSucceeded, page.Jobs[0].Status)
+	require.NotEqual(t, dead, page.Jobs[0].ID, "the retry is a new job")
 
 	// A policy edit through the form (ada: one image a day; she has had
 	// three) applies to the next submit.

@@ -155,13 +155,14 @@ func TestStreamAndInFlightLimits(t *testing.T) {
 	closeOwn()
 	path = "/v1/jobs/" + aJob + "/events"
 	close1()
-	// A slot freed: the key may open a stream again (release is async to
-	// the client's close, so wait on the server's answer).
-	require.Eventually(t, func() bool {
-		resp, closeIt := open(keyA)
-		defer closeIt()
-		return resp.StatusCode == http.StatusOK
-	}, 10*time.Second, 20*time.Millisecond)
+	// A slot freed: the key may open a stream again. The server releases
+	// a slot when the stream's handler returns, after the client's close:
+	// wait until the key and the address hold only close2's stream.
+	require.NoError(t, b.api.WaitStreams(b.ctx, "k:"+keyA, 1))
+	require.NoError(t, b.api.WaitStreams(b.ctx, "a:127.0.0.1", 1))
+	again, closeAgain := open(keyA)
+	require.Equal(t, http.StatusOK, again.StatusCode)
+	closeAgain()
 
 	// In-flight: a request whose body is still coming holds the address's
 	// only slot; the server says when it holds it, then a probe is refused.
