@@ -66,7 +66,7 @@ func (sl *Slot) deliveredLease(m rueidis.RedisMessage) (*Lease, error) {
 
 // Renew extends the lease; workers call it every Lease/3.
 func (l *Lease) Renew(ctx context.Context) error {
-	n, err := l.s.exec(ctx, attemptCall{Script: scriptRenew, ID: l.JobID, Attempt: l.Attempt, Consumer: l.Consumer}).AsInt64()
+	n, err := l.s.exec(ctx, renewCall{ID: l.JobID, Attempt: l.Attempt, Consumer: l.Consumer}).AsInt64()
 	if err != nil {
 		return fmt.Errorf("renew: %w", err)
 	}
@@ -310,7 +310,7 @@ func (l *Lease) fail(ctx context.Context, call failCall, message string) (bool, 
 // HandBack returns the job to the front of its user's queue without using up
 // an attempt (a worker stopping gracefully).
 func (l *Lease) HandBack(ctx context.Context) error {
-	n, err := l.s.exec(ctx, attemptCall{Script: scriptHandBack, ID: l.JobID, Attempt: l.Attempt}).AsInt64()
+	n, err := l.s.exec(ctx, handBackCall{ID: l.JobID, Attempt: l.Attempt}).AsInt64()
 	if err != nil {
 		return fmt.Errorf("hand back: %w", err)
 	}

@@ -174,7 +174,7 @@ func scriptContracts(t *testing.T, s *Scheduler, ctx context.Context) {
 	require.NoError(t, err)
 	require.Empty(t, res)
 	for _, want := range []int64{1, 0} {
-		n, err := s.exec(ctx, slotCall{Member: sl.member, Withdraw: true}).AsInt64()
+		n, err := s.exec(ctx, withdrawCall{Member: sl.member}).AsInt64()
 		require.NoError(t, err)
 		require.Equal(t, want, n)
 	}
@@ -201,7 +201,7 @@ func scriptContracts(t *testing.T, s *Scheduler, ctx context.Context) {
 	}
 
 	// renew: 1 while the work entry is the consumer's, 0 once stale.
-	n, err = s.exec(ctx, attemptCall{Script: scriptRenew, ID: "job1", Attempt: 1, Consumer: "w"}).AsInt64()
+	n, err = s.exec(ctx, renewCall{ID: "job1", Attempt: 1, Consumer: "w"}).AsInt64()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
 
@@ -214,7 +214,7 @@ func scriptContracts(t *testing.T, s *Scheduler, ctx context.Context) {
 	r, err = s.exec(ctx, failCall{ID: "job1", Attempt: 1, Code: "x", MessageJSON: `"m"`, Backoff: backoff{Jitter: 1}}).ToString()
 	require.NoError(t, err)
 	require.Equal(t, "stale", r)
-	n, err = s.exec(ctx, attemptCall{Script: scriptRenew, ID: "job1", Attempt: 1, Consumer: "w"}).AsInt64()
+	n, err = s.exec(ctx, renewCall{ID: "job1", Attempt: 1, Consumer: "w"}).AsInt64()
 	require.NoError(t, err)
 	require.Equal(t, int64(0), n)
 
@@ -253,10 +253,10 @@ func scriptContracts(t *testing.T, s *Scheduler, ctx context.Context) {
 	j, err = s.Get(ctx, id)
 	require.NoError(t, err)
 	require.Equal(t, StatusRunning, j.Status, "the idle slot took it")
-	n, err = s.exec(ctx, attemptCall{Script: scriptHandBack, ID: id, Attempt: 1}).AsInt64()
+	n, err = s.exec(ctx, handBackCall{ID: id, Attempt: 1}).AsInt64()
 	require.NoError(t, err)
 	require.Equal(t, int64(1), n)
-	n, err = s.exec(ctx, attemptCall{Script: scriptHandBack, ID: id, Attempt: 1}).AsInt64()
+	n, err = s.exec(ctx, handBackCall{ID: id, Attempt: 1}).AsInt64()
 	require.NoError(t, err)
 	require.Equal(t, int64(0), n)
 

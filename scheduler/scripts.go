@@ -33,9 +33,10 @@ func commonKeys(k storage.Keys) []string {
 // noClock is a call whose script may read no clock (it saves a TIME).
 type noClock interface{ noClock() bool }
 
-// A hand-back dispatches (offers expire, events carry a time): it needs one.
-func (c attemptCall) noClock() bool { return c.Script != scriptHandBack }
-func (positionCall) noClock() bool  { return true }
+// A renewal reads no clock; a hand-back dispatches (offers expire, events
+// carry a time): it needs one.
+func (renewCall) noClock() bool    { return true }
+func (positionCall) noClock() bool { return true }
 
 // fromSlot is a call made by a worker slot (ARGV[5]): a job dispatched to
 // that slot comes back in the reply.
@@ -124,11 +125,9 @@ func (c submitCall) argv() []string {
 		itoa(a.UserDailyImages), itoa(a.TenantDailyImages), itoa(a.MaxPendingPerUser), overflow, ModelKey(c.Model)}
 }
 
-// slotCall offers (lua/offer.lua) or withdraws (lua/withdraw.lua) a
-// worker slot.
+// slotCall offers a worker slot (lua/offer.lua).
 type slotCall struct {
-	Member   string
-	Withdraw bool
+	Member string
 	// TTL is how long the offer lasts unless renewed.
 	TTL time.Duration
 	// After is the first work entry id the slot has not seen delivered: a
@@ -137,39 +136,40 @@ type slotCall struct {
 	After string
 }
 
-func (c slotCall) script() string {
-	if c.Withdraw {
-		return scriptWithdraw
-	}
-	return scriptOffer
-}
+func (slotCall) script() string             { return scriptOffer }
 func (slotCall) keys(storage.Keys) []string { return nil }
 func (c slotCall) slotMember() string       { return c.Member }
-func (c slotCall) argv() []string {
-	if c.Withdraw {
-		return nil
-	}
-	return []string{mstoa(c.TTL), c.After}
-}
+func (c slotCall) argv() []string           { return []string{mstoa(c.TTL), c.After} }
 
-// attemptCall names one attempt: lua/renew.lua (with Consumer),
-// lua/handback.lua.
-type attemptCall struct {
-	Script   string
+// withdrawCall takes back a worker slot's offer (lua/withdraw.lua).
+type withdrawCall struct{ Member string }
+
+func (withdrawCall) script() string             { return scriptWithdraw }
+func (withdrawCall) keys(storage.Keys) []string { return nil }
+func (c withdrawCall) slotMember() string       { return c.Member }
+func (withdrawCall) argv() []string             { return nil }
+
+// renewCall extends an attempt's lease (lua/renew.lua).
+type renewCall struct {
 	ID       string
 	Attempt  int
 	Consumer string
 }
 
-func (c attemptCall) script() string               { return c.Script }
-func (c attemptCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID)} }
-func (c attemptCall) argv() []string {
-	a := []string{c.ID, itoa(c.Attempt)}
-	if c.Script == scriptRenew {
-		a = append(a, c.Consumer)
-	}
-	return a
+func (renewCall) script() string                 { return scriptRenew }
+func (c renewCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID)} }
+func (c renewCall) argv() []string               { return []string{c.ID, itoa(c.Attempt), c.Consumer} }
+
+// handBackCall returns a live attempt to its user's queue
+// (lua/handback.lua).
+type handBackCall struct {
+	ID      string
+	Attempt int
 }
+
+func (handBackCall) script() string                 { return scriptHandBack }
+func (c handBackCall) keys(k storage.Keys) []string { return []string{k.Job(c.ID)} }
+func (c handBackCall) argv() []string               { return []string{c.ID, itoa(c.Attempt)} }
 
 // progressCall records progress (lua/progress.lua).
 type progressCall struct {

@@ -196,7 +196,9 @@ func (s *Scheduler) route(c scriptCall) *shard {
 		}
 	case queuePageCall:
 		return s.shardOfTenant(c.Tenant)
-	case attemptCall:
+	case renewCall:
+		return s.shardOfID(c.ID)
+	case handBackCall:
 		return s.shardOfID(c.ID)
 	case progressCall:
 		return s.shardOfID(c.ID)

@@ -90,7 +90,7 @@ drain:
 		p.listed[i] = false
 	}
 	if len(ws) > 0 {
-		for _, r := range p.s.execMulti(ctx, ws, slotCall{Member: p.member, Withdraw: true}) {
+		for _, r := range p.s.execMulti(ctx, ws, withdrawCall{Member: p.member}) {
 			if err := r.Error(); err != nil {
 				// The offer runs out within a lease; a job it brings is handed back.
 				p.s.log.Warn("withdraw slot from another shard", zap.String("slot", p.Consumer), zap.Error(err))
@@ -188,7 +188,7 @@ func (p *Slot) offerShards(ctx context.Context) (*Lease, error) {
 // p.offerMu held.
 func (p *Slot) withdrawMulti(ctx context.Context) error {
 	var errs []error
-	for _, r := range p.s.execMulti(ctx, p.s.shards, slotCall{Member: p.member, Withdraw: true}) {
+	for _, r := range p.s.execMulti(ctx, p.s.shards, withdrawCall{Member: p.member}) {
 		errs = append(errs, r.Error())
 	}
 	clear(p.listed)

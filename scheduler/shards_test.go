@@ -312,3 +312,25 @@ func TestShardsWaitingForCountsEveryShard(t *testing.T) {
 	require.NotNil(t, w)
 	require.Equal(t, "gpu1", w.Backends[0].Name)
 }
+
+// The calls a lease makes by job id go to the job's shard: a renewal and a
+// hand-back of a job on every shard find its live attempt.
+func TestShardsLeaseCallsReachTheJobsShard(t *testing.T) {
+	t.Parallel()
+	b := sharded(t, redistest.Store(t), scheduler.Config{Shards: 3})
+	sl := b.slot(t, "w")
+	for _, tn := range tenantPerShard(t, b.s, "api:l") {
+		id := b.submit(t, tn, "u", "lease")
+		l, err := sl.Next(b.ctx, 5*time.Second)
+		require.NoError(t, err)
+		require.NotNil(t, l)
+		require.Equal(t, id, l.JobID)
+		require.NoError(t, l.Renew(b.ctx), tn)
+		require.NoError(t, l.HandBack(b.ctx), tn)
+		j, err := b.s.Get(b.ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, scheduler.StatusQueued, j.Status, tn)
+		_, err = b.s.Cancel(b.ctx, id, "u")
+		require.NoError(t, err)
+	}
+}

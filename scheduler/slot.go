@@ -247,7 +247,7 @@ func (sl *Slot) withdraw(ctx context.Context) error {
 	if sl.subs != nil {
 		return sl.withdrawMulti(ctx)
 	}
-	if err := sl.s.exec(ctx, slotCall{Member: sl.member, Withdraw: true}).Error(); err != nil {
+	if err := sl.s.exec(ctx, withdrawCall{Member: sl.member}).Error(); err != nil {
 		return fmt.Errorf("withdraw slot: %w", err)
 	}
 	return nil
