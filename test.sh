@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command from the README: gofmt, vet, staticcheck, golangci-lint, race tests
 # against a real redis-server (tests start their own on free loopback
-# ports), and the scheduler suite once more on the embedded Redis.
+# ports), and the scheduler suite once more on the embedded Redis and once on
+# a three-master Redis Cluster.
 # redis-server is installed when missing (apt-get, dnf or brew; through
 # sudo when not root); staticcheck is a tool of go.mod (`go tool
 # staticcheck`), built once and cached with the modules.
@@ -57,3 +58,6 @@ go tool staticcheck ./...
 go tool -modfile=tools/go.mod golangci-lint run ./...
 go test -race -count=1 -timeout 10m ./...
 EASEL_TEST_REDIS=embedded go test -count=1 -timeout 5m ./scheduler/
+# ... and on a three-master Redis Cluster on loopback (issue 10: every script
+# keeps to its shard's slot).
+EASEL_TEST_REDIS=cluster go test -count=1 -timeout 5m ./scheduler/
