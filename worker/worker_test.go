@@ -42,7 +42,9 @@ type bundle struct {
 	sig *signals
 }
 
-func setup(t *testing.T, scfg scheduler.Config, fcfg fakesd.Config) *bundle {
+// setup runs a worker over one fake A1111 backend ("fake"); observers, if
+// any, see its observations (before the bundle's signals).
+func setup(t *testing.T, scfg scheduler.Config, fcfg fakesd.Config, observers ...func(worker.Observation)) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -54,9 +56,13 @@ func setup(t *testing.T, scfg scheduler.Config, fcfg fakesd.Config) *bundle {
 	t.Cleanup(srv.Close)
 	client, err := a1111.New(a1111.Config{BaseURL: srv.URL, ProgressInterval: 5 * time.Millisecond})
 	require.NoError(t, err)
+	t.Cleanup(client.Close) // ends a watch of an abandoned task
 	w, err := worker.New(worker.Config{Name: "t", HealthInterval: 10 * time.Millisecond, BlockTimeout: time.Second}, sched,
 		[]worker.Backend{{Name: "fake", Backend: client}}, zap.NewNop())
 	require.NoError(t, err)
+	for _, fn := range observers {
+		w.Observe(fn)
+	}
 	sig := &signals{}
 	w.Observe(sig.observe)
 	require.NoError(t, w.Start(ctx))
@@ -127,9 +133,17 @@ func TestBackendErrorRetriedThenFailed(t *testing.T) {
 }
 
 func TestBackendDownThenBack(t *testing.T) {
+	var fake atomic.Pointer[fakesd.Server]
+	var once sync.Once
 	b := setup(t, scheduler.Config{MaxAttempts: 5, RetryBackoff: 5 * time.Millisecond, RetryBackoffMax: 10 * time.Millisecond},
-		fakesd.Config{})
-	b.fake.SetDown(true)
+		fakesd.Config{}, func(o worker.Observation) {
+			// The backend dies as the first attempt starts (down before
+			// the job, the idle checks would keep the job from it).
+			if o.Kind == "started" {
+				once.Do(func() { fake.Load().SetDown(true) })
+			}
+		})
+	fake.Store(b.fake)
 	id := b.submit(t, 2)
 	// The first attempt fails as unavailable; the backend comes back and
 	// the retry succeeds.
