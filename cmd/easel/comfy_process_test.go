@@ -9,9 +9,11 @@ import (
 	_ "image/png" // DecodeConfig of the results
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 
@@ -27,8 +29,7 @@ func TestComfyUIBackendProcess(t *testing.T) {
 	t.Parallel()
 	rcfg := redistest.Config(t)
 	fakeAddr := freeAddr(t)
-	startProc(t, nil, "fakecomfy", "--addr", fakeAddr, "--step", "20ms")
-	waitHTTP(t, "http://"+fakeAddr+"/system_stats")
+	startProc(t, nil, "fakecomfy", "--addr", fakeAddr, "--step", "20ms").waitListening(t, fakeAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	store, err := storage.Open(ctx, rcfg, zap.NewNop())
@@ -83,8 +84,9 @@ func TestServeWithComfyUIProcess(t *testing.T) {
 	t.Parallel()
 	rcfg := redistest.Config(t)
 	fake := "http://" + freeAddr(t)
-	startProc(t, nil, "fakecomfy", "--addr", strings.TrimPrefix(fake, "http://"), "--step", "100ms")
-	waitHTTP(t, fake+"/system_stats")
+	startProc(t, nil, "fakecomfy", "--addr", strings.TrimPrefix(fake, "http://"), "--step", "100ms").
+		waitListening(t, strings.TrimPrefix(fake, "http://"))
+	comfy := watchComfy(t, fake)
 	addr := freeAddr(t)
 	base := "http://" + addr
 	serve := startProc(t, []string{
@@ -92,9 +94,18 @@ func TestServeWithComfyUIProcess(t *testing.T) {
 		"EASEL_DATA_DIR=" + t.TempDir(), sharedImages(t, nil),
 		"EASEL_BACKENDS=[{name: c, kind: comfyui, url: \"" + fake + "\"}]",
 	}, "serve")
-	waitHTTP(t, base+"/healthz")
+	serve.waitListening(t, addr)
 
-	// The catalog is ComfyUI's, once the worker has advertised it.
+	// A job: progress with previews, then two 96×64 PNGs. It names a
+	// checkpoint, so it runs only on a slot that advertised it; the worker
+	// publishes its backend's catalog before the slot's capabilities
+	// (worker.advertiseOne), so once it has run the catalog is in Redis.
+	a := submitJSON(t, base, `{"prompt":"a lighthouse","width":96,"height":64,"steps":4,"count":2,`+
+		`"model":"sd_xl_base_1.0.safetensors","sampler":"DPM++ 2M Karras","loras":[{"name":"detail","weight":0.5}]}`)
+	evs := followJob(t, base, a, nil)
+	require.Equal(t, "succeeded", evs[len(evs)-1].Type)
+
+	// The catalog is ComfyUI's.
 	var cat struct {
 		Models []struct {
 			Name     string   `json:"name"`
@@ -102,21 +113,13 @@ func TestServeWithComfyUIProcess(t *testing.T) {
 		} `json:"models"`
 		Samplers, Schedulers, LoRAs, Backends []string
 	}
-	require.Eventually(t, func() bool {
-		getJSON(t, base+"/v1/models", &cat)
-		return len(cat.Backends) == 1
-	}, 30*time.Second, 50*time.Millisecond, "GET /v1/models never listed the comfyui backend\n%s", serve.output())
-	require.Equal(t, []string{"c"}, cat.Backends)
+	getJSON(t, base+"/v1/models", &cat)
+	require.Equal(t, []string{"c"}, cat.Backends, "GET /v1/models does not list the comfyui backend\n%s", serve.output())
 	require.NotEmpty(t, cat.Models)
 	require.Contains(t, cat.Samplers, "dpmpp_2m")
 	require.Contains(t, cat.Schedulers, "karras")
 	require.Contains(t, cat.LoRAs, "detail.safetensors")
 
-	// A job: progress with previews, then two 96×64 PNGs.
-	a := submitJSON(t, base, `{"prompt":"a lighthouse","width":96,"height":64,"steps":4,"count":2,`+
-		`"sampler":"DPM++ 2M Karras","loras":[{"name":"detail","weight":0.5}]}`)
-	evs := followJob(t, base, a, nil)
-	require.Equal(t, "succeeded", evs[len(evs)-1].Type)
 	previews := 0
 	for _, e := range evs {
 		if e.Type == "progress" && e.Preview != "" {
@@ -161,9 +164,9 @@ func TestServeWithComfyUIProcess(t *testing.T) {
 	})
 	require.True(t, served)
 	require.Equal(t, "canceled", evs[len(evs)-1].Type)
-	require.Eventually(t, func() bool {
+	comfy.await(t, "the running prompt interrupted", func() bool {
 		return strings.Contains(fakeHistory(t, fake, "a long one"), "execution_interrupted")
-	}, 20*time.Second, 20*time.Millisecond, "the running prompt was not interrupted")
+	})
 
 	// Cancel while waiting in ComfyUI's queue behind another client's prompt.
 	graph = fakeGraph(t, fake, "a lighthouse")
@@ -175,19 +178,79 @@ func TestServeWithComfyUIProcess(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	c := submitJSON(t, base, `{"prompt":"behind someone","width":96,"height":64,"steps":4}`)
-	require.Eventually(t, func() bool {
+	comfy.await(t, "our prompt queued behind the other", func() bool {
 		return strings.Contains(fakeQueue(t, fake).Pending, "behind someone")
-	}, 20*time.Second, 20*time.Millisecond, "our prompt never queued behind the other")
+	})
 	cancelJob(t, base, c)
 	evs = followJob(t, base, c, nil)
 	require.Equal(t, "canceled", evs[len(evs)-1].Type)
 	q := fakeQueue(t, fake)
 	require.NotContains(t, q.Pending, "behind someone", "deleted from ComfyUI's queue")
-	require.Eventually(t, func() bool {
+	comfy.await(t, "the other client's prompt run to its end", func() bool {
 		return strings.Contains(fakeHistory(t, fake, "someone else's"), `"status_str":"success"`)
-	}, 30*time.Second, 20*time.Millisecond, "the other client's prompt did not run to its end")
+	})
 	require.NotContains(t, fakeHistory(t, fake, "someone else's"), "execution_interrupted")
 	require.Empty(t, fakeHistory(t, fake, "behind someone"), "our canceled prompt never ran")
+}
+
+// comfyWatch is a websocket client of the fake ComfyUI, as a web UI tab
+// is: every message the fake sends it (the status broadcast of
+// ComfyUI's server.py on each change of the queue, a broadcast
+// execution_interrupted) wakes await, which then reads the fake's HTTP
+// state once.
+type comfyWatch struct {
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced by every message
+	err     error         // the read that ended the connection
+}
+
+func watchComfy(t *testing.T, fake string) *comfyWatch {
+	t.Helper()
+	conn, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(fake, "http")+"/ws?clientId=test-watch", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	w := &comfyWatch{changed: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, _, err := conn.ReadMessage()
+			w.mu.Lock()
+			close(w.changed)
+			if err != nil {
+				w.err = err
+				w.mu.Unlock()
+				return
+			}
+			w.changed = make(chan struct{})
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { _ = conn.Close(); <-done })
+	return w
+}
+
+// await blocks until cond holds, checking it again at each message from
+// the fake; it fails the test when the connection ends or after a
+// generous 30 s.
+func (w *comfyWatch) await(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		w.mu.Lock()
+		ch, err := w.changed, w.err
+		w.mu.Unlock()
+		if cond() {
+			return
+		}
+		require.NoError(t, err, "the fake's websocket closed before %s", what)
+		select {
+		case <-ch:
+		case <-deadline.C:
+			require.FailNow(t, "no signal", "%s: not within 30 s", what)
+		}
+	}
 }
 
 type jobEvent struct {

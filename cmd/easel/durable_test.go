@@ -28,7 +28,7 @@ func TestServeWithoutRedisURLIsDurable(t *testing.T) {
 	env := []string{"EASEL_DATA_DIR=" + data, "EASEL_HTTP_ADDR=" + addr}
 
 	first := startProc(t, append(env, "EASEL_WORKER_DISABLED=true"), "serve")
-	waitHTTP(t, "http://"+addr+"/healthz")
+	first.waitListening(t, addr)
 	require.Contains(t, first.output(), "started redis-server")
 	require.NotContains(t, first.output(), "EMBEDDED")
 
@@ -62,7 +62,7 @@ func TestServeWithoutRedisURLIsDurable(t *testing.T) {
 
 	// Same data_dir, now with the embedded fake backend running jobs.
 	second := startProc(t, append(env, "EASEL_FAKESD_INSTANT=true"), "serve")
-	waitHTTP(t, "http://"+addr+"/healthz")
+	second.waitListening(t, addr)
 	for _, id := range ids {
 		require.Equal(t, "succeeded", lastEvent(t, "http://"+addr+"/v1/jobs/"+id+"/events"), "job %s\n%s", id, second.output())
 	}

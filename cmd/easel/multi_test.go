@@ -43,8 +43,7 @@ func (c *cluster) env(extra ...string) []string {
 
 func (c *cluster) fakesd() string {
 	addr := freeAddr(c.t)
-	startProc(c.t, nil, "fakesd", "--addr", addr, "--step", "2ms", "--preview-every", "0")
-	waitHTTP(c.t, "http://"+addr+"/sdapi/v1/options")
+	startProc(c.t, nil, "fakesd", "--addr", addr, "--step", "2ms", "--preview-every", "0").waitListening(c.t, addr)
 	return "http://" + addr
 }
 
@@ -55,7 +54,7 @@ func backends(url string) string {
 func (c *cluster) serve(name, sd string) (*proc, string) {
 	addr := freeAddr(c.t)
 	p := startProc(c.t, c.env(backends(sd), "EASEL_WORKER_NAME="+name, "EASEL_HTTP_ADDR="+addr), "serve")
-	waitHTTP(c.t, "http://"+addr+"/healthz")
+	p.waitListening(c.t, addr)
 	return p, "http://" + addr
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,7 +54,7 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 	cmd := exec.Command(easelBin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	var log strings.Builder
-	cmd.Stdout = &syncWriter{b: &log}
+	cmd.Stdout = &syncWriter{b: &log, changed: make(chan struct{})}
 	cmd.Stderr = cmd.Stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	require.NoError(t, cmd.Start())
@@ -74,12 +73,51 @@ func startProc(t *testing.T, env []string, args ...string) *proc {
 type syncWriter struct {
 	mu sync.Mutex
 	b  *strings.Builder
+	// changed is closed and replaced by every write.
+	changed chan struct{}
 }
 
 func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	close(w.changed)
+	w.changed = make(chan struct{})
 	return w.b.Write(p)
+}
+
+// waitOutput blocks until the process has written s (woken by each of its
+// writes); it fails the test if the process exits first or after a
+// generous timeout.
+func (p *proc) waitOutput(t *testing.T, s string, timeout time.Duration) {
+	t.Helper()
+	w := p.cmd.Stdout.(*syncWriter)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		w.mu.Lock()
+		found, ch := strings.Contains(w.b.String(), s), w.changed
+		w.mu.Unlock()
+		if found {
+			return
+		}
+		select {
+		case <-ch:
+		case <-p.done:
+			if !strings.Contains(p.output(), s) {
+				require.FailNow(t, "process exited", "%v never wrote %q", p.cmd.Args[1:], s)
+			}
+			return
+		case <-deadline.C:
+			require.FailNow(t, "no output", "%v did not write %q within %s", p.cmd.Args[1:], s, timeout)
+		}
+	}
+}
+
+// waitListening waits until the process logs that it listens on hostport
+// (every easel role and fake logs its URL once its listener is open).
+func (p *proc) waitListening(t *testing.T, hostport string) {
+	t.Helper()
+	p.waitOutput(t, "http://"+hostport, 30*time.Second)
 }
 
 func freeAddr(t *testing.T) string {
@@ -89,18 +127,6 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// waitHTTP waits until url answers; the child process is starting up.
-func waitHTTP(t *testing.T, url string) {
-	t.Helper()
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	}, 20*time.Second, 20*time.Millisecond)
-}
-
 // TestKilledWorkerJobFinishesElsewhereOnce: a worker process is SIGKILLed
 // mid-job; after its lease the job is reclaimed, finishes on another worker,
 // and exactly one succeeded event and one set of images exist.
@@ -108,8 +134,7 @@ func TestKilledWorkerJobFinishesElsewhereOnce(t *testing.T) {
 	t.Parallel()
 	rcfg := redistest.Config(t)
 	fakeAddr := freeAddr(t)
-	startProc(t, nil, "fakesd", "--addr", fakeAddr, "--step", "100ms", "--preview-every", "0")
-	waitHTTP(t, "http://"+fakeAddr+"/sdapi/v1/options")
+	startProc(t, nil, "fakesd", "--addr", fakeAddr, "--step", "100ms", "--preview-every", "0").waitListening(t, fakeAddr)
 	env := []string{
 		"EASEL_REDIS_URL=" + rcfg.URL,
 		"EASEL_REDIS_PREFIX=" + rcfg.Prefix,

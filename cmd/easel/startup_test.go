@@ -63,7 +63,7 @@ func TestWorkerWithUnreachableBackend(t *testing.T) {
 	dead, health := freeAddr(t), freeAddr(t)
 	p := startProc(t, []string{"EASEL_REDIS_URL=" + rcfg.URL, "EASEL_REDIS_PREFIX=" + rcfg.Prefix, "EASEL_HTTP_ADDR=" + health,
 		`EASEL_BACKENDS=[{name: gpu0, url: "http://u:sdpass@` + dead + `"}]`, sharedImages(t, nil)}, "worker")
-	waitHTTP(t, "http://"+health+"/healthz")
+	p.waitListening(t, health)
 	resp, err := http.Get("http://" + health + "/readyz")
 	require.NoError(t, err)
 	var body map[string]string
@@ -71,8 +71,7 @@ func TestWorkerWithUnreachableBackend(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, body)
 	require.Contains(t, body["reason"], "gpu0 unreachable")
-	require.Eventually(t, func() bool {
-		return strings.Contains(p.output(), "backend unreachable at start") && strings.Contains(p.output(), "gpu0")
-	}, 10*time.Second, 20*time.Millisecond)
+	p.waitOutput(t, "backend unreachable at start", 10*time.Second)
+	require.Contains(t, p.output(), "gpu0")
 	require.NotContains(t, p.output(), "sdpass")
 }

@@ -58,7 +58,7 @@ func TestKilledServeWebhookDeliveredByAnother(t *testing.T) {
 		env := c.env(append([]string{backends(c.fakesd()), "EASEL_WORKER_NAME=" + name, "EASEL_HTTP_ADDR=" + addr},
 			append(webhookEnv, extra...)...)...)
 		p := startProc(t, env, "serve")
-		waitHTTP(t, "http://"+addr+"/healthz")
+		p.waitListening(t, addr)
 		return p, "http://" + addr
 	}
 
