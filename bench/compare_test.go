@@ -55,7 +55,7 @@ var (
 	roundRow = regexp.MustCompile(`\| round 1: [^|]*Redis CPU \(INFO cpu[^|]*client CPU \(getrusage[^|]* \| ` +
 		`Easel ([0-9]+) jobs/s \(200/200 succeeded\), Redis CPU ([0-9]+) µs/job, client CPU ([0-9]+) µs/job, ([0-9.]+) commands/job; ` +
 		`asynq ([0-9]+) jobs/s, Redis CPU ([0-9]+) µs/job, client CPU ([0-9]+) µs/job, ([0-9.]+) commands/job ` +
-		`\(first handler [0-9]+ ms after the first enqueue[^)]*\): [0-9.]+× \|`)
+		`\(TaskCheckInterval 1 ms, asynq at its fastest; first handler [0-9.]+ ms after the first enqueue\): [0-9.]+× \|`)
 	medianRow = regexp.MustCompile(`\| cost per job, medians of 1 interleaved rounds [^|]*\| ` +
 		`Easel ([0-9]+) jobs/s, Redis CPU ([0-9]+) µs/job, client CPU ([0-9]+) µs/job, ([0-9.]+) commands/job; ` +
 		`asynq ([0-9]+) jobs/s, Redis CPU ([0-9]+) µs/job, client CPU ([0-9]+) µs/job, ([0-9.]+) commands/job \|`)
