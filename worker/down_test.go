@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -201,4 +202,59 @@ func TestGracefulStopWithdrawsOwnAdOnly(t *testing.T) {
 	require.True(t, listed(), "w2 still advertises gpu")
 	require.NoError(t, w2.Stop(ctx))
 	require.False(t, listed(), "no worker advertises gpu")
+}
+
+// A job dispatched to a backend's slot just as the idle checks find the
+// backend down (before they withdraw the offer) is handed back, not run
+// there; the slot is paused first, so the hand-back does not dispatch it
+// there again. It runs once the backend is back.
+func TestJobGivenAsBackendGoesDownIsHandedBack(t *testing.T) {
+	t.Parallel()
+	ctx, sched := scheduled(t, scheduler.Config{MaxAttempts: 3, RetryBackoff: 5 * time.Millisecond})
+	fake := fakesd.New(fakesd.Config{StepDuration: 2 * time.Millisecond})
+	var sig signals
+	// No idle check comes during the test: the test plays their part.
+	w, err := worker.New(worker.Config{Name: "w", HealthInterval: time.Hour, BlockTimeout: 20 * time.Millisecond},
+		sched, []worker.Backend{{Name: "gpu", Backend: backendOn(t, fake)}}, zap.NewNop())
+	require.NoError(t, err)
+	w.Observe(sig.observe)
+	require.NoError(t, w.Start(ctx))
+	t.Cleanup(func() {
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		require.NoError(t, w.Stop(stop))
+	})
+	sig.wait(t, ctx, "gpu", "advertised")
+
+	w.MarkDownOnly("gpu")
+	b := &bundle{ctx: ctx, sched: sched}
+	id := b.submit(t, 2) // dispatched at once: the slot is still offered
+	var seen []string
+	errHandedBack := errors.New("handed back")
+	err = sched.Follow(ctx, id, 0, func(e scheduler.Event) error {
+		seen = append(seen, string(e.Type))
+		if e.Type == scheduler.EventQueued && len(seen) > 1 {
+			return errHandedBack
+		}
+		return nil
+	})
+	require.ErrorIs(t, err, errHandedBack, "%v", seen)
+	require.Equal(t, []string{"queued", "started", "queued"}, seen)
+	j, err := sched.Get(ctx, id)
+	require.NoError(t, err)
+	require.Equal(t, scheduler.StatusQueued, j.Status, "not dispatched to the paused slot again")
+	require.Zero(t, fake.Generations())
+
+	w.MarkUp(ctx, "gpu")
+	evs := b.events(t, id)
+	require.Equal(t, "succeeded", string(evs[len(evs)-1].Type), "%v", types(evs))
+	require.NotContains(t, types(evs), "retrying", "the hand-back used no attempt")
+	var started int
+	for _, e := range evs {
+		if e.Type == scheduler.EventStarted {
+			started++
+		}
+	}
+	require.Equal(t, 2, started, "handed back once, then run: %v", types(evs))
+	require.Equal(t, 1, fake.Generations())
 }
