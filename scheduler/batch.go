@@ -34,7 +34,7 @@ func (b submitBatch) keys(k storage.Keys) []string {
 }
 
 func (b submitBatch) argv() []string {
-	out := make([]string, 0, 21*len(b))
+	out := make([]string, 0, 22*len(b))
 	for _, c := range b {
 		out = append(out, c.argv()...)
 	}

@@ -124,6 +124,40 @@ func TestSubmitDoesNotOverwriteTenantPolicy(t *testing.T) {
 	require.Nil(t, l, "the cap of 1 set by policy holds")
 }
 
+// The owner's weight for a tenant changes with the configuration: once a
+// process started with the new weight submits, the tenant has it, and a
+// process still running the old configuration (started before) does not
+// write the old one back, however often it submits.
+func TestOwnerWeightChangeReachesTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t, scheduler.Config{})
+	submit := func(s *scheduler.Scheduler, tenant string, weight float64) {
+		t.Helper()
+		_, err := s.Submit(b.ctx, scheduler.SubmitRequest{Tenant: tenant, User: "u", Payload: json.RawMessage(`{}`),
+			Admission: &scheduler.Admission{TenantWeight: weight, MaxPendingPerUser: 100}})
+		require.NoError(t, err)
+	}
+	share := func() float64 {
+		t.Helper()
+		e, err := b.s.Entitled(b.ctx, "api:a")
+		require.NoError(t, err)
+		return e.Tenants["api:a"]
+	}
+	submit(b.s, "api:a", 1)
+	submit(b.s, "api:b", 1)
+	require.InDelta(t, 0.5, share(), 1e-9)
+
+	restarted, err := scheduler.New(context.Background(), b.store, scheduler.Config{}, zap.NewNop())
+	require.NoError(t, err)
+	submit(restarted, "api:a", 3)
+	require.InDelta(t, 0.75, share(), 1e-9, "the new configuration's weight")
+	for range 3 {
+		submit(b.s, "api:a", 1)
+		submit(restarted, "api:b", 1)
+	}
+	require.InDelta(t, 0.75, share(), 1e-9, "the older process does not flip it back")
+}
+
 // A tenant's bookkeeping holds fields for users with work waiting, not for
 // every user ever seen.
 func TestTenantStateDoesNotGrowWithUsers(t *testing.T) {

@@ -257,9 +257,17 @@ func (ps *Policies) Set(ctx context.Context, tenant, user, field, value string) 
 	c := ps.s.client
 	cmds := rueidis.Commands{c.B().Set().Key(ps.key(tenant, user)).Value(string(raw)).Build()}
 	// Dispatch-time fields take effect on the tenant's bookkeeping at once.
+	// The change is stamped with its time (pv), so a submit from a process
+	// whose cached policy predates it cannot write the old cap back
+	// (lua/submit.lua).
 	if field == "max_running" && user == "" {
 		eff := ps.ownerLayer(tenant).Over(layer)
-		cmds = append(cmds, c.B().Hset().Key(ps.s.kt(tenant).Tenant(tenant)).FieldValue().FieldValue("cap", strconv.Itoa(*eff.MaxRunning)).Build())
+		stamp, err := ps.s.policyStamp(ctx)
+		if err != nil {
+			return Policy{}, fmt.Errorf("set policy: %w", err)
+		}
+		cmds = append(cmds, c.B().Hset().Key(ps.s.kt(tenant).Tenant(tenant)).FieldValue().FieldValue("cap", strconv.Itoa(*eff.MaxRunning)).
+			FieldValue("pv", strconv.FormatInt(stamp, 10)).Build())
 	}
 	for _, r := range c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil {

@@ -144,6 +144,11 @@ type Scheduler struct {
 	byTag  map[string]*shard
 	// doubles counts jobs handed back by a slot that held one already.
 	doubles *atomic.Int64
+	// policyVersion is when this scheduler started (Redis TIME, µs): the
+	// age of the owner's policy this process loaded. A submit changes a
+	// tenant's weight and cap only with a policy newer than the one that
+	// wrote them (lua/submit.lua).
+	policyVersion int64
 }
 
 // Group names of the streams' consumer groups.
@@ -174,6 +179,11 @@ func New(ctx context.Context, store *storage.Store, cfg Config, log *zap.Logger)
 			Help: "Jobs admitted into the queue."}),
 		doubles: new(atomic.Int64),
 	}
+	v, err := s.policyStamp(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
+	s.policyVersion = v
 	s.initShards(store.Keys, cfg.Shards)
 	if err := s.runner.load(ctx); err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
@@ -240,7 +250,7 @@ func (s *Scheduler) Submit(ctx context.Context, r SubmitRequest) (SubmitResult, 
 	}
 	call := submitCall{ID: s.newJobID(r.Tenant), Tenant: r.Tenant, User: r.User,
 		Request: encodeRequest(r.Payload, origin), Cost: cost, Images: r.Images, MaxAttempts: s.cfg.MaxAttempts,
-		IdempotencyKey: r.IdempotencyKey, IdempotencyTTL: s.cfg.Retention, Model: r.Model}
+		IdempotencyKey: r.IdempotencyKey, IdempotencyTTL: s.cfg.Retention, Model: r.Model, PolicyVersion: s.policyVersion}
 	if r.Admission != nil {
 		call.Admission = *r.Admission
 	}
@@ -561,4 +571,17 @@ func DecodeEvent(raw string) (Event, error) {
 // backoff is the retry schedule with a fresh jitter.
 func (s *Scheduler) backoff() backoff {
 	return backoff{Base: s.cfg.RetryBackoff, Max: s.cfg.RetryBackoffMax, Jitter: 0.8 + 0.4*mrand.Float64()}
+}
+
+// policyStamp is now in µs by Redis's clock (or the injected one): a
+// policy version (policyVersion, Policies.Set).
+func (s *Scheduler) policyStamp(ctx context.Context) (int64, error) {
+	if s.clock {
+		return s.cfg.Now().UnixMicro(), nil
+	}
+	t, err := s.client.Do(ctx, s.client.B().Time().Build()).AsIntSlice()
+	if err != nil || len(t) != 2 {
+		return 0, fmt.Errorf("time: %w", err)
+	}
+	return t[0]*1e6 + t[1], nil
 }

@@ -96,6 +96,9 @@ type submitCall struct {
 	Admission      Admission
 	// Model is the job's checkpoint (routing), "" for any backend.
 	Model string
+	// PolicyVersion is how recent the policy behind Admission's weight and
+	// cap is (Scheduler.policyVersion), 0 for unknown.
+	PolicyVersion int64
 }
 
 func (submitCall) script() string { return scriptSubmit }
@@ -122,7 +125,8 @@ func (c submitCall) argv() []string {
 	return []string{c.ID, c.Tenant, c.User, c.Request, ftoa(c.Cost), itoa(c.Images), itoa(c.MaxAttempts),
 		c.IdempotencyKey, mstoa(c.IdempotencyTTL), ftoa(w), ftoa(uw), itoa(a.MaxRunning),
 		ftoa(a.UserRate.PerMinute), itoa(a.UserRate.Burst), ftoa(a.TenantRate.PerMinute), itoa(a.TenantRate.Burst),
-		itoa(a.UserDailyImages), itoa(a.TenantDailyImages), itoa(a.MaxPendingPerUser), overflow, ModelKey(c.Model)}
+		itoa(a.UserDailyImages), itoa(a.TenantDailyImages), itoa(a.MaxPendingPerUser), overflow, ModelKey(c.Model),
+		strconv.FormatInt(c.PolicyVersion, 10)}
 }
 
 // slotCall offers a worker slot (lua/offer.lua).

@@ -2,7 +2,7 @@
 -- worker slot is free. One call takes a batch of submits (the Go side
 -- gathers the submits that arrive while one is in flight): each job is
 -- admitted in turn as if alone, and one dispatch follows them all.
--- Per job i (from 0), the KEYS from 11 + 8i and the ARGV from 6 + 21i:
+-- Per job i (from 0), the KEYS from 11 + 8i and the ARGV from 6 + 22i:
 -- KEYS[11] job record     KEYS[12] job request   KEYS[13] idempotency key
 -- KEYS[14] user rate      KEYS[15] tenant rate   KEYS[16] tenant quota
 -- KEYS[17] tenant hash    KEYS[18] tenant's live jobs (zset by name)
@@ -13,7 +13,8 @@
 -- [20] tenant jobs/min  [21] tenant burst  [22] user daily images
 -- [23] tenant daily images  [24] max pending per user
 -- [25] overflow ("reject" | "relax") [26] model key, "" for any backend
--- (routing). Zero limits are off.
+-- (routing)  [27] policy version: when the policy behind [15] and [17] was
+-- loaded (µs; "0" unknown). Zero limits are off.
 -- Reply: one element per job, in order: {id, position, duplicate 0|1,
 -- lane}, or when refused {"", 0, 0, reason, retry after ms, limit}.
 local function submit_one(K, A)
@@ -73,12 +74,22 @@ local function submit_one(K, A)
   -- The tenant's live jobs by name (all scores 0; ids start with their
   -- creation time, so by age): the queue listing pages through it.
   redis.call('ZADD', K[8], '0', id)
-  -- Weight and cap are the tenant's policy, written by policy changes; a
-  -- submit only fills them in for a tenant seen for the first time, so
-  -- instances with different cached policies cannot flip them back and forth.
-  if lget(t, 'w') == '' then
+  -- Weight and cap are the tenant's policy. A submit fills them in for a
+  -- tenant seen for the first time; after that it changes them only with a
+  -- policy newer than the one that wrote them (pv: when the writing process
+  -- loaded the owner's policy, or when an admin changed the cap), so an
+  -- owner's new weight reaches the tenant from the processes started with
+  -- it, while instances with older policies or stale caches cannot flip
+  -- them back and forth.
+  local w, cap = lget(t, 'w'), lget(t, 'cap')
+  if w == '' then
     lset(t, 'w', A[10])
-    if lget(t, 'cap') == '' then lset(t, 'cap', A[12]) end
+    if cap == '' then lset(t, 'cap', A[12]) end
+    redis.call('HSETNX', tkey(t), 'pv', A[22])
+  elseif (w ~= A[10] or cap ~= A[12]) and tonumber(A[22]) > tonumber(redis.call('HGET', tkey(t), 'pv') or '0') then
+    lset(t, 'w', A[10])
+    lset(t, 'cap', A[12])
+    redis.call('HSET', tkey(t), 'pv', A[22])
   end
   if tonumber(A[11]) ~= 1 then
     redis.call('HSET', tkey(t), 'uw:' .. u, A[11])
@@ -100,7 +111,7 @@ end
 
 local replies = {}
 for i = 0, math.floor((#KEYS - 11) / 8) - 1 do
-  replies[#replies + 1] = submit_one({unpack(KEYS, 11 + 8 * i, 18 + 8 * i)}, {unpack(ARGV, 6 + 21 * i, 26 + 21 * i)})
+  replies[#replies + 1] = submit_one({unpack(KEYS, 11 + 8 * i, 18 + 8 * i)}, {unpack(ARGV, 6 + 22 * i, 27 + 22 * i)})
 end
 dispatch()
 for _, r in ipairs(replies) do
