@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,39 +86,46 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-// waitOutput blocks until the process has written s (woken by each of its
-// writes); it fails the test if the process exits first or after a
-// generous timeout.
-func (p *proc) waitOutput(t *testing.T, s string, timeout time.Duration) {
+// waitOutput blocks until the process has written one of subs (woken by
+// each of its writes); it fails the test if the process exits first or
+// after a generous timeout.
+func (p *proc) waitOutput(t *testing.T, timeout time.Duration, subs ...string) {
 	t.Helper()
 	w := p.cmd.Stdout.(*syncWriter)
+	written := func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		out := w.b.String()
+		return slices.ContainsFunc(subs, func(s string) bool { return strings.Contains(out, s) })
+	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
 		w.mu.Lock()
-		found, ch := strings.Contains(w.b.String(), s), w.changed
+		ch := w.changed // taken before the check: no write falls between
 		w.mu.Unlock()
-		if found {
+		if written() {
 			return
 		}
 		select {
 		case <-ch:
 		case <-p.done:
-			if !strings.Contains(p.output(), s) {
-				require.FailNow(t, "process exited", "%v never wrote %q", p.cmd.Args[1:], s)
+			if !written() {
+				require.FailNow(t, "process exited", "%v never wrote %q", p.cmd.Args[1:], subs)
 			}
 			return
 		case <-deadline.C:
-			require.FailNow(t, "no output", "%v did not write %q within %s", p.cmd.Args[1:], s, timeout)
+			require.FailNow(t, "no output", "%v did not write %q within %s", p.cmd.Args[1:], subs, timeout)
 		}
 	}
 }
 
-// waitListening waits until the process logs that it listens on hostport
-// (every easel role and fake logs its URL once its listener is open).
+// waitListening waits until the process logs that it listens on hostport:
+// every easel role and fake logs its URL once its listener is open, the
+// address followed by "/" (serve, worker) or "," (fakesd, fakecomfy).
 func (p *proc) waitListening(t *testing.T, hostport string) {
 	t.Helper()
-	p.waitOutput(t, "http://"+hostport, 30*time.Second)
+	p.waitOutput(t, 30*time.Second, "http://"+hostport+"/", "http://"+hostport+",")
 }
 
 func freeAddr(t *testing.T) string {

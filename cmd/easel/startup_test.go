@@ -71,7 +71,7 @@ func TestWorkerWithUnreachableBackend(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, body)
 	require.Contains(t, body["reason"], "gpu0 unreachable")
-	p.waitOutput(t, "backend unreachable at start", 10*time.Second)
+	p.waitOutput(t, 10*time.Second, "backend unreachable at start")
 	require.Contains(t, p.output(), "gpu0")
 	require.NotContains(t, p.output(), "sdpass")
 }
