@@ -16,7 +16,7 @@ import (
 func (s *Scheduler) TenantStateSize(ctx context.Context, tenant string) (fields, idle int) {
 	c := s.client
 	f, _ := c.Do(ctx, c.B().Hlen().Key(s.kt(tenant).Tenant(tenant)).Build()).AsInt64()
-	i, _ := c.Do(ctx, c.B().Zcard().Key(s.kt(tenant).Tenant(tenant)+":idle").Build()).AsInt64()
+	i, _ := c.Do(ctx, c.B().Zcard().Key(s.kt(tenant).TenantIdle(tenant)).Build()).AsInt64()
 	return int(f), int(i)
 }
 

@@ -25,11 +25,7 @@ type HistoryPage struct {
 // historyKey is the sorted set of tenant's finished jobs by finish time
 // (ms), or of one user's when user is set; finish in lua/lib.lua writes it.
 func (s *Scheduler) historyKey(tenant, user string) string {
-	k := s.kt(tenant).Tenant(tenant) + ":hist"
-	if user != "" {
-		k += ":u:" + user
-	}
-	return k
+	return s.kt(tenant).TenantHistory(tenant, user)
 }
 
 func checkHistoryArgs(cursor string, limit int) error {

@@ -11,12 +11,12 @@ import (
 // refusalsKey is the hash of tenant's refused submits by reason (every
 // instance counts into it).
 func (s *Scheduler) refusalsKey(tenant string) string {
-	return s.shardOfTenant(tenant).keys.Tenant(tenant) + ":refusals"
+	return s.shardOfTenant(tenant).keys.TenantRefusals(tenant)
 }
 
 // refusalChannel is the Pub/Sub channel a counted refusal is announced on
 // (the message is the tenant).
-func (s *Scheduler) refusalChannel() string { return s.keys.ShardPrefix() + "refusals" }
+func (s *Scheduler) refusalChannel() string { return s.keys.RefusalChannel() }
 
 // countRefusal counts a refused submit: in this instance's
 // easel_refusals_total, and in Redis for the dashboard (shared by every

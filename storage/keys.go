@@ -53,6 +53,26 @@ func (k Keys) TenantUsers(tenant string) string { return k.s() + "t:" + tenant +
 // scored 0 so they sort by id (ids start with their creation time: by age).
 func (k Keys) TenantActive(tenant string) string { return k.s() + "t:" + tenant + ":jobs" }
 
+// TenantIdle is the sorted set of a lane's users without work waiting,
+// kept briefly so a returning user keeps their place (lua/lib.lua).
+func (k Keys) TenantIdle(tenant string) string { return k.s() + "t:" + tenant + ":idle" }
+
+// TenantHistory is the sorted set of a tenant's finished jobs by finish
+// time (ms), or of one user's when user is set (scheduler/history.go).
+func (k Keys) TenantHistory(tenant, user string) string {
+	if user == "" {
+		return k.s() + "t:" + tenant + ":hist"
+	}
+	return k.s() + "t:" + tenant + ":hist:u:" + user
+}
+
+// TenantRefusals is the hash of a tenant's refused submits by reason and
+// minute (scheduler/refusals.go).
+func (k Keys) TenantRefusals(tenant string) string { return k.s() + "t:" + tenant + ":refusals" }
+
+// RefusalChannel is the pub/sub channel a counted refusal is announced on.
+func (k Keys) RefusalChannel() string { return k.s() + "refusals" }
+
 // Relax is the zset of relax lanes (over-quota work), by virtual time.
 func (k Keys) Relax() string { return k.s() + "relax" }
 

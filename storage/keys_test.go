@@ -43,7 +43,17 @@ func moduleGoFiles(t *testing.T, fn func(rel, path string)) {
 // own (as the adapters, metrics and scheduler once did) fails here.
 func TestKeysBuiltOnlyHere(t *testing.T) {
 	t.Parallel()
-	glued := regexp.MustCompile(`[Kk]eys\.Prefix\s*\+|\+\s*[\w.]*[Kk]eys\.Prefix\b|":\{"|"\}:"|"\{"\s*\+`)
+	src, err := os.ReadFile("keys.go")
+	require.NoError(t, err)
+	var names []string
+	for _, m := range regexp.MustCompile(`(?m)^func \(k Keys\) (\w+)\(`).FindAllStringSubmatch(string(src), -1) {
+		names = append(names, m[1])
+	}
+	require.NotEmpty(t, names)
+	// The prefix or tag glued to a name, or a key of Keys with more glued
+	// on ("….Tenant(t) + \":hist\"").
+	glued := regexp.MustCompile(`[Kk]eys\.Prefix\s*\+|\+\s*[\w.]*[Kk]eys\.Prefix\b|":\{"|"\}:"|"\{"\s*\+|` +
+		`\.(` + strings.Join(names, "|") + `)\([^()]*\)\s*\+`)
 	checked := 0
 	moduleGoFiles(t, func(rel, path string) {
 		if rel == "storage/keys.go" {
@@ -93,6 +103,7 @@ func TestKeysShareTheShardTag(t *testing.T) {
 	t.Parallel()
 	k := storage.Keys{Prefix: "p", Tag: "s7"}
 	for _, key := range []string{k.Job("j"), k.JobRequest("j"), k.JobEvents("j"), k.Tenant("t"), k.UserQueue("t", "u"),
+		k.TenantIdle("t"), k.TenantHistory("t", ""), k.TenantHistory("t", "u"), k.TenantRefusals("t"), k.RefusalChannel(),
 		k.TenantUsers("t"), k.TenantActive("t"), k.Relax(), k.Ready(), k.Blocked(), k.Work(), k.Delayed(), k.Dead(),
 		k.Events(), k.Global(), k.Slots(), k.SlotCaps(), k.BackendsDown(), k.BackendHealth(), k.Wake(),
 		k.Idempotency("t", "i"), k.Delivery("j"), k.Policy("t", ""), k.Policy("t", "u"), k.Quota("t"),
