@@ -72,3 +72,30 @@ func TestPanicInHealthCheckIsRecovered(t *testing.T) {
 	evs := b.events(t, id)
 	require.Equal(t, "succeeded", string(evs[len(evs)-1].Type))
 }
+
+// badCatalog's catalog panics.
+type badCatalog struct{ bench.Noop }
+
+func (badCatalog) Catalog(context.Context) (*sdclient.Catalog, error) { panic("bug in a catalog") }
+
+// A panic in one backend's catalog does not stop the advertising: the next
+// backend is advertised, and the worker runs jobs.
+func TestPanicInCatalogIsRecovered(t *testing.T) {
+	ctx, sched := scheduled(t, scheduler.Config{})
+	advertised := make(chan string, 4)
+	startWorker(t, ctx, sched, "c", []worker.Backend{{Name: "bad", Backend: badCatalog{}}, {Name: "good", Backend: bench.Noop{}}},
+		func(o worker.Observation) {
+			if o.Kind == "advertised" {
+				advertised <- o.Backend
+			}
+		})
+	select {
+	case name := <-advertised:
+		require.Equal(t, "good", name)
+	case <-ctx.Done():
+		t.Fatal("no backend advertised after a catalog panicked")
+	}
+	b := &bundle{ctx: ctx, sched: sched}
+	evs := b.events(t, b.submit(t, 1))
+	require.Equal(t, "succeeded", string(evs[len(evs)-1].Type))
+}

@@ -269,7 +269,7 @@ func (w *Worker) advertiseOne(ctx context.Context, b Backend) {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var ad Advertised
-	cat, err := b.Backend.Catalog(actx)
+	cat, err := catalog(actx, b)
 	down := w.isDown(b.Name)
 	if err == nil {
 		for _, m := range cat.Models {
@@ -630,6 +630,18 @@ func health(ctx context.Context, b Backend) (err error) {
 		}
 	}()
 	return b.Backend.Health(ctx)
+}
+
+// catalog is b's catalog, with a panic in it (a bug in a backend client)
+// caught and reported as an error, so the other backends are still
+// advertised and this one again at the next round.
+func catalog(ctx context.Context, b Backend) (c *sdclient.Catalog, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("catalog panicked: %v", p)
+		}
+	}()
+	return b.Backend.Catalog(ctx)
 }
 
 // runRecovered is run, with a panic (a bug in a backend client, say) caught:
