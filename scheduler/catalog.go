@@ -83,19 +83,35 @@ type BackendAd struct {
 // workers advertise, the catalog is the freshest of those up (of all when
 // none is up).
 func (s *Scheduler) BackendAds(ctx context.Context) (map[string]BackendAd, error) {
+	out, expired, err := s.readAds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if len(expired) > 0 {
+		// Best effort: the listing is right without it (expired ads are
+		// skipped on every read), and the next read prunes again.
+		_, _ = s.pruneAds(ctx, expired)
+	}
+	return out, nil
+}
+
+// readAds reads every advertisement: the live catalogs by backend name (as
+// BackendAds returns them), and the expired ads' values by field, for
+// pruneAds.
+func (s *Scheduler) readAds(ctx context.Context) (map[string]BackendAd, map[string]string, error) {
 	m, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.keys.Backends()).Build()).AsStrMap()
 	if err != nil {
-		return nil, fmt.Errorf("backends: %w", err)
+		return nil, nil, fmt.Errorf("backends: %w", err)
 	}
 	now := s.cfg.Now().UnixMilli()
 	out := make(map[string]BackendAd, len(m))
 	until := make(map[string]int64, len(m))
-	var expired []string
+	expired := map[string]string{}
 	for field, v := range m {
 		exp, raw, ok := strings.Cut(v, ":")
 		ms, err := strconv.ParseInt(exp, 10, 64)
 		if !ok || err != nil || ms < now {
-			expired = append(expired, field)
+			expired[field] = v
 			continue
 		}
 		name, _, _ := strings.Cut(field, "\t")
@@ -107,10 +123,38 @@ func (s *Scheduler) BackendAds(ctx context.Context) (map[string]BackendAd, error
 		}
 		out[name], until[name] = BackendAd{Catalog: []byte(rest), Down: down}, ms
 	}
-	if len(expired) > 0 {
-		_ = s.client.Do(ctx, s.client.B().Hdel().Key(s.keys.Backends()).Field(expired...).Build()).Error()
+	return out, expired, nil
+}
+
+// pruneAds deletes the expired ads readAds found, each only if its field
+// still holds the value read (lua/pruneads.lua): a worker may have
+// advertised again in between, and a plain HDEL would delete its fresh ad,
+// hiding the backend until its next refresh. It returns how many it
+// deleted.
+func (s *Scheduler) pruneAds(ctx context.Context, expired map[string]string) (int, error) {
+	c := pruneAdsCall{Key: s.keys.Backends(), Expired: expired}
+	n, err := s.runner.call(ctx, scriptPruneAds, c.keys(), c.argv()).AsInt64()
+	if err != nil {
+		return 0, fmt.Errorf("prune backends: %w", err)
 	}
-	return out, nil
+	return int(n), nil
+}
+
+// pruneAdsCall is lua/pruneads.lua's arguments.
+type pruneAdsCall struct {
+	// Key is the backends hash (storage.Keys.Backends).
+	Key string
+	// Expired is each expired ad's value as read, by field.
+	Expired map[string]string
+}
+
+func (c pruneAdsCall) keys() []string { return []string{c.Key} }
+func (c pruneAdsCall) argv() []string {
+	argv := make([]string, 0, 2*len(c.Expired))
+	for field, v := range c.Expired {
+		argv = append(argv, field, v)
+	}
+	return argv
 }
 
 // UserSettings returns a user's saved defaults in a tenant (JSON), or nil

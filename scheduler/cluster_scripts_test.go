@@ -96,6 +96,8 @@ func TestEveryScriptOnCluster(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, want, ok)
 	}
+	// pruneads, on the backends hash's own slot.
+	pruneAdsContract(t, s, ctx)
 
 	rec.mu.Lock()
 	defer rec.mu.Unlock()

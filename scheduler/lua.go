@@ -60,15 +60,18 @@ const (
 	// scriptSpend takes a token of a shared budget (slack_kv.go); it is
 	// standalone: no lib.lua state, its one key outside the shard's tag.
 	scriptSpend = "spend"
+	// scriptPruneAds deletes expired backend ads unless re-advertised
+	// since they were read (catalog.go); standalone like spend.
+	scriptPruneAds = "pruneads"
 )
 
 // standalone scripts run without lib.lua's init and flush: they touch only
 // their own KEYS, none of the shard's.
-var standalone = map[string]bool{scriptSpend: true}
+var standalone = map[string]bool{scriptSpend: true, scriptPruneAds: true}
 
 var scriptNames = []string{scriptSubmit, scriptOffer, scriptWithdraw, scriptCaps, scriptRenew,
 	scriptProgress, scriptSucceed, scriptFail, scriptHandBack, scriptCancel, scriptPromote, scriptReclaim, scriptPosition,
-	scriptQueuePage, scriptPositions, scriptPeek, scriptSpend}
+	scriptQueuePage, scriptPositions, scriptPeek, scriptSpend, scriptPruneAds}
 
 // library is built once from the embedded files.
 var library = mustBuildLibrary()
