@@ -530,7 +530,7 @@ func TestReclaimExpiredLeaseAndFenceZombie(t *testing.T) {
 	zombie := b.take(t, "dead-worker")
 	// The lease runs out in Redis time: the maintainer reclaims it on its
 	// own schedule, and the job's retrying event says it did.
-	startMaintainer(t, b)
+	m := startMaintainer(t, b)
 	waitEvent(t, b.ctx, b.s, id, retried(1))
 	j, _ := b.s.Get(b.ctx, id)
 	require.Equal(t, scheduler.StatusQueued, j.Status)
@@ -538,6 +538,11 @@ func TestReclaimExpiredLeaseAndFenceZombie(t *testing.T) {
 	// maintainer promotes it to the slot blocked in Next.
 	l := b.take(t, "live-worker")
 	require.Equal(t, 2, l.Attempt)
+	// The live worker renews nothing here: with the maintainer still
+	// running, a loaded machine could let its 300 ms lease run out too and
+	// reclaim it before its Succeed below (the test would fence the live
+	// worker, not only the zombie).
+	require.NoError(t, m.Stop(b.ctx))
 	// The zombie wakes up: none of its writes land.
 	require.ErrorIs(t, zombie.Progress(b.ctx, 1, 2, .5, 0, nil), scheduler.ErrStale)
 	require.ErrorIs(t, zombie.Succeed(b.ctx, [][]byte{[]byte("zombie")}, nil, ""), scheduler.ErrStale)
