@@ -9,11 +9,11 @@ if st == '' then return 'missing' end
 if st == 'succeeded' or st == 'failed' or st == 'canceled' then return st end
 local t = jget(id, 'tenant')
 if st == 'queued' then
-  if redis.call('ZREM', DELAYED, id) == 0 then
+  if rcall('ZREM', DELAYED, id) == 0 then
     -- Out of its user's queue (a few jobs long: the pending cap bounds it).
     local lane, u = lane_of(id), jget(id, 'user')
     -- A user left with an empty queue is skipped when dispatch reaches them.
-    if redis.call('LREM', ukey(lane, u), 1, qelem(id)) > 0 then
+    if rcall('LREM', ukey(lane, u), 1, qelem(id)) > 0 then
       gadd('pending', -1)
       if routed(id) then gadd('pmodel', -1) end
     end
@@ -21,7 +21,7 @@ if st == 'queued' then
   refund(id)
 else
   release(id, t)
-  if st == 'running' then redis.call('PUBLISH', ARGV[8], id) end
+  if st == 'running' then rcall('PUBLISH', ARGV[8], id) end
   dispatch()
 end
 jset(id, 'canceled_by', ARGV[7])

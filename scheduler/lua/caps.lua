@@ -7,17 +7,17 @@
 -- Reply: the number of jobs dispatched.
 local m = ARGV[6]
 if ARGV[7] == '0' then
-  redis.call('HDEL', CAPS, m)
-  offers_add(-redis.call('ZREM', SLOTS, m))
+  rcall('HDEL', CAPS, m)
+  offers_add(-rcall('ZREM', SLOTS, m))
   return 0
 end
-redis.call('HSET', CAPS, m, string.format('%d', NOW + tonumber(ARGV[7])) .. '\t' .. ARGV[8] .. '\n' .. ARGV[9])
+rcall('HSET', CAPS, m, sformat('%d', NOW + tonum(ARGV[7])) .. '\t' .. ARGV[8] .. '\n' .. ARGV[9])
 -- Drop capabilities that ran out (a worker gone without a goodbye); slots
 -- are few and this runs once per advertisement.
-local all = redis.call('HGETALL', CAPS)
+local all = rcall('HGETALL', CAPS)
 local gone = {}
 for i = 1, #all, 2 do
   if not parse_caps(all[i + 1]) then gone[#gone + 1] = all[i] end
 end
-if #gone > 0 then redis.call('HDEL', CAPS, unpack(gone)) end
+if #gone > 0 then rcall('HDEL', CAPS, unpk(gone)) end
 return dispatch()

@@ -6,9 +6,9 @@
 -- while another live slot can run the job (its backend stalled), else "0"
 -- Reply: "retry", "failed" or "stale".
 local id = ARGV[6]
-if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonumber(ARGV[7]) then return 'stale' end
+if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonum(ARGV[7]) then return 'stale' end
 local r = retry_or_fail(id, jget(id, 'tenant'), ARGV[8] == '1', ARGV[9], ARGV[10],
-  tonumber(ARGV[11]), tonumber(ARGV[12]), tonumber(ARGV[13]))
+  tonum(ARGV[11]), tonum(ARGV[12]), tonum(ARGV[13]))
 if r == 'retry' and ARGV[14] == '1' then jset(id, 'avoid', jget(id, 'slot')) end
 dispatch()
 return r

@@ -5,7 +5,7 @@
 -- ARGV[6] job id  [7] attempt
 -- Reply: 1, or 0 when stale.
 local id = ARGV[6]
-if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonumber(ARGV[7]) then return 0 end
+if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonum(ARGV[7]) then return 0 end
 local t = jget(id, 'tenant')
 release(id, t)
 jset(id, 'handbacks', jnum(id, 'handbacks') + 1)

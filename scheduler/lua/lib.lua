@@ -35,6 +35,25 @@
 --           dispatched to it comes back in the reply instead of on its channel
 -- Script-specific ARGV start at 6.
 
+-- The library's own locals for the globals it calls: a global read goes
+-- through the Functions globals table's __index (two table lookups, three
+-- for redis.call), an upvalue read through none. They are set by bind on a
+-- library's first call (init): at load only redis.register_function and
+-- redis.log exist. globals is compiled before the locals, so its names are
+-- the globals. The locals' names are not the globals' own: a standalone
+-- script (lua/spend.lua), registered in the same chunk without init,
+-- still calls the globals.
+local function globals()
+  return redis.call, tonumber, type, unpack, string.find, string.sub, string.format, string.gsub,
+    math.floor, math.max, math.min, math.ceil, math.pow, table.concat, table.remove, cjson.encode
+end
+local rcall, tonum, vtype, unpk, sfind, ssub, sformat, sgsub, floor, max, min, ceil, pow, tconcat, tremove,
+  jencode
+local function bind()
+  rcall, tonum, vtype, unpk, sfind, ssub, sformat, sgsub, floor, max, min, ceil, pow, tconcat, tremove,
+    jencode = globals()
+end
+
 -- DELIVERED holds the job dispatched to the caller's own slot, if any;
 -- SELF_FREE says the caller's slot is offered in this call and not yet used.
 -- GC, LC, JC cache the global hash, lane hashes and job hashes for one call:
@@ -60,25 +79,25 @@ local FLOOR, RFLOOR
 -- append the milliseconds.
 local ISO_S, ISO_TXT = nil, ''
 local function iso(ms)
-  local s = math.floor(ms / 1000)
+  local s = floor(ms / 1000)
   local frac = ms - s * 1000
   if s ~= ISO_S then
-    local days = math.floor(s / 86400)
+    local days = floor(s / 86400)
     local sod = s - days * 86400
     local z = days + 719468
-    local era = math.floor(z / 146097)
+    local era = floor(z / 146097)
     local doe = z - era * 146097
-    local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+    local yoe = floor((doe - floor(doe / 1460) + floor(doe / 36524) - floor(doe / 146096)) / 365)
     local y = yoe + era * 400
-    local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
-    local mp = math.floor((5 * doy + 2) / 153)
-    local d = doy - math.floor((153 * mp + 2) / 5) + 1
+    local doy = doe - (365 * yoe + floor(yoe / 4) - floor(yoe / 100))
+    local mp = floor((5 * doy + 2) / 153)
+    local d = doy - floor((153 * mp + 2) / 5) + 1
     local m = mp + 3
     if mp >= 10 then m = mp - 9 end
     if m <= 2 then y = y + 1 end
     ISO_S = s
-    ISO_TXT = string.format('%04d-%02d-%02dT%02d:%02d:%02d.', y, m, d,
-      math.floor(sod / 3600), math.floor((sod % 3600) / 60), sod % 60)
+    ISO_TXT = sformat('%04d-%02d-%02dT%02d:%02d:%02d.', y, m, d,
+      floor(sod / 3600), floor((sod % 3600) / 60), sod % 60)
   end
   if frac < 10 then return ISO_TXT .. '00' .. frac .. 'Z' end
   if frac < 100 then return ISO_TXT .. '0' .. frac .. 'Z' end
@@ -88,11 +107,12 @@ end
 -- fmtnum formats n as Redis would a number argument (%.17g), an integer
 -- with the cheaper %d (the same digits below 1e15).
 local function fmtnum(n)
-  if n == math.floor(n) and n > -1e15 and n < 1e15 then return string.format('%d', n) end
-  return string.format('%.17g', n)
+  if n == floor(n) and n > -1e15 and n < 1e15 then return sformat('%d', n) end
+  return sformat('%.17g', n)
 end
 
 local function init(keys, args)
+  if not rcall then bind() end
   DELIVERED, SELF_FREE, SELF_TTL, SELF_LISTED = nil, false, 0, false
   GC, GD, LC, LD, JC, JD, JN = nil, {}, {}, {}, {}, {}, {}
   G, READY, RELAX, BLOCKED, WORK = keys[1], keys[2], keys[3], keys[4], keys[5]
@@ -101,24 +121,24 @@ local function init(keys, args)
   FREE, FREE_MORE, FREE_PARTIAL, CAPV, LIVE, LIVE_M = nil, false, false, {}, nil, {}
   FLOOR, RFLOOR = 0, 0
   PFX = args[1]
-  if string.sub(keys[1], 1, #PFX) ~= PFX or not string.find(PFX, '{[^{}]+}') then
+  if ssub(keys[1], 1, #PFX) ~= PFX or not sfind(PFX, '{[^{}]+}') then
     error('scheduler: key prefix ' .. PFX .. ' is not the hash-tagged prefix of ' .. keys[1])
   end
   SELF = args[5]
   if args[2] == '-' then
     NOW = 0 -- a script that needs no clock
   elseif args[2] == '' then
-    local t = redis.call('TIME')
-    NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local t = rcall('TIME')
+    NOW = tonum(t[1]) * 1000 + floor(tonum(t[2]) / 1000)
   else
-    NOW = tonumber(args[2])
+    NOW = tonum(args[2])
   end
   NOWS = nil
   -- Numbers a call passes to many commands, formatted once: Redis formats
   -- each number argument with %.17g, a noticeable part of a script's time.
   NOW_S = fmtnum(NOW)
-  EVTTL_S = fmtnum(tonumber(args[3]))
-  EVMAX_S = fmtnum(tonumber(args[4]))
+  EVTTL_S = fmtnum(tonum(args[3]))
+  EVMAX_S = fmtnum(tonum(args[4]))
 end
 
 local function jkey(id) return PFX .. 'job:' .. id end
@@ -129,7 +149,7 @@ local function ukey(t, u) return PFX .. 't:' .. t .. ':u:' .. u .. ':q' end
 local function userskey(t) return PFX .. 't:' .. t .. ':users' end
 local function idlekey(t) return PFX .. 't:' .. t .. ':idle' end
 local function activekey(t) return PFX .. 't:' .. t .. ':jobs' end
-local function num(v) if v == false or v == nil or v == '' then return 0 end return tonumber(v) end
+local function num(v) if v == false or v == nil or v == '' then return 0 end return tonum(v) end
 
 -- The cached hashes. Fields not listed are read and written directly.
 -- pmodel counts the pending jobs that are routed (name a model, or avoid
@@ -177,11 +197,11 @@ end
 local GI, LI, BYNAME = index(GF), index(LF), {}
 
 local function gget(f)
-  if not GC then GC = redis.call('HMGET', G, unpack(GF)) end
+  if not GC then GC = rcall('HMGET', G, unpk(GF)) end
   return GC[GI[f]] or ''
 end
 local function gset(f, v)
-  if not GC then GC = redis.call('HMGET', G, unpack(GF)) end
+  if not GC then GC = rcall('HMGET', G, unpk(GF)) end
   GC[GI[f]] = v
   GD[f] = true
 end
@@ -193,7 +213,7 @@ local function gadd(f, d) gset(f, gnum(f) + d) end
 local function lget(t, f)
   local c = LC[t]
   if not c then
-    c = redis.call('HMGET', tkey(t), unpack(LF))
+    c = rcall('HMGET', tkey(t), unpk(LF))
     LC[t], LD[t] = c, {}
   end
   return c[LI[f]] or ''
@@ -201,7 +221,7 @@ end
 local function lset(t, f, v)
   local c = LC[t]
   if not c then
-    c = redis.call('HMGET', tkey(t), unpack(LF))
+    c = rcall('HMGET', tkey(t), unpk(LF))
     LC[t], LD[t] = c, {}
   end
   c[LI[f]] = v
@@ -227,7 +247,7 @@ local function jget(id, f)
       for i = 1, #grp do
         if c[grp[i]] == nil then need[#need + 1] = grp[i] end
       end
-      local r = redis.call('HMGET', jkey(id), unpack(need))
+      local r = rcall('HMGET', jkey(id), unpk(need))
       for i = 1, #need do c[need[i]] = r[i] end
       v = c[f]
     end
@@ -252,11 +272,11 @@ local function hset_dirty(key, cache, dirty, ix)
   local a, n = {}, 0
   for f in pairs(dirty) do
     local v = cache[ix[f] or f]
-    if type(v) == 'number' then v = fmtnum(v) end
+    if vtype(v) == 'number' then v = fmtnum(v) end
     a[n + 1], a[n + 2] = f, v
     n = n + 2
   end
-  if n > 0 then redis.call('HSET', key, unpack(a)) end
+  if n > 0 then rcall('HSET', key, unpk(a)) end
 end
 
 -- flush writes the cached hashes back; every script ends with it.
@@ -290,9 +310,9 @@ local EVGRACE = '30000'
 -- started_event is the started event a record with ss = '1' stands for.
 local function started_event(id, tenant)
   local m = jget(id, 'slot')
-  local backend = string.sub(m, string.find(m, '\t', 1, true) + 1)
+  local backend = ssub(m, sfind(m, '\t', 1, true) + 1)
   return '{"type":"started","job_id":"' .. id .. '","tenant":"' .. tenant ..
-    '","seq":2,"time":"' .. iso(jnum(id, 'started_ms')) .. '","backend":' .. cjson.encode(backend) ..
+    '","seq":2,"time":"' .. iso(jnum(id, 'started_ms')) .. '","backend":' .. jencode(backend) ..
     ',"attempt":' .. jnum(id, 'attempt') .. '}'
 end
 
@@ -308,19 +328,19 @@ local function emit(id, tenant, typ, body, terminal)
     local kept = jget(id, 'ss') == '1'
     if not (terminal and (seq == 2 or kept)) then
       if kept then
-        redis.call('XADD', evkey(id), 'MAXLEN', '~', '1000', '*', 'e', started_event(id, tenant))
+        rcall('XADD', evkey(id), 'MAXLEN', '~', '1000', '*', 'e', started_event(id, tenant))
         jset(id, 'ss', '')
       end
-      redis.call('XADD', evkey(id), 'MAXLEN', '~', '1000', '*', 'e', e)
-      if terminal then redis.call('PEXPIRE', evkey(id), EVGRACE) end
+      rcall('XADD', evkey(id), 'MAXLEN', '~', '1000', '*', 'e', e)
+      if terminal then rcall('PEXPIRE', evkey(id), EVGRACE) end
     end
   end
-  redis.call('XADD', EVENTS, 'MAXLEN', '~', EVMAX_S, '*', 'e', e)
+  rcall('XADD', EVENTS, 'MAXLEN', '~', EVMAX_S, '*', 'e', e)
   return seq
 end
 
 local function wake()
-  if redis.call('LLEN', WAKE) == 0 then redis.call('LPUSH', WAKE, '1') end
+  if rcall('LLEN', WAKE) == 0 then rcall('LPUSH', WAKE, '1') end
 end
 
 -- Members of the ready and users sets carry a sequence number before the
@@ -328,16 +348,16 @@ end
 local function member(name)
   local seq = gnum('rseq') + 1
   gset('rseq', seq)
-  return string.format('%016d', seq) .. '|' .. name
+  return sformat('%016d', seq) .. '|' .. name
 end
-local function member_name(m) return string.sub(m, 18) end
+local function member_name(m) return ssub(m, 18) end
 
 -- A lane is what fair dispatch orders: a tenant's normal lane is named like
 -- the tenant; its relax lane (over-quota jobs in relax mode) is
 -- "<tenant>~relax" and is served only when no normal lane has work. Running
 -- counts, caps and weights live on the tenant's own hash.
-local function base_of(lane) return (string.gsub(lane, '~relax$', '')) end
-local function is_relax(lane) return string.sub(lane, -6) == '~relax' end
+local function base_of(lane) return (sgsub(lane, '~relax$', '')) end
+local function is_relax(lane) return ssub(lane, -6) == '~relax' end
 local function ready_key(lane) if is_relax(lane) then return RELAX end return READY end
 
 -- lanes_add keeps the count of ready set rk's members (GF nready, nrelax)
@@ -348,7 +368,7 @@ local function lanes_add(rk, n)
   local f = lanes_field(rk)
   if gget(f) == '' then
     -- Not counted yet (a Redis written by an older version): count once.
-    gset(f, redis.call('ZCARD', rk))
+    gset(f, rcall('ZCARD', rk))
   else
     gadd(f, n)
   end
@@ -362,7 +382,7 @@ local function lane_of(id) local l = jget(id, 'lane') if l ~= '' then return l e
 
 local function ready_add(lane, vt)
   local m = member(lane)
-  lanes_add(ready_key(lane), redis.call('ZADD', ready_key(lane), vt, m))
+  lanes_add(ready_key(lane), rcall('ZADD', ready_key(lane), vt, m))
   lset(lane, 'rm', m)
 end
 
@@ -385,15 +405,15 @@ local function routed(id) return jget(id, 'model') ~= '' or jget(id, 'avoid') ~=
 -- parse_elem splits a queue element into job id, cost, model key and the
 -- slot to avoid ('' for none).
 local function parse_elem(el)
-  local b1 = string.find(el, '|', 1, true)
-  local b2 = string.find(el, '|', b1 + 1, true)
-  if not b2 then return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1)), '', '' end
-  local b3 = string.find(el, '|', b2 + 1, true)
+  local b1 = sfind(el, '|', 1, true)
+  local b2 = sfind(el, '|', b1 + 1, true)
+  if not b2 then return ssub(el, 1, b1 - 1), tonum(ssub(el, b1 + 1)), '', '' end
+  local b3 = sfind(el, '|', b2 + 1, true)
   if not b3 then
-    return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1, b2 - 1)), string.sub(el, b2 + 1), ''
+    return ssub(el, 1, b1 - 1), tonum(ssub(el, b1 + 1, b2 - 1)), ssub(el, b2 + 1), ''
   end
-  return string.sub(el, 1, b1 - 1), tonumber(string.sub(el, b1 + 1, b2 - 1)), string.sub(el, b2 + 1, b3 - 1),
-    string.sub(el, b3 + 1)
+  return ssub(el, 1, b1 - 1), tonum(ssub(el, b1 + 1, b2 - 1)), ssub(el, b2 + 1, b3 - 1),
+    ssub(el, b3 + 1)
 end
 
 -- enqueue puts job id at the back (or front, for a retry) of its user's queue
@@ -404,17 +424,17 @@ end
 local function enqueue(lane, u, id, front)
   local q = ukey(lane, u)
   local len
-  if front then len = redis.call('LPUSH', q, qelem(id)) else len = redis.call('RPUSH', q, qelem(id)) end
+  if front then len = rcall('LPUSH', q, qelem(id)) else len = rcall('RPUSH', q, qelem(id)) end
   gadd('pending', 1)
   if routed(id) then gadd('pmodel', 1) end
   if len == 1 then
     local ik = idlekey(lane)
-    local f = redis.call('ZSCORE', ik, u)
-    if f then redis.call('ZREM', ik, u) end
-    redis.call('ZADD', userskey(lane), math.max(num(f), lnum(lane, 'uvt')), member(u))
+    local f = rcall('ZSCORE', ik, u)
+    if f then rcall('ZREM', ik, u) end
+    rcall('ZADD', userskey(lane), max(num(f), lnum(lane, 'uvt')), member(u))
   end
-  if lget(lane, 'rm') == '' and not (lget(base_of(lane), 'parked') == '1' and redis.call('ZSCORE', BLOCKED, lane)) then
-    ready_add(lane, math.max(lnum(lane, 'vt'), gnum(vt_field(lane))))
+  if lget(lane, 'rm') == '' and not (lget(base_of(lane), 'parked') == '1' and rcall('ZSCORE', BLOCKED, lane)) then
+    ready_add(lane, max(lnum(lane, 'vt'), gnum(vt_field(lane))))
   end
   return len
 end
@@ -424,37 +444,37 @@ end
 local function pop_job(t)
   local users = userskey(t)
   for _ = 1, 100 do
-    local top = redis.call('ZPOPMIN', users)
+    local top = rcall('ZPOPMIN', users)
     if #top == 0 then return nil end
     local u = member_name(top[1])
-    local su = tonumber(top[2])
+    local su = tonum(top[2])
     local q = ukey(t, u)
-    local el = redis.call('LPOP', q)
+    local el = rcall('LPOP', q)
     if el then
       local id, cost, model, avoid = parse_elem(el)
       if model ~= '' or avoid ~= '' then gadd('pmodel', -1) end
       local uw = 1
       if lget(base_of(t), 'uws') == '1' then
-        uw = num(redis.call('HGET', tkey(base_of(t)), 'uw:' .. u))
+        uw = num(rcall('HGET', tkey(base_of(t)), 'uw:' .. u))
         if uw <= 0 then uw = 1 end
       end
       local f = su + cost / uw
       lset(t, 'uvt', su)
       local left = true
-      if redis.call('LLEN', q) > 0 then
-        redis.call('ZADD', users, f, member(u))
+      if rcall('LLEN', q) > 0 then
+        rcall('ZADD', users, f, member(u))
       else
         -- The user's weight is set again by their next submit.
-        if uw ~= 1 then redis.call('HDEL', tkey(base_of(t)), 'uw:' .. u) end
+        if uw ~= 1 then rcall('HDEL', tkey(base_of(t)), 'uw:' .. u) end
         local ik = idlekey(t)
-        if redis.call('ZCARD', users) == 0 then
+        if rcall('ZCARD', users) == 0 then
           -- Nobody waits in the lane: everyone comes back as a newcomer.
-          redis.call('DEL', ik)
+          rcall('DEL', ik)
           left = false
         else
-          redis.call('ZADD', ik, f, u)
+          rcall('ZADD', ik, f, u)
           -- Idle users whose finish tag the lane has passed are like newcomers.
-          redis.call('ZREMRANGEBYSCORE', ik, '-inf', su)
+          rcall('ZREMRANGEBYSCORE', ik, '-inf', su)
         end
       end
       gadd('pending', -1)
@@ -480,7 +500,7 @@ local SCAN_LANES, SCAN_SLOTS = 32, 64
 local function offers_add(n)
   if gget('offers') == '' then
     -- Not counted yet (a Redis written by an older version): count once.
-    gset('offers', redis.call('ZCARD', SLOTS))
+    gset('offers', rcall('ZCARD', SLOTS))
   else
     gadd('offers', n)
   end
@@ -490,10 +510,10 @@ local function read_free()
   FREE_MORE, FREE_PARTIAL = false, false
   if gget('offers') == '' then offers_add(0) end
   if gnum('offers') <= 0 then return end
-  local r = redis.call('ZRANGEBYSCORE', SLOTS, NOW, '+inf', 'LIMIT', 0, SCAN_SLOTS)
+  local r = rcall('ZRANGEBYSCORE', SLOTS, NOW, '+inf', 'LIMIT', 0, SCAN_SLOTS)
   if #r == 0 then
     -- Only offers that ran out are left: drop them, the count is 0 again.
-    redis.call('ZREMRANGEBYSCORE', SLOTS, '-inf', NOW)
+    rcall('ZREMRANGEBYSCORE', SLOTS, '-inf', NOW)
     gset('offers', 0)
     return
   end
@@ -528,22 +548,22 @@ end
 -- its model list starts}, or false when absent or run out.
 local function parse_caps(v)
   if not v then return false end
-  local tab = string.find(v, '\t', 1, true)
+  local tab = sfind(v, '\t', 1, true)
   if not tab then return false end
-  local nl = string.find(v, '\n', tab + 1, true)
-  if not nl or (tonumber(string.sub(v, 1, tab - 1)) or 0) < NOW then return false end
-  return {loaded = string.sub(v, tab + 1, nl - 1), v = v, at = nl}
+  local nl = sfind(v, '\n', tab + 1, true)
+  if not nl or (tonum(ssub(v, 1, tab - 1)) or 0) < NOW then return false end
+  return {loaded = ssub(v, tab + 1, nl - 1), v = v, at = nl}
 end
 
 local function has_model(c, model)
-  return string.find(c.v, '\n' .. model .. '\n', c.at, true) ~= nil
+  return sfind(c.v, '\n' .. model .. '\n', c.at, true) ~= nil
 end
 
 -- other_live says whether a live worker slot other than avoid can run a
 -- job of model ('' for any): one whose capabilities have not run out (and,
 -- for a model, list it).
 local function other_live(avoid, model)
-  local all = redis.call('HGETALL', CAPS)
+  local all = rcall('HGETALL', CAPS)
   for k = 1, #all, 2 do
     if all[k] ~= avoid then
       local c = parse_caps(all[k + 1])
@@ -571,7 +591,7 @@ local function match(list, model, avoid)
       if CAPV[m] == nil then need[#need + 1] = m end
     end
     if #need > 0 then
-      local v = redis.call('HMGET', CAPS, unpack(need))
+      local v = rcall('HMGET', CAPS, unpk(need))
       for i, m in ipairs(need) do CAPV[m] = parse_caps(v[i]) end
     end
   end
@@ -598,7 +618,7 @@ end
 local function model_live(model)
   if not LIVE then
     LIVE = {}
-    for _, v in ipairs(redis.call('HVALS', CAPS)) do
+    for _, v in ipairs(rcall('HVALS', CAPS)) do
       local c = parse_caps(v)
       if c then LIVE[#LIVE + 1] = c end
     end
@@ -616,11 +636,11 @@ end
 -- (one round of round-robin each), its rank among the lanes with work, and
 -- for a relax lane every normal job ahead of it.
 local function lane_rank(t)
-  local r = {nusers = math.max(1, redis.call('ZCARD', userskey(t))), trank = 0, extra = 0}
+  local r = {nusers = max(1, rcall('ZCARD', userskey(t))), trank = 0, extra = 0}
   local rm = lget(t, 'rm')
-  if rm ~= '' then r.trank = redis.call('ZRANK', ready_key(t), rm) or 0 end
-  r.ntenants = math.max(1, redis.call('ZCARD', ready_key(t)))
-  if is_relax(t) then r.extra = gnum('pending') - redis.call('ZCARD', RELAX) end
+  if rm ~= '' then r.trank = rcall('ZRANK', ready_key(t), rm) or 0 end
+  r.ntenants = max(1, rcall('ZCARD', ready_key(t)))
+  if is_relax(t) then r.extra = gnum('pending') - rcall('ZCARD', RELAX) end
   return r
 end
 
@@ -629,7 +649,7 @@ end
 -- capped by everything pending.
 local function estimate(r, idx)
   local est = idx * r.nusers * r.ntenants + r.trank + 1 + r.extra
-  return math.max(1, math.min(est, gnum('pending')))
+  return max(1, min(est, gnum('pending')))
 end
 
 -- position estimates the place in line of a queued job (1 = next). Read
@@ -637,7 +657,7 @@ end
 local function position(id)
   local t = lane_of(id)
   local u = jget(id, 'user')
-  local idx = redis.call('LPOS', ukey(t, u), qelem(id))
+  local idx = rcall('LPOS', ukey(t, u), qelem(id))
   if not idx then return 0 end
   return estimate(lane_rank(t), idx)
 end
@@ -655,7 +675,7 @@ local function note_waiting(id, model)
   if flagged then return end
   jset(id, 'unroutable', '1')
   emit(id, jget(id, 'tenant'), 'queued', ',"position":' .. position(id) .. ',"reason":' ..
-    cjson.encode('no backend offers the model ' .. model .. ' now; the job waits until one does'))
+    jencode('no backend offers the model ' .. model .. ' now; the job waits until one does'))
 end
 
 -- head peeks at lane t's next job (its least recently served user's first),
@@ -663,18 +683,18 @@ end
 local function head(t)
   local users = userskey(t)
   for _ = 1, 100 do
-    local top = redis.call('ZRANGE', users, 0, 0)
+    local top = rcall('ZRANGE', users, 0, 0)
     if #top == 0 then return nil end
-    local el = redis.call('LINDEX', ukey(t, member_name(top[1])), 0)
+    local el = rcall('LINDEX', ukey(t, member_name(top[1])), 0)
     if el then return el end
-    redis.call('ZREM', users, top[1])
+    rcall('ZREM', users, top[1])
   end
   return nil
 end
 
 -- take_lane takes lane member m out of its ready set for dispatch.
 local function take_lane(rk, m, t)
-  lanes_add(rk, -redis.call('ZREM', rk, m))
+  lanes_add(rk, -rcall('ZREM', rk, m))
   lset(t, 'rm', '')
 end
 
@@ -689,18 +709,18 @@ local function pick(list)
     if not all_seen then return nil end
     if gnum('pmodel') <= 0 then
       -- No pending job names a model: the fairest lane, as it is.
-      local top = redis.call('ZPOPMIN', rk)
+      local top = rcall('ZPOPMIN', rk)
       while #top > 0 do
         lanes_add(rk, -1)
         local t = member_name(top[1])
-        local s = tonumber(top[2])
+        local s = tonum(top[2])
         local base = base_of(t)
         lset(t, 'rm', '')
         local cap = lnum(base, 'cap')
         if cap > 0 and lnum(base, 'running') >= cap then
-          redis.call('ZADD', BLOCKED, s, t)
+          rcall('ZADD', BLOCKED, s, t)
           lset(base, 'parked', '1')
-          top = redis.call('ZPOPMIN', rk)
+          top = rcall('ZPOPMIN', rk)
         else
           return t, s, 1
         end
@@ -711,17 +731,17 @@ local function pick(list)
     else
       local seen = {}
       for pass = 1, 2 do
-        local cands = redis.call('ZRANGE', rk, 0, (pass - 1) * (SCAN_LANES - 1), 'WITHSCORES')
+        local cands = rcall('ZRANGE', rk, 0, (pass - 1) * (SCAN_LANES - 1), 'WITHSCORES')
         for i = 1, #cands, 2 do
           local m = cands[i]
           if not seen[m] then
             seen[m] = true
-            local t, s = member_name(m), tonumber(cands[i + 1])
+            local t, s = member_name(m), tonum(cands[i + 1])
             local base = base_of(t)
             local cap = lnum(base, 'cap')
             if cap > 0 and lnum(base, 'running') >= cap then
               take_lane(rk, m, t)
-              redis.call('ZADD', BLOCKED, s, t)
+              rcall('ZADD', BLOCKED, s, t)
               lset(base, 'parked', '1')
             else
               local el = head(t)
@@ -752,18 +772,18 @@ end
 -- start is part of the dispatch) and the worker hears of it on its channel,
 -- or in the reply when it is the caller.
 local function deliver(m, id, tenant)
-  local tab = string.find(m, '\t', 1, true)
-  local consumer, backend = string.sub(m, 1, tab - 1), string.sub(m, tab + 1)
+  local tab = sfind(m, '\t', 1, true)
+  local consumer, backend = ssub(m, 1, tab - 1), ssub(m, tab + 1)
   local attempt = jnum(id, 'attempt') + 1
-  local req = redis.call('GET', reqkey(id)) or ''
-  local wid = redis.call('XADD', WORK, '*', 'id', id, 'a', attempt)
-  redis.call('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1, 'STREAMS', WORK, '>')
+  local req = rcall('GET', reqkey(id)) or ''
+  local wid = rcall('XADD', WORK, '*', 'id', id, 'a', attempt)
+  rcall('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1, 'STREAMS', WORK, '>')
   if m == SELF and SELF_FREE then
     SELF_FREE = false
     -- A renewal's slot still holds its earlier offer.
-    if SELF_LISTED then offers_add(-redis.call('ZREM', SLOTS, m)) end
+    if SELF_LISTED then offers_add(-rcall('ZREM', SLOTS, m)) end
   else
-    offers_add(-redis.call('ZREM', SLOTS, m))
+    offers_add(-rcall('ZREM', SLOTS, m))
   end
   jset(id, 'attempt', attempt)
   jset(id, 'status', 'running')
@@ -774,12 +794,12 @@ local function deliver(m, id, tenant)
   jset(id, 'slot', m)
   -- A stalled attempt's retry avoids that slot for this dispatch only.
   if jget(id, 'avoid') ~= '' then jset(id, 'avoid', '') end
-  emit(id, tenant, 'started', ',"backend":' .. cjson.encode(backend) .. ',"attempt":' .. attempt)
-  local d = {wid, id, string.format('%d', attempt), jget(id, 'created_ms'), NOW_S, req}
+  emit(id, tenant, 'started', ',"backend":' .. jencode(backend) .. ',"attempt":' .. attempt)
+  local d = {wid, id, sformat('%d', attempt), jget(id, 'created_ms'), NOW_S, req}
   if m == SELF then
     DELIVERED = d
   else
-    redis.call('PUBLISH', PFX .. 'c:' .. consumer, table.concat(d, '\n'))
+    rcall('PUBLISH', PFX .. 'c:' .. consumer, tconcat(d, '\n'))
   end
 end
 
@@ -797,8 +817,8 @@ local function dispatch(only_self)
     if #list == 0 then break end
     local t, s, si = pick(list)
     if not t then break end
-    if is_relax(t) then s = math.max(s, RFLOOR) else s = math.max(s, FLOOR) end
-    local slot = table.remove(list, si)
+    if is_relax(t) then s = max(s, RFLOOR) else s = max(s, FLOOR) end
+    local slot = tremove(list, si)
     local base = base_of(t)
     local cap = lnum(base, 'cap')
     local id, cost, left = pop_job(t)
@@ -823,19 +843,19 @@ local function dispatch(only_self)
       -- minute's hash (kept an hour), so the cost served in a window is the
       -- total now less the mark of the tenant's first minute in it. One
       -- write per tenant and minute, not one per job.
-      local minute = math.floor(NOW / 60000)
+      local minute = floor(NOW / 60000)
       local sv = lget(base, 'sv')
       if sv == '' then sv = '0' end
       if lnum(base, 'sm') ~= minute then
         local sk = PFX .. 'smark:' .. minute
-        redis.call('HSET', sk, base, sv)
+        rcall('HSET', sk, base, sv)
         lset(base, 'sm', minute)
         if gnum('mmin') ~= minute then
           gset('mmin', minute)
-          redis.call('PEXPIRE', sk, 3600000)
+          rcall('PEXPIRE', sk, 3600000)
         end
       end
-      lset(base, 'sv', string.format('%.17g', tonumber(sv) + cost / w))
+      lset(base, 'sv', sformat('%.17g', tonum(sv) + cost / w))
       deliver(slot, id, base)
       n = n + 1
     end
@@ -847,11 +867,11 @@ end
 -- that model just succeeded on it), so the next job of that model prefers it.
 local function set_loaded(m, model)
   if m == '' or model == '' then return end
-  local v = redis.call('HGET', CAPS, m)
+  local v = rcall('HGET', CAPS, m)
   local c = parse_caps(v)
   if not c or c.loaded == model then return end
-  local tab = string.find(v, '\t', 1, true)
-  redis.call('HSET', CAPS, m, string.sub(v, 1, tab) .. model .. string.sub(v, c.at))
+  local tab = sfind(v, '\t', 1, true)
+  rcall('HSET', CAPS, m, ssub(v, 1, tab) .. model .. ssub(v, c.at))
 end
 
 -- as_slot makes slot m ("" for none) the caller's slot for what follows:
@@ -872,8 +892,8 @@ end
 -- offers that ran out.
 local function finish_offer()
   if SELF_FREE then
-    offers_add(redis.call('ZADD', SLOTS, NOW + SELF_TTL, SELF))
-    offers_add(-redis.call('ZREMRANGEBYSCORE', SLOTS, '-inf', '(' .. NOW))
+    offers_add(rcall('ZADD', SLOTS, NOW + SELF_TTL, SELF))
+    offers_add(-rcall('ZREMRANGEBYSCORE', SLOTS, '-inf', '(' .. NOW))
   end
 end
 
@@ -889,11 +909,11 @@ end
 local function trim()
   gadd('acks', 1)
   if gnum('acks') % 64 ~= 0 then return end
-  local p = redis.call('XPENDING', WORK, 'workers')
+  local p = rcall('XPENDING', WORK, 'workers')
   if p[2] then
-    redis.call('XTRIM', WORK, 'MINID', p[2])
+    rcall('XTRIM', WORK, 'MINID', p[2])
   else
-    redis.call('XTRIM', WORK, 'MAXLEN', 0)
+    rcall('XTRIM', WORK, 'MAXLEN', 0)
   end
 end
 
@@ -902,21 +922,21 @@ end
 local function release(id, t)
   local wid = jget(id, 'wid')
   if wid ~= '' then
-    redis.call('XACK', WORK, 'workers', wid)
+    rcall('XACK', WORK, 'workers', wid)
     jset(id, 'wid', '')
     trim()
   end
   gadd('running', -1)
   if jget(id, 'counted') ~= '1' then return false end
   jset(id, 'counted', '')
-  lset(t, 'running', math.max(0, lnum(t, 'running') - 1))
+  lset(t, 'running', max(0, lnum(t, 'running') - 1))
   if lget(t, 'parked') == '1' then
     lset(t, 'parked', '')
     for _, lane in ipairs({t, t .. '~relax'}) do
-      local bs = redis.call('ZSCORE', BLOCKED, lane)
+      local bs = rcall('ZSCORE', BLOCKED, lane)
       if bs then
-        redis.call('ZREM', BLOCKED, lane)
-        if redis.call('ZCARD', userskey(lane)) > 0 then ready_add(lane, tonumber(bs)) end
+        rcall('ZREM', BLOCKED, lane)
+        if rcall('ZCARD', userskey(lane)) > 0 then ready_add(lane, tonum(bs)) end
       end
     end
     return true
@@ -930,16 +950,16 @@ end
 -- today's users.
 local function quota_used(k, t, day, field)
   if lnum(t, 'qd') ~= day then return 0 end
-  return num(redis.call('HGET', k, field))
+  return num(rcall('HGET', k, field))
 end
 
 local function quota_add(k, t, day, u, n)
   if lnum(t, 'qd') ~= day then
-    redis.call('DEL', k)
+    rcall('DEL', k)
     lset(t, 'qd', day)
   end
-  redis.call('HINCRBY', k, 'n', n)
-  redis.call('HINCRBY', k, 'u:' .. u, n)
+  rcall('HINCRBY', k, 'n', n)
+  rcall('HINCRBY', k, 'u:' .. u, n)
 end
 
 -- refund gives a job's images back to the day's quotas (canceled before it
@@ -949,10 +969,10 @@ local function refund(id)
   if day == '' then return end
   local n = jnum(id, 'images_req')
   local t = jget(id, 'tenant')
-  if n > 0 and lnum(t, 'qd') == tonumber(day) then
+  if n > 0 and lnum(t, 'qd') == tonum(day) then
     local qk = PFX .. 'q:' .. t
-    redis.call('HINCRBY', qk, 'n', 0 - n)
-    redis.call('HINCRBY', qk, 'u:' .. jget(id, 'user'), 0 - n)
+    rcall('HINCRBY', qk, 'n', 0 - n)
+    rcall('HINCRBY', qk, 'u:' .. jget(id, 'user'), 0 - n)
   end
   jset(id, 'qday', '')
 end
@@ -963,19 +983,19 @@ end
 local function gcra(key, per_min, burst)
   if per_min <= 0 then return 0, nil end
   local interval = 60000 / per_min
-  local tat = math.max(num(redis.call('GET', key)), NOW)
+  local tat = max(num(rcall('GET', key)), NOW)
   local new = tat + interval
-  local allow_at = new - interval * math.max(burst, 1)
-  if allow_at > NOW then return math.ceil(allow_at - NOW), nil end
+  local allow_at = new - interval * max(burst, 1)
+  if allow_at > NOW then return ceil(allow_at - NOW), nil end
   return 0, new
 end
 
 local function finish(id, t, status)
   jset(id, 'status', status)
   jset(id, 'finished_ms', NOW_S)
-  redis.call('ZREM', activekey(t), id)
-  redis.call('PEXPIRE', jkey(id), EVTTL_S)
-  redis.call('PEXPIRE', reqkey(id), EVTTL_S)
+  rcall('ZREM', activekey(t), id)
+  rcall('PEXPIRE', jkey(id), EVTTL_S)
+  rcall('PEXPIRE', reqkey(id), EVTTL_S)
   -- History (scheduler/history.go): the tenant's and the user's last
   -- finished jobs, newest last, capped, kept as long as the records.
   -- They are trimmed on every 16th finish (the global fin count), not
@@ -984,9 +1004,9 @@ local function finish(id, t, status)
   gadd('fin', 1)
   local trim_hist = gnum('fin') % 16 == 0
   for _, k in ipairs({hk, hk .. ':u:' .. (jget(id, 'user') or '')}) do
-    redis.call('ZADD', k, NOW_S, id)
-    if trim_hist then redis.call('ZREMRANGEBYRANK', k, 0, -201) end
-    redis.call('PEXPIRE', k, EVTTL_S)
+    rcall('ZADD', k, NOW_S, id)
+    if trim_hist then rcall('ZREMRANGEBYRANK', k, 0, -201) end
+    rcall('PEXPIRE', k, EVTTL_S)
   end
 end
 
@@ -998,13 +1018,13 @@ local function retry_or_fail(id, t, retryable, code, msgjson, backoff_base, back
   local maxa = jnum(id, 'max_attempts')
   release(id, t)
   if retryable and used < maxa then
-    local delay = math.min(backoff_base * math.pow(2, used - 1), backoff_max) * jitter
-    delay = math.floor(delay)
+    local delay = min(backoff_base * pow(2, used - 1), backoff_max) * jitter
+    delay = floor(delay)
     jset(id, 'status', 'queued')
     jset(id, 'step', 0)
     jset(id, 'steps', 0)
     jset(id, 'fraction', 0)
-    redis.call('ZADD', DELAYED, NOW + delay, id)
+    rcall('ZADD', DELAYED, NOW + delay, id)
     emit(id, t, 'retrying', ',"attempt":' .. attempt .. ',"after_s":' .. (delay / 1000) .. ',"reason":' .. msgjson)
     wake()
     return 'retry'
@@ -1013,7 +1033,7 @@ local function retry_or_fail(id, t, retryable, code, msgjson, backoff_base, back
   jset(id, 'error', msgjson)
   refund(id)
   finish(id, t, 'failed')
-  redis.call('XADD', DEAD, 'MAXLEN', '~', 100000, '*', 'id', id, 'code', code)
+  rcall('XADD', DEAD, 'MAXLEN', '~', 100000, '*', 'id', id, 'code', code)
   emit(id, t, 'failed', ',"code":"' .. code .. '","message":' .. msgjson, true)
   return 'failed'
 end

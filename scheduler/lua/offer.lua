@@ -16,11 +16,11 @@
 -- within a lease). It is not offered again meanwhile, so a renewal racing a
 -- delivery never makes it hold two jobs at once.
 if ARGV[7] ~= '' then
-  local consumer = string.sub(SELF, 1, string.find(SELF, '\t', 1, true) - 1)
-  if #redis.call('XPENDING', WORK, 'workers', ARGV[7], '+', 1, consumer) > 0 then return {} end
+  local consumer = ssub(SELF, 1, sfind(SELF, '\t', 1, true) - 1)
+  if #rcall('XPENDING', WORK, 'workers', ARGV[7], '+', 1, consumer) > 0 then return {} end
 end
-if ARGV[8] then FLOOR, RFLOOR = tonumber(ARGV[8]), tonumber(ARGV[9]) end
-offer_self(tonumber(ARGV[6]), true)
+if ARGV[8] then FLOOR, RFLOOR = tonum(ARGV[8]), tonum(ARGV[9]) end
+offer_self(tonum(ARGV[6]), true)
 dispatch()
 finish_offer()
 return delivered()

@@ -4,7 +4,7 @@
 -- KEYS: the common ones only (lib.lua). ARGV: the common ones only.
 -- Reply: {pending, normal head vt or "", relax head vt or "", vt, relax vt}.
 local function first(k)
-  local r = redis.call('ZRANGE', k, 0, 0, 'WITHSCORES')
+  local r = rcall('ZRANGE', k, 0, 0, 'WITHSCORES')
   if #r == 0 then return '' end
   return r[2]
 end

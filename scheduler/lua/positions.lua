@@ -9,21 +9,21 @@
 -- ARGV[6] lanes done this pass ("0" to start)  [7] lanes per page
 -- [8] jobs per lane (the cap)  [9] a down report older than this (ms) is stale
 -- Reply: {the cursor for the next page, "" after the last; events emitted}.
-local cursor, page, cap, stale = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local idle = redis.call('ZCOUNT', SLOTS, NOW, '+inf')
-local slots = math.max(1, gnum('running') + idle)
+local cursor, page, cap, stale = tonum(ARGV[6]), tonum(ARGV[7]), tonum(ARGV[8]), tonum(ARGV[9])
+local idle = rcall('ZCOUNT', SLOTS, NOW, '+inf')
+local slots = max(1, gnum('running') + idle)
 local avg = gnum('avg_ms')
 -- Why every queued job waits, when no worker slot is offered, none runs a
 -- job and backends are reported down: {message, backends[{name, since}]}.
 local waiting, wsig = '', ''
 if idle == 0 and gnum('running') <= 0 then
-  local down = redis.call('HGETALL', KEYS[11])
+  local down = rcall('HGETALL', KEYS[11])
   local list = {}
   for i = 1, #down, 2 do
     local v = down[i + 1]
-    local tab = string.find(v, '\t', 1, true)
+    local tab = sfind(v, '\t', 1, true)
     if tab then
-      local since, seen = tonumber(string.sub(v, 1, tab - 1)), tonumber(string.sub(v, tab + 1))
+      local since, seen = tonum(ssub(v, 1, tab - 1)), tonum(ssub(v, tab + 1))
       if since and seen and seen >= NOW - stale then list[#list + 1] = {name = down[i], since = since} end
     end
   end
@@ -31,29 +31,29 @@ if idle == 0 and gnum('running') <= 0 then
     table.sort(list, function(a, b) return a.name < b.name end)
     local parts, bs = {}, {}
     for _, b in ipairs(list) do
-      parts[#parts + 1] = b.name .. ' unreachable since ' .. string.sub(iso(b.since), 12, 19) .. ' UTC'
-      bs[#bs + 1] = '{"name":' .. cjson.encode(b.name) .. ',"since":"' .. iso(b.since) .. '"}'
+      parts[#parts + 1] = b.name .. ' unreachable since ' .. ssub(iso(b.since), 12, 19) .. ' UTC'
+      bs[#bs + 1] = '{"name":' .. jencode(b.name) .. ',"since":"' .. iso(b.since) .. '"}'
     end
-    waiting = '{"message":' .. cjson.encode('waiting for a GPU backend (' .. table.concat(parts, ', ') .. ')') ..
-      ',"backends":[' .. table.concat(bs, ',') .. ']}'
+    waiting = '{"message":' .. jencode('waiting for a GPU backend (' .. tconcat(parts, ', ') .. ')') ..
+      ',"backends":[' .. tconcat(bs, ',') .. ']}'
     -- The record keeps a short signature, not the text.
-    wsig = string.sub(redis.sha1hex(waiting), 1, 12)
+    wsig = ssub(redis.sha1hex(waiting), 1, 12)
   end
 end
 
 local emitted = 0
 local function lane_positions(t)
-  local users = redis.call('ZRANGE', userskey(t), 0, cap - 1)
+  local users = rcall('ZRANGE', userskey(t), 0, cap - 1)
   if #users == 0 then return end
   local r = lane_rank(t)
-  local per = math.max(1, math.floor(cap / #users))
+  local per = max(1, floor(cap / #users))
   local tenant = base_of(t)
   for _, um in ipairs(users) do
-    local els = redis.call('LRANGE', ukey(t, member_name(um)), 0, per - 1)
+    local els = rcall('LRANGE', ukey(t, member_name(um)), 0, per - 1)
     for i, el in ipairs(els) do
       local id = parse_elem(el)
       local pos = estimate(r, i - 1)
-      local f = redis.call('HMGET', jkey(id), 'ppos', 'pwait', 'qpos', 'status', 'seq')
+      local f = rcall('HMGET', jkey(id), 'ppos', 'pwait', 'qpos', 'status', 'seq')
       local prev = f[1] or f[3]
       if f[4] == 'queued' and (tostring(pos) ~= prev or wsig ~= (f[2] or '')) then
         -- The job's cache holds what emit needs (its sequence number), so
@@ -67,7 +67,7 @@ local function lane_positions(t)
         elseif avg > 0 then
           -- Rounds of every worker slot (busy or idle) before its turn,
           -- each the moving average run time.
-          body = body .. ',"eta_s":' .. string.format('%.1f', math.ceil(pos / slots) * avg / 1000)
+          body = body .. ',"eta_s":' .. sformat('%.1f', ceil(pos / slots) * avg / 1000)
         end
         emit(id, tenant, 'position', body)
         emitted = emitted + 1
@@ -79,11 +79,11 @@ end
 -- The lanes with work: ready, relax, then those parked at their cap.
 local done, skip = 0, cursor
 for _, zk in ipairs({READY, RELAX, BLOCKED}) do
-  local n = redis.call('ZCARD', zk)
+  local n = rcall('ZCARD', zk)
   if skip >= n then
     skip = skip - n
   else
-    local members = redis.call('ZRANGE', zk, skip, skip + page - done - 1)
+    local members = rcall('ZRANGE', zk, skip, skip + page - done - 1)
     skip = 0
     for _, m in ipairs(members) do
       if zk == BLOCKED then lane_positions(m) else lane_positions(member_name(m)) end

@@ -4,7 +4,7 @@
 -- [11] event body (JSON members after "time")  [12] preview name or ""
 -- Reply: 1, or 0 when stale.
 local id = ARGV[6]
-if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonumber(ARGV[7]) then return 0 end
+if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= tonum(ARGV[7]) then return 0 end
 jset(id, 'step', ARGV[8])
 jset(id, 'steps', ARGV[9])
 jset(id, 'fraction', ARGV[10])

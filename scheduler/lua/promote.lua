@@ -3,14 +3,14 @@
 -- KEYS: the common ones only (lib.lua).
 -- ARGV[6] most jobs to move.
 -- Reply: the due time in ms of the next delayed job, or -1.
-local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', NOW, 'LIMIT', 0, tonumber(ARGV[6]))
+local due = rcall('ZRANGEBYSCORE', DELAYED, '-inf', NOW, 'LIMIT', 0, tonum(ARGV[6]))
 for _, id in ipairs(due) do
-  redis.call('ZREM', DELAYED, id)
+  rcall('ZREM', DELAYED, id)
   if jget(id, 'status') == 'queued' then
     enqueue(lane_of(id), jget(id, 'user'), id, true)
   end
 end
 dispatch()
-local nxt = redis.call('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
+local nxt = rcall('ZRANGE', DELAYED, 0, 0, 'WITHSCORES')
 if #nxt == 0 then return -1 end
-return tonumber(nxt[2])
+return tonum(nxt[2])

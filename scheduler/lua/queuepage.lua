@@ -11,17 +11,17 @@
 -- slots}, then per job: id, position (0 unless queued), the job
 -- record as HGETALL's field-value list}.
 local Z = KEYS[11]
-local cursor, limit, user = ARGV[6], tonumber(ARGV[7]), ARGV[8]
-local out = {'', {gget('avg_ms'), gget('running'), redis.call('ZCOUNT', SLOTS, NOW, '+inf')}}
+local cursor, limit, user = ARGV[6], tonum(ARGV[7]), ARGV[8]
+local out = {'', {gget('avg_ms'), gget('running'), rcall('ZCOUNT', SLOTS, NOW, '+inf')}}
 local n, last = 0, ''
 local lo = '-'
 if cursor ~= '' then lo = '(' .. cursor end
 while true do
-  local ids = redis.call('ZRANGEBYLEX', Z, lo, '+', 'LIMIT', 0, limit + 1)
+  local ids = rcall('ZRANGEBYLEX', Z, lo, '+', 'LIMIT', 0, limit + 1)
   if #ids == 0 then return out end
   for _, id in ipairs(ids) do
     local jk = jkey(id)
-    local f = redis.call('HMGET', jk, 'status', 'user')
+    local f = rcall('HMGET', jk, 'status', 'user')
     local st = f[1]
     if st and st ~= 'succeeded' and st ~= 'failed' and st ~= 'canceled' and (user == '' or f[2] == user) then
       if n == limit then
@@ -33,7 +33,7 @@ while true do
       if st == 'queued' then pos = position(id) end
       out[#out + 1] = id
       out[#out + 1] = pos
-      out[#out + 1] = redis.call('HGETALL', jk)
+      out[#out + 1] = rcall('HGETALL', jk)
       last = id
     end
   end

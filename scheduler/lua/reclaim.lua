@@ -5,7 +5,7 @@
 -- JSON string  [10] backoff base ms  [11] backoff max ms  [12] jitter
 -- [13] XAUTOCLAIM cursor ("0-0" to start)
 -- Reply: {jobs reclaimed, next cursor ("0-0" when the scan is complete)}.
-local res = redis.call('XAUTOCLAIM', WORK, 'workers', ARGV[7], tonumber(ARGV[6]), ARGV[13], 'COUNT', tonumber(ARGV[8]))
+local res = rcall('XAUTOCLAIM', WORK, 'workers', ARGV[7], tonum(ARGV[6]), ARGV[13], 'COUNT', tonum(ARGV[8]))
 local n = 0
 for _, entry in ipairs(res[2]) do
   local wid = entry[1]
@@ -13,15 +13,15 @@ for _, entry in ipairs(res[2]) do
   local id, a = nil, nil
   if f then
     for i = 1, #f, 2 do
-      if f[i] == 'id' then id = f[i + 1] elseif f[i] == 'a' then a = tonumber(f[i + 1]) end
+      if f[i] == 'id' then id = f[i + 1] elseif f[i] == 'a' then a = tonum(f[i + 1]) end
     end
   end
   if id and jget(id, 'status') == 'running' and jnum(id, 'attempt') == a and jget(id, 'wid') == wid then
     retry_or_fail(id, jget(id, 'tenant'), true, 'lease_expired', ARGV[9],
-      tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12]))
+      tonum(ARGV[10]), tonum(ARGV[11]), tonum(ARGV[12]))
     n = n + 1
   else
-    redis.call('XACK', WORK, 'workers', wid)
+    rcall('XACK', WORK, 'workers', wid)
   end
 end
 dispatch()

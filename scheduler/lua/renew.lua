@@ -5,9 +5,9 @@
 -- Reply: 1, or 0 when the attempt is stale (canceled, reclaimed).
 local id = ARGV[6]
 local st = jget(id, 'status')
-if st ~= 'running' or jnum(id, 'attempt') ~= tonumber(ARGV[7]) then return 0 end
+if st ~= 'running' or jnum(id, 'attempt') ~= tonum(ARGV[7]) then return 0 end
 local wid = jget(id, 'wid')
 if wid == '' then return 0 end
-local got = redis.call('XCLAIM', WORK, 'workers', ARGV[8], 0, wid, 'JUSTID')
+local got = rcall('XCLAIM', WORK, 'workers', ARGV[8], 0, wid, 'JUSTID')
 if #got == 0 then return 0 end
 return 1

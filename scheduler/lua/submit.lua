@@ -19,23 +19,23 @@
 -- lane}, or when refused {"", 0, 0, reason, retry after ms, limit}.
 local function submit_one(K, A)
   local id, t, u = A[1], A[2], A[3]
-  local images = tonumber(A[6])
+  local images = tonum(A[6])
   local rk, ik = K[2], K[3]
   local urk, trk, tq = K[4], K[5], K[6]
   if A[8] ~= '' then
-    local prev = redis.call('GET', ik)
+    local prev = rcall('GET', ik)
     if prev then return {prev, 0, 1, ''} end
   end
-  local max_pending = tonumber(A[19])
-  if max_pending > 0 and redis.call('LLEN', ukey(t, u)) + redis.call('LLEN', ukey(t .. '~relax', u)) >= max_pending then
+  local max_pending = tonum(A[19])
+  if max_pending > 0 and rcall('LLEN', ukey(t, u)) + rcall('LLEN', ukey(t .. '~relax', u)) >= max_pending then
     return {'', 0, 0, 'user_pending', 0, A[19]}
   end
-  local uwait, unew = gcra(urk, tonumber(A[13]), tonumber(A[14]))
+  local uwait, unew = gcra(urk, tonum(A[13]), tonum(A[14]))
   if uwait > 0 then return {'', 0, 0, 'user_rate', uwait, A[13]} end
-  local twait, tnew = gcra(trk, tonumber(A[15]), tonumber(A[16]))
+  local twait, tnew = gcra(trk, tonum(A[15]), tonum(A[16]))
   if twait > 0 then return {'', 0, 0, 'tenant_rate', twait, A[15]} end
-  local day = math.floor(NOW / 86400000)
-  local ulimit, tlimit = tonumber(A[17]), tonumber(A[18])
+  local day = floor(NOW / 86400000)
+  local ulimit, tlimit = tonum(A[17]), tonum(A[18])
   local lane = t
   local over = nil
   if ulimit > 0 and quota_used(tq, t, day, 'u:' .. u) + images > ulimit then over = {'user_quota', A[17]}
@@ -47,8 +47,8 @@ local function submit_one(K, A)
     lane = t .. '~relax'
   end
   -- Admitted: commit the limits' state.
-  if unew then redis.call('SET', urk, unew, 'PX', math.ceil(unew - NOW)) end
-  if tnew then redis.call('SET', trk, tnew, 'PX', math.ceil(tnew - NOW)) end
+  if unew then rcall('SET', urk, unew, 'PX', ceil(unew - NOW)) end
+  if tnew then rcall('SET', trk, tnew, 'PX', ceil(tnew - NOW)) end
   -- The record's values stay short so Redis keeps it in its compact encoding;
   -- the long request and origin live in a string of their own.
   jnew(id)
@@ -69,11 +69,11 @@ local function submit_one(K, A)
     quota_add(tq, t, day, u, images)
     jset(id, 'qday', day)
   end
-  if A[8] ~= '' then redis.call('SET', ik, id, 'PX', A[9]) end
-  redis.call('SET', rk, A[4])
+  if A[8] ~= '' then rcall('SET', ik, id, 'PX', A[9]) end
+  rcall('SET', rk, A[4])
   -- The tenant's live jobs by name (all scores 0; ids start with their
   -- creation time, so by age): the queue listing pages through it.
-  redis.call('ZADD', K[8], '0', id)
+  rcall('ZADD', K[8], '0', id)
   -- Weight and cap are the tenant's policy. A submit fills them in for a
   -- tenant seen for the first time; after that it changes them only with a
   -- policy newer than the one that wrote them (pv: when the writing process
@@ -85,24 +85,24 @@ local function submit_one(K, A)
   if w == '' then
     lset(t, 'w', A[10])
     if cap == '' then lset(t, 'cap', A[12]) end
-    redis.call('HSETNX', tkey(t), 'pv', A[22])
-  elseif (w ~= A[10] or cap ~= A[12]) and tonumber(A[22]) > tonumber(redis.call('HGET', tkey(t), 'pv') or '0') then
+    rcall('HSETNX', tkey(t), 'pv', A[22])
+  elseif (w ~= A[10] or cap ~= A[12]) and tonum(A[22]) > tonum(rcall('HGET', tkey(t), 'pv') or '0') then
     lset(t, 'w', A[10])
     lset(t, 'cap', A[12])
-    redis.call('HSET', tkey(t), 'pv', A[22])
+    rcall('HSET', tkey(t), 'pv', A[22])
   end
-  if tonumber(A[11]) ~= 1 then
-    redis.call('HSET', tkey(t), 'uw:' .. u, A[11])
+  if tonum(A[11]) ~= 1 then
+    rcall('HSET', tkey(t), 'uw:' .. u, A[11])
     lset(t, 'uws', '1')
   elseif lget(t, 'uws') == '1' then
-    redis.call('HDEL', tkey(t), 'uw:' .. u)
+    rcall('HDEL', tkey(t), 'uw:' .. u)
   end
   local len = enqueue(lane, u, id, false)
   -- The place in line, estimated without a scan: the user's earlier jobs,
   -- each a round of the lanes with work, capped by everything pending.
   local pos = 1
   if len > 1 and gnum('pending') > 1 then
-    pos = math.max(1, math.min(gnum('pending'), (len - 1) * lanes(ready_key(lane)) + 1))
+    pos = max(1, min(gnum('pending'), (len - 1) * lanes(ready_key(lane)) + 1))
   end
   jset(id, 'qpos', pos)
   emit(id, t, 'queued', ',"position":' .. pos)
@@ -110,8 +110,8 @@ local function submit_one(K, A)
 end
 
 local replies = {}
-for i = 0, math.floor((#KEYS - 11) / 8) - 1 do
-  replies[#replies + 1] = submit_one({unpack(KEYS, 11 + 8 * i, 18 + 8 * i)}, {unpack(ARGV, 6 + 22 * i, 27 + 22 * i)})
+for i = 0, floor((#KEYS - 11) / 8) - 1 do
+  replies[#replies + 1] = submit_one({unpk(KEYS, 11 + 8 * i, 18 + 8 * i)}, {unpk(ARGV, 6 + 22 * i, 27 + 22 * i)})
 end
 dispatch()
 for _, r in ipairs(replies) do

@@ -12,7 +12,7 @@
 -- Reply: one element per job, in order: {1, the job dispatched to its
 -- slot or {}}, or {0} when stale.
 local function succeed_one(A)
-  local id, a = A[1], tonumber(A[2])
+  local id, a = A[1], tonum(A[2])
   as_slot(A[8])
   if jget(id, 'status') ~= 'running' or jnum(id, 'attempt') ~= a then return {0} end
   local t = jget(id, 'tenant')
@@ -21,7 +21,7 @@ local function succeed_one(A)
   local ran = NOW - jnum(id, 'started_ms')
   local avg = gnum('avg_ms')
   if avg == 0 then avg = ran else avg = avg * 0.8 + ran * 0.2 end
-  gset('avg_ms', math.floor(avg))
+  gset('avg_ms', floor(avg))
   jset(id, 'images', A[3])
   jset(id, 'image_attempt', a)
   jset(id, 'seeds', A[4])
@@ -39,7 +39,7 @@ local function succeed_one(A)
   set_loaded(jget(id, 'slot'), jget(id, 'model'))
   emit(id, t, 'succeeded', ',"images":' .. A[3] .. ',"seeds":' .. A[4] .. sub .. ',"info":' .. A[5], true)
   if A[6] ~= '0' and SELF ~= '' then
-    offer_self(tonumber(A[6]))
+    offer_self(tonum(A[6]))
     dispatch(not unblocked)
     finish_offer()
   elseif unblocked then
@@ -50,6 +50,6 @@ end
 
 local replies = {}
 for i = 0, #KEYS - 12 do
-  replies[#replies + 1] = succeed_one({unpack(ARGV, 6 + 9 * i, 14 + 9 * i)})
+  replies[#replies + 1] = succeed_one({unpk(ARGV, 6 + 9 * i, 14 + 9 * i)})
 end
 return replies
