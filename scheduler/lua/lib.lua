@@ -59,10 +59,10 @@ end
 -- GC, LC, JC cache the global hash, lane hashes and job hashes for one call:
 -- each is read with one HMGET (a job record with one per group of fields it
 -- needs, see JF_START) and written back with one HSET (flush), so a script
--- pays one command per hash, not one per field. GD, LD, JD hold the fields
--- written; JN the jobs created in this call (nothing to read).
+-- pays one command per hash, not one per field. GD and LD flag the fields
+-- written; a job's cache flags its own (see jnew).
 local PFX, NOW, NOWS, NOW_S, EVTTL_S, EVMAX_S, SELF, DELIVERED, SELF_FREE, SELF_TTL, SELF_LISTED
-local GC, GD, LC, LD, JC, JD, JN
+local GC, GD, LC, LD, JC
 local G, READY, RELAX, BLOCKED, WORK, DELAYED, DEAD, EVENTS, WAKE, SLOTS, CAPS
 -- Routing caches for one call: FREE the free slots known (FREE_MORE: the
 -- read was cut short; FREE_PARTIAL: only the caller's own, the offers not
@@ -72,6 +72,20 @@ local FREE, FREE_MORE, FREE_PARTIAL, CAPV, LIVE, LIVE_M
 -- FLOOR and RFLOOR (offer.lua, shards only) are the system's virtual times
 -- across shards: a lane is served from at least them (scheduler/shards.go).
 local FLOOR, RFLOOR
+
+-- blank is a new table whose array part already has room for index 84
+-- (the constructor's nils size it): the caches and their flags are written
+-- by index up to there without the table growing (rehash, copy) on the
+-- way. A job cache needs 2 * #JF + 3 of them.
+local function blank()
+  return {
+    nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+    nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+    nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+    nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+    nil, nil, nil, nil, nil, nil, nil, nil
+  }
+end
 
 -- iso renders unix ms as RFC 3339 in UTC (days-to-civil, proleptic Gregorian).
 -- The text up to the second is kept between calls (a Functions library's
@@ -114,7 +128,7 @@ end
 local function init(keys, args)
   if not rcall then bind() end
   DELIVERED, SELF_FREE, SELF_TTL, SELF_LISTED = nil, false, 0, false
-  GC, GD, LC, LD, JC, JD, JN = nil, {}, {}, {}, {}, {}, {}
+  GC, GD, LC, LD, JC = nil, blank(), {}, {}, {}
   G, READY, RELAX, BLOCKED, WORK = keys[1], keys[2], keys[3], keys[4], keys[5]
   DELAYED, DEAD, EVENTS, WAKE, SLOTS = keys[6], keys[7], keys[8], keys[9], keys[10]
   CAPS = keys[#keys]
@@ -165,26 +179,26 @@ local GF = {'pending', 'pmodel', 'running', 'rseq', 'vt', 'rvt', 'avg_ms', 'mmin
 -- sv is the tenant's running total of weight-normalised cost served, sm
 -- the minute of its last dispatch (see dispatch).
 local LF = {'rm', 'vt', 'uvt', 'w', 'cap', 'running', 'parked', 'uws', 'qd', 'sv', 'sm'}
--- A job record's fields are read in groups, each with one HMGET when one
--- of its fields is first needed, and only the fields not known yet: what a
--- dispatch needs of the job it starts (JF_START), what the end of an attempt
--- and most other scripts need (JF_RUN), and the rest (JF_MORE). A field
--- belongs to the first group that lists it (JF_HOME); a field in no group
--- is written only, and reads as '' unless this call set it. Reading 5 or 13
--- fields instead of 21 matters: each costs Redis about as much as a small
--- command (the listpack scan, the reply and its Lua string).
+-- A job record's fields, every one a script reads or writes, in the order
+-- a new record is written: Redis finds a field in a small hash by scanning
+-- it from the start, so the fields most read and rewritten come first.
+local JF = {'status', 'attempt', 'seq', 'tenant', 'user', 'created_ms', 'cost', 'id', 'images_req',
+  'max_attempts', 'qday', 'qpos', 'lane', 'model', 'wid', 'started_ms', 'slot', 'ss', 'dispatched_ms',
+  'backend', 'counted', 'avoid', 'steps', 'step', 'fraction', 'images', 'image_attempt', 'seeds', 'subseeds',
+  'info', 'finished_ms', 'handbacks', 'unroutable', 'error_code', 'error', 'canceled_by', 'ppos', 'pwait',
+  'preview'}
+-- They are read in groups, each with one HMGET when one of its fields is
+-- first needed, and only the fields not known yet: what a dispatch needs of
+-- the job it starts (JF_START), what the end of an attempt and most other
+-- scripts need (JF_RUN), and the rest (JF_MORE). A field belongs to the
+-- first group that lists it (JF_HOME); a field in no group is written
+-- only, and reads as '' unless this call set it. Reading 5 or 13 fields
+-- instead of 21 matters: each costs Redis about as much as a small command
+-- (the listpack scan, the reply and its Lua string).
 local JF_START = {'attempt', 'avoid', 'created_ms', 'seq', 'ss'}
 local JF_RUN = {'status', 'attempt', 'tenant', 'user', 'lane', 'seq', 'ss', 'wid', 'counted', 'started_ms',
   'steps', 'slot', 'model'}
 local JF_MORE = {'cost', 'handbacks', 'max_attempts', 'qday', 'images_req', 'unroutable', 'avoid', 'created_ms'}
-local JF_HOME = {}
-do
-  local groups = {JF_START, JF_RUN, JF_MORE}
-  for g = 1, #groups do -- (ipairs is not there at load)
-    local grp = groups[g]
-    for i = 1, #grp do JF_HOME[grp[i]] = JF_HOME[grp[i]] or grp end
-  end
-end
 
 -- The global and lane caches are the HMGET replies themselves (false for a
 -- missing field), read by the field's index in its list (GI, LI): no table
@@ -194,7 +208,29 @@ local function index(fields)
   for i = 1, #fields do ix[fields[i]] = i end -- (ipairs is not there at load)
   return ix
 end
-local GI, LI, BYNAME = index(GF), index(LF), {}
+local GI, LI, JI = index(GF), index(LF), index(JF)
+local NG, NL, NJ = #GF, #LF, #JF
+
+-- A job's cache is one table (blank: no growing as fields arrive): [i]
+-- the value of field JF[i], nil while not read (false when the record
+-- lacks it); [NJ + i] true when this call wrote it; [J_NEW] true for a
+-- record created in this call (nothing to read: an unset field reads as
+-- ''); [J_HI] the last index written (nil for none: flush looks no
+-- further); [J_KEY] the record's key, once built. JHOME[i] is the indexes
+-- of field i's group (JF_HOME), nil for a field in no group.
+local J_NEW, J_HI, J_KEY = 2 * NJ + 1, 2 * NJ + 2, 2 * NJ + 3
+local JHOME = {}
+do
+  local groups = {JF_START, JF_RUN, JF_MORE}
+  for g = 1, #groups do -- (ipairs is not there at load)
+    local grp, ix = groups[g], {}
+    for i = 1, #grp do ix[i] = JI[grp[i]] end
+    for i = 1, #grp do JHOME[ix[i]] = JHOME[ix[i]] or ix end
+  end
+end
+-- Scratch arrays reused by every read and write (their lengths are passed
+-- to unpack): the fields of a group still unknown, and a HSET's arguments.
+local NEED, NEEDI, HARGS = {}, {}, {}
 
 local function gget(f)
   if not GC then GC = rcall('HMGET', G, unpk(GF)) end
@@ -202,8 +238,9 @@ local function gget(f)
 end
 local function gset(f, v)
   if not GC then GC = rcall('HMGET', G, unpk(GF)) end
-  GC[GI[f]] = v
-  GD[f] = true
+  local i = GI[f]
+  GC[i] = v
+  GD[i] = true
 end
 local function gnum(f) return num(gget(f)) end
 local function gadd(f, d) gset(f, gnum(f) + d) end
@@ -214,7 +251,7 @@ local function lget(t, f)
   local c = LC[t]
   if not c then
     c = rcall('HMGET', tkey(t), unpk(LF))
-    LC[t], LD[t] = c, {}
+    LC[t], LD[t] = c, blank()
   end
   return c[LI[f]] or ''
 end
@@ -222,35 +259,50 @@ local function lset(t, f, v)
   local c = LC[t]
   if not c then
     c = rcall('HMGET', tkey(t), unpk(LF))
-    LC[t], LD[t] = c, {}
+    LC[t], LD[t] = c, blank()
   end
-  c[LI[f]] = v
-  LD[t][f] = true
+  local i = LI[f]
+  c[i] = v
+  LD[t][i] = true
 end
 local function lnum(t, f) return num(lget(t, f)) end
 
--- The job cache is by field name: false for a field the record lacks, nil
--- for one not read yet. jnew starts the cache of a job written for the
--- first time (JN: nothing to read, an unset field reads as '').
-local function jnew(id) JC[id], JD[id], JN[id] = {}, {}, true end
+local function jkey_of(id, c)
+  local k = c[J_KEY]
+  if not k then
+    k = jkey(id)
+    c[J_KEY] = k
+  end
+  return k
+end
+-- jnew starts the cache of a job written for the first time.
+local function jnew(id)
+  local c = blank()
+  c[J_NEW] = true
+  JC[id] = c
+end
 local function jget(id, f)
   local c = JC[id]
   if not c then
-    c = {}
-    JC[id], JD[id] = c, {}
+    c = blank()
+    JC[id] = c
   end
-  local v = c[f]
+  local i = JI[f]
+  local v = c[i]
   if v == nil then
-    local grp = JF_HOME[f]
-    if grp and not JN[id] then
-      local need = {}
-      for i = 1, #grp do
-        if c[grp[i]] == nil then need[#need + 1] = grp[i] end
+    local grp = JHOME[i]
+    if not grp or c[J_NEW] then return '' end
+    local n = 0
+    for g = 1, #grp do
+      local gi = grp[g]
+      if c[gi] == nil then
+        n = n + 1
+        NEED[n], NEEDI[n] = JF[gi], gi
       end
-      local r = rcall('HMGET', jkey(id), unpk(need))
-      for i = 1, #need do c[need[i]] = r[i] end
-      v = c[f]
     end
+    local r = rcall('HMGET', jkey_of(id, c), unpk(NEED, 1, n))
+    for g = 1, n do c[NEEDI[g]] = r[g] end
+    v = c[i]
   end
   if not v then return '' end
   return v
@@ -259,31 +311,44 @@ end
 local function jset(id, f, v)
   local c = JC[id]
   if not c then
-    c = {}
-    JC[id], JD[id] = c, {}
+    c = blank()
+    JC[id] = c
   end
-  c[f] = v
-  JD[id][f] = true
+  local i = JI[f]
+  c[i] = v
+  if not c[NJ + i] then
+    c[NJ + i] = true
+    if i > (c[J_HI] or 0) then c[J_HI] = i end
+  end
 end
 local function jnum(id, f) return num(jget(id, f)) end
+-- jknow gives a job's cache the value of field f read elsewhere.
+local function jknow(id, f, v) JC[id][JI[f]] = v end
 
--- hset_dirty writes a cache's dirty fields (numbers formatted by fmtnum).
-local function hset_dirty(key, cache, dirty, ix)
-  local a, n = {}, 0
-  for f in pairs(dirty) do
-    local v = cache[ix[f] or f]
-    if vtype(v) == 'number' then v = fmtnum(v) end
-    a[n + 1], a[n + 2] = f, v
-    n = n + 2
+-- hset_dirty writes the fields of names (n of them) whose flag is set in
+-- dirty at off + their index, from cache (numbers formatted by fmtnum), in
+-- the order of names.
+local function hset_dirty(key, cache, names, n, dirty, off)
+  local k = 0
+  for i = 1, n do
+    if dirty[off + i] then
+      local v = cache[i]
+      if vtype(v) == 'number' then v = fmtnum(v) end
+      HARGS[k + 1], HARGS[k + 2] = names[i], v
+      k = k + 2
+    end
   end
-  if n > 0 then rcall('HSET', key, unpk(a)) end
+  if k > 0 then rcall('HSET', key, unpk(HARGS, 1, k)) end
 end
 
 -- flush writes the cached hashes back; every script ends with it.
 local function flush()
-  if GC then hset_dirty(G, GC, GD, GI) end
-  for t, d in pairs(LD) do hset_dirty(tkey(t), LC[t], d, LI) end
-  for id, d in pairs(JD) do hset_dirty(jkey(id), JC[id], d, BYNAME) end
+  if GC then hset_dirty(G, GC, GF, NG, GD, 0) end
+  for t, d in pairs(LD) do hset_dirty(tkey(t), LC[t], LF, NL, d, 0) end
+  for id, c in pairs(JC) do
+    local hi = c[J_HI]
+    if hi then hset_dirty(jkey_of(id, c), c, JF, hi, c, NJ) end
+  end
 end
 
 -- emit appends one event of job id; body is the JSON members after "time",

@@ -58,7 +58,10 @@ local function lane_positions(t)
       if f[4] == 'queued' and (tostring(pos) ~= prev or wsig ~= (f[2] or '')) then
         -- The job's cache holds what emit needs (its sequence number), so
         -- the new values and the sequence are one HSET at the end.
-        if not JC[id] then JC[id], JD[id], JN[id] = {seq = f[5] or ''}, {}, true end
+        if not JC[id] then
+          jnew(id)
+          jknow(id, 'seq', f[5] or '')
+        end
         jset(id, 'ppos', pos)
         jset(id, 'pwait', wsig)
         local body = ',"position":' .. pos
