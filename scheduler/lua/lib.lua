@@ -87,6 +87,19 @@ local function blank()
   }
 end
 
+-- NUMSTR holds the text of small whole numbers (0 to 999), kept between
+-- calls like ISO_TXT: a job's sequence numbers, attempts, places in line
+-- and counts are formatted by a table read instead of sprintf. istr writes
+-- n as Lua's concatenation would (%.14g, the same text for these).
+local NUMSTR = {}
+local function istr(n)
+  local s = NUMSTR[n]
+  if s then return s end
+  s = n .. ''
+  if n >= 0 and n < 1000 and n == floor(n) then NUMSTR[n] = s end
+  return s
+end
+
 -- iso renders unix ms as RFC 3339 in UTC (days-to-civil, proleptic Gregorian).
 -- The text up to the second is kept between calls (a Functions library's
 -- locals live as long as the library): most calls in a busy second only
@@ -113,15 +126,21 @@ local function iso(ms)
     ISO_TXT = sformat('%04d-%02d-%02dT%02d:%02d:%02d.', y, m, d,
       floor(sod / 3600), floor((sod % 3600) / 60), sod % 60)
   end
-  if frac < 10 then return ISO_TXT .. '00' .. frac .. 'Z' end
-  if frac < 100 then return ISO_TXT .. '0' .. frac .. 'Z' end
-  return ISO_TXT .. frac .. 'Z'
+  if frac < 10 then return ISO_TXT .. '00' .. istr(frac) .. 'Z' end
+  if frac < 100 then return ISO_TXT .. '0' .. istr(frac) .. 'Z' end
+  return ISO_TXT .. istr(frac) .. 'Z'
 end
 
 -- fmtnum formats n as Redis would a number argument (%.17g), an integer
 -- with the cheaper %d (the same digits below 1e15).
 local function fmtnum(n)
-  if n == floor(n) and n > -1e15 and n < 1e15 then return sformat('%d', n) end
+  local s = NUMSTR[n]
+  if s then return s end
+  if n == floor(n) and n > -1e15 and n < 1e15 then
+    s = sformat('%d', n)
+    if n >= 0 and n < 1000 then NUMSTR[n] = s end
+    return s
+  end
   return sformat('%.17g', n)
 end
 
@@ -228,6 +247,16 @@ do
     for i = 1, #grp do JHOME[ix[i]] = JHOME[ix[i]] or ix end
   end
 end
+-- The fields that may hold a number (formatted by fmtnum when written;
+-- any other field's value is text).
+local GNUM, LNUM, JNUM = {}, {}, {}
+local LTEXT = {[LI.w] = true, [LI.cap] = true}
+do
+  for i = 1, NG do GNUM[i] = true end
+  for i = 1, NL do LNUM[i] = true end
+  local nf = {'seq', 'attempt', 'handbacks', 'step', 'steps', 'fraction', 'qday', 'qpos', 'ppos', 'image_attempt'}
+  for i = 1, #nf do JNUM[JI[nf[i]]] = true end
+end
 -- Scratch arrays reused by every read and write (their lengths are passed
 -- to unpack): the fields of a group still unknown, and a HSET's arguments.
 local NEED, NEEDI, HARGS = {}, {}, {}
@@ -242,7 +271,22 @@ local function gset(f, v)
   GC[i] = v
   GD[i] = true
 end
-local function gnum(f) return num(gget(f)) end
+-- gnum, lnum and jnum keep the number they parse in the cache, in place of
+-- the text read (a field read again is not parsed again); a field written
+-- in this call keeps what was written, and so do a tenant's w and cap
+-- (LTEXT: a submit compares them, as text, with its own policy's). They
+-- parse by arithmetic (v + 0,
+-- the same conversion as tonumber's, and no call for a number already
+-- parsed).
+local function gnum(f)
+  if not GC then GC = rcall('HMGET', G, unpk(GF)) end
+  local i = GI[f]
+  local v = GC[i]
+  if not v or v == '' then return 0 end
+  local n = v + 0
+  if n ~= v and not GD[i] then GC[i] = n end
+  return n
+end
 local function gadd(f, d) gset(f, gnum(f) + d) end
 
 -- lane hashes: a lane's own fields, and for a relax lane its tenant's
@@ -265,7 +309,19 @@ local function lset(t, f, v)
   c[i] = v
   LD[t][i] = true
 end
-local function lnum(t, f) return num(lget(t, f)) end
+local function lnum(t, f)
+  local c = LC[t]
+  if not c then
+    c = rcall('HMGET', tkey(t), unpk(LF))
+    LC[t], LD[t] = c, blank()
+  end
+  local i = LI[f]
+  local v = c[i]
+  if not v or v == '' then return 0 end
+  local n = v + 0
+  if n ~= v and not LD[t][i] and not LTEXT[i] then c[i] = n end
+  return n
+end
 
 local function jkey_of(id, c)
   local k = c[J_KEY]
@@ -321,19 +377,28 @@ local function jset(id, f, v)
     if i > (c[J_HI] or 0) then c[J_HI] = i end
   end
 end
-local function jnum(id, f) return num(jget(id, f)) end
+local function jnum(id, f)
+  local v = jget(id, f)
+  if v == '' then return 0 end
+  local n = v + 0
+  if n ~= v then
+    local c, i = JC[id], JI[f]
+    if not c[NJ + i] then c[i] = n end
+  end
+  return n
+end
 -- jknow gives a job's cache the value of field f read elsewhere.
 local function jknow(id, f, v) JC[id][JI[f]] = v end
 
 -- hset_dirty writes the fields of names (n of them) whose flag is set in
--- dirty at off + their index, from cache (numbers formatted by fmtnum), in
--- the order of names.
-local function hset_dirty(key, cache, names, n, dirty, off)
+-- dirty at off + their index, from cache (numbers, in the fields isnum
+-- flags, formatted by fmtnum), in the order of names.
+local function hset_dirty(key, cache, names, n, dirty, off, isnum)
   local k = 0
   for i = 1, n do
     if dirty[off + i] then
       local v = cache[i]
-      if vtype(v) == 'number' then v = fmtnum(v) end
+      if isnum[i] and vtype(v) == 'number' then v = fmtnum(v) end
       HARGS[k + 1], HARGS[k + 2] = names[i], v
       k = k + 2
     end
@@ -343,11 +408,11 @@ end
 
 -- flush writes the cached hashes back; every script ends with it.
 local function flush()
-  if GC then hset_dirty(G, GC, GF, NG, GD, 0) end
-  for t, d in pairs(LD) do hset_dirty(tkey(t), LC[t], LF, NL, d, 0) end
+  if GC then hset_dirty(G, GC, GF, NG, GD, 0, GNUM) end
+  for t, d in pairs(LD) do hset_dirty(tkey(t), LC[t], LF, NL, d, 0, LNUM) end
   for id, c in pairs(JC) do
     local hi = c[J_HI]
-    if hi then hset_dirty(jkey_of(id, c), c, JF, hi, c, NJ) end
+    if hi then hset_dirty(jkey_of(id, c), c, JF, hi, c, NJ, JNUM) end
   end
 end
 
@@ -378,7 +443,7 @@ local function started_event(id, tenant)
   local backend = ssub(m, sfind(m, '\t', 1, true) + 1)
   return '{"type":"started","job_id":"' .. id .. '","tenant":"' .. tenant ..
     '","seq":2,"time":"' .. iso(jnum(id, 'started_ms')) .. '","backend":' .. jencode(backend) ..
-    ',"attempt":' .. jnum(id, 'attempt') .. '}'
+    ',"attempt":' .. istr(jnum(id, 'attempt')) .. '}'
 end
 
 local function emit(id, tenant, typ, body, terminal)
@@ -386,7 +451,7 @@ local function emit(id, tenant, typ, body, terminal)
   local seq = jnum(id, 'seq') + 1
   jset(id, 'seq', seq)
   local e = '{"type":"' .. typ .. '","job_id":"' .. id .. '","tenant":"' .. tenant ..
-    '","seq":' .. seq .. ',"time":"' .. NOWS .. '"' .. body .. '}'
+    '","seq":' .. istr(seq) .. ',"time":"' .. NOWS .. '"' .. body .. '}'
   if seq == 2 and typ == 'started' then
     jset(id, 'ss', '1')
   elseif seq > 1 then
@@ -859,7 +924,7 @@ local function deliver(m, id, tenant)
   jset(id, 'slot', m)
   -- A stalled attempt's retry avoids that slot for this dispatch only.
   if jget(id, 'avoid') ~= '' then jset(id, 'avoid', '') end
-  emit(id, tenant, 'started', ',"backend":' .. jencode(backend) .. ',"attempt":' .. attempt)
+  emit(id, tenant, 'started', ',"backend":' .. jencode(backend) .. ',"attempt":' .. istr(attempt))
   local d = {wid, id, sformat('%d', attempt), jget(id, 'created_ms'), NOW_S, req}
   if m == SELF then
     DELIVERED = d

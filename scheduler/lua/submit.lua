@@ -105,7 +105,7 @@ local function submit_one(K, A)
     pos = max(1, min(gnum('pending'), (len - 1) * lanes(ready_key(lane)) + 1))
   end
   jset(id, 'qpos', pos)
-  emit(id, t, 'queued', ',"position":' .. pos)
+  emit(id, t, 'queued', ',"position":' .. istr(pos))
   return {id, pos, 0, lane}
 end
 
