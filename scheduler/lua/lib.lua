@@ -132,7 +132,8 @@ local function iso(ms)
 end
 
 -- fmtnum formats n as Redis would a number argument (%.17g), an integer
--- with the cheaper %d (the same digits below 1e15).
+-- with the cheaper %d (the same digits below 1e15). The hot commands get
+-- their numbers formatted by it (Redis's own %.17g costs more).
 local function fmtnum(n)
   local s = NUMSTR[n]
   if s then return s end
@@ -486,8 +487,11 @@ local function member_name(m) return ssub(m, 18) end
 -- the tenant; its relax lane (over-quota jobs in relax mode) is
 -- "<tenant>~relax" and is served only when no normal lane has work. Running
 -- counts, caps and weights live on the tenant's own hash.
-local function base_of(lane) return (sgsub(lane, '~relax$', '')) end
 local function is_relax(lane) return ssub(lane, -6) == '~relax' end
+local function base_of(lane)
+  if is_relax(lane) then return ssub(lane, 1, -7) end
+  return lane
+end
 local function ready_key(lane) if is_relax(lane) then return RELAX end return READY end
 
 -- lanes_add keeps the count of ready set rk's members (GF nready, nrelax)
@@ -512,7 +516,7 @@ local function lane_of(id) local l = jget(id, 'lane') if l ~= '' then return l e
 
 local function ready_add(lane, vt)
   local m = member(lane)
-  lanes_add(ready_key(lane), rcall('ZADD', ready_key(lane), vt, m))
+  lanes_add(ready_key(lane), rcall('ZADD', ready_key(lane), fmtnum(vt), m))
   lset(lane, 'rm', m)
 end
 
@@ -561,7 +565,7 @@ local function enqueue(lane, u, id, front)
     local ik = idlekey(lane)
     local f = rcall('ZSCORE', ik, u)
     if f then rcall('ZREM', ik, u) end
-    rcall('ZADD', userskey(lane), max(num(f), lnum(lane, 'uvt')), member(u))
+    rcall('ZADD', userskey(lane), fmtnum(max(num(f), lnum(lane, 'uvt'))), member(u))
   end
   if lget(lane, 'rm') == '' and not (lget(base_of(lane), 'parked') == '1' and rcall('ZSCORE', BLOCKED, lane)) then
     ready_add(lane, max(lnum(lane, 'vt'), gnum(vt_field(lane))))
@@ -592,7 +596,7 @@ local function pop_job(t)
       lset(t, 'uvt', su)
       local left = true
       if rcall('LLEN', q) > 0 then
-        rcall('ZADD', users, f, member(u))
+        rcall('ZADD', users, fmtnum(f), member(u))
       else
         -- The user's weight is set again by their next submit.
         if uw ~= 1 then rcall('HDEL', tkey(base_of(t)), 'uw:' .. u) end
@@ -602,9 +606,9 @@ local function pop_job(t)
           rcall('DEL', ik)
           left = false
         else
-          rcall('ZADD', ik, f, u)
+          rcall('ZADD', ik, fmtnum(f), u)
           -- Idle users whose finish tag the lane has passed are like newcomers.
-          rcall('ZREMRANGEBYSCORE', ik, '-inf', su)
+          rcall('ZREMRANGEBYSCORE', ik, '-inf', fmtnum(su))
         end
       end
       gadd('pending', -1)
@@ -640,10 +644,10 @@ local function read_free()
   FREE_MORE, FREE_PARTIAL = false, false
   if gget('offers') == '' then offers_add(0) end
   if gnum('offers') <= 0 then return end
-  local r = rcall('ZRANGEBYSCORE', SLOTS, NOW, '+inf', 'LIMIT', 0, SCAN_SLOTS)
+  local r = rcall('ZRANGEBYSCORE', SLOTS, NOW_S, '+inf', 'LIMIT', '0', fmtnum(SCAN_SLOTS))
   if #r == 0 then
     -- Only offers that ran out are left: drop them, the count is 0 again.
-    rcall('ZREMRANGEBYSCORE', SLOTS, '-inf', NOW)
+    rcall('ZREMRANGEBYSCORE', SLOTS, '-inf', NOW_S)
     gset('offers', 0)
     return
   end
@@ -906,8 +910,8 @@ local function deliver(m, id, tenant)
   local consumer, backend = ssub(m, 1, tab - 1), ssub(m, tab + 1)
   local attempt = jnum(id, 'attempt') + 1
   local req = rcall('GET', reqkey(id)) or ''
-  local wid = rcall('XADD', WORK, '*', 'id', id, 'a', attempt)
-  rcall('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', 1, 'STREAMS', WORK, '>')
+  local wid = rcall('XADD', WORK, '*', 'id', id, 'a', fmtnum(attempt))
+  rcall('XREADGROUP', 'GROUP', 'workers', consumer, 'COUNT', '1', 'STREAMS', WORK, '>')
   if m == SELF and SELF_FREE then
     SELF_FREE = false
     -- A renewal's slot still holds its earlier offer.
@@ -1022,8 +1026,8 @@ end
 -- offers that ran out.
 local function finish_offer()
   if SELF_FREE then
-    offers_add(rcall('ZADD', SLOTS, NOW + SELF_TTL, SELF))
-    offers_add(-rcall('ZREMRANGEBYSCORE', SLOTS, '-inf', '(' .. NOW))
+    offers_add(rcall('ZADD', SLOTS, fmtnum(NOW + SELF_TTL), SELF))
+    offers_add(-rcall('ZREMRANGEBYSCORE', SLOTS, '-inf', '(' .. NOW_S))
   end
 end
 
@@ -1088,8 +1092,8 @@ local function quota_add(k, t, day, u, n)
     rcall('DEL', k)
     lset(t, 'qd', day)
   end
-  rcall('HINCRBY', k, 'n', n)
-  rcall('HINCRBY', k, 'u:' .. u, n)
+  rcall('HINCRBY', k, 'n', fmtnum(n))
+  rcall('HINCRBY', k, 'u:' .. u, fmtnum(n))
 end
 
 -- refund gives a job's images back to the day's quotas (canceled before it
