@@ -29,7 +29,8 @@ func newRoutingRig(t *testing.T, models map[string][]string) *routingRig {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
-	sched, err := scheduler.New(ctx, redistest.Store(t), scheduler.Config{}, zap.NewNop())
+	store := redistest.Store(t)
+	sched, err := scheduler.New(ctx, store, scheduler.Config{}, zap.NewNop())
 	require.NoError(t, err)
 	r := &routingRig{ctx: ctx, sched: sched, fakes: map[string]*fakesd.Server{}}
 	var backends []worker.Backend
@@ -62,6 +63,28 @@ func newRoutingRig(t *testing.T, models map[string][]string) *routingRig {
 	case <-ctx.Done():
 		t.Fatal("backends never advertised")
 	}
+	// Advertised is not offered: a slot offers itself when its goroutine
+	// first calls Next, in no order with the advertising. A job for a model
+	// that two backends have goes to a free slot that has it, the one with
+	// it loaded only if that one is free too (dispatch does not hold a job
+	// back for a busier, warmer slot), so a first job submitted before the
+	// warm slot's offer ran on the other one (seen at load 12-17). Wait for
+	// both offers. Nothing signals an offer (a ZADD inside the offer
+	// script, with no callback out of Slot.Next), so this reads the slots'
+	// set until both are in it: a condition, not a time, and the bound is
+	// only a generous deadline. After this each job's succeed script offers
+	// its slot again in the same step as the succeeded event the test
+	// waits for, so later jobs need no wait.
+	require.Eventually(t, func() bool {
+		for name := range models {
+			_, err := store.Client.Do(ctx, store.Client.B().Zscore().Key(store.Keys.Slots()).
+				Member("w-"+name+"\t"+name).Build()).AsFloat64()
+			if err != nil {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 5*time.Millisecond, "both slots offered")
 	return r
 }
 
