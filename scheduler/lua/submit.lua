@@ -81,12 +81,13 @@ local function submit_one(K, A)
   -- owner's new weight reaches the tenant from the processes started with
   -- it, while instances with older policies or stale caches cannot flip
   -- them back and forth.
+  -- (Compared as numbers: a cached field may already hold its number.)
   local w, cap = lget(t, 'w'), lget(t, 'cap')
   if w == '' then
     lset(t, 'w', A[10])
     if cap == '' then lset(t, 'cap', A[12]) end
     rcall('HSETNX', tkey(t), 'pv', A[22])
-  elseif (w ~= A[10] or cap ~= A[12]) and tonum(A[22]) > tonum(rcall('HGET', tkey(t), 'pv') or '0') then
+  elseif (tonum(w) ~= tonum(A[10]) or tonum(cap) ~= tonum(A[12])) and tonum(A[22]) > tonum(rcall('HGET', tkey(t), 'pv') or '0') then
     lset(t, 'w', A[10])
     lset(t, 'cap', A[12])
     rcall('HSET', tkey(t), 'pv', A[22])
