@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/easelbot/easel/internal/redistest"
 	"github.com/easelbot/easel/scheduler"
+	"github.com/easelbot/easel/sdclient/fakesd"
 	"github.com/easelbot/easel/storage"
 	"github.com/easelbot/easel/storage/blob"
 )
@@ -138,19 +140,39 @@ func freeAddr(t *testing.T) string {
 // TestKilledWorkerJobFinishesElsewhereOnce: a worker process is SIGKILLed
 // mid-job; after its lease the job is reclaimed, finishes on another worker,
 // and exactly one succeeded event and one set of images exist.
+//
+// The first worker's backend cannot finish the job: it stalls after its
+// first step until interrupted (fakesd StallAt), which nobody does, so the
+// kill always lands mid-job however late it comes (with one shared fake
+// running 30 steps of 100 ms, a loaded machine once let the first worker
+// finish before the kill). The second worker has a backend of its own that
+// runs normally: A1111 keeps running an abandoned task, so a shared stalled
+// one would hold the queue lock forever.
 func TestKilledWorkerJobFinishesElsewhereOnce(t *testing.T) {
 	t.Parallel()
 	rcfg := redistest.Config(t)
-	fakeAddr := freeAddr(t)
-	startProc(t, nil, "fakesd", "--addr", fakeAddr, "--step", "100ms", "--preview-every", "0").waitListening(t, fakeAddr)
+	fakeURL := func(fake *fakesd.Server) string {
+		srv := httptest.NewServer(fake.Handler())
+		// After the workers' cleanup (LIFO): the server closes first, which
+		// ends the stalled task, then the listener.
+		t.Cleanup(srv.Close)
+		t.Cleanup(fake.Close)
+		return srv.URL
+	}
+	stuck := fakesd.New(fakesd.Config{StepDuration: 100 * time.Millisecond, NoPreviews: true})
+	stuck.StallAt(1)
+	good := fakesd.New(fakesd.Config{StepDuration: 100 * time.Millisecond, NoPreviews: true})
+	backends := func(url string) string {
+		return "EASEL_BACKENDS=[{name: fake, kind: fakesd, url: \"" + url + "\"}]"
+	}
 	env := []string{
 		"EASEL_REDIS_URL=" + rcfg.URL,
 		"EASEL_REDIS_PREFIX=" + rcfg.Prefix,
 		"EASEL_SCHEDULER_LEASE=1s",
 		"EASEL_SCHEDULER_RETRY_BACKOFF=10ms",
-		"EASEL_BACKENDS=[{name: fake, kind: fakesd, url: \"http://" + fakeAddr + "\"}]",
 		"EASEL_LOG_LEVEL=debug",
 	}
+	stuckURL, goodURL := fakeURL(stuck), fakeURL(good)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -161,12 +183,13 @@ func TestKilledWorkerJobFinishesElsewhereOnce(t *testing.T) {
 	require.NoError(t, err)
 	env = append(env, sharedImages(t, store))
 
-	first := startProc(t, append(env, "EASEL_WORKER_NAME=first"), "worker")
+	first := startProc(t, append(env, "EASEL_WORKER_NAME=first", backends(stuckURL)), "worker")
 	payload, _ := json.Marshal(map[string]any{"prompt": "a red fox", "width": 64, "height": 64, "steps": 30, "count": 1, "seed": 7})
 	res, err := sched.Submit(ctx, scheduler.SubmitRequest{Tenant: "api:t", User: "u", Payload: payload, Images: 1})
 	require.NoError(t, err)
 
-	// Kill the first worker once its backend reports progress.
+	// Kill the first worker once its backend reports progress (its one
+	// step: the job cannot end there).
 	err = sched.Follow(ctx, res.ID, 0, func(e scheduler.Event) error {
 		if e.Type == scheduler.EventProgress {
 			return errStop
@@ -176,7 +199,7 @@ func TestKilledWorkerJobFinishesElsewhereOnce(t *testing.T) {
 	require.ErrorIs(t, err, errStop)
 	require.NoError(t, first.cmd.Process.Signal(syscall.SIGKILL))
 	<-first.done
-	startProc(t, append(env, "EASEL_WORKER_NAME=second"), "worker")
+	startProc(t, append(env, "EASEL_WORKER_NAME=second", backends(goodURL)), "worker")
 
 	var types []scheduler.EventType
 	succeeded := 0
@@ -203,6 +226,8 @@ func TestKilledWorkerJobFinishesElsewhereOnce(t *testing.T) {
 	// The dead attempt left no images of its own.
 	_, err = store.Blobs.Open(ctx, blob.Ref{Job: res.ID, Attempt: 1, Name: "0"})
 	require.ErrorIs(t, err, blob.ErrNotFound)
+	require.Equal(t, 1, stuck.Generations())
+	require.Equal(t, 1, good.Generations())
 }
 
 var errStop = errors.New("stop following")
