@@ -56,11 +56,13 @@ func (c *counter) notify() {
 	}
 }
 
-// wait blocks until k holds at least n, or ctx ends.
-func (c *counter) wait(ctx context.Context, k string, n int) error {
+// wait blocks until what k holds satisfies ok, or ctx ends (the error
+// says what k held then).
+func (c *counter) wait(ctx context.Context, k string, ok func(held int) bool) error {
 	for {
 		c.mu.Lock()
-		if c.n[k] >= n {
+		held := c.n[k]
+		if ok(held) {
 			c.mu.Unlock()
 			return nil
 		}
@@ -72,7 +74,7 @@ func (c *counter) wait(ctx context.Context, k string, n int) error {
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("httpapi: %s never held %d: %w", k, n, ctx.Err())
+			return fmt.Errorf("httpapi: %s holds %d: %w", k, held, ctx.Err())
 		}
 	}
 }
