@@ -121,7 +121,7 @@ func batched[T scriptCall](ctx context.Context, s *Scheduler, b *batcher[T], c T
 // caller gets its answer at once. A call whose caller gave up before its
 // batch left is not sent; a batch is canceled once every caller in it gave
 // up (so a submit answered with an error during an outage is not admitted
-// when Redis comes back).
+// when Redis comes back); each of them then gets its own context's error.
 func runBatches[T scriptCall](s *Scheduler, b *batcher[T]) {
 	b.mu.Lock()
 	var batch []*batchWait[T]
@@ -154,9 +154,16 @@ func runBatches[T scriptCall](s *Scheduler, b *batcher[T]) {
 		for _, stop := range stops {
 			stop()
 		}
+		gaveUp := ctx.Err() != nil // every caller did, before the reply
 		cancel()
 		for i, w := range batch {
 			switch {
+			case err != nil && gaveUp && w.ctx.Err() != nil:
+				// The caller's own reason, not the batch's cancel: a
+				// deadline (Redis too slow or reconnecting) is an outage
+				// to callers (Unavailable: 503), a bare "context
+				// canceled" an internal error (500).
+				w.done <- batchReply{err: w.ctx.Err()}
 			case err != nil:
 				w.done <- batchReply{err: err}
 			case i >= len(res):
