@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
 
 	"github.com/easelbot/easel/scheduler"
 	"github.com/easelbot/easel/sdclient/a1111"
@@ -107,16 +106,8 @@ func TestIdleDownBackendTakesNoJob(t *testing.T) {
 	var sig signals
 	// A short block: the slot comes back to renew its offer many times
 	// while the backend is down.
-	w, err := worker.New(worker.Config{Name: "w", HealthInterval: 10 * time.Millisecond, BlockTimeout: 20 * time.Millisecond},
-		sched, []worker.Backend{{Name: "gpu", Backend: client}}, zap.NewNop())
-	require.NoError(t, err)
-	w.Observe(sig.observe)
-	require.NoError(t, w.Start(ctx))
-	t.Cleanup(func() {
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		require.NoError(t, w.Stop(stop))
-	})
+	startWorkerWith(t, ctx, worker.Config{Name: "w", HealthInterval: 10 * time.Millisecond, BlockTimeout: 20 * time.Millisecond},
+		sched, []worker.Backend{{Name: "gpu", Backend: client}}, sig.observe)
 	sig.wait(t, ctx, "gpu", "advertised")
 
 	fake.SetDown(true)
@@ -214,16 +205,8 @@ func TestJobGivenAsBackendGoesDownIsHandedBack(t *testing.T) {
 	fake := fakesd.New(fakesd.Config{StepDuration: 2 * time.Millisecond})
 	var sig signals
 	// No idle check comes during the test: the test plays their part.
-	w, err := worker.New(worker.Config{Name: "w", HealthInterval: time.Hour, BlockTimeout: 20 * time.Millisecond},
-		sched, []worker.Backend{{Name: "gpu", Backend: backendOn(t, fake)}}, zap.NewNop())
-	require.NoError(t, err)
-	w.Observe(sig.observe)
-	require.NoError(t, w.Start(ctx))
-	t.Cleanup(func() {
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		require.NoError(t, w.Stop(stop))
-	})
+	w := startWorkerWith(t, ctx, worker.Config{Name: "w", HealthInterval: time.Hour, BlockTimeout: 20 * time.Millisecond},
+		sched, []worker.Backend{{Name: "gpu", Backend: backendOn(t, fake)}}, sig.observe)
 	sig.wait(t, ctx, "gpu", "advertised")
 
 	w.MarkDownOnly("gpu")
@@ -231,7 +214,7 @@ func TestJobGivenAsBackendGoesDownIsHandedBack(t *testing.T) {
 	id := b.submit(t, 2) // dispatched at once: the slot is still offered
 	var seen []string
 	errHandedBack := errors.New("handed back")
-	err = sched.Follow(ctx, id, 0, func(e scheduler.Event) error {
+	err := sched.Follow(ctx, id, 0, func(e scheduler.Event) error {
 		seen = append(seen, string(e.Type))
 		if e.Type == scheduler.EventQueued && len(seen) > 1 {
 			return errHandedBack

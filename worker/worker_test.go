@@ -231,7 +231,13 @@ func scheduled(t *testing.T, cfg scheduler.Config) (context.Context, *scheduler.
 // startWorker starts a worker (stopped at cleanup, if the test did not).
 func startWorker(t *testing.T, ctx context.Context, sched *scheduler.Scheduler, name string, backends []worker.Backend, observe func(worker.Observation)) *worker.Worker {
 	t.Helper()
-	w, err := worker.New(worker.Config{Name: name, HealthInterval: 10 * time.Millisecond, BlockTimeout: time.Second}, sched, backends, zap.NewNop())
+	return startWorkerWith(t, ctx, worker.Config{Name: name, HealthInterval: 10 * time.Millisecond, BlockTimeout: time.Second}, sched, backends, observe)
+}
+
+// startWorkerWith is startWorker with a configuration of the test's own.
+func startWorkerWith(t *testing.T, ctx context.Context, cfg worker.Config, sched *scheduler.Scheduler, backends []worker.Backend, observe func(worker.Observation)) *worker.Worker {
+	t.Helper()
+	w, err := worker.New(cfg, sched, backends, zap.NewNop())
 	require.NoError(t, err)
 	w.Observe(observe)
 	require.NoError(t, w.Start(ctx))
