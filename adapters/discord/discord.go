@@ -97,10 +97,13 @@ type Adapter struct {
 
 	mu    sync.Mutex
 	appID string
-	// replies gate a job's renders until the interaction's reply (the
-	// first render) is acknowledged: by job id, and the job of each
-	// interaction being answered.
-	replies  map[string]chan struct{}
+	// replies gate the renders of the jobs an interaction submits until
+	// its reply (the first render) is acknowledged, by interaction token
+	// (a job's Origin carries it). A gate is made before the command runs,
+	// so before any job it submits can have an event.
+	replies map[string]chan struct{}
+	// answerOf is the job each interaction being answered submitted, by
+	// interaction id.
 	answerOf map[string]string
 	// limits are the attachment_size_limit of interactions being answered.
 	limits map[string]int64
@@ -349,8 +352,15 @@ func (a *Adapter) onInteraction(_ *discordgo.Session, ic *discordgo.InteractionC
 	var resp *discordgo.InteractionResponse
 	switch i.Type {
 	case discordgo.InteractionApplicationCommand:
+		// A command or a button may submit a job, whose events the relay
+		// renders at once in another goroutine: gate them before the
+		// submit, and open the gate however the handler ends.
+		a.replying(i.Token)
+		defer a.replied(i.Token)
 		resp = a.command(ctx, i)
 	case discordgo.InteractionMessageComponent:
+		a.replying(i.Token)
+		defer a.replied(i.Token)
 		resp = a.component(ctx, i)
 	case discordgo.InteractionApplicationCommandAutocomplete:
 		resp = a.autocomplete(ctx, i)
@@ -366,28 +376,47 @@ func (a *Adapter) onInteraction(_ *discordgo.Session, ic *discordgo.InteractionC
 	a.answered(i)
 }
 
-// awaiting gates job's renders until its interaction's reply is out.
+// replying gates the renders of jobs whose origin has the interaction
+// token until replied(token). A redelivered interaction shares the gate.
+func (a *Adapter) replying(token string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.replies[token]; !ok {
+		a.replies[token] = make(chan struct{})
+	}
+}
+
+// replied opens the gate of the interaction token, if still closed.
+func (a *Adapter) replied(token string) {
+	a.mu.Lock()
+	gate, ok := a.replies[token]
+	delete(a.replies, token)
+	a.mu.Unlock()
+	if ok {
+		close(gate)
+	}
+}
+
+// awaiting notes jobID as the job interactionID submitted, whose reply's
+// message id answered remembers.
 func (a *Adapter) awaiting(interactionID, jobID string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.replies[jobID] = make(chan struct{})
 	a.answerOf[interactionID] = jobID
 }
 
-// answered opens the gate of the job interaction i submitted (if any), and
-// remembers the reply's message id, which edits with the bot token need
-// once the interaction token has expired.
+// answered opens the gate of interaction i's renders, and remembers the
+// reply's message id for the job it submitted (if any), which edits with
+// the bot token need once the interaction token has expired.
 func (a *Adapter) answered(i *discordgo.Interaction) {
+	a.replied(i.Token)
 	a.mu.Lock()
 	jobID, ok := a.answerOf[i.ID]
 	delete(a.answerOf, i.ID)
-	gate := a.replies[jobID]
-	delete(a.replies, jobID)
 	a.mu.Unlock()
 	if !ok {
 		return
 	}
-	close(gate)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	m, err := a.s.InteractionResponse(i, discordgo.WithContext(ctx))
@@ -400,11 +429,11 @@ func (a *Adapter) answered(i *discordgo.Interaction) {
 	}
 }
 
-// awaitReply waits for the reply of the interaction that submitted job,
-// when this process is answering it.
-func (a *Adapter) awaitReply(ctx context.Context, jobID string) error {
+// awaitReply waits for the reply of the interaction with token, which
+// submitted the job, when this process is answering it.
+func (a *Adapter) awaitReply(ctx context.Context, token string) error {
 	a.mu.Lock()
-	gate := a.replies[jobID]
+	gate := a.replies[token]
 	a.mu.Unlock()
 	if gate == nil {
 		return nil
@@ -904,7 +933,7 @@ func (a *Adapter) Render(ctx context.Context, job *scheduler.Job, ev scheduler.E
 		return nil
 	}
 	// The reply is the message every edit changes: edit only once it is out.
-	if err := a.awaitReply(ctx, job.ID); err != nil {
+	if err := a.awaitReply(ctx, o.Token); err != nil {
 		return err
 	}
 	// API v10 keeps only the attachments listed, new files by their index.
