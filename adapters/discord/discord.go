@@ -107,8 +107,12 @@ type Adapter struct {
 	answerOf map[string]string
 	// limits are the attachment_size_limit of interactions being answered.
 	limits map[string]int64
-	wg     sync.WaitGroup
-	ready  chan struct{}
+	// submitted, when set (by tests only), runs after a handler has
+	// submitted a job and before the interaction's reply: the window in
+	// which the job's events must not yet be rendered.
+	submitted func(jobID string)
+	wg        sync.WaitGroup
+	ready     chan struct{}
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.
@@ -405,6 +409,16 @@ func (a *Adapter) awaiting(interactionID, jobID string) {
 	a.answerOf[interactionID] = jobID
 }
 
+// afterSubmit runs the test hook submitted, if set.
+func (a *Adapter) afterSubmit(jobID string) {
+	a.mu.Lock()
+	f := a.submitted
+	a.mu.Unlock()
+	if f != nil {
+		f(jobID)
+	}
+}
+
 // answered opens the gate of interaction i's renders, and remembers the
 // reply's message id for the job it submitted (if any), which edits with
 // the bot token need once the interaction token has expired.
@@ -688,6 +702,7 @@ func (a *Adapter) submit(ctx context.Context, c commands.Caller, i *discordgo.In
 	if err != nil {
 		return a.userError(err, i.Locale)
 	}
+	a.afterSubmit(res.ID)
 	if !res.Duplicate {
 		a.awaiting(i.ID, res.ID)
 	}
@@ -741,6 +756,7 @@ func (a *Adapter) component(ctx context.Context, i *discordgo.Interaction) *disc
 		if err != nil {
 			return a.userError(err, i.Locale)
 		}
+		a.afterSubmit(res.ID)
 		if !res.Duplicate {
 			a.awaiting(i.ID, res.ID)
 		}

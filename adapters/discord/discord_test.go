@@ -336,6 +336,54 @@ func TestEditsWaitForTheReply(t *testing.T) {
 	require.Greater(t, n, 1)
 }
 
+// A job can run to its end between its submit and the interaction's reply
+// (issue 11: the relay renders in its own goroutine as soon as the job has
+// events): its renders still wait for the reply, and none edits @original
+// before it exists. The hook holds the handler after the submit until the
+// job has finished.
+func TestEditsWaitForTheReplyWhenTheJobEndsFirst(t *testing.T) {
+	t.Parallel()
+	b := setup(t, 5*time.Millisecond, nil)
+	finished := make(chan string, 1)
+	discord.OnSubmitted(b.bot, func(jobID string) {
+		ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
+		defer cancel()
+		after := "0-0"
+		for ctx.Err() == nil {
+			evs, next, err := b.sched.ReadEvents(ctx, after, time.Second)
+			if err != nil {
+				return
+			}
+			after = next
+			for _, ev := range evs {
+				if ev.JobID == jobID && ev.Type.Terminal() {
+					finished <- jobID
+					return
+				}
+			}
+		}
+	})
+	i, tok := interaction(2, who{user: "42", guild: "g1"}, imagine(map[string]any{"prompt": "a fast job", "steps": 4}))
+	b.fake.Dispatch(i)
+	calls := waitFor(t, b.fake, "final", finalEdit(tok))
+	select {
+	case <-finished:
+	default:
+		t.Fatal("the job had not finished before the reply: the window was not opened")
+	}
+	replied := callbacks(calls, tok)
+	require.Len(t, replied, 1)
+	n := 0
+	for _, c := range calls {
+		if strings.Contains(c.Path, "/webhooks/app1/"+tok+"/messages/@original") {
+			require.NotEqual(t, 404, c.Status, "an edit before the reply: %s %s", c.Method, c.Path)
+			require.False(t, c.At.Before(replied[0].At), "edited before the reply")
+			n++
+		}
+	}
+	require.Positive(t, n)
+}
+
 // With no application in READY, commands are registered under the bot
 // user's id, never under an empty application id.
 func TestCommandsRegisteredUnderTheBotUser(t *testing.T) {
