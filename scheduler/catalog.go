@@ -57,8 +57,16 @@ const downMark = "down:"
 // "consumer\tbackend" too).
 func adField(worker, name string) string { return name + "\t" + worker }
 
+// The expiry is by Redis's clock (redisNow), as readAds compares it: the
+// advertising worker and the reading API may run on machines whose clocks
+// disagree, and by their own clocks a fresh ad could read as expired (or
+// an expired one as live) for as long as they disagree.
 func (s *Scheduler) advertise(ctx context.Context, worker, name string, catalog []byte, ttl time.Duration, down bool) error {
-	v := strconv.FormatInt(s.cfg.Now().Add(ttl).UnixMilli(), 10) + ":"
+	now, err := s.redisNow(ctx)
+	if err != nil {
+		return fmt.Errorf("advertise backend: %w", err)
+	}
+	v := strconv.FormatInt(now.Add(ttl).UnixMilli(), 10) + ":"
 	if down {
 		v += downMark
 	}
@@ -97,13 +105,25 @@ func (s *Scheduler) BackendAds(ctx context.Context) (map[string]BackendAd, error
 
 // readAds reads every advertisement: the live catalogs by backend name (as
 // BackendAds returns them), and the expired ads' values by field, for
-// pruneAds.
+// pruneAds. Expiries are compared with Redis's clock (TIME, read in the
+// same round trip), as advertise wrote them.
 func (s *Scheduler) readAds(ctx context.Context) (map[string]BackendAd, map[string]string, error) {
-	m, err := s.client.Do(ctx, s.client.B().Hgetall().Key(s.keys.Backends()).Build()).AsStrMap()
+	cmds := rueidis.Commands{s.client.B().Hgetall().Key(s.keys.Backends()).Build()}
+	if !s.clock {
+		cmds = append(cmds, s.client.B().Time().Build())
+	}
+	res := s.client.DoMulti(ctx, cmds...)
+	m, err := res[0].AsStrMap()
 	if err != nil {
 		return nil, nil, fmt.Errorf("backends: %w", err)
 	}
-	now := s.cfg.Now().UnixMilli()
+	at := s.cfg.Now()
+	if !s.clock {
+		if at, err = redisTime(res[1]); err != nil {
+			return nil, nil, fmt.Errorf("backends: %w", err)
+		}
+	}
+	now := at.UnixMilli()
 	out := make(map[string]BackendAd, len(m))
 	until := make(map[string]int64, len(m))
 	expired := map[string]string{}

@@ -7,6 +7,10 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+
+	"github.com/easelbot/easel/internal/redistest"
+	"github.com/easelbot/easel/storage"
 )
 
 func TestPruneAdsContract(t *testing.T) {
@@ -83,4 +87,51 @@ func TestBackendAdsPruneKeepsReadvertised(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, ads)
 	require.Empty(t, fields())
+}
+
+// skewed is a scheduler on store whose machine's clock is off by skew: its
+// Config.Now is left to the default (so the scripts read Redis's TIME, as
+// in production), then the Go-side clock is skewed.
+func skewed(t *testing.T, store *storage.Store, skew time.Duration) *Scheduler {
+	t.Helper()
+	s, err := New(context.Background(), store, Config{}, zap.NewNop())
+	require.NoError(t, err)
+	require.False(t, s.clock)
+	s.cfg.Now = func() time.Time { return time.Now().Add(skew) }
+	return s
+}
+
+// Advertisements expire by Redis's clock, not the worker's or the
+// reader's: a worker whose clock is 20 minutes behind and an API whose
+// clock is 20 minutes ahead still agree that a fresh 15-minute ad is live
+// (by their own clocks it would have expired before it was written), and
+// the reader does not prune it.
+func TestBackendAdsExpireByRedisClock(t *testing.T) {
+	t.Parallel()
+	store := redistest.Store(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	worker := skewed(t, store, -20*time.Minute)
+	reader := skewed(t, store, 20*time.Minute)
+	const ttl = 15 * time.Minute
+	require.NoError(t, worker.AdvertiseBackend(ctx, "w1", "gpu", []byte(`{"v":1}`), ttl))
+	require.NoError(t, worker.AdvertiseBackendDown(ctx, "w1", "cpu", []byte(`{"v":2}`), ttl))
+	for _, s := range []*Scheduler{reader, worker} {
+		ads, err := s.BackendAds(ctx)
+		require.NoError(t, err)
+		require.Equal(t, map[string]BackendAd{"gpu": {Catalog: []byte(`{"v":1}`)}, "cpu": {Catalog: []byte(`{"v":2}`), Down: true}}, ads)
+	}
+	n, err := store.Client.Do(ctx, store.Client.B().Hlen().Key(reader.keys.Backends()).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n, "a fresh ad is not pruned")
+
+	// An ad that has run out by Redis's clock is dropped and pruned, though
+	// the worker's clock (behind) would still call it live.
+	require.NoError(t, worker.AdvertiseBackend(ctx, "w2", "old", []byte(`{}`), -time.Millisecond))
+	ads, err := worker.BackendAds(ctx)
+	require.NoError(t, err)
+	require.NotContains(t, ads, "old")
+	n, err = store.Client.Do(ctx, store.Client.B().Hlen().Key(reader.keys.Backends()).Build()).AsInt64()
+	require.NoError(t, err)
+	require.Equal(t, int64(2), n, "the expired ad is pruned")
 }

@@ -93,3 +93,53 @@ func TestScriptsTakeNowFromRedis(t *testing.T) {
 		}
 	}
 }
+
+// The maintainer's trim of the shared events stream by age takes "now" from
+// Redis's clock, as the entry ids do: a maintainer whose clock is an hour
+// ahead drops no recent event, and one whose clock is an hour behind still
+// drops what is older than the grace.
+func TestTrimEventsByRedisClock(t *testing.T) {
+	t.Parallel()
+	store := redistest.Store(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ahead := skewed(t, store, time.Hour)
+	behind := skewed(t, store, -time.Hour)
+	c := store.Client
+	key := ahead.shards[0].keys.Events()
+	xlen := func() int64 {
+		t.Helper()
+		n, err := c.Do(ctx, c.B().Xlen().Key(key).Build()).AsInt64()
+		require.NoError(t, err)
+		return n
+	}
+	add := func(id func(i int) string) {
+		t.Helper()
+		cmds := make(rueidis.Commands, 0, 350)
+		for i := range 350 {
+			cmds = append(cmds, c.B().Xadd().Key(key).Id(id(i)).FieldValue().FieldValue("e", "filler").Build())
+		}
+		for _, r := range c.DoMulti(ctx, cmds...) {
+			require.NoError(t, r.Error())
+		}
+	}
+	// 350 entries from twice the grace ago (by Redis's clock), then 350
+	// fresh ones. No relay has read, so no group holds the trim back.
+	now, err := ahead.redisNow(ctx)
+	require.NoError(t, err)
+	old := now.Add(-2 * ahead.cfg.EventsGrace).UnixMilli()
+	add(func(i int) string { return strconv.FormatInt(old, 10) + "-" + strconv.Itoa(i+1) })
+	add(func(int) string { return "*" })
+	require.Equal(t, int64(700), xlen())
+
+	n, err := behind.TrimEvents(ctx)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, int64(250), "what is older than the grace goes, though the maintainer's clock is behind")
+	left := xlen()
+	require.GreaterOrEqual(t, left, int64(350))
+
+	n, err = ahead.TrimEvents(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "no entry younger than the grace goes, though the maintainer's clock is ahead")
+	require.Equal(t, left, xlen())
+}

@@ -15,7 +15,8 @@ import (
 // EventsMaxLen caps by count only. The maintainer also trims it by age:
 // entries older than EventsGrace go, except those some consumer group still
 // needs. The trim point of a shard's stream is the least of
-//   - now - EventsGrace (as an entry id: entry ids are Redis's clock in ms);
+//   - now - EventsGrace by Redis's clock (TIME: entry ids are Redis's
+//     clock in ms), never the maintainer's own;
 //   - for every consumer group on the stream (XINFO GROUPS: the relays',
 //     the webhooks', any other), its last-delivered-id (what it has not
 //     read yet stays) and its oldest pending entry (XPENDING: what it read
@@ -34,8 +35,20 @@ import (
 // shared stream.
 
 // trimEvents trims every shard's shared events stream by age as above, with
-// now as the clock, and returns how many entries it removed.
-func (s *Scheduler) trimEvents(ctx context.Context, now time.Time) (int64, error) {
+// Redis's clock (redisNow) as now: entry ids are Redis's clock, and the
+// maintainer's own clock, if ahead, would trim entries younger than the
+// grace (behind, it would keep old ones). It returns how many entries it
+// removed.
+func (s *Scheduler) trimEvents(ctx context.Context) (int64, error) {
+	now, err := s.redisNow(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("trim events: %w", err)
+	}
+	return s.trimEventsAt(ctx, now)
+}
+
+// trimEventsAt is trimEvents with now as the clock.
+func (s *Scheduler) trimEventsAt(ctx context.Context, now time.Time) (int64, error) {
 	cutoff := now.Add(-s.cfg.EventsGrace).UnixMilli()
 	if cutoff <= 0 {
 		return 0, nil
@@ -156,5 +169,5 @@ func parseStreamID(s string) (streamID, bool) {
 // maintainer does after each reclaim pass, and returns how many entries it
 // removed (`easel bench` uses it).
 func (s *Scheduler) TrimEvents(ctx context.Context) (int64, error) {
-	return s.trimEvents(ctx, s.cfg.Now())
+	return s.trimEvents(ctx)
 }

@@ -8,7 +8,7 @@ import (
 // TrimEventsAt runs the maintainer's trim of the shared events stream
 // (eventtrim.go) with now as the clock.
 func (s *Scheduler) TrimEventsAt(ctx context.Context, now time.Time) (int64, error) {
-	return s.trimEvents(ctx, now)
+	return s.trimEventsAt(ctx, now)
 }
 
 // EventKeys are the shared events streams' keys, one a shard.

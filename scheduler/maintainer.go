@@ -87,7 +87,7 @@ func (m *Maintainer) loop(ctx context.Context) {
 			nextReclaim = now.Add(lease / 2)
 			if err == nil {
 				// The shared events stream by age, at the reclaim pace.
-				_, err = m.s.trimEvents(ctx, now)
+				_, err = m.s.trimEvents(ctx)
 			}
 		}
 		if err != nil {

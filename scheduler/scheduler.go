@@ -60,8 +60,10 @@ type Config struct {
 	// worker slots take from every shard, fairly). 1 keeps every key in one
 	// hash tag. Changing it needs an empty queue. Default 1, at most 64.
 	Shards int `yaml:"shards"`
-	// Now is the clock for tests. Default: the scripts read Redis's own clock
-	// (TIME), so every process agrees on "now"; Go code uses time.Now.
+	// Now is the clock for tests. Default: the scripts, and Go code comparing
+	// times other processes wrote (advertisement expiries, the events trim),
+	// read Redis's own clock (TIME), so every process agrees on "now"; other
+	// Go code uses time.Now.
 	Now func() time.Time `yaml:"-"`
 }
 
@@ -576,12 +578,33 @@ func (s *Scheduler) backoff() backoff {
 // policyStamp is now in µs by Redis's clock (or the injected one): a
 // policy version (policyVersion, Policies.Set).
 func (s *Scheduler) policyStamp(ctx context.Context) (int64, error) {
+	now, err := s.redisNow(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return now.UnixMicro(), nil
+}
+
+// redisNow is now by Redis's clock (TIME), or by the injected one in tests
+// (Config.Now). Go code that compares a time another process wrote (an
+// advertisement's expiry, a stream entry id) with "now" takes it from here,
+// not from its own machine's clock: workers run on other hosts, and their
+// clocks disagree.
+func (s *Scheduler) redisNow(ctx context.Context) (time.Time, error) {
 	if s.clock {
-		return s.cfg.Now().UnixMicro(), nil
+		return s.cfg.Now(), nil
 	}
-	t, err := s.client.Do(ctx, s.client.B().Time().Build()).AsIntSlice()
-	if err != nil || len(t) != 2 {
-		return 0, fmt.Errorf("time: %w", err)
+	return redisTime(s.client.Do(ctx, s.client.B().Time().Build()))
+}
+
+// redisTime reads a TIME reply (seconds, microseconds).
+func redisTime(r rueidis.RedisResult) (time.Time, error) {
+	t, err := r.AsIntSlice()
+	if err == nil && len(t) != 2 {
+		err = fmt.Errorf("%d fields", len(t))
 	}
-	return t[0]*1e6 + t[1], nil
+	if err != nil {
+		return time.Time{}, fmt.Errorf("time: %w", err)
+	}
+	return time.Unix(t[0], t[1]*1000), nil
 }
