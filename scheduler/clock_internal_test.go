@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
@@ -142,4 +144,71 @@ func TestTrimEventsByRedisClock(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n, "no entry younger than the grace goes, though the maintainer's clock is ahead")
 	require.Equal(t, left, xlen())
+}
+
+// Idle slots (scored by their offers' expiry), down reports and the
+// served-cost minutes are all on Redis's clock, and the Go-side reads of
+// them take "now" from Redis too: a reader whose clock is 20 minutes ahead
+// still counts the idle slots (in the ETA, WaitingFor and the free slots
+// metric) and finds the cost served this minute, and a down report from a
+// worker whose clock is 20 minutes behind is not stale. (The ETA and the
+// metric read time.Now before, which a test cannot skew: for them this
+// checks only that the Redis clock reads count the slots.)
+func TestReadsOfSlotsAndReportsByRedisClock(t *testing.T) {
+	t.Parallel()
+	store := redistest.Store(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	worker := skewed(t, store, -20*time.Minute)
+	reader := skewed(t, store, 20*time.Minute)
+
+	// A job run to its end (the served cost, an average run time), then
+	// two idle slots offered for a minute.
+	id := submitForContract(t, worker, ctx, "api:skew", "u")
+	l, err := worker.Slot("w0", "b").Next(ctx, 5*time.Second)
+	require.NoError(t, err)
+	require.NotNil(t, l)
+	require.Equal(t, id, l.JobID)
+	require.NoError(t, l.Succeed(ctx, nil, nil, ""))
+	c := store.Client
+	require.NoError(t, c.Do(ctx, c.B().Hset().Key(reader.keys.Global()).FieldValue().FieldValue("avg_ms", "1000").Build()).Error())
+	for _, w := range []string{"w1", "w2"} {
+		require.NoError(t, worker.exec(ctx, slotCall{Member: worker.Slot(w, "b").member, TTL: time.Minute}).Error())
+	}
+	idle, err := c.Do(ctx, c.B().Zcard().Key(reader.keys.Slots()).Build()).AsInt64()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, idle, int64(2))
+
+	eta, err := reader.ETA(ctx, 4)
+	require.NoError(t, err)
+	require.LessOrEqual(t, eta, 2*time.Second, "4 jobs over at least 2 idle slots: at most 2 rounds of 1 s")
+
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(NewCollector(reader)))
+	n, err := testutil.GatherAndCount(reg, "easel_worker_free_slots")
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == "easel_worker_free_slots" {
+			require.GreaterOrEqual(t, mf.GetMetric()[0].GetGauge().GetValue(), 2.0)
+		}
+	}
+
+	served, err := reader.Served(ctx, time.Minute)
+	require.NoError(t, err)
+	require.Contains(t, served, "api:skew")
+
+	// Idle slots: nothing waits, though a backend is reported down.
+	require.NoError(t, worker.BackendDown(ctx, "gpu0", time.Now()))
+	w, err := reader.WaitingFor(ctx)
+	require.NoError(t, err)
+	require.Nil(t, w, "slots are offered")
+	// With no slot offered, the worker's fresh report counts.
+	require.NoError(t, c.Do(ctx, c.B().Del().Key(reader.keys.Slots()).Build()).Error())
+	w, err = reader.WaitingFor(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, w, "a fresh down report is not stale")
+	require.Equal(t, "gpu0", w.Backends[0].Name)
 }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"strconv"
 	"time"
@@ -55,14 +56,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	// Every shard's counts, summed; a free slot is offered on every shard,
-	// so free slots are the most any shard sees.
+	// so free slots are the most any shard sees. A slot's score is its
+	// offer's expiry by Redis's clock.
+	at, err := c.s.redisNow(ctx)
+	if err != nil {
+		return
+	}
+	now := strconv.FormatInt(at.UnixMilli(), 10)
 	cl := c.s.client
 	var cmds rueidis.Commands
 	for _, sh := range c.s.shards {
 		k := sh.keys
 		cmds = append(cmds,
 			cl.B().Hmget().Key(k.Global()).Field("pending").Build(),
-			cl.B().Zcount().Key(k.Slots()).Min(strconv.FormatInt(time.Now().UnixMilli(), 10)).Max("+inf").Build(),
+			cl.B().Zcount().Key(k.Slots()).Min(now).Max("+inf").Build(),
 			cl.B().Zcard().Key(k.Ready()).Build(),
 			cl.B().Zcard().Key(k.Relax()).Build(),
 			cl.B().Zcard().Key(k.Blocked()).Build(),
@@ -122,8 +129,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // last window (minute resolution): for each tenant served in it, its
 // running total now (the tenant hash's sv) less the mark of its first
 // minute in the window (Keys.ServedMarks, written by dispatch).
+//
+// The minutes are Redis's clock's (as dispatch keys the marks), not this
+// machine's.
 func (s *Scheduler) Served(ctx context.Context, window time.Duration) (map[string]float64, error) {
-	now := s.cfg.Now().UnixMilli() / 60000
+	at, err := s.redisNow(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("served: %w", err)
+	}
+	now := at.UnixMilli() / 60000
 	minutes := max(int64(window/time.Minute), 1)
 	cmds := make(rueidis.Commands, 0, minutes)
 	for m := now - minutes + 1; m <= now; m++ {

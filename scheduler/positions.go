@@ -58,8 +58,14 @@ func (s *Scheduler) BackendDown(ctx context.Context, backend string, since time.
 		}
 		return nil
 	}
+	// seen is by Redis's clock, as the positions script and WaitingFor
+	// compare it (the worker's clock may disagree with both).
+	seen, err := s.redisNow(ctx)
+	if err != nil {
+		return fmt.Errorf("backend down: %w", err)
+	}
 	c := s.client
-	v := strconv.FormatInt(since.UnixMilli(), 10) + "\t" + strconv.FormatInt(s.cfg.Now().UnixMilli(), 10)
+	v := strconv.FormatInt(since.UnixMilli(), 10) + "\t" + strconv.FormatInt(seen.UnixMilli(), 10)
 	for _, r := range c.DoMulti(ctx,
 		c.B().Hset().Key(s.keys.BackendsDown()).FieldValue().FieldValue(backend, v).Build(),
 		c.B().Xadd().Key(s.keys.BackendHealth()).Maxlen().Almost().Threshold("100").Id("*").FieldValue().
@@ -112,7 +118,10 @@ func (s *Scheduler) WaitingFor(ctx context.Context) (*Waiting, error) {
 		}
 	}
 	c := s.client
-	now := s.cfg.Now()
+	now, err := s.redisNow(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("waiting: %w", err)
+	}
 	res := c.DoMulti(ctx,
 		c.B().Zcount().Key(s.keys.Slots()).Min(strconv.FormatInt(now.UnixMilli(), 10)).Max("+inf").Build(),
 		c.B().Hget().Key(s.keys.Global()).Field("running").Build(),

@@ -421,10 +421,15 @@ func (s *Scheduler) ETA(ctx context.Context, position int) (time.Duration, error
 		slots := max(running+idle, 1)
 		return time.Duration((position+slots-1)/slots*avg) * time.Millisecond, nil
 	}
+	// A slot's score is its offer's expiry by Redis's clock.
+	now, err := s.redisNow(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("eta: %w", err)
+	}
 	c := s.client
 	res := c.DoMulti(ctx,
 		c.B().Hmget().Key(s.keys.Global()).Field("avg_ms", "running").Build(),
-		c.B().Zcount().Key(s.keys.Slots()).Min(strconv.FormatInt(time.Now().UnixMilli(), 10)).Max("+inf").Build())
+		c.B().Zcount().Key(s.keys.Slots()).Min(strconv.FormatInt(now.UnixMilli(), 10)).Max("+inf").Build())
 	v, err := res[0].AsStrSlice()
 	if err != nil {
 		return 0, fmt.Errorf("eta: %w", err)

@@ -322,8 +322,13 @@ func (s *Scheduler) deadShard(ctx context.Context, entry string) (*shard, error)
 // (an idle slot is offered on every shard: counted once, as the most any
 // shard sees), the average run time of the shards that have one.
 func (s *Scheduler) etaSharded(ctx context.Context) (avg, running, idle int, err error) {
+	// A slot's score is its offer's expiry by Redis's clock.
+	at, err := s.redisNow(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
 	cmds := make(rueidis.Commands, 0, 2*len(s.shards))
-	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	now := strconv.FormatInt(at.UnixMilli(), 10)
 	for _, sh := range s.shards {
 		cmds = append(cmds, s.client.B().Hmget().Key(sh.keys.Global()).Field("avg_ms", "running").Build(),
 			s.client.B().Zcount().Key(sh.keys.Slots()).Min(now).Max("+inf").Build())
