@@ -94,7 +94,13 @@ func TestBackendAdsPruneKeepsReadvertised(t *testing.T) {
 // in production), then the Go-side clock is skewed.
 func skewed(t *testing.T, store *storage.Store, skew time.Duration) *Scheduler {
 	t.Helper()
-	s, err := New(context.Background(), store, Config{}, zap.NewNop())
+	return skewedWith(t, store, Config{}, skew)
+}
+
+// skewedWith is skewed with cfg (whose Now must be nil).
+func skewedWith(t *testing.T, store *storage.Store, cfg Config, skew time.Duration) *Scheduler {
+	t.Helper()
+	s, err := New(context.Background(), store, cfg, zap.NewNop())
 	require.NoError(t, err)
 	require.False(t, s.clock)
 	s.cfg.Now = func() time.Time { return time.Now().Add(skew) }

@@ -212,3 +212,38 @@ func TestReadsOfSlotsAndReportsByRedisClock(t *testing.T) {
 	require.NotNil(t, w, "a fresh down report is not stale")
 	require.Equal(t, "gpu0", w.Backends[0].Name)
 }
+
+// The maintainer waits for the next delayed retry by Redis's clock, as the
+// retry's due time is: with its own clock 20 minutes behind it still
+// promotes a retry when it is due, not at its next reclaim pass (here 5
+// minutes away, past the test's timeout).
+func TestMaintainerPromotesByRedisClock(t *testing.T) {
+	t.Parallel()
+	store := redistest.Store(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := skewedWith(t, store, Config{Lease: 10 * time.Minute, RetryBackoff: 200 * time.Millisecond}, -20*time.Minute)
+	m := NewMaintainer(s, "m", zap.NewNop())
+	require.NoError(t, m.Start(ctx))
+	defer func() { require.NoError(t, m.Stop(context.Background())) }()
+	select { // its first pass (reclaim and all) is behind it
+	case <-m.passes:
+	case <-ctx.Done():
+		require.FailNow(t, "no maintenance pass")
+	}
+
+	id := submitForContract(t, s, ctx, "api:retry", "u")
+	sl := s.Slot("w", "b")
+	l, err := sl.Next(ctx, 5*time.Second)
+	require.NoError(t, err)
+	require.NotNil(t, l)
+	retry, err := l.Fail(ctx, "x", "m", true)
+	require.NoError(t, err)
+	require.True(t, retry)
+	// The retry comes back once due: Next blocks for it (up to 20 s).
+	l, err = sl.Next(ctx, 20*time.Second)
+	require.NoError(t, err)
+	require.NotNil(t, l, "the retry was not promoted when due")
+	require.Equal(t, id, l.JobID)
+	require.Equal(t, 2, l.Attempt)
+}

@@ -101,9 +101,15 @@ func (m *Maintainer) loop(ctx context.Context) {
 		default:
 		}
 		wait := nextReclaim.Sub(m.s.cfg.Now())
-		if due > 0 {
-			if d := time.UnixMilli(due).Sub(m.s.cfg.Now()); d < wait {
-				wait = d
+		if due > 0 && err == nil {
+			// due is by Redis's clock (the delayed set's scores): so is
+			// the wait for it. By this machine's clock a retry would be
+			// promoted late (clock behind) or the loop would spin (ahead).
+			var at time.Time
+			if at, err = m.s.redisNow(ctx); err == nil {
+				if d := time.UnixMilli(due).Sub(at); d < wait {
+					wait = d
+				}
 			}
 		}
 		if err != nil {
