@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"sync"
 	"testing"
@@ -246,4 +247,41 @@ func TestMaintainerPromotesByRedisClock(t *testing.T) {
 	require.NotNil(t, l, "the retry was not promoted when due")
 	require.Equal(t, id, l.JobID)
 	require.Equal(t, 2, l.Attempt)
+}
+
+// Today's usage and a finished job's history compare with Redis's clock, as
+// the scripts wrote them: a reader whose clock is a day ahead still reads
+// today's quota counts, and one whose clock is a minute ahead still
+// rebuilds the started event of a job that finished seconds ago.
+func TestUsageAndHistoryByRedisClock(t *testing.T) {
+	t.Parallel()
+	store := redistest.Store(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	s := skewed(t, store, 0)
+	dayAhead := skewed(t, store, 24*time.Hour)
+	minuteAhead := skewed(t, store, time.Minute)
+
+	r, err := s.Submit(ctx, SubmitRequest{Tenant: "api:q", User: "ann", Images: 3, Cost: 1,
+		Payload: json.RawMessage(`{"p":1}`), Origin: json.RawMessage(`{"o":1}`)})
+	require.NoError(t, err)
+	ps, err := NewPolicies(dayAhead, PolicyConfig{})
+	require.NoError(t, err)
+	tn, un, err := ps.UsageToday(ctx, "api:q", "ann")
+	require.NoError(t, err)
+	require.Equal(t, []int{3, 3}, []int{tn, un}, "today's usage, though the reader's clock is in tomorrow")
+
+	l, err := s.Slot("w", "b").Next(ctx, 5*time.Second)
+	require.NoError(t, err)
+	require.NotNil(t, l)
+	require.Equal(t, r.ID, l.JobID)
+	require.NoError(t, l.Succeed(ctx, nil, nil, ""))
+	evs, done, err := minuteAhead.History(ctx, r.ID, 0)
+	require.NoError(t, err)
+	require.True(t, done)
+	var types []EventType
+	for _, e := range evs {
+		types = append(types, e.Type)
+	}
+	require.Equal(t, []EventType{EventQueued, EventStarted, EventSucceeded}, types)
 }

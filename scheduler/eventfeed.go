@@ -64,8 +64,14 @@ func (s *Scheduler) History(ctx context.Context, id string, afterSeq int64) ([]E
 	// The record is read first: a terminal status is written with its
 	// event in one script, so the range read after it holds that event.
 	k := s.kid(id)
-	res := s.client.DoMulti(ctx, s.client.B().Hgetall().Key(k.Job(id)).Build(),
-		s.client.B().Xrange().Key(k.JobEvents(id)).Start("-").End("+").Build())
+	// Now by Redis's clock, as the record's finish time is
+	// (Job.startedEvent).
+	res := s.client.DoMulti(ctx, s.timeCmds(rueidis.Commands{s.client.B().Hgetall().Key(k.Job(id)).Build(),
+		s.client.B().Xrange().Key(k.JobEvents(id)).Start("-").End("+").Build()})...)
+	now, err := s.pipelinedNow(res)
+	if err != nil {
+		return nil, false, fmt.Errorf("history: %w", err)
+	}
 	m, err := res[0].AsStrMap()
 	if err != nil {
 		return nil, false, fmt.Errorf("history: %w", err)
@@ -84,7 +90,7 @@ func (s *Scheduler) History(ctx context.Context, id string, afterSeq int64) ([]E
 		evs = append(evs, j.queuedEvent())
 		last = 1
 	}
-	if st, ok := j.startedEvent(s.cfg.Now()); ok && st.Seq > last {
+	if st, ok := j.startedEvent(now); ok && st.Seq > last {
 		evs = append(evs, st)
 		last = st.Seq
 	}

@@ -174,8 +174,6 @@ func (ps *Policies) ownerLayer(tenant string) Policy {
 
 func (ps *Policies) key(tenant, user string) string { return ps.s.keys.Policy(tenant, user) }
 
-func (ps *Policies) day() int64 { return ps.s.cfg.Now().UnixMilli() / 86400000 }
-
 // Resolve returns the effective policy of user in tenant (user may be "" for
 // the tenant's own policy).
 func (ps *Policies) Resolve(ctx context.Context, tenant, user string) (Policy, error) {
@@ -452,10 +450,15 @@ func (ps *Policies) UsageToday(ctx context.Context, tenant, user string) (tenant
 // quotaToday reads the tenant's quota hash, empty when it counts another
 // day (the day it counts is the tenant hash's qd field).
 func (ps *Policies) quotaToday(ctx context.Context, tenant string) (map[string]string, error) {
+	// Today is Redis's day, as submit counts it (lua/submit.lua).
 	c := ps.s.client
-	res := c.DoMulti(ctx,
+	res := c.DoMulti(ctx, ps.s.timeCmds(rueidis.Commands{
 		c.B().Hget().Key(ps.s.kt(tenant).Tenant(tenant)).Field("qd").Build(),
-		c.B().Hgetall().Key(ps.s.kt(tenant).Quota(tenant)).Build())
+		c.B().Hgetall().Key(ps.s.kt(tenant).Quota(tenant)).Build()})...)
+	now, err := ps.s.pipelinedNow(res)
+	if err != nil {
+		return nil, err
+	}
 	day, err := res[0].ToString()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return nil, err
@@ -464,7 +467,7 @@ func (ps *Policies) quotaToday(ctx context.Context, tenant string) (map[string]s
 	if err != nil {
 		return nil, err
 	}
-	if day != strconv.FormatInt(ps.day(), 10) {
+	if day != strconv.FormatInt(now.UnixMilli()/86400000, 10) {
 		return map[string]string{}, nil
 	}
 	return m, nil

@@ -602,6 +602,24 @@ func (s *Scheduler) redisNow(ctx context.Context) (time.Time, error) {
 	return redisTime(s.client.Do(ctx, s.client.B().Time().Build()))
 }
 
+// timeCmds appends TIME to cmds unless the clock is injected, for
+// pipelinedNow to read back from the last reply: "now" by Redis's clock in
+// the same round trip as the reads it is compared with.
+func (s *Scheduler) timeCmds(cmds rueidis.Commands) rueidis.Commands {
+	if s.clock {
+		return cmds
+	}
+	return append(cmds, s.client.B().Time().Build())
+}
+
+// pipelinedNow is now from the replies to timeCmds' commands.
+func (s *Scheduler) pipelinedNow(res []rueidis.RedisResult) (time.Time, error) {
+	if s.clock {
+		return s.cfg.Now(), nil
+	}
+	return redisTime(res[len(res)-1])
+}
+
 // redisTime reads a TIME reply (seconds, microseconds).
 func redisTime(r rueidis.RedisResult) (time.Time, error) {
 	t, err := r.AsIntSlice()
