@@ -110,7 +110,7 @@ func (s *Scheduler) BackendAds(ctx context.Context) (map[string]BackendAd, error
 func (s *Scheduler) readAds(ctx context.Context) (map[string]BackendAd, map[string]string, error) {
 	cmds := rueidis.Commands{s.client.B().Hgetall().Key(s.keys.Backends()).Build()}
 	if !s.clock {
-		cmds = append(cmds, s.client.B().Time().Build())
+		cmds = append(cmds, s.timeCmd())
 	}
 	res := s.client.DoMulti(ctx, cmds...)
 	m, err := res[0].AsStrMap()

@@ -599,7 +599,14 @@ func (s *Scheduler) redisNow(ctx context.Context) (time.Time, error) {
 	if s.clock {
 		return s.cfg.Now(), nil
 	}
-	return redisTime(s.client.Do(ctx, s.client.B().Time().Build()))
+	return redisTime(s.client.Do(ctx, s.timeCmd()))
+}
+
+// timeCmd is TIME, retried on a broken connection as the client retries
+// read-only commands (it does not count TIME as one): a read pipelined
+// with it must not fail for it alone while Redis restarts.
+func (s *Scheduler) timeCmd() rueidis.Completed {
+	return s.client.B().Time().Build().ToRetryable()
 }
 
 // timeCmds appends TIME to cmds unless the clock is injected, for
@@ -609,7 +616,7 @@ func (s *Scheduler) timeCmds(cmds rueidis.Commands) rueidis.Commands {
 	if s.clock {
 		return cmds
 	}
-	return append(cmds, s.client.B().Time().Build())
+	return append(cmds, s.timeCmd())
 }
 
 // pipelinedNow is now from the replies to timeCmds' commands.
