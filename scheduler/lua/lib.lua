@@ -276,9 +276,8 @@ end
 -- the text read (a field read again is not parsed again); a field written
 -- in this call keeps what was written, and so do a tenant's w and cap
 -- (LTEXT: a submit compares them, as text, with its own policy's). They
--- parse by arithmetic (v + 0,
--- the same conversion as tonumber's, and no call for a number already
--- parsed).
+-- parse by arithmetic (v + 0, the same conversion as tonumber's, and no
+-- call for a number already parsed).
 local function gnum(f)
   if not GC then GC = rcall('HMGET', G, unpk(GF)) end
   local i = GI[f]
@@ -291,31 +290,25 @@ end
 local function gadd(f, d) gset(f, gnum(f) + d) end
 
 -- lane hashes: a lane's own fields, and for a relax lane its tenant's
--- (w, cap, running, parked, uws, qd live on the tenant's hash).
+-- (w, cap, running, parked, uws, qd live on the tenant's hash). lload
+-- reads lane t's hash into its cache, on the first access in a call.
+local function lload(t)
+  local c = rcall('HMGET', tkey(t), unpk(LF))
+  LC[t], LD[t] = c, blank()
+  return c
+end
 local function lget(t, f)
-  local c = LC[t]
-  if not c then
-    c = rcall('HMGET', tkey(t), unpk(LF))
-    LC[t], LD[t] = c, blank()
-  end
+  local c = LC[t] or lload(t)
   return c[LI[f]] or ''
 end
 local function lset(t, f, v)
-  local c = LC[t]
-  if not c then
-    c = rcall('HMGET', tkey(t), unpk(LF))
-    LC[t], LD[t] = c, blank()
-  end
+  local c = LC[t] or lload(t)
   local i = LI[f]
   c[i] = v
   LD[t][i] = true
 end
 local function lnum(t, f)
-  local c = LC[t]
-  if not c then
-    c = rcall('HMGET', tkey(t), unpk(LF))
-    LC[t], LD[t] = c, blank()
-  end
+  local c = LC[t] or lload(t)
   local i = LI[f]
   local v = c[i]
   if not v or v == '' then return 0 end
